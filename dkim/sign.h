@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * DKIM-Signature assembly (RFC 6376 section 3.5, 5.4, 3.7): the h= list a
+ * header policy selects, the signature field with its tags and folding, the
+ * SHA-256 digest the key signs, and the b= value put in last.
+ *
+ * Never signs with l= (a body length tag lets anyone append content under a
+ * valid signature) and never offers rsa-sha1 (RFC 8301).  Pure code: no I/O.
+ */
+#ifndef DKIM_SIGN_H
+#define DKIM_SIGN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "canon.h"
+#include "header.h"
+
+#define DKIM_HNAMES_MAX 128    /* entries of an h= list */
+#define DKIM_SELECTOR_MAX 63
+
+/* One header name of a signing policy. */
+struct dkim_hpolicy {
+        const char *name;
+        bool oversign;         /* list it once more than it occurs */
+};
+
+/* RFC 6376 5.4.1's recommended set, with oversigning on for the fields a
+ * forger would most like to add: From, To, Cc, Subject, Date, Reply-To,
+ * Message-ID, MIME-Version, Content-Type. */
+extern const struct dkim_hpolicy dkim_default_hpolicy[];
+extern const size_t dkim_default_hpolicy_len;
+
+struct dkim_sig_spec {
+        const char *alg;               /* "rsa-sha256" / "ed25519-sha256" */
+        enum dkim_canon header_canon;
+        enum dkim_canon body_canon;
+        const char *domain;            /* d= */
+        const char *selector;          /* s= */
+        uint64_t timestamp;            /* t= */
+        uint64_t expire;               /* x=, 0 for none */
+        const uint8_t *body_hash;      /* DKIM_SHA256_LEN octets: bh= */
+        const char *const *hnames;     /* the h= list, as chosen by dkim_select_headers */
+        size_t hcount;
+};
+
+/*
+ * The h= list for these headers under a policy: each policy name once per
+ * occurrence in the header block, plus once more when oversigned (so even an
+ * absent field is covered).  Names point into the policy (borrowed).
+ * DKIMSIGN_E_TOO_LARGE if more than max entries are needed.  A policy must
+ * contain "from".
+ */
+int dkim_select_headers(const struct dkim_headers *h, const struct dkim_hpolicy *policy,
+                        size_t policy_len, const char **ret_names, size_t max, size_t *ret_count);
+
+/* Append "DKIM-Signature: v=1; a=...; ...; b=" (folded, no CRLF) to out. */
+int dkim_sig_field_begin(const struct dkim_sig_spec *spec, struct buf *out);
+
+/*
+ * The digest to sign: SHA-256 over the canonicalized header fields named by
+ * spec->hnames (each name takes the last unused instance, bottom-up), then
+ * the canonicalized signature field with an empty b= and no final CRLF.
+ */
+int dkim_sig_digest(const struct dkim_headers *h, const struct dkim_sig_spec *spec,
+                    const uint8_t *field, size_t field_len, uint8_t ret_digest[DKIM_SHA256_LEN]);
+
+/* Append the base64 signature after "b=", folded. */
+int dkim_sig_field_finish(struct buf *out, const uint8_t *sig, size_t sig_len);
+
+/* Base64 of data appended to out (no line breaks). */
+int dkim_base64_put(struct buf *out, const uint8_t *data, size_t len);
+
+#endif

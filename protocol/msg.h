@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Message types of the dkimsign wire protocol, version 1 (docs/protocol.md),
+ * their encoders and decoders, and the mapping of error codes to the few
+ * stable wire statuses.
+ *
+ * Decoders are pure functions from a frame's payload to a struct whose
+ * pointers borrow the payload; they check every length against the
+ * protocol's bounds and refuse trailing octets.  Encoders append one whole
+ * frame to an output buffer.  No I/O, no allocation besides the buffer's.
+ */
+#ifndef MSG_H
+#define MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+#define PROTO_VERSION_MIN 1
+#define PROTO_VERSION_MAX 1
+
+enum msg_type {
+        MSG_HELLO = 1,       /* client -> daemon: versions it speaks */
+        MSG_HELLO_OK = 2,    /* daemon -> client: the version chosen, limits */
+        MSG_SIGN = 3,        /* client -> daemon: header block + body hash */
+        MSG_SIGNED = 4,      /* daemon -> client: DKIM-Signature field(s) */
+        MSG_ERROR = 5,       /* daemon -> client: status, detail, sentence */
+};
+
+/* Bounds of fields, fixed by the protocol (limits below these are config). */
+#define MSG_NAME_MAX 64          /* client / server software name */
+#define MSG_DOMAIN_MAX 253
+#define MSG_TEXT_MAX 1024        /* an error sentence */
+#define MSG_BODY_HASH_LEN 32     /* SHA-256 */
+#define MSG_SIGNATURES_MAX 8
+#define MSG_FIELD_MAX 16384      /* one DKIM-Signature field */
+
+/* Stable wire statuses: what a client must act on.  Each is permanent or
+ * temporary, and the ERROR frame says which, so an old client can handle a
+ * status it does not know. */
+enum wire_status {
+        WIRE_BAD_REQUEST = 1,   /* permanent: the request is malformed */
+        WIRE_VERSION = 2,       /* permanent: no protocol version in common */
+        WIRE_TOO_LARGE = 3,     /* permanent: over a configured limit */
+        WIRE_REFUSED = 4,       /* permanent: the message can't be signed safely */
+        WIRE_DENIED = 5,        /* permanent: peer not authorized for the domain */
+        WIRE_NO_KEY = 6,        /* permanent: no active key for the domain */
+        WIRE_TOKEN = 7,         /* temporary: the token failed */
+        WIRE_BUSY = 8,          /* temporary: at a limit, retry later */
+        WIRE_INTERNAL = 9,      /* temporary: daemon-side failure */
+};
+
+#define MSG_ERROR_TEMPORARY 0x01
+
+struct msg_hello {
+        uint16_t min_version;
+        uint16_t max_version;
+        const char *name;       /* borrowed, not NUL-terminated */
+        size_t name_len;
+};
+
+struct msg_hello_ok {
+        uint16_t version;
+        uint32_t max_frame;
+        const char *name;
+        size_t name_len;
+};
+
+struct msg_sign {
+        uint8_t header_canon;   /* enum dkim_canon */
+        uint8_t body_canon;
+        const char *domain;     /* empty: sign for the From domain */
+        size_t domain_len;
+        const uint8_t *body_hash;       /* MSG_BODY_HASH_LEN octets */
+        const uint8_t *headers;         /* header block, CRLF lines, no blank line */
+        size_t headers_len;
+};
+
+struct msg_signed {
+        uint16_t count;
+        const uint8_t *fields[MSG_SIGNATURES_MAX];  /* without the final CRLF */
+        size_t field_lens[MSG_SIGNATURES_MAX];
+};
+
+struct msg_error {
+        uint16_t status;        /* enum wire_status */
+        uint8_t flags;          /* MSG_ERROR_TEMPORARY */
+        uint16_t detail;        /* -dkimsign_err, 0 if none */
+        const char *text;
+        size_t text_len;
+};
+
+int msg_hello_encode(struct buf *out, uint32_t id, const struct msg_hello *m);
+int msg_hello_decode(struct buf *payload, struct msg_hello *ret);
+int msg_hello_ok_encode(struct buf *out, uint32_t id, const struct msg_hello_ok *m);
+int msg_hello_ok_decode(struct buf *payload, struct msg_hello_ok *ret);
+/* max_headers bounds headers_len (a configured limit). */
+int msg_sign_encode(struct buf *out, uint32_t id, const struct msg_sign *m);
+int msg_sign_decode(struct buf *payload, size_t max_headers, struct msg_sign *ret);
+int msg_signed_encode(struct buf *out, uint32_t id, const struct msg_signed *m);
+int msg_signed_decode(struct buf *payload, struct msg_signed *ret);
+int msg_error_encode(struct buf *out, uint32_t id, const struct msg_error *m);
+int msg_error_decode(struct buf *payload, struct msg_error *ret);
+
+/* An ERROR frame for code r (a dkimsign_err) with a sentence. */
+int msg_error_encode_code(struct buf *out, uint32_t id, int r, const char *text);
+
+/* The one place where error codes meet wire statuses. */
+enum wire_status wire_status_from_err(int r);
+bool wire_status_is_temporary(enum wire_status s);
+/* The dkimsign_err a client reports for an ERROR frame. */
+int wire_error_to_err(const struct msg_error *m);
+
+/* The highest version both sides speak, or DKIMSIGN_E_VERSION. */
+int msg_negotiate_version(uint16_t peer_min, uint16_t peer_max, uint16_t *ret);
+
+#endif
