@@ -1,0 +1,1665 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * PKCS#11 token access: load a module by path, find a token by label, log
+ * in, generate, import, find, list and destroy DKIM key pairs, and sign
+ * SHA-256 digests in per-thread sessions.
+ *
+ * It must never ask the token for a private attribute, never create a
+ * private key that is extractable or not sensitive, never keep a PIN in
+ * memory after C_Login, never trust a length the module reports (every
+ * attribute read is capped) and never log: it returns dkimsign_err codes and
+ * remembers the last failed CK_RV per thread for the caller's log line.
+ *
+ * Locking: the admin session (login, generation, import, find, list,
+ * destroy) is serialized by hsm.lock; signing sessions belong to one thread
+ * each and only their list is guarded, by hsm.sessions_lock.  Loaded modules
+ * are shared and reference-counted process-wide, because PKCS#11 state
+ * (initialization, login) is per process, not per handle.
+ */
+#include <assert.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/rand.h>
+
+#include <p11-kit/pkcs11.h>
+
+#include "dkimsign-errors.h"
+#include "hsm.h"
+
+#ifndef _cleanup_
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#endif
+
+#define TOKEN_LABEL_LEN 32        /* CK_TOKEN_INFO.label: blank padded, not NUL terminated */
+#define SLOTS_MAX 1024
+#define KEYS_MAX 65536            /* private keys hsm_list() will enumerate */
+#define KEY_ID_LEN 16             /* CKA_ID of the keys made here */
+#define KEY_ID_MAX 256            /* CKA_ID accepted from the token */
+#define RSA_MOD_MAX (HSM_RSA_MAX_BITS / 8)
+#define RSA_EXP_MAX 16
+#define EC_PARAMS_MAX 64
+#define EC_POINT_MAX 64
+#define ED25519_LEN 32
+#define ED25519_SIG_LEN 64
+#define PIN_FILE_MAX 256
+#define TMPL_MAX 24
+
+/* RFC 8410 id-Ed25519, the only CKA_EC_PARAMS written; PKCS#11 3.0 also
+ * allows the curve name as a PrintableString, accepted when read. */
+static const uint8_t ed25519_oid[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
+static const uint8_t ed25519_name[] = { 0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd', 's', '2', '5', '5', '1', '9' };
+
+/* DER DigestInfo header for SHA-256 (RFC 8017 section 9.2, note 1):
+ * CKM_RSA_PKCS pads but does not hash or wrap. */
+static const uint8_t sha256_info[] = {
+        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+        0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20,
+};
+
+static const uint8_t rsa_e65537[] = { 0x01, 0x00, 0x01 };
+static const CK_BBOOL ck_true = CK_TRUE;
+static const CK_BBOOL ck_false = CK_FALSE;
+static const CK_OBJECT_CLASS class_private = CKO_PRIVATE_KEY;
+static const CK_OBJECT_CLASS class_public = CKO_PUBLIC_KEY;
+static const CK_KEY_TYPE type_rsa = CKK_RSA;
+static const CK_KEY_TYPE type_eddsa = CKK_EC_EDWARDS;
+
+static _Thread_local CK_RV last_ckr;
+
+/* One dlopen()ed, C_Initialize()d module, shared by every struct hsm (and
+ * hsm_init_token) that names it: the last user finalizes it. */
+struct module {
+        struct module *next;
+        void *dl;
+        CK_FUNCTION_LIST *p11;
+        unsigned refs;
+        bool finalize;           /* we initialized it, so we finalize it */
+};
+
+static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct module *modules;
+
+struct hsm {
+        struct module *mod;
+        CK_FUNCTION_LIST *p11;   /* borrowed from mod */
+        CK_SLOT_ID slot;
+        pthread_mutex_t lock;    /* guards admin and every call made on it */
+        CK_SESSION_HANDLE admin;
+        bool admin_open;
+        pthread_mutex_t sessions_lock;
+        struct hsm_session *sessions;
+};
+
+struct hsm_session {
+        struct hsm *h;           /* NULL once hsm_close() has closed the handle */
+        CK_SESSION_HANDLE handle;
+        struct hsm_session *prev, *next;
+};
+
+/* A template whose values are borrowed: modules only read them. */
+struct tmpl {
+        CK_ATTRIBUTE a[TMPL_MAX];
+        CK_ULONG n;
+};
+
+static void tmpl_add(struct tmpl *t, CK_ATTRIBUTE_TYPE type, const void *value, size_t len)
+{
+        assert(t->n < TMPL_MAX);
+        t->a[t->n++] = (CK_ATTRIBUTE) { .type = type, .pValue = (void *) value, .ulValueLen = len };
+}
+
+static void freep(void *p)
+{
+        free(*(void **) p);
+}
+
+static void bn_clear_freep(BIGNUM **p)
+{
+        BN_clear_free(*p);
+}
+
+static void hsm_key_freep(struct hsm_key **p)
+{
+        hsm_key_free(*p);
+}
+
+static void hsm_closep(struct hsm **p)
+{
+        hsm_close(*p);
+}
+
+/* Remember rv for hsm_last_ckr() and map it to the error the caller can act on. */
+static int ckr_fail(CK_RV rv)
+{
+        last_ckr = rv;
+        switch (rv) {
+        case CKR_HOST_MEMORY:
+                return DKIMSIGN_E_NOMEM;
+        case CKR_PIN_INCORRECT:
+        case CKR_PIN_INVALID:
+        case CKR_PIN_LEN_RANGE:
+        case CKR_PIN_EXPIRED:
+        case CKR_PIN_LOCKED:
+        case CKR_USER_PIN_NOT_INITIALIZED:
+                return DKIMSIGN_E_PIN;
+        case CKR_KEY_HANDLE_INVALID:
+        case CKR_OBJECT_HANDLE_INVALID:
+                return DKIMSIGN_E_NO_KEY;
+        case CKR_MECHANISM_INVALID:
+        case CKR_MECHANISM_PARAM_INVALID:
+        case CKR_KEY_SIZE_RANGE:
+        case CKR_CURVE_NOT_SUPPORTED:
+        case CKR_DOMAIN_PARAMS_INVALID:
+                return DKIMSIGN_E_ALG;
+        default:
+                return DKIMSIGN_E_HSM;
+        }
+}
+
+/* Signing failures are temporary (E_HSM) unless the key itself is gone or unusable. */
+static int sign_fail(CK_RV rv)
+{
+        last_ckr = rv;
+        switch (rv) {
+        case CKR_KEY_HANDLE_INVALID:
+        case CKR_OBJECT_HANDLE_INVALID:
+        case CKR_KEY_TYPE_INCONSISTENT:
+        case CKR_KEY_FUNCTION_NOT_PERMITTED:
+                return DKIMSIGN_E_NO_KEY;
+        default:
+                return DKIMSIGN_E_HSM;
+        }
+}
+
+/* ---- modules ---- */
+
+static int module_load(const char *path, void **ret_dl, CK_FUNCTION_LIST **ret_p11)
+{
+        CK_C_GetFunctionList get_list;
+        CK_FUNCTION_LIST *p11 = NULL;
+        struct stat st;
+        void *dl;
+        CK_RV rv;
+
+        /* A bare name would make dlopen() search the library path. */
+        if (!path || !strchr(path, '/')) {
+                errno = EINVAL;
+                return DKIMSIGN_E_SYSTEM;
+        }
+        if (stat(path, &st) < 0)
+                return DKIMSIGN_E_SYSTEM;
+        if (!S_ISREG(st.st_mode)) {
+                errno = ENOEXEC;
+                return DKIMSIGN_E_SYSTEM;
+        }
+        /* RTLD_NODELETE: some modules leave threads or atexit handlers
+         * behind after C_Finalize, so their code must stay mapped; it also
+         * keeps the module's symbols for leak reports at exit. */
+        dl = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+        if (!dl) {
+                errno = ELIBBAD;
+                return DKIMSIGN_E_SYSTEM;
+        }
+        get_list = (CK_C_GetFunctionList) dlsym(dl, "C_GetFunctionList");
+        if (!get_list) {
+                dlclose(dl);
+                errno = ELIBBAD;
+                return DKIMSIGN_E_SYSTEM;
+        }
+        rv = get_list(&p11);
+        if (rv != CKR_OK || !p11 || p11->version.major < 2) {
+                dlclose(dl);
+                return ckr_fail(rv != CKR_OK ? rv : CKR_GENERAL_ERROR);
+        }
+        *ret_dl = dl;
+        *ret_p11 = p11;
+        return 0;
+}
+
+static int module_get(const char *path, struct module **ret)
+{
+        CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
+        CK_FUNCTION_LIST *p11 = NULL;
+        struct module *m;
+        void *dl = NULL;
+        CK_RV rv;
+        int r;
+
+        r = module_load(path, &dl, &p11);
+        if (r < 0)
+                return r;
+
+        pthread_mutex_lock(&modules_lock);
+        for (m = modules; m; m = m->next)
+                if (m->dl == dl)
+                        break;
+        if (m) {
+                m->refs++;
+                dlclose(dl); /* m holds a reference already */
+                goto out;
+        }
+        m = calloc(1, sizeof(*m));
+        if (!m) {
+                dlclose(dl);
+                r = DKIMSIGN_E_NOMEM;
+                goto out;
+        }
+        rv = p11->C_Initialize(&args);
+        /* Already initialized by someone else in this process (libp11, a
+         * test): use it, but leave C_Finalize to its owner. */
+        if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+                free(m);
+                dlclose(dl);
+                r = ckr_fail(rv);
+                m = NULL;
+                goto out;
+        }
+        m->dl = dl;
+        m->p11 = p11;
+        m->refs = 1;
+        m->finalize = rv == CKR_OK;
+        m->next = modules;
+        modules = m;
+out:
+        pthread_mutex_unlock(&modules_lock);
+        if (r < 0)
+                return r;
+        *ret = m;
+        return 0;
+}
+
+static void module_put(struct module *m)
+{
+        struct module **p;
+
+        if (!m)
+                return;
+        pthread_mutex_lock(&modules_lock);
+        if (--m->refs == 0) {
+                for (p = &modules; *p; p = &(*p)->next)
+                        if (*p == m) {
+                                *p = m->next;
+                                break;
+                        }
+                if (m->finalize)
+                        m->p11->C_Finalize(NULL);
+                dlclose(m->dl);
+                free(m);
+        }
+        pthread_mutex_unlock(&modules_lock);
+}
+
+/* ---- slots and tokens ---- */
+
+static int slots_get(CK_FUNCTION_LIST *p11, CK_SLOT_ID **ret, CK_ULONG *ret_count)
+{
+        /* The list may grow between the two calls (SoftHSM adds a free
+         * slot after C_InitToken): retry a few times. */
+        for (int attempt = 0; attempt < 4; attempt++) {
+                CK_SLOT_ID *slots;
+                CK_ULONG n = 0, got;
+                CK_RV rv;
+
+                rv = p11->C_GetSlotList(CK_TRUE, NULL, &n);
+                if (rv != CKR_OK)
+                        return ckr_fail(rv);
+                if (n > SLOTS_MAX)
+                        return DKIMSIGN_E_TOO_LARGE;
+                slots = calloc(n ? n : 1, sizeof(*slots));
+                if (!slots)
+                        return DKIMSIGN_E_NOMEM;
+                got = n;
+                rv = p11->C_GetSlotList(CK_TRUE, slots, &got);
+                if (rv == CKR_BUFFER_TOO_SMALL) {
+                        free(slots);
+                        continue;
+                }
+                if (rv != CKR_OK || got > n) {
+                        free(slots);
+                        return ckr_fail(rv != CKR_OK ? rv : CKR_GENERAL_ERROR);
+                }
+                *ret = slots;
+                *ret_count = got;
+                return 0;
+        }
+        return DKIMSIGN_E_HSM;
+}
+
+static bool token_label_eq(const CK_UTF8CHAR field[TOKEN_LABEL_LEN], const char *label)
+{
+        size_t n = strlen(label);
+
+        if (n > TOKEN_LABEL_LEN || memcmp(field, label, n) != 0)
+                return false;
+        /* Blank padded by the standard; some modules pad with NULs. */
+        for (size_t i = n; i < TOKEN_LABEL_LEN; i++)
+                if (field[i] != ' ' && field[i] != '\0')
+                        return false;
+        return true;
+}
+
+/* The first slot with an initialized token labelled label (want_free false),
+ * or with an uninitialized token (want_free true).  DKIMSIGN_E_NO_TOKEN if none. */
+static int slot_find(CK_FUNCTION_LIST *p11, const char *label, bool want_free, CK_SLOT_ID *ret)
+{
+        _cleanup_(freep) CK_SLOT_ID *slots = NULL;
+        CK_ULONG n = 0;
+        int r;
+
+        r = slots_get(p11, &slots, &n);
+        if (r < 0)
+                return r;
+        for (CK_ULONG i = 0; i < n; i++) {
+                CK_TOKEN_INFO info;
+                bool initialized;
+
+                /* A slot whose token is gone or broken is simply not a match. */
+                if (p11->C_GetTokenInfo(slots[i], &info) != CKR_OK)
+                        continue;
+                initialized = info.flags & CKF_TOKEN_INITIALIZED;
+                if (want_free ? initialized : !initialized || !token_label_eq(info.label, label))
+                        continue;
+                *ret = slots[i];
+                return 0;
+        }
+        return DKIMSIGN_E_NO_TOKEN;
+}
+
+/* ---- opening, login ---- */
+
+int hsm_open(const char *module_path, const char *token_label, struct hsm **ret)
+{
+        _cleanup_(hsm_closep) struct hsm *h = NULL;
+        CK_RV rv;
+        int r;
+
+        last_ckr = 0;
+        if (!token_label || !ret)
+                return DKIMSIGN_E_INTERNAL;
+        h = calloc(1, sizeof(*h));
+        if (!h)
+                return DKIMSIGN_E_NOMEM;
+        if (pthread_mutex_init(&h->lock, NULL) != 0 || pthread_mutex_init(&h->sessions_lock, NULL) != 0)
+                abort(); /* cannot fail with default attributes on Linux */
+
+        r = module_get(module_path, &h->mod);
+        if (r < 0)
+                return r;
+        h->p11 = h->mod->p11;
+        r = slot_find(h->p11, token_label, false, &h->slot);
+        if (r < 0)
+                return r;
+
+        /* Generation needs a read-write session; a write-protected token can still sign. */
+        rv = h->p11->C_OpenSession(h->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h->admin);
+        if (rv == CKR_TOKEN_WRITE_PROTECTED)
+                rv = h->p11->C_OpenSession(h->slot, CKF_SERIAL_SESSION, NULL, NULL, &h->admin);
+        if (rv != CKR_OK)
+                return ckr_fail(rv);
+        h->admin_open = true;
+
+        *ret = h;
+        h = NULL;
+        return 0;
+}
+
+struct hsm *hsm_close(struct hsm *h)
+{
+        if (!h)
+                return NULL;
+        if (h->mod) {
+                /* Detach the sessions the caller still holds; it frees them. */
+                pthread_mutex_lock(&h->sessions_lock);
+                for (struct hsm_session *s = h->sessions; s; s = s->next) {
+                        h->p11->C_CloseSession(s->handle);
+                        s->h = NULL;
+                }
+                h->sessions = NULL;
+                pthread_mutex_unlock(&h->sessions_lock);
+                /* No C_Logout: login state is per process and token, and
+                 * another struct hsm may share it.  Closing the last
+                 * session logs out (PKCS#11 2.40, C_CloseSession). */
+                if (h->admin_open)
+                        h->p11->C_CloseSession(h->admin);
+                module_put(h->mod);
+        }
+        pthread_mutex_destroy(&h->sessions_lock);
+        pthread_mutex_destroy(&h->lock);
+        free(h);
+        return NULL;
+}
+
+int hsm_login(struct hsm *h, char *pin, size_t pin_len)
+{
+        CK_RV rv;
+
+        last_ckr = 0;
+        if (!h || !pin) {
+                if (pin)
+                        OPENSSL_cleanse(pin, pin_len);
+                return DKIMSIGN_E_INTERNAL;
+        }
+        pthread_mutex_lock(&h->lock);
+        rv = h->p11->C_Login(h->admin, CKU_USER, (CK_UTF8CHAR *) pin, pin_len);
+        OPENSSL_cleanse(pin, pin_len);
+        pthread_mutex_unlock(&h->lock);
+
+        if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
+                return 0;
+        return ckr_fail(rv);
+}
+
+/* Read the first line of fd into buf; *ret_len excludes the newline. */
+static int pin_read_line(int fd, char *buf, size_t size, size_t *ret_len)
+{
+        size_t len = 0;
+        char *nl;
+
+        while (len < size) {
+                ssize_t n = read(fd, buf + len, size - len);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return DKIMSIGN_E_SYSTEM;
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+                if (memchr(buf + len - (size_t) n, '\n', (size_t) n))
+                        break;
+        }
+        nl = memchr(buf, '\n', len);
+        if (nl)
+                len = (size_t) (nl - buf);
+        else if (len == size)
+                return DKIMSIGN_E_TOO_LARGE;
+        while (len > 0 && (buf[len - 1] == '\r' || buf[len - 1] == ' '))
+                len--;
+        *ret_len = len;
+        return 0;
+}
+
+int hsm_login_pin_file(struct hsm *h, const char *path)
+{
+        /* Not stdio: its buffer would keep a copy of the PIN we can't wipe. */
+        char buf[PIN_FILE_MAX];
+        size_t len = 0;
+        int fd, r, saved_errno;
+
+        last_ckr = 0;
+        if (!h || !path)
+                return DKIMSIGN_E_INTERNAL;
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return DKIMSIGN_E_SYSTEM;
+        r = pin_read_line(fd, buf, sizeof(buf), &len);
+        saved_errno = errno;
+        close(fd);
+        errno = saved_errno;
+        if (r == 0 && len == 0)
+                r = DKIMSIGN_E_FORMAT;
+        if (r == 0)
+                r = hsm_login(h, buf, len);
+        OPENSSL_cleanse(buf, sizeof(buf));
+        return r;
+}
+
+/* ---- token initialization ---- */
+
+static int token_init(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, const char *label, char *so_pin,
+                      size_t so_pin_len, char *user_pin, size_t user_pin_len)
+{
+        CK_UTF8CHAR padded[TOKEN_LABEL_LEN];
+        CK_SESSION_HANDLE s;
+        CK_RV rv;
+
+        memset(padded, ' ', sizeof(padded));
+        memcpy(padded, label, strlen(label));
+        rv = p11->C_InitToken(slot, (CK_UTF8CHAR *) so_pin, so_pin_len, padded);
+        if (rv != CKR_OK)
+                return ckr_fail(rv);
+        rv = p11->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+        if (rv != CKR_OK)
+                return ckr_fail(rv);
+        rv = p11->C_Login(s, CKU_SO, (CK_UTF8CHAR *) so_pin, so_pin_len);
+        if (rv == CKR_OK) {
+                rv = p11->C_InitPIN(s, (CK_UTF8CHAR *) user_pin, user_pin_len);
+                p11->C_Logout(s);
+        }
+        p11->C_CloseSession(s);
+        return rv == CKR_OK ? 0 : ckr_fail(rv);
+}
+
+int hsm_init_token(const char *module_path, const char *label, char *so_pin, size_t so_pin_len,
+                   char *user_pin, size_t user_pin_len)
+{
+        struct module *m = NULL;
+        CK_SLOT_ID slot;
+        int r;
+
+        last_ckr = 0;
+        if (!label || !so_pin || !user_pin) {
+                r = DKIMSIGN_E_INTERNAL;
+                goto out;
+        }
+        if (strlen(label) > TOKEN_LABEL_LEN) {
+                r = DKIMSIGN_E_TOO_LARGE;
+                goto out;
+        }
+        r = module_get(module_path, &m);
+        if (r < 0)
+                goto out;
+        r = slot_find(m->p11, label, false, &slot);
+        if (r == 0)
+                r = DKIMSIGN_E_EXISTS;
+        if (r != DKIMSIGN_E_NO_TOKEN)
+                goto out;
+        r = slot_find(m->p11, NULL, true, &slot);
+        if (r < 0)
+                goto out;
+        r = token_init(m->p11, slot, label, so_pin, so_pin_len, user_pin, user_pin_len);
+out:
+        if (so_pin)
+                OPENSSL_cleanse(so_pin, so_pin_len);
+        if (user_pin)
+                OPENSSL_cleanse(user_pin, user_pin_len);
+        module_put(m);
+        return r;
+}
+
+/* ---- names ---- */
+
+struct hsm_key *hsm_key_free(struct hsm_key *key)
+{
+        if (!key)
+                return NULL;
+        free(key->label);
+        EVP_PKEY_free(key->pubkey);
+        free(key);
+        return NULL;
+}
+
+const char *hsm_alg_name(enum hsm_alg alg)
+{
+        switch (alg) {
+        case HSM_ALG_RSA:
+                return "rsa";
+        case HSM_ALG_ED25519:
+                return "ed25519";
+        }
+        return "unknown";
+}
+
+int hsm_alg_from_string(const char *s, enum hsm_alg *ret)
+{
+        enum hsm_alg alg;
+
+        if (!s || !ret)
+                return DKIMSIGN_E_INTERNAL;
+        if (strcmp(s, "rsa") == 0)
+                alg = HSM_ALG_RSA;
+        else if (strcmp(s, "ed25519") == 0)
+                alg = HSM_ALG_ED25519;
+        else
+                return DKIMSIGN_E_ALG;
+        *ret = alg;
+        return 0;
+}
+
+/* ASCII only: tolower() would follow the locale. */
+static void copy_lower(char *dst, const char *src, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                dst[i] = (char) (src[i] >= 'A' && src[i] <= 'Z' ? src[i] - 'A' + 'a' : src[i]);
+}
+
+int hsm_key_label(const char *selector, const char *domain, char *ret, size_t size)
+{
+        static const char mid[] = "._domainkey.";
+        size_t sl, dl, need;
+
+        if (!selector || !domain || !ret)
+                return DKIMSIGN_E_INTERNAL;
+        sl = strnlen(selector, HSM_LABEL_MAX + 1);
+        dl = strnlen(domain, HSM_LABEL_MAX + 1);
+        if (sl == 0 || dl == 0)
+                return DKIMSIGN_E_FORMAT;
+        need = sl + (sizeof(mid) - 1) + dl; /* each term <= HSM_LABEL_MAX + 1: no overflow */
+        if (need > HSM_LABEL_MAX || need >= size)
+                return DKIMSIGN_E_TOO_LARGE;
+        /* Labels are matched byte for byte but DNS names are not case
+         * sensitive: one spelling per key, lower case. */
+        for (size_t i = 0; i < sl + dl; i++) {
+                unsigned char c = (unsigned char) (i < sl ? selector[i] : domain[i - sl]);
+
+                if (c <= ' ' || c >= 0x7f)
+                        return DKIMSIGN_E_FORMAT;
+        }
+        copy_lower(ret, selector, sl);
+        memcpy(ret + sl, mid, sizeof(mid) - 1);
+        copy_lower(ret + sl + sizeof(mid) - 1, domain, dl);
+        ret[need] = '\0';
+        return 0;
+}
+
+static int label_check(const char *label)
+{
+        if (!label)
+                return DKIMSIGN_E_INTERNAL;
+        if (label[0] == '\0')
+                return DKIMSIGN_E_FORMAT;
+        if (strnlen(label, HSM_LABEL_MAX + 1) > HSM_LABEL_MAX)
+                return DKIMSIGN_E_TOO_LARGE;
+        return 0;
+}
+
+/* ---- attributes (admin session, h->lock held) ---- */
+
+/*
+ * Read one attribute into buf: ask for its length first, refuse more than
+ * cap, and refuse an answer longer than the length announced.
+ */
+static int attr_read(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type, void *buf, size_t cap,
+                     size_t *ret_len)
+{
+        CK_ATTRIBUTE a = { .type = type };
+        CK_ULONG want;
+        CK_RV rv;
+
+        rv = h->p11->C_GetAttributeValue(h->admin, obj, &a, 1);
+        if (rv != CKR_OK)
+                return ckr_fail(rv);
+        if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION || a.ulValueLen > cap)
+                return DKIMSIGN_E_TOO_LARGE;
+        want = a.ulValueLen;
+        a.pValue = buf;
+        rv = h->p11->C_GetAttributeValue(h->admin, obj, &a, 1);
+        if (rv != CKR_OK)
+                return ckr_fail(rv);
+        if (a.ulValueLen > want)
+                return DKIMSIGN_E_HSM;
+        *ret_len = a.ulValueLen;
+        return 0;
+}
+
+static int attr_bool(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type, bool *ret)
+{
+        CK_BBOOL v;
+        size_t len;
+        int r;
+
+        r = attr_read(h, obj, type, &v, sizeof(v), &len);
+        if (r < 0)
+                return r;
+        if (len != sizeof(v))
+                return DKIMSIGN_E_HSM;
+        *ret = v != CK_FALSE;
+        return 0;
+}
+
+static int attr_ulong(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type, CK_ULONG *ret)
+{
+        CK_ULONG v;
+        size_t len;
+        int r;
+
+        r = attr_read(h, obj, type, &v, sizeof(v), &len);
+        if (r < 0)
+                return r;
+        if (len != sizeof(v))
+                return DKIMSIGN_E_HSM;
+        *ret = v;
+        return 0;
+}
+
+/* CKA_LABEL as an owned C string; a NUL inside it is malformed. */
+static int attr_label(struct hsm *h, CK_OBJECT_HANDLE obj, char **ret)
+{
+        char buf[HSM_LABEL_MAX + 1];
+        size_t len;
+        char *s;
+        int r;
+
+        r = attr_read(h, obj, CKA_LABEL, buf, HSM_LABEL_MAX, &len);
+        if (r < 0)
+                return r;
+        if (memchr(buf, '\0', len))
+                return DKIMSIGN_E_FORMAT;
+        buf[len] = '\0';
+        s = strdup(buf);
+        if (!s)
+                return DKIMSIGN_E_NOMEM;
+        *ret = s;
+        return 0;
+}
+
+/* ---- objects (admin session, h->lock held) ---- */
+
+/* Up to max handles matching t; the search is always finalized. */
+static int objects_find(struct hsm *h, struct tmpl *t, CK_OBJECT_HANDLE *out, CK_ULONG max, CK_ULONG *ret_count)
+{
+        CK_ULONG count = 0;
+        CK_RV rv;
+
+        rv = h->p11->C_FindObjectsInit(h->admin, t->a, t->n);
+        if (rv != CKR_OK)
+                return ckr_fail(rv);
+        rv = h->p11->C_FindObjects(h->admin, out, max, &count);
+        h->p11->C_FindObjectsFinal(h->admin);
+        if (rv != CKR_OK)
+                return ckr_fail(rv);
+        if (count > max)
+                return DKIMSIGN_E_HSM;
+        *ret_count = count;
+        return 0;
+}
+
+/* Every handle matching t, at most KEYS_MAX, in an owned array. */
+static int objects_find_all(struct hsm *h, struct tmpl *t, CK_OBJECT_HANDLE **ret, size_t *ret_count)
+{
+        _cleanup_(freep) CK_OBJECT_HANDLE *all = NULL;
+        size_t count = 0, size = 0;
+        CK_RV rv;
+        int r = 0;
+
+        rv = h->p11->C_FindObjectsInit(h->admin, t->a, t->n);
+        if (rv != CKR_OK)
+                return ckr_fail(rv);
+        for (;;) {
+                CK_ULONG got = 0;
+
+                if (count == size) {
+                        CK_OBJECT_HANDLE *n;
+
+                        if (size >= KEYS_MAX) {
+                                r = DKIMSIGN_E_TOO_LARGE;
+                                break;
+                        }
+                        size = size ? size * 2 : 64;
+                        n = realloc(all, size * sizeof(*all));
+                        if (!n) {
+                                r = DKIMSIGN_E_NOMEM;
+                                break;
+                        }
+                        all = n;
+                }
+                rv = h->p11->C_FindObjects(h->admin, all + count, size - count, &got);
+                if (rv != CKR_OK) {
+                        r = ckr_fail(rv);
+                        break;
+                }
+                if (got > size - count) {
+                        r = DKIMSIGN_E_HSM;
+                        break;
+                }
+                if (got == 0)
+                        break;
+                count += got;
+        }
+        h->p11->C_FindObjectsFinal(h->admin);
+        if (r < 0)
+                return r;
+        *ret = all;
+        all = NULL;
+        *ret_count = count;
+        return 0;
+}
+
+static void objects_destroy(struct hsm *h, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub)
+{
+        if (priv != CK_INVALID_HANDLE)
+                h->p11->C_DestroyObject(h->admin, priv);
+        if (pub != CK_INVALID_HANDLE)
+                h->p11->C_DestroyObject(h->admin, pub);
+}
+
+/* DKIMSIGN_E_EXISTS if a private key already carries label. */
+static int label_unused(struct hsm *h, const char *label)
+{
+        struct tmpl t = { 0 };
+        CK_OBJECT_HANDLE obj;
+        CK_ULONG n;
+        int r;
+
+        tmpl_add(&t, CKA_CLASS, &class_private, sizeof(class_private));
+        tmpl_add(&t, CKA_LABEL, label, strlen(label));
+        r = objects_find(h, &t, &obj, 1, &n);
+        if (r < 0)
+                return r;
+        return n > 0 ? DKIMSIGN_E_EXISTS : 0;
+}
+
+/* ---- public keys ---- */
+
+static int rsa_pubkey(const uint8_t *n, size_t n_len, const uint8_t *e, size_t e_len, EVP_PKEY **ret)
+{
+        _cleanup_(bn_clear_freep) BIGNUM *bn_n = NULL, *bn_e = NULL;
+        OSSL_PARAM_BLD *bld = NULL;
+        OSSL_PARAM *params = NULL;
+        EVP_PKEY_CTX *ctx = NULL;
+        EVP_PKEY *pkey = NULL;
+        int r = DKIMSIGN_E_NOMEM;
+
+        if (n_len == 0 || e_len == 0)
+                return DKIMSIGN_E_FORMAT;
+        bn_n = BN_bin2bn(n, (int) n_len, NULL);
+        bn_e = BN_bin2bn(e, (int) e_len, NULL);
+        bld = OSSL_PARAM_BLD_new();
+        if (!bn_n || !bn_e || !bld)
+                goto out;
+        if (!OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n) ||
+            !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e))
+                goto out;
+        params = OSSL_PARAM_BLD_to_param(bld);
+        ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+        if (!params || !ctx)
+                goto out;
+        r = DKIMSIGN_E_FORMAT;
+        if (EVP_PKEY_fromdata_init(ctx) <= 0 || EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0)
+                goto out;
+        *ret = pkey;
+        r = 0;
+out:
+        EVP_PKEY_CTX_free(ctx);
+        OSSL_PARAM_free(params);
+        OSSL_PARAM_BLD_free(bld);
+        return r;
+}
+
+/* RSA public half from obj (a public key, or the public attributes of a private one). */
+static int rsa_pubkey_read(struct hsm *h, CK_OBJECT_HANDLE obj, EVP_PKEY **ret)
+{
+        uint8_t n[RSA_MOD_MAX], e[RSA_EXP_MAX];
+        size_t n_len, e_len;
+        int r;
+
+        r = attr_read(h, obj, CKA_MODULUS, n, sizeof(n), &n_len);
+        if (r < 0)
+                return r;
+        r = attr_read(h, obj, CKA_PUBLIC_EXPONENT, e, sizeof(e), &e_len);
+        if (r < 0)
+                return r;
+        return rsa_pubkey(n, n_len, e, e_len, ret);
+}
+
+static bool ed25519_params(const uint8_t *p, size_t len)
+{
+        return (len == sizeof(ed25519_oid) && memcmp(p, ed25519_oid, len) == 0) ||
+               (len == sizeof(ed25519_name) && memcmp(p, ed25519_name, len) == 0);
+}
+
+/* CKA_EC_POINT: SoftHSM wraps the 32 octets in a DER OCTET STRING; PKCS#11
+ * 3.0 allows them raw. */
+static int ed25519_pubkey_read(struct hsm *h, CK_OBJECT_HANDLE obj, EVP_PKEY **ret)
+{
+        uint8_t pt[EC_POINT_MAX];
+        const uint8_t *raw;
+        EVP_PKEY *pkey;
+        size_t len;
+        int r;
+
+        r = attr_read(h, obj, CKA_EC_POINT, pt, sizeof(pt), &len);
+        if (r < 0)
+                return r;
+        if (len == ED25519_LEN)
+                raw = pt;
+        else if (len == ED25519_LEN + 2 && pt[0] == 0x04 && pt[1] == ED25519_LEN)
+                raw = pt + 2;
+        else
+                return DKIMSIGN_E_FORMAT;
+        pkey = EVP_PKEY_new_raw_public_key_ex(NULL, "ED25519", NULL, raw, ED25519_LEN);
+        if (!pkey)
+                return DKIMSIGN_E_FORMAT;
+        *ret = pkey;
+        return 0;
+}
+
+/* ---- keys (h->lock held) ---- */
+
+static int key_alg(struct hsm *h, CK_OBJECT_HANDLE priv, enum hsm_alg *ret)
+{
+        uint8_t params[EC_PARAMS_MAX];
+        CK_ULONG type;
+        size_t len;
+        int r;
+
+        r = attr_ulong(h, priv, CKA_KEY_TYPE, &type);
+        if (r < 0)
+                return r;
+        if (type == CKK_RSA) {
+                *ret = HSM_ALG_RSA;
+                return 0;
+        }
+        if (type != CKK_EC_EDWARDS)
+                return DKIMSIGN_E_ALG;
+        /* CKK_EC_EDWARDS is also Ed448. */
+        r = attr_read(h, priv, CKA_EC_PARAMS, params, sizeof(params), &len);
+        if (r < 0)
+                return r;
+        if (!ed25519_params(params, len))
+                return DKIMSIGN_E_ALG;
+        *ret = HSM_ALG_ED25519;
+        return 0;
+}
+
+/* The public key object with the label and CKA_ID of priv, or CK_INVALID_HANDLE. */
+static int key_pub_find(struct hsm *h, CK_OBJECT_HANDLE priv, const char *label, CK_OBJECT_HANDLE *ret)
+{
+        uint8_t id[KEY_ID_MAX];
+        struct tmpl t = { 0 };
+        CK_OBJECT_HANDLE pub;
+        size_t id_len;
+        CK_ULONG n;
+        int r;
+
+        r = attr_read(h, priv, CKA_ID, id, sizeof(id), &id_len);
+        if (r < 0)
+                return r;
+        tmpl_add(&t, CKA_CLASS, &class_public, sizeof(class_public));
+        tmpl_add(&t, CKA_LABEL, label, strlen(label));
+        tmpl_add(&t, CKA_ID, id, id_len);
+        r = objects_find(h, &t, &pub, 1, &n);
+        if (r < 0)
+                return r;
+        *ret = n > 0 ? pub : CK_INVALID_HANDLE;
+        return 0;
+}
+
+static int key_pubkey_read(struct hsm *h, struct hsm_key *key)
+{
+        if (key->alg == HSM_ALG_ED25519)
+                /* No public point on an EdDSA private key object. */
+                return key->pub != CK_INVALID_HANDLE ? ed25519_pubkey_read(h, key->pub, &key->pubkey) : 0;
+        /* Modulus and exponent are public attributes of the private key too. */
+        return rsa_pubkey_read(h, key->pub != CK_INVALID_HANDLE ? key->pub : key->priv, &key->pubkey);
+}
+
+/* Describe the key pair around private key priv.  key->pubkey stays NULL
+ * only for an Ed25519 key whose public object is missing. */
+static int key_load(struct hsm *h, CK_OBJECT_HANDLE priv, struct hsm_key **ret)
+{
+        _cleanup_(hsm_key_freep) struct hsm_key *key = NULL;
+        int r;
+
+        key = calloc(1, sizeof(*key));
+        if (!key)
+                return DKIMSIGN_E_NOMEM;
+        key->priv = priv;
+        r = key_alg(h, priv, &key->alg);
+        if (r < 0)
+                return r;
+        r = attr_label(h, priv, &key->label);
+        if (r < 0)
+                return r;
+        r = attr_bool(h, priv, CKA_LOCAL, &key->local);
+        if (r < 0)
+                return r;
+        r = attr_bool(h, priv, CKA_ALWAYS_SENSITIVE, &key->always_sensitive);
+        if (r < 0)
+                return r;
+        r = attr_bool(h, priv, CKA_NEVER_EXTRACTABLE, &key->never_extractable);
+        if (r < 0)
+                return r;
+        r = key_pub_find(h, priv, key->label, &key->pub);
+        if (r < 0)
+                return r;
+        r = key_pubkey_read(h, key);
+        if (r < 0)
+                return r;
+        if (key->alg == HSM_ALG_ED25519)
+                key->bits = 256;
+        else if (EVP_PKEY_get_bits(key->pubkey) > 0)
+                key->bits = (unsigned) EVP_PKEY_get_bits(key->pubkey);
+        else
+                return DKIMSIGN_E_FORMAT;
+
+        *ret = key;
+        key = NULL;
+        return 0;
+}
+
+/* The attributes of every private key made here: a token object that signs
+ * and can never be read, unwrapped into or used for anything else. */
+static void tmpl_private(struct tmpl *t, const char *label, const uint8_t id[KEY_ID_LEN])
+{
+        tmpl_add(t, CKA_TOKEN, &ck_true, sizeof(ck_true));
+        tmpl_add(t, CKA_PRIVATE, &ck_true, sizeof(ck_true));
+        tmpl_add(t, CKA_SENSITIVE, &ck_true, sizeof(ck_true));
+        tmpl_add(t, CKA_EXTRACTABLE, &ck_false, sizeof(ck_false));
+        tmpl_add(t, CKA_SIGN, &ck_true, sizeof(ck_true));
+        tmpl_add(t, CKA_SIGN_RECOVER, &ck_false, sizeof(ck_false));
+        tmpl_add(t, CKA_DECRYPT, &ck_false, sizeof(ck_false));
+        tmpl_add(t, CKA_UNWRAP, &ck_false, sizeof(ck_false));
+        tmpl_add(t, CKA_DERIVE, &ck_false, sizeof(ck_false));
+        tmpl_add(t, CKA_LABEL, label, strlen(label));
+        tmpl_add(t, CKA_ID, id, KEY_ID_LEN);
+}
+
+static void tmpl_public(struct tmpl *t, const char *label, const uint8_t id[KEY_ID_LEN])
+{
+        tmpl_add(t, CKA_TOKEN, &ck_true, sizeof(ck_true));
+        tmpl_add(t, CKA_PRIVATE, &ck_false, sizeof(ck_false));
+        tmpl_add(t, CKA_VERIFY, &ck_true, sizeof(ck_true));
+        tmpl_add(t, CKA_VERIFY_RECOVER, &ck_false, sizeof(ck_false));
+        tmpl_add(t, CKA_ENCRYPT, &ck_false, sizeof(ck_false));
+        tmpl_add(t, CKA_WRAP, &ck_false, sizeof(ck_false));
+        tmpl_add(t, CKA_DERIVE, &ck_false, sizeof(ck_false));
+        tmpl_add(t, CKA_LABEL, label, strlen(label));
+        tmpl_add(t, CKA_ID, id, KEY_ID_LEN);
+}
+
+static int keypair_generate(struct hsm *h, const char *label, enum hsm_alg alg, CK_ULONG bits,
+                            const uint8_t id[KEY_ID_LEN], CK_OBJECT_HANDLE *ret_priv, CK_OBJECT_HANDLE *ret_pub)
+{
+        CK_MECHANISM mech = { 0 };
+        struct tmpl pub = { 0 }, priv = { 0 };
+        CK_OBJECT_HANDLE hpub, hpriv;
+        CK_RV rv;
+
+        tmpl_public(&pub, label, id);
+        tmpl_private(&priv, label, id);
+        if (alg == HSM_ALG_RSA) {
+                mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
+                tmpl_add(&pub, CKA_MODULUS_BITS, &bits, sizeof(bits));
+                tmpl_add(&pub, CKA_PUBLIC_EXPONENT, rsa_e65537, sizeof(rsa_e65537));
+        } else {
+                mech.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;
+                tmpl_add(&pub, CKA_EC_PARAMS, ed25519_oid, sizeof(ed25519_oid));
+        }
+        rv = h->p11->C_GenerateKeyPair(h->admin, &mech, pub.a, pub.n, priv.a, priv.n, &hpub, &hpriv);
+        if (rv != CKR_OK)
+                return ckr_fail(rv);
+        *ret_priv = hpriv;
+        *ret_pub = hpub;
+        return 0;
+}
+
+int hsm_generate(struct hsm *h, const char *label, enum hsm_alg alg, unsigned bits, struct hsm_key **ret)
+{
+        CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE, pub = CK_INVALID_HANDLE;
+        struct hsm_key *key = NULL;
+        uint8_t id[KEY_ID_LEN];
+        int r;
+
+        last_ckr = 0;
+        if (!h || !ret)
+                return DKIMSIGN_E_INTERNAL;
+        r = label_check(label);
+        if (r < 0)
+                return r;
+        if (alg == HSM_ALG_RSA) {
+                bits = bits ? bits : HSM_RSA_DEFAULT_BITS;
+                if (bits < HSM_RSA_MIN_BITS || bits > HSM_RSA_MAX_BITS)
+                        return DKIMSIGN_E_ALG;
+        } else if (alg != HSM_ALG_ED25519)
+                return DKIMSIGN_E_ALG;
+        if (RAND_bytes(id, sizeof(id)) != 1)
+                return DKIMSIGN_E_INTERNAL;
+
+        pthread_mutex_lock(&h->lock);
+        r = label_unused(h, label);
+        if (r == 0)
+                r = keypair_generate(h, label, alg, bits, id, &priv, &pub);
+        if (r == 0) {
+                r = key_load(h, priv, &key);
+                /* Leave nothing half made behind. */
+                if (r < 0)
+                        objects_destroy(h, priv, pub);
+        }
+        pthread_mutex_unlock(&h->lock);
+        if (r < 0)
+                return r;
+        *ret = key;
+        return 0;
+}
+
+/* ---- import ---- */
+
+static const struct {
+        const char *param;
+        CK_ATTRIBUTE_TYPE type;
+} rsa_parts[] = {
+        { OSSL_PKEY_PARAM_RSA_N, CKA_MODULUS },
+        { OSSL_PKEY_PARAM_RSA_E, CKA_PUBLIC_EXPONENT },
+        { OSSL_PKEY_PARAM_RSA_D, CKA_PRIVATE_EXPONENT },
+        { OSSL_PKEY_PARAM_RSA_FACTOR1, CKA_PRIME_1 },
+        { OSSL_PKEY_PARAM_RSA_FACTOR2, CKA_PRIME_2 },
+        { OSSL_PKEY_PARAM_RSA_EXPONENT1, CKA_EXPONENT_1 },
+        { OSSL_PKEY_PARAM_RSA_EXPONENT2, CKA_EXPONENT_2 },
+        { OSSL_PKEY_PARAM_RSA_COEFFICIENT1, CKA_COEFFICIENT },
+};
+#define RSA_PARTS (sizeof(rsa_parts) / sizeof(rsa_parts[0]))
+
+/* Big-endian octets of every RSA component; wiped and freed by rsa_parts_free(). */
+struct rsa_bytes {
+        uint8_t *v[RSA_PARTS];
+        size_t len[RSA_PARTS];
+};
+
+static void rsa_bytes_free(struct rsa_bytes *b)
+{
+        for (size_t i = 0; i < RSA_PARTS; i++)
+                OPENSSL_clear_free(b->v[i], b->len[i]);
+}
+
+static int rsa_bytes_get(EVP_PKEY *pkey, struct rsa_bytes *b)
+{
+        _cleanup_(bn_clear_freep) BIGNUM *extra = NULL;
+
+        /* A multi-prime key has no PKCS#11 form. */
+        if (EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_FACTOR3, &extra))
+                return DKIMSIGN_E_ALG;
+        for (size_t i = 0; i < RSA_PARTS; i++) {
+                _cleanup_(bn_clear_freep) BIGNUM *bn = NULL;
+                int len;
+
+                if (!EVP_PKEY_get_bn_param(pkey, rsa_parts[i].param, &bn))
+                        return DKIMSIGN_E_FORMAT;
+                len = BN_num_bytes(bn);
+                if (len <= 0 || len > RSA_MOD_MAX)
+                        return DKIMSIGN_E_FORMAT;
+                b->v[i] = OPENSSL_malloc((size_t) len);
+                if (!b->v[i])
+                        return DKIMSIGN_E_NOMEM;
+                b->len[i] = (size_t) len;
+                if (BN_bn2bin(bn, b->v[i]) != len)
+                        return DKIMSIGN_E_INTERNAL;
+        }
+        return 0;
+}
+
+static int object_create(struct hsm *h, struct tmpl *t, CK_OBJECT_HANDLE *ret)
+{
+        CK_OBJECT_HANDLE obj;
+        CK_RV rv;
+
+        rv = h->p11->C_CreateObject(h->admin, t->a, t->n, &obj);
+        if (rv != CKR_OK)
+                return ckr_fail(rv);
+        *ret = obj;
+        return 0;
+}
+
+/* Create the private then the public object; on failure neither is left. */
+static int pair_create(struct hsm *h, struct tmpl *priv, struct tmpl *pub, CK_OBJECT_HANDLE *ret_priv,
+                       CK_OBJECT_HANDLE *ret_pub)
+{
+        CK_OBJECT_HANDLE hpriv = CK_INVALID_HANDLE, hpub = CK_INVALID_HANDLE;
+        int r;
+
+        r = object_create(h, priv, &hpriv);
+        if (r < 0)
+                return r;
+        r = object_create(h, pub, &hpub);
+        if (r < 0) {
+                objects_destroy(h, hpriv, CK_INVALID_HANDLE);
+                return r;
+        }
+        *ret_priv = hpriv;
+        *ret_pub = hpub;
+        return 0;
+}
+
+static int rsa_import(struct hsm *h, const char *label, EVP_PKEY *pkey, const uint8_t id[KEY_ID_LEN],
+                      CK_OBJECT_HANDLE *ret_priv, CK_OBJECT_HANDLE *ret_pub)
+{
+        struct rsa_bytes b = { 0 };
+        struct tmpl priv = { 0 }, pub = { 0 };
+        int r;
+
+        r = rsa_bytes_get(pkey, &b);
+        if (r == 0) {
+                tmpl_add(&priv, CKA_CLASS, &class_private, sizeof(class_private));
+                tmpl_add(&priv, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
+                tmpl_private(&priv, label, id);
+                for (size_t i = 0; i < RSA_PARTS; i++)
+                        tmpl_add(&priv, rsa_parts[i].type, b.v[i], b.len[i]);
+                tmpl_add(&pub, CKA_CLASS, &class_public, sizeof(class_public));
+                tmpl_add(&pub, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
+                tmpl_public(&pub, label, id);
+                tmpl_add(&pub, CKA_MODULUS, b.v[0], b.len[0]);
+                tmpl_add(&pub, CKA_PUBLIC_EXPONENT, b.v[1], b.len[1]);
+                r = pair_create(h, &priv, &pub, ret_priv, ret_pub);
+        }
+        rsa_bytes_free(&b);
+        return r;
+}
+
+static int ed25519_import(struct hsm *h, const char *label, EVP_PKEY *pkey, const uint8_t id[KEY_ID_LEN],
+                          CK_OBJECT_HANDLE *ret_priv, CK_OBJECT_HANDLE *ret_pub)
+{
+        uint8_t seed[ED25519_LEN], point[2 + ED25519_LEN] = { 0x04, ED25519_LEN };
+        size_t seed_len = sizeof(seed), pub_len = ED25519_LEN;
+        struct tmpl priv = { 0 }, pub = { 0 };
+        int r = DKIMSIGN_E_FORMAT;
+
+        if (EVP_PKEY_get_raw_private_key(pkey, seed, &seed_len) != 1 || seed_len != ED25519_LEN ||
+            EVP_PKEY_get_raw_public_key(pkey, point + 2, &pub_len) != 1 || pub_len != ED25519_LEN)
+                goto out;
+        tmpl_add(&priv, CKA_CLASS, &class_private, sizeof(class_private));
+        tmpl_add(&priv, CKA_KEY_TYPE, &type_eddsa, sizeof(type_eddsa));
+        tmpl_private(&priv, label, id);
+        tmpl_add(&priv, CKA_EC_PARAMS, ed25519_oid, sizeof(ed25519_oid));
+        tmpl_add(&priv, CKA_VALUE, seed, sizeof(seed));
+        tmpl_add(&pub, CKA_CLASS, &class_public, sizeof(class_public));
+        tmpl_add(&pub, CKA_KEY_TYPE, &type_eddsa, sizeof(type_eddsa));
+        tmpl_public(&pub, label, id);
+        tmpl_add(&pub, CKA_EC_PARAMS, ed25519_oid, sizeof(ed25519_oid));
+        /* The DER OCTET STRING form, as SoftHSM and PKCS#11 2.40 write it. */
+        tmpl_add(&pub, CKA_EC_POINT, point, sizeof(point));
+        r = pair_create(h, &priv, &pub, ret_priv, ret_pub);
+out:
+        OPENSSL_cleanse(seed, sizeof(seed));
+        return r;
+}
+
+static int import_alg(EVP_PKEY *pkey, enum hsm_alg *ret)
+{
+        if (EVP_PKEY_is_a(pkey, "RSA")) {
+                int bits = EVP_PKEY_get_bits(pkey);
+
+                if (bits < HSM_RSA_MIN_BITS || bits > HSM_RSA_MAX_BITS)
+                        return DKIMSIGN_E_ALG;
+                *ret = HSM_ALG_RSA;
+                return 0;
+        }
+        if (EVP_PKEY_is_a(pkey, "ED25519")) {
+                *ret = HSM_ALG_ED25519;
+                return 0;
+        }
+        return DKIMSIGN_E_ALG;
+}
+
+int hsm_import(struct hsm *h, const char *label, EVP_PKEY *pkey, struct hsm_key **ret)
+{
+        CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE, pub = CK_INVALID_HANDLE;
+        struct hsm_key *key = NULL;
+        uint8_t id[KEY_ID_LEN];
+        enum hsm_alg alg;
+        int r;
+
+        last_ckr = 0;
+        if (!h || !pkey || !ret)
+                return DKIMSIGN_E_INTERNAL;
+        r = label_check(label);
+        if (r < 0)
+                return r;
+        r = import_alg(pkey, &alg);
+        if (r < 0)
+                return r;
+        if (RAND_bytes(id, sizeof(id)) != 1)
+                return DKIMSIGN_E_INTERNAL;
+
+        pthread_mutex_lock(&h->lock);
+        r = label_unused(h, label);
+        if (r == 0)
+                r = alg == HSM_ALG_RSA ? rsa_import(h, label, pkey, id, &priv, &pub)
+                                       : ed25519_import(h, label, pkey, id, &priv, &pub);
+        if (r == 0) {
+                r = key_load(h, priv, &key);
+                if (r < 0)
+                        objects_destroy(h, priv, pub);
+        }
+        pthread_mutex_unlock(&h->lock);
+        if (r < 0)
+                return r;
+        *ret = key;
+        return 0;
+}
+
+/* ---- find, list, destroy ---- */
+
+int hsm_find(struct hsm *h, const char *label, struct hsm_key **ret)
+{
+        struct hsm_key *key = NULL;
+        struct tmpl t = { 0 };
+        CK_OBJECT_HANDLE objs[2];
+        CK_ULONG n = 0;
+        int r;
+
+        last_ckr = 0;
+        if (!h || !ret)
+                return DKIMSIGN_E_INTERNAL;
+        r = label_check(label);
+        if (r < 0)
+                return r;
+        tmpl_add(&t, CKA_CLASS, &class_private, sizeof(class_private));
+        tmpl_add(&t, CKA_LABEL, label, strlen(label));
+
+        pthread_mutex_lock(&h->lock);
+        r = objects_find(h, &t, objs, 2, &n);
+        /* Two keys under one label: signing with either would be a guess. */
+        if (r == 0 && n != 1)
+                r = n == 0 ? DKIMSIGN_E_NO_KEY : DKIMSIGN_E_EXISTS;
+        if (r == 0)
+                r = key_load(h, objs[0], &key);
+        pthread_mutex_unlock(&h->lock);
+        if (r < 0)
+                return r;
+        if (!key->pubkey) {
+                /* Without its public half a key can't be checked or published. */
+                hsm_key_free(key);
+                return DKIMSIGN_E_NO_KEY;
+        }
+        *ret = key;
+        return 0;
+}
+
+void hsm_key_list_free(struct hsm_key **keys, size_t count)
+{
+        if (!keys)
+                return;
+        for (size_t i = 0; i < count; i++)
+                hsm_key_free(keys[i]);
+        free(keys);
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+        const struct hsm_key *x = *(struct hsm_key *const *) a, *y = *(struct hsm_key *const *) b;
+        int c = strcmp(x->label, y->label);
+
+        return c != 0 ? c : (int) x->alg - (int) y->alg;
+}
+
+/* Load every handle; keys this module can't describe (other algorithms,
+ * odd labels) are left out, any other failure fails the list. */
+static int keys_load(struct hsm *h, const CK_OBJECT_HANDLE *objs, size_t n, struct hsm_key **keys, size_t *ret_count)
+{
+        size_t count = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                int r = key_load(h, objs[i], &keys[count]);
+
+                if (r == DKIMSIGN_E_ALG || r == DKIMSIGN_E_FORMAT || r == DKIMSIGN_E_TOO_LARGE)
+                        continue;
+                if (r < 0) {
+                        for (size_t j = 0; j < count; j++)
+                                keys[j] = hsm_key_free(keys[j]);
+                        return r;
+                }
+                count++;
+        }
+        *ret_count = count;
+        return 0;
+}
+
+int hsm_list(struct hsm *h, struct hsm_key ***ret, size_t *ret_count)
+{
+        _cleanup_(freep) CK_OBJECT_HANDLE *objs = NULL;
+        struct hsm_key **keys = NULL;
+        struct tmpl t = { 0 };
+        size_t n = 0, count = 0;
+        int r;
+
+        last_ckr = 0;
+        if (!h || !ret || !ret_count)
+                return DKIMSIGN_E_INTERNAL;
+        tmpl_add(&t, CKA_CLASS, &class_private, sizeof(class_private));
+
+        pthread_mutex_lock(&h->lock);
+        r = objects_find_all(h, &t, &objs, &n);
+        if (r == 0) {
+                keys = calloc(n ? n : 1, sizeof(*keys));
+                r = keys ? keys_load(h, objs, n, keys, &count) : DKIMSIGN_E_NOMEM;
+        }
+        pthread_mutex_unlock(&h->lock);
+        if (r < 0) {
+                free(keys);
+                return r;
+        }
+        qsort(keys, count, sizeof(*keys), key_cmp);
+        *ret = keys;
+        *ret_count = count;
+        return 0;
+}
+
+/* A handle may be stale: make sure it is still the object the caller means. */
+static int handle_check(struct hsm *h, CK_OBJECT_HANDLE obj, CK_OBJECT_CLASS cls, const char *label)
+{
+        _cleanup_(freep) char *l = NULL;
+        CK_ULONG c;
+        int r;
+
+        r = attr_ulong(h, obj, CKA_CLASS, &c);
+        if (r == 0)
+                r = attr_label(h, obj, &l);
+        if (r == DKIMSIGN_E_NO_KEY || (r == 0 && (c != cls || strcmp(l, label) != 0)))
+                return DKIMSIGN_E_NO_KEY;
+        return r;
+}
+
+int hsm_destroy(struct hsm *h, const struct hsm_key *key)
+{
+        CK_RV rv;
+        int r;
+
+        last_ckr = 0;
+        if (!h || !key || !key->label)
+                return DKIMSIGN_E_INTERNAL;
+        pthread_mutex_lock(&h->lock);
+        r = handle_check(h, key->priv, CKO_PRIVATE_KEY, key->label);
+        if (r == 0 && key->pub != CK_INVALID_HANDLE)
+                r = handle_check(h, key->pub, CKO_PUBLIC_KEY, key->label);
+        /* Private half first: once it is gone the key can't sign, whatever follows. */
+        if (r == 0) {
+                rv = h->p11->C_DestroyObject(h->admin, key->priv);
+                if (rv != CKR_OK)
+                        r = ckr_fail(rv);
+        }
+        if (r == 0 && key->pub != CK_INVALID_HANDLE) {
+                rv = h->p11->C_DestroyObject(h->admin, key->pub);
+                if (rv != CKR_OK)
+                        r = ckr_fail(rv);
+        }
+        pthread_mutex_unlock(&h->lock);
+        return r;
+}
+
+/* ---- signing sessions ---- */
+
+int hsm_session_open(struct hsm *h, struct hsm_session **ret)
+{
+        struct hsm_session *s;
+        CK_RV rv;
+
+        last_ckr = 0;
+        if (!h || !ret)
+                return DKIMSIGN_E_INTERNAL;
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return DKIMSIGN_E_NOMEM;
+        /* Login state is per process and token: the new session is logged in already. */
+        rv = h->p11->C_OpenSession(h->slot, CKF_SERIAL_SESSION, NULL, NULL, &s->handle);
+        if (rv != CKR_OK) {
+                free(s);
+                return ckr_fail(rv);
+        }
+        s->h = h;
+        pthread_mutex_lock(&h->sessions_lock);
+        s->next = h->sessions;
+        if (s->next)
+                s->next->prev = s;
+        h->sessions = s;
+        pthread_mutex_unlock(&h->sessions_lock);
+        *ret = s;
+        return 0;
+}
+
+struct hsm_session *hsm_session_close(struct hsm_session *s)
+{
+        struct hsm *h;
+
+        if (!s)
+                return NULL;
+        h = s->h;
+        if (h) {
+                pthread_mutex_lock(&h->sessions_lock);
+                if (s->prev)
+                        s->prev->next = s->next;
+                else
+                        h->sessions = s->next;
+                if (s->next)
+                        s->next->prev = s->prev;
+                h->p11->C_CloseSession(s->handle);
+                pthread_mutex_unlock(&h->sessions_lock);
+        }
+        free(s);
+        return NULL;
+}
+
+/* A C_Sign that failed with CKR_BUFFER_TOO_SMALL leaves the operation
+ * active, and PKCS#11 2.40 has no way to cancel it but a new session. */
+static void session_reset(struct hsm_session *s)
+{
+        struct hsm *h = s->h;
+        CK_SESSION_HANDLE n;
+
+        pthread_mutex_lock(&h->sessions_lock);
+        h->p11->C_CloseSession(s->handle);
+        if (h->p11->C_OpenSession(h->slot, CKF_SERIAL_SESSION, NULL, NULL, &n) == CKR_OK)
+                s->handle = n;
+        pthread_mutex_unlock(&h->sessions_lock);
+}
+
+int hsm_sign(struct hsm_session *s, const struct hsm_key *key, const uint8_t digest[32],
+             uint8_t sig[HSM_SIG_MAX], size_t *ret_len)
+{
+        uint8_t in[sizeof(sha256_info) + 32];
+        CK_MECHANISM mech = { 0 };
+        CK_ULONG in_len, len = HSM_SIG_MAX;
+        size_t want;
+        CK_RV rv;
+
+        last_ckr = 0;
+        if (!s || !key || !digest || !sig || !ret_len)
+                return DKIMSIGN_E_INTERNAL;
+        if (!s->h)
+                return DKIMSIGN_E_HSM;
+        if (key->alg == HSM_ALG_RSA) {
+                /* Keeps the signature within HSM_SIG_MAX. */
+                if (key->bits == 0 || key->bits > HSM_RSA_MAX_BITS)
+                        return DKIMSIGN_E_ALG;
+                mech.mechanism = CKM_RSA_PKCS;
+                memcpy(in, sha256_info, sizeof(sha256_info));
+                memcpy(in + sizeof(sha256_info), digest, 32);
+                in_len = sizeof(in);
+                want = (key->bits + 7) / 8;
+        } else if (key->alg == HSM_ALG_ED25519) {
+                /* RFC 8463: PureEdDSA over the SHA-256 digest itself. */
+                mech.mechanism = CKM_EDDSA;
+                memcpy(in, digest, 32);
+                in_len = 32;
+                want = ED25519_SIG_LEN;
+        } else
+                return DKIMSIGN_E_ALG;
+
+        rv = s->h->p11->C_SignInit(s->handle, &mech, key->priv);
+        if (rv == CKR_OK) {
+                rv = s->h->p11->C_Sign(s->handle, in, in_len, sig, &len);
+                if (rv == CKR_BUFFER_TOO_SMALL)
+                        session_reset(s);
+        }
+        if (rv != CKR_OK)
+                return sign_fail(rv);
+        if (len != want)
+                return DKIMSIGN_E_HSM;
+        *ret_len = len;
+        return 0;
+}
+
+/* ---- diagnostics ---- */
+
+unsigned long hsm_last_ckr(void)
+{
+        return last_ckr;
+}
+
+#define CKR_NAME(x) { x, #x }
+static const struct {
+        CK_RV rv;
+        const char *name;
+} ckr_names[] = {
+        CKR_NAME(CKR_OK),
+        CKR_NAME(CKR_CANCEL),
+        CKR_NAME(CKR_HOST_MEMORY),
+        CKR_NAME(CKR_SLOT_ID_INVALID),
+        CKR_NAME(CKR_GENERAL_ERROR),
+        CKR_NAME(CKR_FUNCTION_FAILED),
+        CKR_NAME(CKR_ARGUMENTS_BAD),
+        CKR_NAME(CKR_CANT_LOCK),
+        CKR_NAME(CKR_ATTRIBUTE_READ_ONLY),
+        CKR_NAME(CKR_ATTRIBUTE_SENSITIVE),
+        CKR_NAME(CKR_ATTRIBUTE_TYPE_INVALID),
+        CKR_NAME(CKR_ATTRIBUTE_VALUE_INVALID),
+        CKR_NAME(CKR_DATA_INVALID),
+        CKR_NAME(CKR_DATA_LEN_RANGE),
+        CKR_NAME(CKR_DEVICE_ERROR),
+        CKR_NAME(CKR_DEVICE_MEMORY),
+        CKR_NAME(CKR_DEVICE_REMOVED),
+        CKR_NAME(CKR_FUNCTION_CANCELED),
+        CKR_NAME(CKR_FUNCTION_NOT_SUPPORTED),
+        CKR_NAME(CKR_KEY_HANDLE_INVALID),
+        CKR_NAME(CKR_KEY_SIZE_RANGE),
+        CKR_NAME(CKR_KEY_TYPE_INCONSISTENT),
+        CKR_NAME(CKR_KEY_FUNCTION_NOT_PERMITTED),
+        CKR_NAME(CKR_KEY_UNEXTRACTABLE),
+        CKR_NAME(CKR_MECHANISM_INVALID),
+        CKR_NAME(CKR_MECHANISM_PARAM_INVALID),
+        CKR_NAME(CKR_OBJECT_HANDLE_INVALID),
+        CKR_NAME(CKR_OPERATION_ACTIVE),
+        CKR_NAME(CKR_OPERATION_NOT_INITIALIZED),
+        CKR_NAME(CKR_PIN_INCORRECT),
+        CKR_NAME(CKR_PIN_INVALID),
+        CKR_NAME(CKR_PIN_LEN_RANGE),
+        CKR_NAME(CKR_PIN_EXPIRED),
+        CKR_NAME(CKR_PIN_LOCKED),
+        CKR_NAME(CKR_SESSION_CLOSED),
+        CKR_NAME(CKR_SESSION_COUNT),
+        CKR_NAME(CKR_SESSION_HANDLE_INVALID),
+        CKR_NAME(CKR_SESSION_READ_ONLY),
+        CKR_NAME(CKR_SESSION_EXISTS),
+        CKR_NAME(CKR_SESSION_READ_ONLY_EXISTS),
+        CKR_NAME(CKR_SESSION_READ_WRITE_SO_EXISTS),
+        CKR_NAME(CKR_SIGNATURE_INVALID),
+        CKR_NAME(CKR_SIGNATURE_LEN_RANGE),
+        CKR_NAME(CKR_TEMPLATE_INCOMPLETE),
+        CKR_NAME(CKR_TEMPLATE_INCONSISTENT),
+        CKR_NAME(CKR_TOKEN_NOT_PRESENT),
+        CKR_NAME(CKR_TOKEN_NOT_RECOGNIZED),
+        CKR_NAME(CKR_TOKEN_WRITE_PROTECTED),
+        CKR_NAME(CKR_USER_ALREADY_LOGGED_IN),
+        CKR_NAME(CKR_USER_NOT_LOGGED_IN),
+        CKR_NAME(CKR_USER_PIN_NOT_INITIALIZED),
+        CKR_NAME(CKR_USER_TYPE_INVALID),
+        CKR_NAME(CKR_USER_ANOTHER_ALREADY_LOGGED_IN),
+        CKR_NAME(CKR_USER_TOO_MANY_TYPES),
+        CKR_NAME(CKR_RANDOM_NO_RNG),
+        CKR_NAME(CKR_DOMAIN_PARAMS_INVALID),
+        CKR_NAME(CKR_CURVE_NOT_SUPPORTED),
+        CKR_NAME(CKR_BUFFER_TOO_SMALL),
+        CKR_NAME(CKR_CRYPTOKI_NOT_INITIALIZED),
+        CKR_NAME(CKR_CRYPTOKI_ALREADY_INITIALIZED),
+        CKR_NAME(CKR_FUNCTION_REJECTED),
+};
+
+const char *hsm_ckr_name(unsigned long rv)
+{
+        for (size_t i = 0; i < sizeof(ckr_names) / sizeof(ckr_names[0]); i++)
+                if (ckr_names[i].rv == rv)
+                        return ckr_names[i].name;
+        return rv >= CKR_VENDOR_DEFINED ? "CKR_VENDOR_DEFINED" : "CKR_UNKNOWN";
+}

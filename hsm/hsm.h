@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * PKCS#11 token access.  The only module that includes pkcs11.h.
+ *
+ * It loads a PKCS#11 module by path, finds a token by its label, logs in,
+ * generates and imports DKIM keys as token objects, finds them again by
+ * label, exports their public halves, and signs SHA-256 digests.  Private
+ * keys never leave the token: generated keys are CKA_SENSITIVE and not
+ * CKA_EXTRACTABLE, and nothing here ever asks for a private attribute.
+ *
+ * It never logs; every failure is a dkimsign_err code (hsm_last_ckr() gives
+ * the PKCS#11 return value of the last failed call, for a log line).
+ * The PIN is wiped from memory as soon as C_Login returns.
+ */
+#ifndef HSM_H
+#define HSM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/evp.h>
+
+enum hsm_alg {
+        HSM_ALG_RSA = 1,     /* rsa-sha256: RSASSA-PKCS1-v1_5 over a SHA-256 digest */
+        HSM_ALG_ED25519 = 2, /* ed25519-sha256: PureEdDSA over a SHA-256 digest (RFC 8463) */
+};
+
+#define HSM_RSA_MIN_BITS 1024
+#define HSM_RSA_MAX_BITS 4096
+#define HSM_RSA_DEFAULT_BITS 2048
+#define HSM_SIG_MAX 512       /* a 4096-bit RSA signature */
+#define HSM_LABEL_MAX 255
+
+struct hsm;          /* a loaded module, one token, logged in */
+struct hsm_session;  /* one PKCS#11 session, for one thread at a time */
+
+struct hsm_key {
+        char *label;             /* owned, NUL-terminated CKA_LABEL */
+        enum hsm_alg alg;
+        unsigned bits;           /* RSA modulus bits; 256 for Ed25519 */
+        unsigned long priv;      /* CK_OBJECT_HANDLE of the private key */
+        unsigned long pub;       /* CK_OBJECT_HANDLE of the public key, 0 if none */
+        EVP_PKEY *pubkey;        /* owned: the public half, for DNS and self-checks */
+        bool local;              /* CKA_LOCAL: generated on the token */
+        bool always_sensitive;   /* CKA_ALWAYS_SENSITIVE */
+        bool never_extractable;  /* CKA_NEVER_EXTRACTABLE */
+};
+
+/* Accepts NULL; returns NULL. */
+struct hsm_key *hsm_key_free(struct hsm_key *key);
+
+/* "rsa" / "ed25519" */
+const char *hsm_alg_name(enum hsm_alg alg);
+/* Parses "rsa" / "ed25519"; 0 or DKIMSIGN_E_ALG. */
+int hsm_alg_from_string(const char *s, enum hsm_alg *ret);
+
+/*
+ * Load the module at module_path (dlopen), C_Initialize it (OS locking, so
+ * several threads may use it), and find the token whose label is
+ * token_label.  DKIMSIGN_E_SYSTEM: the module can't be loaded;
+ * DKIMSIGN_E_NO_TOKEN: no such token; DKIMSIGN_E_HSM: the module failed.
+ */
+int hsm_open(const char *module_path, const char *token_label, struct hsm **ret);
+
+/* Logs out, closes every session, C_Finalize, dlclose.  Accepts NULL. */
+struct hsm *hsm_close(struct hsm *h);
+
+/*
+ * Log in as the user.  pin is wiped (overwritten with zeros) before
+ * returning, whatever the outcome.  DKIMSIGN_E_PIN: wrong or locked PIN.
+ */
+int hsm_login(struct hsm *h, char *pin, size_t pin_len);
+
+/* Read the PIN from a file (first line, trailing CR/LF/space stripped),
+ * log in, and wipe it.  The PIN never appears in an error. */
+int hsm_login_pin_file(struct hsm *h, const char *path);
+
+/*
+ * Initialize a token on the first free slot of the module: sets label, the
+ * SO PIN and the user PIN.  Both PINs are wiped before returning.
+ * DKIMSIGN_E_EXISTS: a token with that label already exists.
+ */
+int hsm_init_token(const char *module_path, const char *label, char *so_pin, size_t so_pin_len,
+                   char *user_pin, size_t user_pin_len);
+
+/* Label of a DKIM key: "<selector>._domainkey.<domain>", into ret (size
+ * bytes).  DKIMSIGN_E_TOO_LARGE if it does not fit. */
+int hsm_key_label(const char *selector, const char *domain, char *ret, size_t size);
+
+/*
+ * Generate a key pair on the token: CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE
+ * true, CKA_EXTRACTABLE false, CKA_SIGN only.  bits is used for RSA
+ * (HSM_RSA_MIN_BITS..HSM_RSA_MAX_BITS, 0 = default) and ignored for Ed25519.
+ * DKIMSIGN_E_EXISTS: a key with that label is already on the token.
+ */
+int hsm_generate(struct hsm *h, const char *label, enum hsm_alg alg, unsigned bits,
+                 struct hsm_key **ret);
+
+/* Import a private key (RSA or Ed25519) for migration: the same attributes
+ * as a generated key, so it is not readable afterwards; CKA_LOCAL stays
+ * false, which is how imported keys are told apart. */
+int hsm_import(struct hsm *h, const char *label, EVP_PKEY *pkey, struct hsm_key **ret);
+
+/* Find the key pair with this label.  DKIMSIGN_E_NO_KEY if absent. */
+int hsm_find(struct hsm *h, const char *label, struct hsm_key **ret);
+
+/* Every private key on the token with its public half, sorted by label.
+ * ret is an owned array of owned keys; free with hsm_key_list_free(). */
+int hsm_list(struct hsm *h, struct hsm_key ***ret, size_t *ret_count);
+void hsm_key_list_free(struct hsm_key **keys, size_t count);
+
+/* Destroy both halves of the key on the token. */
+int hsm_destroy(struct hsm *h, const struct hsm_key *key);
+
+/* A session for signing, one per thread.  Accepts NULL in _close. */
+int hsm_session_open(struct hsm *h, struct hsm_session **ret);
+struct hsm_session *hsm_session_close(struct hsm_session *s);
+
+/*
+ * Sign a SHA-256 digest with key: RSASSA-PKCS1-v1_5 (DigestInfo added here,
+ * CKM_RSA_PKCS) or Ed25519 (CKM_EDDSA over the 32 digest octets, as RFC 8463
+ * requires).  sig must hold HSM_SIG_MAX bytes; *ret_len gets the length.
+ * DKIMSIGN_E_HSM: the token failed (temporary).
+ */
+int hsm_sign(struct hsm_session *s, const struct hsm_key *key, const uint8_t digest[32],
+             uint8_t sig[HSM_SIG_MAX], size_t *ret_len);
+
+/* The CK_RV of the last failed PKCS#11 call in this thread, 0 if none. */
+unsigned long hsm_last_ckr(void);
+/* A name such as "CKR_PIN_INCORRECT" for a CK_RV. */
+const char *hsm_ckr_name(unsigned long rv);
+
+#endif

@@ -1,0 +1,818 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hsm/ against a real SoftHSM token: token setup, login, key generation and
+ * import, find/list/destroy, signing checked by OpenSSL and by the RFC 8463
+ * test vectors, and, through a second PKCS#11 path that does not use hsm.c,
+ * that no private key made or imported by hsm.c can be read off the token.
+ *
+ * Self-contained: it builds its own SoftHSM configuration and token in a
+ * temporary directory (SOFTHSM2_CONF) and removes it at the end.  It must
+ * never touch the system token directory.
+ * Environment: SOFTHSM_MODULE (the module path), DKIMSIGN_CORPUS.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+
+#include <p11-kit/pkcs11.h>
+
+#include "dkimsign-errors.h"
+#include "hsm.h"
+
+#define TOKEN "dkimsign-test"
+#define SO_PIN "87654321"
+#define USER_PIN "1234"
+
+static char tmpdir[PATH_MAX];
+static const char *module;
+
+/* ---- fixture ---- */
+
+static void file_write(const char *path, const char *text)
+{
+        FILE *f = fopen(path, "w");
+
+        assert_non_null(f);
+        assert_true(fputs(text, f) >= 0);
+        assert_int_equal(fclose(f), 0);
+}
+
+static int group_setup(void **state)
+{
+        char so[] = SO_PIN, user[] = USER_PIN;
+        char path[PATH_MAX + 32], conf[2 * PATH_MAX];
+        const char *base = getenv("TMPDIR");
+
+        module = getenv("SOFTHSM_MODULE");
+        if (!module || !*module)
+                module = "/usr/lib/softhsm/libsofthsm2.so";
+        snprintf(tmpdir, sizeof(tmpdir), "%s/test-hsm-XXXXXX", base && *base ? base : "/tmp");
+        if (!mkdtemp(tmpdir))
+                return -1;
+        snprintf(path, sizeof(path), "%s/tokens", tmpdir);
+        if (mkdir(path, 0700) < 0)
+                return -1;
+        snprintf(conf, sizeof(conf),
+                 "directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n", tmpdir);
+        snprintf(path, sizeof(path), "%s/softhsm2.conf", tmpdir);
+        file_write(path, conf);
+        setenv("SOFTHSM2_CONF", path, 1);
+
+        if (hsm_init_token(module, TOKEN, so, strlen(so), user, strlen(user)) != 0)
+                return -1;
+        (void) state;
+        return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+        (void) st;
+        (void) flag;
+        (void) ftw;
+        return remove(path);
+}
+
+static int group_teardown(void **state)
+{
+        (void) state;
+        if (tmpdir[0])
+                return nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        return 0;
+}
+
+/* ---- helpers ---- */
+
+static bool all_zero(const char *p, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (p[i] != 0)
+                        return false;
+        return true;
+}
+
+static struct hsm *open_login(void)
+{
+        char pin[] = USER_PIN;
+        struct hsm *h = NULL;
+
+        assert_int_equal(hsm_open(module, TOKEN, &h), 0);
+        assert_int_equal(hsm_login(h, pin, strlen(pin)), 0);
+        return h;
+}
+
+static size_t key_count(struct hsm *h)
+{
+        struct hsm_key **keys = NULL;
+        size_t n = 0;
+
+        assert_int_equal(hsm_list(h, &keys, &n), 0);
+        hsm_key_list_free(keys, n);
+        return n;
+}
+
+static void destroy_label(struct hsm *h, const char *label)
+{
+        struct hsm_key *k = NULL;
+
+        assert_int_equal(hsm_find(h, label, &k), 0);
+        assert_int_equal(hsm_destroy(h, k), 0);
+        hsm_key_free(k);
+}
+
+static void corpus_path(char *buf, size_t size, const char *name)
+{
+        const char *dir = getenv("DKIMSIGN_CORPUS");
+
+        assert_non_null(dir);
+        assert_true((size_t) snprintf(buf, size, "%s/rfc8463/%s", dir, name) < size);
+}
+
+static EVP_PKEY *pem_load(const char *name)
+{
+        char path[PATH_MAX];
+        EVP_PKEY *pkey;
+        FILE *f;
+
+        corpus_path(path, sizeof(path), name);
+        f = fopen(path, "r");
+        assert_non_null(f);
+        pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+        fclose(f);
+        assert_non_null(pkey);
+        return pkey;
+}
+
+/* SHA-256 of a corpus file. */
+static void corpus_digest(const char *name, uint8_t digest[32])
+{
+        char path[PATH_MAX];
+        uint8_t data[4096];
+        unsigned int len = 0;
+        size_t n;
+        FILE *f;
+
+        corpus_path(path, sizeof(path), name);
+        f = fopen(path, "rb");
+        assert_non_null(f);
+        n = fread(data, 1, sizeof(data), f);
+        assert_true(feof(f));
+        fclose(f);
+        assert_int_equal(EVP_Digest(data, n, digest, &len, EVP_sha256(), NULL), 1);
+        assert_int_equal(len, 32);
+}
+
+static size_t b64_decode(const char *s, uint8_t *out, size_t size)
+{
+        size_t len = strlen(s), pad = 0;
+        int n;
+
+        assert_true(len % 4 == 0 && len / 4 * 3 <= size);
+        n = EVP_DecodeBlock(out, (const unsigned char *) s, (int) len);
+        assert_true(n >= 0);
+        while (len > 0 && s[--len] == '=')
+                pad++;
+        return (size_t) n - pad;
+}
+
+/* No cmocka assertions: worker threads call it. */
+static void digest_fill(uint8_t digest[32], uint8_t seed)
+{
+        unsigned int len = 0;
+
+        if (EVP_Digest(&seed, 1, digest, &len, EVP_sha256(), NULL) != 1)
+                memset(digest, 0, 32);
+}
+
+/* OpenSSL's verdict on sig over the digest, with the key's public half only.
+ * No cmocka assertions: worker threads call it. */
+static bool sig_ok(const struct hsm_key *key, const uint8_t digest[32], const uint8_t *sig, size_t len)
+{
+        int ok = 0;
+
+        if (!key->pubkey)
+                return false;
+        if (key->alg == HSM_ALG_RSA) {
+                EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key->pubkey, NULL);
+
+                if (ctx && EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1 &&
+                    EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1)
+                        ok = EVP_PKEY_verify(ctx, sig, len, digest, 32);
+                EVP_PKEY_CTX_free(ctx);
+        } else {
+                EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+                if (ctx && EVP_DigestVerifyInit_ex(ctx, NULL, NULL, NULL, NULL, key->pubkey, NULL) == 1)
+                        ok = EVP_DigestVerify(ctx, sig, len, digest, 32);
+                EVP_MD_CTX_free(ctx);
+        }
+        return ok == 1;
+}
+
+/* OpenSSL's own signature of the digest with a private key from a file. */
+static size_t openssl_sign(EVP_PKEY *pkey, const uint8_t digest[32], uint8_t *sig, size_t size)
+{
+        size_t len = size;
+
+        if (EVP_PKEY_is_a(pkey, "RSA")) {
+                EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+
+                assert_non_null(ctx);
+                assert_int_equal(EVP_PKEY_sign_init(ctx), 1);
+                assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING), 1);
+                assert_int_equal(EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()), 1);
+                assert_int_equal(EVP_PKEY_sign(ctx, sig, &len, digest, 32), 1);
+                EVP_PKEY_CTX_free(ctx);
+        } else {
+                EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+                assert_non_null(ctx);
+                assert_int_equal(EVP_DigestSignInit_ex(ctx, NULL, NULL, NULL, NULL, pkey, NULL), 1);
+                assert_int_equal(EVP_DigestSign(ctx, sig, &len, digest, 32), 1);
+                EVP_MD_CTX_free(ctx);
+        }
+        return len;
+}
+
+static void sign_check(struct hsm_session *s, const struct hsm_key *key, uint8_t seed)
+{
+        uint8_t digest[32], sig[HSM_SIG_MAX];
+        size_t len = 0;
+
+        digest_fill(digest, seed);
+        assert_int_equal(hsm_sign(s, key, digest, sig, &len), 0);
+        assert_int_equal(len, key->alg == HSM_ALG_RSA ? key->bits / 8 : 64);
+        assert_true(sig_ok(key, digest, sig, len));
+        digest[0] ^= 1;
+        assert_false(sig_ok(key, digest, sig, len));
+}
+
+/* ---- tests ---- */
+
+static void test_names(void **state)
+{
+        char label[64];
+        enum hsm_alg alg = 0;
+
+        (void) state;
+        assert_string_equal(hsm_alg_name(HSM_ALG_RSA), "rsa");
+        assert_string_equal(hsm_alg_name(HSM_ALG_ED25519), "ed25519");
+        assert_int_equal(hsm_alg_from_string("ed25519", &alg), 0);
+        assert_int_equal(alg, HSM_ALG_ED25519);
+        assert_int_equal(hsm_alg_from_string("rsa", &alg), 0);
+        assert_int_equal(alg, HSM_ALG_RSA);
+        assert_int_equal(hsm_alg_from_string("dsa", &alg), DKIMSIGN_E_ALG);
+        assert_int_equal(alg, HSM_ALG_RSA);
+
+        assert_int_equal(hsm_key_label("Sel1", "Example.COM", label, sizeof(label)), 0);
+        assert_string_equal(label, "sel1._domainkey.example.com");
+        assert_int_equal(hsm_key_label("sel1", "example.com", label, 27), DKIMSIGN_E_TOO_LARGE);
+        assert_int_equal(hsm_key_label("sel1", "example.com", label, 28), 0);
+        assert_int_equal(hsm_key_label("", "example.com", label, sizeof(label)), DKIMSIGN_E_FORMAT);
+        assert_int_equal(hsm_key_label("a b", "example.com", label, sizeof(label)), DKIMSIGN_E_FORMAT);
+        assert_int_equal(hsm_key_label("sel", "b\xc3\xbc" "cher.example", label, sizeof(label)), DKIMSIGN_E_FORMAT);
+        assert_string_equal(label, "sel1._domainkey.example.com");
+
+        assert_string_equal(hsm_ckr_name(CKR_PIN_INCORRECT), "CKR_PIN_INCORRECT");
+        assert_string_equal(hsm_ckr_name(CKR_ATTRIBUTE_SENSITIVE), "CKR_ATTRIBUTE_SENSITIVE");
+        assert_non_null(hsm_ckr_name(0x7777));
+}
+
+static void test_init_token(void **state)
+{
+        char so[] = SO_PIN, user[] = USER_PIN;
+        char so2[] = "11112222", user2[] = "5555";
+        struct hsm *h = NULL;
+
+        (void) state;
+        assert_int_equal(hsm_init_token(module, TOKEN, so, strlen(so), user, strlen(user)), DKIMSIGN_E_EXISTS);
+        assert_true(all_zero(so, strlen(SO_PIN)) && all_zero(user, strlen(USER_PIN)));
+
+        /* A 33-octet label does not fit CK_TOKEN_INFO. */
+        strcpy(so, SO_PIN);
+        strcpy(user, USER_PIN);
+        assert_int_equal(hsm_init_token(module, "123456789012345678901234567890123", so, strlen(so), user,
+                                        strlen(user)),
+                         DKIMSIGN_E_TOO_LARGE);
+        assert_true(all_zero(so, strlen(SO_PIN)) && all_zero(user, strlen(USER_PIN)));
+
+        /* A second token, while the first is open: SoftHSM offers a new free slot. */
+        h = open_login();
+        assert_int_equal(hsm_init_token(module, "dkimsign-second", so2, strlen(so2), user2, strlen(user2)), 0);
+        assert_true(all_zero(so2, strlen(so2)) && all_zero(user2, 4));
+        hsm_close(h);
+        assert_int_equal(hsm_open(module, "dkimsign-second", &h), 0);
+        strcpy(user2, "5555");
+        assert_int_equal(hsm_login(h, user2, strlen(user2)), 0);
+        hsm_close(h);
+}
+
+static void test_open_errors(void **state)
+{
+        char path[PATH_MAX + 32];
+        struct hsm *h = NULL;
+
+        (void) state;
+        errno = 0;
+        assert_int_equal(hsm_open("/nonexistent/libpkcs11.so", TOKEN, &h), DKIMSIGN_E_SYSTEM);
+        assert_int_equal(errno, ENOENT);
+        assert_null(h);
+        /* A bare name would be searched for on the library path. */
+        assert_int_equal(hsm_open("libsofthsm2.so", TOKEN, &h), DKIMSIGN_E_SYSTEM);
+        assert_int_equal(errno, EINVAL);
+        /* Not a shared object, and a directory. */
+        snprintf(path, sizeof(path), "%s/softhsm2.conf", tmpdir);
+        assert_int_equal(hsm_open(path, TOKEN, &h), DKIMSIGN_E_SYSTEM);
+        assert_int_equal(hsm_open(tmpdir, TOKEN, &h), DKIMSIGN_E_SYSTEM);
+        assert_null(h);
+
+        assert_int_equal(hsm_open(module, "no-such-token", &h), DKIMSIGN_E_NO_TOKEN);
+        assert_int_equal(hsm_open(module, "dkimsign-tes", &h), DKIMSIGN_E_NO_TOKEN);
+        assert_null(h);
+        assert_int_equal(hsm_init_token("/nonexistent/libpkcs11.so", "x", (char[]) { "1234" }, 4,
+                                        (char[]) { "1234" }, 4),
+                         DKIMSIGN_E_SYSTEM);
+}
+
+static void test_login(void **state)
+{
+        char wrong[] = "9999", right[] = USER_PIN, path[PATH_MAX + 32];
+        struct hsm *h = NULL;
+
+        (void) state;
+        assert_int_equal(hsm_open(module, TOKEN, &h), 0);
+        assert_int_equal(hsm_login(h, wrong, strlen(wrong)), DKIMSIGN_E_PIN);
+        assert_int_equal(hsm_last_ckr(), CKR_PIN_INCORRECT);
+        assert_true(all_zero(wrong, 4));
+        assert_int_equal(hsm_login(h, right, strlen(right)), 0);
+        assert_true(all_zero(right, 4));
+        assert_int_equal(hsm_last_ckr(), 0);
+        strcpy(right, USER_PIN);
+        assert_int_equal(hsm_login(h, right, strlen(right)), 0); /* already logged in */
+        hsm_close(h);
+
+        snprintf(path, sizeof(path), "%s/pin", tmpdir);
+        assert_int_equal(hsm_open(module, TOKEN, &h), 0);
+        assert_int_equal(hsm_login_pin_file(h, "/nonexistent/pin"), DKIMSIGN_E_SYSTEM);
+        file_write(path, "");
+        assert_int_equal(hsm_login_pin_file(h, path), DKIMSIGN_E_FORMAT);
+        file_write(path, "4321\n");
+        assert_int_equal(hsm_login_pin_file(h, path), DKIMSIGN_E_PIN);
+        file_write(path, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                         "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+        assert_int_equal(hsm_login_pin_file(h, path), DKIMSIGN_E_TOO_LARGE);
+        file_write(path, USER_PIN " \r\nsecond line\n");
+        assert_int_equal(hsm_login_pin_file(h, path), 0);
+        hsm_close(h);
+        unlink(path);
+}
+
+static void key_check(const struct hsm_key *k, const char *label, enum hsm_alg alg, unsigned bits, bool local)
+{
+        assert_string_equal(k->label, label);
+        assert_int_equal(k->alg, alg);
+        assert_int_equal(k->bits, bits);
+        assert_true(k->priv != 0);
+        assert_true(k->pub != 0);
+        assert_non_null(k->pubkey);
+        assert_true(EVP_PKEY_is_a(k->pubkey, alg == HSM_ALG_RSA ? "RSA" : "ED25519"));
+        assert_int_equal(k->local, local);
+        if (local) {
+                assert_true(k->always_sensitive);
+                assert_true(k->never_extractable);
+        }
+}
+
+static void test_generate(void **state)
+{
+        static const struct {
+                const char *label;
+                enum hsm_alg alg;
+                unsigned bits, want_bits;
+        } cases[] = {
+                { "rsa2048._domainkey.example.com", HSM_ALG_RSA, 0, 2048 },
+                { "rsa1024._domainkey.example.com", HSM_ALG_RSA, 1024, 1024 },
+                { "ed._domainkey.example.com", HSM_ALG_ED25519, 0, 256 },
+        };
+        struct hsm_key *k = NULL, *again = NULL;
+        struct hsm *h = open_login();
+        size_t before = key_count(h);
+
+        (void) state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                assert_int_equal(hsm_generate(h, cases[i].label, cases[i].alg, cases[i].bits, &k), 0);
+                key_check(k, cases[i].label, cases[i].alg, cases[i].want_bits, true);
+                assert_int_equal(key_count(h), before + i + 1);
+
+                /* The same label again, with either algorithm: refused, nothing added. */
+                assert_int_equal(hsm_generate(h, cases[i].label, HSM_ALG_RSA, 1024, &again), DKIMSIGN_E_EXISTS);
+                assert_int_equal(hsm_generate(h, cases[i].label, HSM_ALG_ED25519, 0, &again), DKIMSIGN_E_EXISTS);
+                assert_null(again);
+                assert_int_equal(key_count(h), before + i + 1);
+                assert_int_equal(hsm_find(h, cases[i].label, &again), 0);
+                assert_int_equal(again->priv, k->priv);
+                assert_int_equal(again->pub, k->pub);
+                assert_int_equal(EVP_PKEY_eq(again->pubkey, k->pubkey), 1);
+                again = hsm_key_free(again);
+                k = hsm_key_free(k);
+        }
+        assert_int_equal(hsm_generate(h, "small", HSM_ALG_RSA, 512, &k), DKIMSIGN_E_ALG);
+        assert_int_equal(hsm_generate(h, "large", HSM_ALG_RSA, 8192, &k), DKIMSIGN_E_ALG);
+        assert_int_equal(hsm_generate(h, "other", (enum hsm_alg) 99, 0, &k), DKIMSIGN_E_ALG);
+        assert_int_equal(hsm_generate(h, "", HSM_ALG_ED25519, 0, &k), DKIMSIGN_E_FORMAT);
+        assert_null(k);
+        assert_int_equal(key_count(h), before + 3);
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+                destroy_label(h, cases[i].label);
+        assert_int_equal(key_count(h), before);
+        hsm_close(h);
+}
+
+static void test_find_list_destroy(void **state)
+{
+        static const char *const labels[] = { "b._domainkey.example.org", "a._domainkey.example.org",
+                                              "c._domainkey.example.org" };
+        struct hsm_key **keys = NULL, *k = NULL, *gone = NULL;
+        struct hsm *h = open_login();
+        size_t n = 0, before = key_count(h);
+
+        (void) state;
+        for (size_t i = 0; i < 3; i++) {
+                assert_int_equal(hsm_generate(h, labels[i], i == 1 ? HSM_ALG_RSA : HSM_ALG_ED25519, 1024, &k), 0);
+                k = hsm_key_free(k);
+        }
+        assert_int_equal(hsm_list(h, &keys, &n), 0);
+        assert_int_equal(n, before + 3);
+        for (size_t i = 1; i < n; i++)
+                assert_true(strcmp(keys[i - 1]->label, keys[i]->label) <= 0);
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(hsm_find(h, keys[i]->label, &k), 0);
+                assert_int_equal(k->priv, keys[i]->priv);
+                assert_int_equal(k->alg, keys[i]->alg);
+                k = hsm_key_free(k);
+        }
+        hsm_key_list_free(keys, n);
+
+        assert_int_equal(hsm_find(h, "nope._domainkey.example.org", &k), DKIMSIGN_E_NO_KEY);
+        assert_null(k);
+
+        assert_int_equal(hsm_find(h, labels[1], &gone), 0);
+        assert_int_equal(hsm_destroy(h, gone), 0);
+        assert_int_equal(hsm_find(h, labels[1], &k), DKIMSIGN_E_NO_KEY);
+        assert_int_equal(key_count(h), before + 2);
+        /* A stale handle destroys nothing. */
+        assert_int_equal(hsm_destroy(h, gone), DKIMSIGN_E_NO_KEY);
+        assert_int_equal(key_count(h), before + 2);
+        gone = hsm_key_free(gone);
+
+        destroy_label(h, labels[0]);
+        destroy_label(h, labels[2]);
+        assert_int_equal(key_count(h), before);
+        hsm_close(h);
+}
+
+struct worker {
+        struct hsm *h;
+        const char *label;
+        int failures;
+};
+
+static void *worker_run(void *arg)
+{
+        struct worker *w = arg;
+        struct hsm_session *s = NULL;
+
+        if (hsm_session_open(w->h, &s) < 0) {
+                w->failures++;
+                return NULL;
+        }
+        for (int i = 0; i < 20; i++) {
+                uint8_t digest[32], sig[HSM_SIG_MAX];
+                struct hsm_key *k = NULL;
+                size_t len = 0;
+
+                digest_fill(digest, (uint8_t) i);
+                if (hsm_find(w->h, w->label, &k) < 0 || hsm_sign(s, k, digest, sig, &len) < 0 ||
+                    !sig_ok(k, digest, sig, len))
+                        w->failures++;
+                hsm_key_free(k);
+        }
+        hsm_session_close(s);
+        return NULL;
+}
+
+static void test_sign(void **state)
+{
+        static const char *const labels[] = { "s2048._domainkey.example.net", "s1024._domainkey.example.net",
+                                              "sed._domainkey.example.net" };
+        struct hsm_key *keys[3] = { 0 };
+        uint8_t digest[32], sig1[HSM_SIG_MAX], sig2[HSM_SIG_MAX];
+        struct hsm_session *s = NULL;
+        struct worker w[4];
+        pthread_t t[4];
+        size_t l1 = 0, l2 = 0;
+        struct hsm *h = open_login();
+
+        (void) state;
+        assert_int_equal(hsm_generate(h, labels[0], HSM_ALG_RSA, 2048, &keys[0]), 0);
+        assert_int_equal(hsm_generate(h, labels[1], HSM_ALG_RSA, 1024, &keys[1]), 0);
+        assert_int_equal(hsm_generate(h, labels[2], HSM_ALG_ED25519, 0, &keys[2]), 0);
+        assert_int_equal(hsm_session_open(h, &s), 0);
+        for (size_t i = 0; i < 3; i++)
+                sign_check(s, keys[i], (uint8_t) i);
+
+        /* Ed25519 is deterministic. */
+        digest_fill(digest, 42);
+        assert_int_equal(hsm_sign(s, keys[2], digest, sig1, &l1), 0);
+        assert_int_equal(hsm_sign(s, keys[2], digest, sig2, &l2), 0);
+        assert_int_equal(l1, 64);
+        assert_memory_equal(sig1, sig2, 64);
+
+        /* Several threads, each with its own session, finding and signing at once. */
+        for (size_t i = 0; i < 4; i++) {
+                w[i] = (struct worker) { .h = h, .label = labels[i % 3] };
+                assert_int_equal(pthread_create(&t[i], NULL, worker_run, &w[i]), 0);
+        }
+        for (size_t i = 0; i < 4; i++) {
+                assert_int_equal(pthread_join(t[i], NULL), 0);
+                assert_int_equal(w[i].failures, 0);
+        }
+
+        for (size_t i = 0; i < 3; i++) {
+                assert_int_equal(hsm_destroy(h, keys[i]), 0);
+                /* A destroyed key is a missing key, not a token failure. */
+                assert_int_equal(hsm_sign(s, keys[i], digest, sig1, &l1), DKIMSIGN_E_NO_KEY);
+        }
+
+        /* hsm_close() closes the session still open; the caller still frees it. */
+        hsm_close(h);
+        assert_int_equal(hsm_sign(s, keys[2], digest, sig1, &l1), DKIMSIGN_E_HSM);
+        hsm_session_close(s);
+        for (size_t i = 0; i < 3; i++)
+                hsm_key_free(keys[i]);
+}
+
+/* RFC 8463 A.3: the token, given the A.1 keys, must produce the published b= values. */
+static void test_import(void **state)
+{
+        static const char ed_b[] =
+                "/gCrinpcQOoIfuHNQIbq4pgh9kyIK3AQUdt9OdqQehSwhEIug4D11BusFa3bT3FY5OsU7ZbnKELq+eXdp1Q1Dw==";
+        static const char rsa_b[] =
+                "F45dVWDfMbQDGHJFlXUNB2HKfbCeLRyhDXgFpEL8GwpsRe0IeIixNTe3DhCVlUrSjV4BwcVcOF6+FF3Zo9Rpo1tFOeS9mPYQTnGdaSGs"
+                "geefOsk2JzdA+L10TeYt9BgDfQNZtKdN1WO//KgIqXP7OdEFE4LjFYNcUxZQ4FADY+8=";
+        EVP_PKEY *rsa = pem_load("a1-rsa.private.pem"), *ed = pem_load("a1-ed25519.private.pem");
+        uint8_t digest[32], sig[HSM_SIG_MAX], sig2[HSM_SIG_MAX], want[HSM_SIG_MAX];
+        struct hsm_key *kr = NULL, *ke = NULL, *k = NULL;
+        struct hsm_session *s = NULL;
+        size_t len = 0, len2 = 0, want_len;
+        struct hsm *h = open_login();
+        size_t before = key_count(h);
+        EVP_PKEY *small, *ec;
+
+        (void) state;
+        assert_int_equal(hsm_import(h, "test._domainkey.football.example.com", rsa, &kr), 0);
+        key_check(kr, "test._domainkey.football.example.com", HSM_ALG_RSA, 1024, false);
+        assert_int_equal(EVP_PKEY_eq(kr->pubkey, rsa), 1);
+        assert_int_equal(hsm_import(h, "brisbane._domainkey.football.example.com", ed, &ke), 0);
+        key_check(ke, "brisbane._domainkey.football.example.com", HSM_ALG_ED25519, 256, false);
+        assert_int_equal(EVP_PKEY_eq(ke->pubkey, ed), 1);
+        assert_int_equal(key_count(h), before + 2);
+
+        assert_int_equal(hsm_import(h, kr->label, ed, &k), DKIMSIGN_E_EXISTS);
+        assert_int_equal(hsm_import(h, ke->label, rsa, &k), DKIMSIGN_E_EXISTS);
+        small = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t) 512);
+        ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+        assert_non_null(small);
+        assert_non_null(ec);
+        assert_int_equal(hsm_import(h, "small", small, &k), DKIMSIGN_E_ALG);
+        assert_int_equal(hsm_import(h, "ec", ec, &k), DKIMSIGN_E_ALG);
+        assert_null(k);
+        assert_int_equal(key_count(h), before + 2);
+
+        assert_int_equal(hsm_session_open(h, &s), 0);
+
+        corpus_digest("a3-ed25519-signing-input.bin", digest);
+        assert_int_equal(hsm_sign(s, ke, digest, sig, &len), 0);
+        assert_int_equal(hsm_sign(s, ke, digest, sig2, &len2), 0);
+        assert_int_equal(len, 64);
+        assert_int_equal(len2, 64);
+        assert_memory_equal(sig, sig2, 64);
+        want_len = openssl_sign(ed, digest, want, sizeof(want));
+        assert_int_equal(want_len, 64);
+        assert_memory_equal(sig, want, 64);
+        assert_int_equal(b64_decode(ed_b, want, sizeof(want)), 64);
+        assert_memory_equal(sig, want, 64);
+        assert_true(sig_ok(ke, digest, sig, len));
+
+        corpus_digest("a3-rsa-signing-input.bin", digest);
+        assert_int_equal(hsm_sign(s, kr, digest, sig, &len), 0);
+        assert_int_equal(len, 128);
+        want_len = openssl_sign(rsa, digest, want, sizeof(want));
+        assert_int_equal(want_len, 128);
+        assert_memory_equal(sig, want, 128);
+        assert_int_equal(b64_decode(rsa_b, want, sizeof(want)), 128);
+        assert_memory_equal(sig, want, 128);
+        assert_true(sig_ok(kr, digest, sig, len));
+
+        hsm_session_close(s);
+        assert_int_equal(hsm_destroy(h, kr), 0);
+        assert_int_equal(hsm_destroy(h, ke), 0);
+        assert_int_equal(key_count(h), before);
+        hsm_key_free(kr);
+        hsm_key_free(ke);
+        EVP_PKEY_free(small);
+        EVP_PKEY_free(ec);
+        EVP_PKEY_free(rsa);
+        EVP_PKEY_free(ed);
+        hsm_close(h);
+}
+
+/* ---- the private keys can't be read: checked without hsm.c ---- */
+
+struct raw {
+        void *dl;
+        CK_FUNCTION_LIST *p11;
+        CK_SESSION_HANDLE s;
+};
+
+static void raw_open(struct raw *raw)
+{
+        CK_C_GetFunctionList get_list;
+        CK_SLOT_ID slots[64];
+        CK_ULONG n = 64;
+        bool found = false;
+
+        raw->dl = dlopen(module, RTLD_NOW | RTLD_LOCAL);
+        assert_non_null(raw->dl);
+        get_list = (CK_C_GetFunctionList) dlsym(raw->dl, "C_GetFunctionList");
+        assert_non_null(get_list);
+        assert_int_equal(get_list(&raw->p11), CKR_OK);
+        /* CKR_OK, not ALREADY_INITIALIZED: hsm_close() finalized, so this is a fresh start. */
+        assert_int_equal(raw->p11->C_Initialize(NULL), CKR_OK);
+        assert_int_equal(raw->p11->C_GetSlotList(CK_TRUE, slots, &n), CKR_OK);
+        for (CK_ULONG i = 0; i < n && !found; i++) {
+                CK_TOKEN_INFO info;
+                char label[sizeof(info.label) + 1];
+
+                assert_int_equal(raw->p11->C_GetTokenInfo(slots[i], &info), CKR_OK);
+                memcpy(label, info.label, sizeof(info.label));
+                label[sizeof(info.label)] = '\0';
+                if (strncmp(label, TOKEN " ", strlen(TOKEN) + 1) != 0)
+                        continue;
+                assert_int_equal(raw->p11->C_OpenSession(slots[i], CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
+                                                         &raw->s),
+                                 CKR_OK);
+                found = true;
+        }
+        assert_true(found);
+        assert_int_equal(raw->p11->C_Login(raw->s, CKU_USER, (CK_UTF8CHAR *) USER_PIN, strlen(USER_PIN)), CKR_OK);
+}
+
+static void raw_close(struct raw *raw)
+{
+        raw->p11->C_Logout(raw->s);
+        raw->p11->C_CloseSession(raw->s);
+        assert_int_equal(raw->p11->C_Finalize(NULL), CKR_OK);
+        dlclose(raw->dl);
+}
+
+static CK_OBJECT_HANDLE raw_find(struct raw *raw, const char *label)
+{
+        CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+        CK_ATTRIBUTE t[] = {
+                { CKA_CLASS, &cls, sizeof(cls) },
+                { CKA_LABEL, (void *) label, strlen(label) },
+        };
+        CK_OBJECT_HANDLE objs[2];
+        CK_ULONG n = 0;
+
+        assert_int_equal(raw->p11->C_FindObjectsInit(raw->s, t, 2), CKR_OK);
+        assert_int_equal(raw->p11->C_FindObjects(raw->s, objs, 2, &n), CKR_OK);
+        assert_int_equal(raw->p11->C_FindObjectsFinal(raw->s), CKR_OK);
+        assert_int_equal(n, 1);
+        return objs[0];
+}
+
+static CK_BBOOL raw_bool(struct raw *raw, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type)
+{
+        CK_BBOOL v = 0x55;
+        CK_ATTRIBUTE a = { type, &v, sizeof(v) };
+
+        assert_int_equal(raw->p11->C_GetAttributeValue(raw->s, obj, &a, 1), CKR_OK);
+        assert_int_equal(a.ulValueLen, sizeof(v));
+        return v;
+}
+
+/* Neither the length nor the value of a secret attribute comes back. */
+static void raw_secret(struct raw *raw, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type)
+{
+        uint8_t buf[1024];
+        CK_ATTRIBUTE a = { type, NULL, 0 };
+
+        assert_int_equal(raw->p11->C_GetAttributeValue(raw->s, obj, &a, 1), CKR_ATTRIBUTE_SENSITIVE);
+        assert_true(a.ulValueLen == CK_UNAVAILABLE_INFORMATION);
+        memset(buf, 0, sizeof(buf));
+        a = (CK_ATTRIBUTE) { type, buf, sizeof(buf) };
+        assert_int_equal(raw->p11->C_GetAttributeValue(raw->s, obj, &a, 1), CKR_ATTRIBUTE_SENSITIVE);
+        assert_true(a.ulValueLen == CK_UNAVAILABLE_INFORMATION);
+        assert_true(all_zero((const char *) buf, sizeof(buf)));
+}
+
+static void raw_check(struct raw *raw, const char *label, bool rsa, bool local)
+{
+        static const CK_ATTRIBUTE_TYPE rsa_secrets[] = { CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2,
+                                                         CKA_EXPONENT_1, CKA_EXPONENT_2, CKA_COEFFICIENT };
+        CK_OBJECT_HANDLE obj = raw_find(raw, label);
+        CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+        CK_ATTRIBUTE make_extractable = { CKA_EXTRACTABLE, &yes, sizeof(yes) };
+        CK_ATTRIBUTE make_readable = { CKA_SENSITIVE, &no, sizeof(no) };
+
+        if (rsa)
+                for (size_t i = 0; i < sizeof(rsa_secrets) / sizeof(rsa_secrets[0]); i++)
+                        raw_secret(raw, obj, rsa_secrets[i]);
+        else
+                raw_secret(raw, obj, CKA_VALUE);
+        assert_int_equal(raw_bool(raw, obj, CKA_SENSITIVE), CK_TRUE);
+        assert_int_equal(raw_bool(raw, obj, CKA_EXTRACTABLE), CK_FALSE);
+        assert_int_equal(raw_bool(raw, obj, CKA_PRIVATE), CK_TRUE);
+        assert_int_equal(raw_bool(raw, obj, CKA_TOKEN), CK_TRUE);
+        assert_int_equal(raw_bool(raw, obj, CKA_DECRYPT), CK_FALSE);
+        assert_int_equal(raw_bool(raw, obj, CKA_LOCAL), local ? CK_TRUE : CK_FALSE);
+
+        /* And they can't be made readable afterwards. */
+        assert_int_not_equal(raw->p11->C_SetAttributeValue(raw->s, obj, &make_extractable, 1), CKR_OK);
+        assert_int_not_equal(raw->p11->C_SetAttributeValue(raw->s, obj, &make_readable, 1), CKR_OK);
+        assert_int_equal(raw_bool(raw, obj, CKA_SENSITIVE), CK_TRUE);
+        assert_int_equal(raw_bool(raw, obj, CKA_EXTRACTABLE), CK_FALSE);
+}
+
+static void test_not_extractable(void **state)
+{
+        static const char gen_rsa[] = "x-gen-rsa", gen_ed[] = "x-gen-ed", imp_rsa[] = "x-imp-rsa",
+                          imp_ed[] = "x-imp-ed";
+        EVP_PKEY *rsa = pem_load("a1-rsa.private.pem"), *ed = pem_load("a1-ed25519.private.pem");
+        struct hsm_key *k = NULL;
+        struct raw raw = { 0 };
+        struct hsm *h = open_login();
+
+        (void) state;
+        assert_int_equal(hsm_generate(h, gen_rsa, HSM_ALG_RSA, 2048, &k), 0);
+        k = hsm_key_free(k);
+        assert_int_equal(hsm_generate(h, gen_ed, HSM_ALG_ED25519, 0, &k), 0);
+        k = hsm_key_free(k);
+        assert_int_equal(hsm_import(h, imp_rsa, rsa, &k), 0);
+        k = hsm_key_free(k);
+        assert_int_equal(hsm_import(h, imp_ed, ed, &k), 0);
+        k = hsm_key_free(k);
+        h = hsm_close(h);
+
+        raw_open(&raw);
+        raw_check(&raw, gen_rsa, true, true);
+        raw_check(&raw, gen_ed, false, true);
+        raw_check(&raw, imp_rsa, true, false);
+        raw_check(&raw, imp_ed, false, false);
+        raw_close(&raw);
+
+        h = open_login();
+        destroy_label(h, gen_rsa);
+        destroy_label(h, gen_ed);
+        destroy_label(h, imp_rsa);
+        destroy_label(h, imp_ed);
+        hsm_close(h);
+        EVP_PKEY_free(rsa);
+        EVP_PKEY_free(ed);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_names),
+                cmocka_unit_test(test_init_token),
+                cmocka_unit_test(test_open_errors),
+                cmocka_unit_test(test_login),
+                cmocka_unit_test(test_generate),
+                cmocka_unit_test(test_find_list_destroy),
+                cmocka_unit_test(test_sign),
+                cmocka_unit_test(test_import),
+                cmocka_unit_test(test_not_extractable),
+        };
+
+        return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
