@@ -1,0 +1,561 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libdkimsign.  See dkimsign.h.
+ *
+ * The message side splits the stream into header block and body: the
+ * header block is kept (bounded, line ends normalized to CRLF), the body
+ * goes straight into the streaming canonicalizer and hash.  The connection
+ * side is a blocking socket with timeouts, one request at a time.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "canon.h"
+#include "dkimsign.h"
+#include "frame.h"
+#include "msg.h"
+
+#define PUBLIC __attribute__((visibility("default")))
+
+#define HEADER_MAX_DEFAULT (256 * 1024)
+#define IO_TIMEOUT_S 30
+#define REPLY_MAX (MSG_SIGNATURES_MAX * (MSG_FIELD_MAX + 4) + 64)
+
+struct dkimsign_client {
+        char *path;
+        int fd;
+        uint32_t next_id;
+        uint32_t max_frame;
+        struct buf in;
+        char error[512];
+};
+
+enum msg_state {
+        IN_HEADER,      /* collecting header lines */
+        IN_BODY,        /* streaming the body into the hash */
+        FINISHED,
+};
+
+struct dkimsign_message {
+        enum msg_state state;
+        enum dkimsign_canon hcanon, bcanon;
+        char domain[MSG_DOMAIN_MAX + 1];
+        struct buf header;             /* CRLF-normalized header block */
+        bool line_empty;               /* nothing yet on the current header line */
+        bool pending_cr;               /* header: a CR waiting for its LF */
+        bool headers_added;            /* fed through add_header */
+        bool ended_in_header;          /* no empty line before the end */
+        struct dkim_body_hash *bh;
+        uint8_t body_hash[DKIM_SHA256_LEN];
+};
+
+static int set_error(dkimsign_client *c, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int set_error(dkimsign_client *c, int r, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(c->error, sizeof(c->error), fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+/* ---- connection ---- */
+
+static void conn_drop(dkimsign_client *c)
+{
+        if (c->fd >= 0)
+                close(c->fd);
+        c->fd = -1;
+        buf_reset(&c->in);
+}
+
+static int send_all(dkimsign_client *c, const uint8_t *p, size_t len)
+{
+        while (len) {
+                ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return errno == EAGAIN ? DKIMSIGN_E_TIMEOUT : DKIMSIGN_E_CLOSED;
+                p += n;
+                len -= (size_t) n;
+        }
+        return 0;
+}
+
+/* Read one whole frame into c->in; *ret_total is its size. */
+static int recv_frame(dkimsign_client *c, size_t *ret_total)
+{
+        for (;;) {
+                size_t total;
+                uint8_t *p;
+                ssize_t n;
+                int r = frame_peek(buf_ptr(&c->in), buf_remaining(&c->in), REPLY_MAX, &total);
+
+                if (r == 0 && buf_remaining(&c->in) >= total) {
+                        *ret_total = total;
+                        return 0;
+                }
+                if (r < 0 && r != DKIMSIGN_E_INCOMPLETE)
+                        return DKIMSIGN_E_PROTOCOL;
+                buf_compact(&c->in);
+                r = buf_reserve(&c->in, 4096, &p);
+                if (r < 0)
+                        return DKIMSIGN_E_PROTOCOL;
+                do
+                        n = recv(c->fd, p, 4096, 0);
+                while (n < 0 && errno == EINTR);
+                c->in.len -= 4096 - (n > 0 ? (size_t) n : 0);
+                if (n == 0)
+                        return DKIMSIGN_E_CLOSED;
+                if (n < 0)
+                        return errno == EAGAIN || errno == EWOULDBLOCK ? DKIMSIGN_E_TIMEOUT : DKIMSIGN_E_CLOSED;
+        }
+}
+
+/* Send one request frame and wait for the reply with the same id. */
+static int transact(dkimsign_client *c, const struct buf *req, uint32_t id, struct frame *ret,
+                    size_t *ret_total)
+{
+        int r = send_all(c, req->data, req->len);
+
+        while (r == 0) {
+                size_t total;
+
+                r = recv_frame(c, &total);
+                if (r < 0)
+                        break;
+                r = frame_decode(buf_ptr(&c->in), total, ret);
+                if (r < 0)
+                        return DKIMSIGN_E_PROTOCOL;
+                /* id 0 is the daemon speaking before reading (busy, stopping). */
+                if (ret->id == id || ret->id == 0) {
+                        *ret_total = total;
+                        return 0;
+                }
+                buf_consume(&c->in, total);  /* a stale reply: not ours */
+        }
+        return r;
+}
+
+/* Turn an ERROR frame into a code and the daemon's sentence. */
+static int take_error(dkimsign_client *c, struct frame *f)
+{
+        struct msg_error e;
+
+        if (msg_error_decode(&f->payload, &e) < 0)
+                return set_error(c, DKIMSIGN_E_PROTOCOL, "malformed error reply from dkimsignd");
+        return set_error(c, wire_error_to_err(&e), "dkimsignd: %.*s", (int) e.text_len, e.text);
+}
+
+static int connect_and_hello(dkimsign_client *c)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct timeval tv = { .tv_sec = IO_TIMEOUT_S };
+        struct msg_hello h = { .min_version = PROTO_VERSION_MIN, .max_version = PROTO_VERSION_MAX,
+                               .name = "libdkimsign", .name_len = strlen("libdkimsign") };
+        struct msg_hello_ok ok;
+        struct frame f;
+        struct buf req;
+        size_t total;
+        uint32_t id;
+        int r;
+
+        conn_drop(c);
+        if (strlen(c->path) >= sizeof(sa.sun_path))
+                return set_error(c, DKIMSIGN_E_CONFIG, "socket path too long: %s", c->path);
+        memcpy(sa.sun_path, c->path, strlen(c->path) + 1);
+        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c->fd < 0)
+                return set_error(c, DKIMSIGN_E_SYSTEM, "socket: %s", strerror(errno));
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        if (connect(c->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                int e = errno;
+
+                conn_drop(c);
+                return set_error(c, DKIMSIGN_E_UNAVAILABLE, "cannot connect to dkimsignd at %s: %s", c->path,
+                                 strerror(e));
+        }
+        buf_init(&req, 256);
+        id = c->next_id++;
+        r = msg_hello_encode(&req, id, &h);
+        if (r == 0)
+                r = transact(c, &req, id, &f, &total);
+        buf_deinit(&req);
+        if (r < 0) {
+                conn_drop(c);
+                return set_error(c, r == DKIMSIGN_E_CLOSED ? DKIMSIGN_E_UNAVAILABLE : r,
+                                 "dkimsignd at %s did not answer HELLO: %s", c->path, dkimsign_strerror(r));
+        }
+        if (f.type == MSG_ERROR)
+                r = take_error(c, &f);
+        else if (f.type != MSG_HELLO_OK || msg_hello_ok_decode(&f.payload, &ok) < 0)
+                r = set_error(c, DKIMSIGN_E_PROTOCOL, "unexpected answer to HELLO from dkimsignd");
+        else if (ok.version < PROTO_VERSION_MIN || ok.version > PROTO_VERSION_MAX)
+                r = set_error(c, DKIMSIGN_E_VERSION, "dkimsignd chose protocol version %u, which this library does not speak",
+                              ok.version);
+        else
+                c->max_frame = ok.max_frame;
+        buf_consume(&c->in, total);
+        if (r < 0)
+                conn_drop(c);
+        return r;
+}
+
+PUBLIC int dkimsign_client_open(const char *socket_path, dkimsign_client **ret)
+{
+        dkimsign_client *c = calloc(1, sizeof(*c));
+        int r;
+
+        if (!c)
+                return DKIMSIGN_E_NOMEM;
+        c->fd = -1;
+        c->next_id = 1;
+        buf_init(&c->in, REPLY_MAX + 4096);
+        c->path = strdup(socket_path ? socket_path : DKIMSIGN_DEFAULT_SOCKET_PATH);
+        if (!c->path) {
+                dkimsign_client_free(c);
+                return DKIMSIGN_E_NOMEM;
+        }
+        r = connect_and_hello(c);
+        *ret = c;
+        return r;
+}
+
+PUBLIC void dkimsign_client_free(dkimsign_client *c)
+{
+        if (!c)
+                return;
+        conn_drop(c);
+        buf_deinit(&c->in);
+        free(c->path);
+        free(c);
+}
+
+PUBLIC const char *dkimsign_client_error(const dkimsign_client *c)
+{
+        return c && c->error[0] ? c->error : "no error";
+}
+
+/* ---- message ---- */
+
+PUBLIC int dkimsign_message_new(dkimsign_message **ret)
+{
+        dkimsign_message *m = calloc(1, sizeof(*m));
+
+        if (!m)
+                return DKIMSIGN_E_NOMEM;
+        m->hcanon = DKIMSIGN_CANON_RELAXED;
+        m->bcanon = DKIMSIGN_CANON_RELAXED;
+        m->line_empty = true;
+        buf_init(&m->header, HEADER_MAX_DEFAULT);
+        *ret = m;
+        return 0;
+}
+
+PUBLIC void dkimsign_message_free(dkimsign_message *m)
+{
+        if (!m)
+                return;
+        buf_deinit(&m->header);
+        dkim_body_hash_free(m->bh);
+        free(m);
+}
+
+static bool message_started(const dkimsign_message *m)
+{
+        return m->header.len > 0 || m->state != IN_HEADER || m->headers_added;
+}
+
+PUBLIC int dkimsign_message_set_canon(dkimsign_message *m, enum dkimsign_canon header, enum dkimsign_canon body)
+{
+        if (message_started(m))
+                return DKIMSIGN_E_INTERNAL;
+        if ((header != DKIMSIGN_CANON_SIMPLE && header != DKIMSIGN_CANON_RELAXED) ||
+            (body != DKIMSIGN_CANON_SIMPLE && body != DKIMSIGN_CANON_RELAXED))
+                return DKIMSIGN_E_FORMAT;
+        m->hcanon = header;
+        m->bcanon = body;
+        return 0;
+}
+
+PUBLIC int dkimsign_message_set_domain(dkimsign_message *m, const char *domain)
+{
+        size_t n = domain ? strlen(domain) : 0;
+
+        if (n > MSG_DOMAIN_MAX)
+                return DKIMSIGN_E_TOO_LARGE;
+        memcpy(m->domain, domain ? domain : "", n + 1);
+        return 0;
+}
+
+PUBLIC int dkimsign_message_set_max_header(dkimsign_message *m, size_t max)
+{
+        if (message_started(m) || max < 64)
+                return DKIMSIGN_E_INTERNAL;
+        m->header.max = max;
+        return 0;
+}
+
+static int start_body(dkimsign_message *m)
+{
+        int r = dkim_body_hash_new((enum dkim_canon) m->bcanon, &m->bh);
+
+        if (r == 0)
+                m->state = IN_BODY;
+        return r;
+}
+
+/* Header bytes, normalized to CRLF; returns how many were taken before the
+ * empty line that ends the header (the rest is body). */
+static int header_feed(dkimsign_message *m, const uint8_t *p, size_t len, size_t *ret_used)
+{
+        size_t i = 0;
+        int r = 0;
+
+        while (i < len && r == 0) {
+                uint8_t ch = p[i++];
+
+                if (m->pending_cr) {
+                        m->pending_cr = false;
+                        if (ch == '\n') {
+                                /* CRLF: the line ends. */
+                        } else {
+                                /* A bare CR is kept; the daemon decides. */
+                                r = buf_put_u8(&m->header, '\r');
+                                m->line_empty = false;
+                                if (r == 0 && ch == '\r') {
+                                        m->pending_cr = true;
+                                        continue;
+                                }
+                                if (r == 0)
+                                        r = buf_put_u8(&m->header, ch);
+                                continue;
+                        }
+                } else if (ch == '\r') {
+                        m->pending_cr = true;
+                        continue;
+                } else if (ch != '\n') {
+                        r = buf_put_u8(&m->header, ch);
+                        m->line_empty = false;
+                        continue;
+                }
+                /* End of a line (LF or CRLF). */
+                if (m->line_empty) {
+                        *ret_used = i;
+                        return start_body(m);
+                }
+                r = buf_put(&m->header, "\r\n", 2);
+                m->line_empty = true;
+        }
+        *ret_used = i;
+        return r == DKIMSIGN_E_NOSPACE ? DKIMSIGN_E_TOO_LARGE : r;
+}
+
+PUBLIC int dkimsign_message_write(dkimsign_message *m, const void *data, size_t len)
+{
+        const uint8_t *p = data;
+        size_t used = 0;
+        int r;
+
+        if (m->state == FINISHED || m->headers_added)
+                return DKIMSIGN_E_INTERNAL;
+        if (m->state == IN_HEADER) {
+                r = header_feed(m, p, len, &used);
+                if (r < 0)
+                        return r;
+                p += used;
+                len -= used;
+        }
+        if (m->state == IN_BODY && len)
+                dkim_body_hash_update(m->bh, p, len);
+        return 0;
+}
+
+/* Append value with every line end normalized to CRLF. */
+static int put_normalized(struct buf *b, const char *s)
+{
+        int r = 0;
+
+        for (; *s && r == 0; s++) {
+                if (*s == '\r' && s[1] == '\n')
+                        continue;
+                r = *s == '\n' ? buf_put(b, "\r\n", 2) : buf_put_u8(b, (uint8_t) *s);
+        }
+        return r;
+}
+
+PUBLIC int dkimsign_message_add_header(dkimsign_message *m, const char *name, const char *value)
+{
+        size_t start = m->header.len;
+        int r;
+
+        if (m->state != IN_HEADER || (m->header.len && !m->headers_added) || !*name)
+                return DKIMSIGN_E_INTERNAL;
+        m->headers_added = true;
+        /* Milters get the value without the space after the colon. */
+        r = buf_put(&m->header, name, strlen(name));
+        if (r == 0)
+                r = buf_put(&m->header, ": ", 2);
+        if (r == 0)
+                r = put_normalized(&m->header, value);
+        if (r == 0)
+                r = buf_put(&m->header, "\r\n", 2);
+        if (r < 0) {
+                m->header.len = start;
+                return r == DKIMSIGN_E_NOSPACE ? DKIMSIGN_E_TOO_LARGE : r;
+        }
+        return 0;
+}
+
+PUBLIC int dkimsign_message_write_body(dkimsign_message *m, const void *data, size_t len)
+{
+        int r;
+
+        if (m->state == FINISHED || (m->state == IN_HEADER && !m->headers_added))
+                return DKIMSIGN_E_INTERNAL;
+        if (m->state == IN_HEADER) {
+                r = start_body(m);
+                if (r < 0)
+                        return r;
+        }
+        dkim_body_hash_update(m->bh, data, len);
+        return 0;
+}
+
+/* End of input: close the header block and the body hash. */
+static int message_finish(dkimsign_message *m)
+{
+        int r = 0;
+
+        if (m->state == FINISHED)
+                return 0;
+        if (m->state == IN_HEADER) {
+                /* No empty line: the whole message is header, the body empty. */
+                m->ended_in_header = !m->headers_added;
+                if (m->pending_cr) {
+                        m->pending_cr = false;
+                        m->line_empty = true;
+                        r = buf_put(&m->header, "\r\n", 2);
+                }
+                if (r == 0 && !m->line_empty)
+                        r = buf_put(&m->header, "\r\n", 2);
+                if (r == 0)
+                        r = start_body(m);
+        }
+        if (r == 0)
+                r = dkim_body_hash_final(m->bh, m->body_hash);
+        if (r == 0)
+                m->state = FINISHED;
+        return r == DKIMSIGN_E_NOSPACE ? DKIMSIGN_E_TOO_LARGE : r;
+}
+
+PUBLIC int dkimsign_message_ended_in_header(const dkimsign_message *m)
+{
+        return m->state == FINISHED && m->ended_in_header;
+}
+
+/* The SIGNED reply as one string of CRLF-terminated fields. */
+static int take_signed(dkimsign_client *c, struct frame *f, char **ret)
+{
+        struct msg_signed s;
+        struct buf out;
+        int r;
+
+        if (msg_signed_decode(&f->payload, &s) < 0)
+                return set_error(c, DKIMSIGN_E_PROTOCOL, "malformed SIGNED reply from dkimsignd");
+        buf_init(&out, REPLY_MAX + 1);
+        r = 0;
+        for (uint16_t i = 0; r == 0 && i < s.count; i++) {
+                r = buf_put(&out, s.fields[i], s.field_lens[i]);
+                if (r == 0)
+                        r = buf_put(&out, "\r\n", 2);
+        }
+        if (r == 0)
+                r = buf_put_u8(&out, 0);
+        if (r < 0) {
+                buf_deinit(&out);
+                return set_error(c, DKIMSIGN_E_NOMEM, "out of memory");
+        }
+        *ret = (char *) out.data;  /* transferred */
+        return 0;
+}
+
+static int sign_once(dkimsign_client *c, const struct buf *req, uint32_t id, char **ret)
+{
+        struct frame f;
+        size_t total;
+        int r = transact(c, req, id, &f, &total);
+
+        if (r < 0)
+                return r;
+        if (f.type == MSG_SIGNED)
+                r = take_signed(c, &f, ret);
+        else if (f.type == MSG_ERROR)
+                r = take_error(c, &f);
+        else
+                r = set_error(c, DKIMSIGN_E_PROTOCOL, "unexpected reply type %u from dkimsignd", f.type);
+        buf_consume(&c->in, total);
+        return r;
+}
+
+PUBLIC int dkimsign_sign(dkimsign_client *c, dkimsign_message *m, char **ret_fields)
+{
+        struct msg_sign s;
+        struct buf req;
+        uint32_t id;
+        int r;
+
+        r = message_finish(m);
+        if (r == DKIMSIGN_E_TOO_LARGE)
+                return set_error(c, r, "the header block is larger than %zu octets", m->header.max);
+        if (r < 0)
+                return set_error(c, r, "could not finish the message: %s", dkimsign_strerror(r));
+        s = (struct msg_sign) {
+                .header_canon = (uint8_t) m->hcanon,
+                .body_canon = (uint8_t) m->bcanon,
+                .domain = m->domain,
+                .domain_len = strlen(m->domain),
+                .body_hash = m->body_hash,
+                .headers = m->header.data,
+                .headers_len = m->header.len,
+        };
+        buf_init(&req, (size_t) m->header.len + 1024);
+        id = c->next_id++;
+        r = msg_sign_encode(&req, id, &s);
+        if (r < 0) {
+                buf_deinit(&req);
+                return set_error(c, r, "could not encode the request: %s", dkimsign_strerror(r));
+        }
+        if (c->max_frame && req.len - FRAME_LEN_SIZE > c->max_frame) {
+                buf_deinit(&req);
+                return set_error(c, DKIMSIGN_E_TOO_LARGE, "the header block is larger than dkimsignd accepts");
+        }
+        /* Signing is idempotent, so a connection lost since the last call
+         * (daemon restarted) is retried once on a fresh one. */
+        r = c->fd >= 0 ? sign_once(c, &req, id, ret_fields) : DKIMSIGN_E_CLOSED;
+        if (r == DKIMSIGN_E_CLOSED) {
+                r = connect_and_hello(c);
+                if (r == 0)
+                        r = sign_once(c, &req, id, ret_fields);
+        }
+        if (r == DKIMSIGN_E_CLOSED || r == DKIMSIGN_E_TIMEOUT) {
+                conn_drop(c);
+                r = set_error(c, DKIMSIGN_E_UNAVAILABLE, "dkimsignd at %s %s", c->path,
+                              r == DKIMSIGN_E_TIMEOUT ? "did not answer in time" : "closed the connection");
+        }
+        buf_deinit(&req);
+        return r;
+}

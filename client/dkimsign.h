@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libdkimsign: DKIM signing through dkimsignd.
+ *
+ * The library streams a message through RFC 6376 body canonicalization and
+ * SHA-256 as it is written, keeping only the header block (bounded), so a
+ * message of any size signs in constant memory and the body never crosses
+ * the socket.  dkimsign_sign() sends the header block and the body hash to
+ * the daemon, which returns the DKIM-Signature field(s) to prepend.
+ *
+ *     dkimsign_client *c;  dkimsign_message *m;  char *sig;
+ *     dkimsign_client_open(NULL, &c);
+ *     dkimsign_message_new(&m);
+ *     dkimsign_message_write(m, data, len);     (any number of times)
+ *     dkimsign_sign(c, m, &sig);                (then prepend sig)
+ *     free(sig); dkimsign_message_free(m); dkimsign_client_free(c);
+ *
+ * Every function returns 0 or a negative enum dkimsign_err; outputs are set
+ * only on success.  dkimsign_err_is_temporary() tells a failure worth
+ * retrying later (daemon down, token failure, busy) from a permanent one
+ * (the message can't be signed).  The library never logs and never exits.
+ * A client and a message are used by one thread at a time.
+ */
+#ifndef DKIMSIGN_H
+#define DKIMSIGN_H
+
+#include <stddef.h>
+
+#include "dkimsign-errors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DKIMSIGN_DEFAULT_SOCKET_PATH "/run/dkimsignd/dkimsignd.sock"
+
+enum dkimsign_canon {
+        DKIMSIGN_CANON_SIMPLE = 0,
+        DKIMSIGN_CANON_RELAXED = 1,
+};
+
+typedef struct dkimsign_client dkimsign_client;
+typedef struct dkimsign_message dkimsign_message;
+
+/* Connect to dkimsignd at socket_path (NULL: the default path) and agree on
+ * a protocol version.  On failure *ret is still set when the client could
+ * be allocated, so dkimsign_client_error() can say why; free it either way.
+ * Returns DKIMSIGN_E_UNAVAILABLE when nothing listens there. */
+int dkimsign_client_open(const char *socket_path, dkimsign_client **ret);
+/* Accepts NULL. */
+void dkimsign_client_free(dkimsign_client *c);
+/* One sentence on the last failure (the daemon's own words when it
+ * refused); owned by the client, valid until its next call. */
+const char *dkimsign_client_error(const dkimsign_client *c);
+
+/* A message to sign, relaxed/relaxed by default. */
+int dkimsign_message_new(dkimsign_message **ret);
+/* Accepts NULL. */
+void dkimsign_message_free(dkimsign_message *m);
+/* Canonicalization for header and body; only before the first write. */
+int dkimsign_message_set_canon(dkimsign_message *m, enum dkimsign_canon header, enum dkimsign_canon body);
+/* Sign for this domain (d=) instead of the From address's domain. */
+int dkimsign_message_set_domain(dkimsign_message *m, const char *domain);
+/* Largest header block accepted (default 256 KiB): DKIMSIGN_E_TOO_LARGE past it. */
+int dkimsign_message_set_max_header(dkimsign_message *m, size_t max);
+
+/* The whole RFC 5322 message (header, empty line, body) in pieces of any
+ * size, CRLF or bare LF line ends. */
+int dkimsign_message_write(dkimsign_message *m, const void *data, size_t len);
+
+/* The same message as an MTA hands it over (milter): header fields one by
+ * one (value as received, folding kept, LF or CRLF), then the body. */
+int dkimsign_message_add_header(dkimsign_message *m, const char *name, const char *value);
+int dkimsign_message_write_body(dkimsign_message *m, const void *data, size_t len);
+
+/* Finish the message and ask the daemon for its signature(s).  *ret_fields
+ * gets one or more complete "DKIM-Signature: ..." fields, each ending in
+ * CRLF, NUL-terminated; free() it.  Reconnects once if the connection was
+ * lost since the last call. */
+int dkimsign_sign(dkimsign_client *c, dkimsign_message *m, char **ret_fields);
+
+/* After dkimsign_sign(): 1 when the message ended inside its header (no
+ * empty line, so no body), 0 otherwise.  A writer should then end the
+ * header with an empty line: the signature covers the same octets either
+ * way, and some verifiers (OpenDKIM 2.11, simple canonicalization) fail a
+ * message without one. */
+int dkimsign_message_ended_in_header(const dkimsign_message *m);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,700 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dkimsignd.conf parser.  See config.h.  Every value is checked here, once,
+ * so the rest of the daemon can trust the struct.  Unknown sections and keys
+ * are errors: a typo must not silently fall back to a default.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "dkimsign-build.h"
+#include "dkimsign-errors.h"
+#include "frame.h"
+#include "header.h"
+
+
+/* inih's compiled-in line limit: longer lines would be split silently. */
+#define INI_LINE_MAX 199
+
+struct parse_state {
+        struct config *c;
+        struct config_domain *domain;   /* the [domain X] section being read */
+        char *err;
+        size_t errlen;
+        bool seen_headers;              /* [signing] headers replaced the default */
+};
+
+static int fail(struct parse_state *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(struct parse_state *s, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(s->err, s->errlen, fmt, ap);
+        va_end(ap);
+        return 0;  /* inih: stop, report this line */
+}
+
+static char *lowercase_dup(const char *v)
+{
+        char *p = strdup(v);
+
+        for (char *q = p; q && *q; q++)
+                *q = (char) tolower((unsigned char) *q);
+        return p;
+}
+
+static int set_string(struct parse_state *s, char **field, const char *name, const char *value)
+{
+        if (*field)
+                return fail(s, "'%s' is set twice", name);
+        if (!*value)
+                return fail(s, "'%s' is empty", name);
+        *field = strdup(value);
+        return *field ? 1 : fail(s, "out of memory");
+}
+
+static int parse_u64(const char *v, uint64_t min, uint64_t max, uint64_t *ret)
+{
+        char *end;
+        unsigned long long n;
+
+        if (!isdigit((unsigned char) *v))
+                return -1;
+        errno = 0;
+        n = strtoull(v, &end, 10);
+        if (errno || *end || n < min || n > max)
+                return -1;
+        *ret = n;
+        return 0;
+}
+
+/* "48h", "30m", "10s", "2d" or plain seconds. */
+static int parse_duration(const char *v, uint64_t *ret)
+{
+        char num[32];
+        size_t len = strlen(v);
+        uint64_t mult = 1, n;
+
+        if (len == 0 || len >= sizeof(num))
+                return -1;
+        memcpy(num, v, len + 1);
+        switch (num[len - 1]) {
+        case 's': mult = 1; num[len - 1] = 0; break;
+        case 'm': mult = 60; num[len - 1] = 0; break;
+        case 'h': mult = 3600; num[len - 1] = 0; break;
+        case 'd': mult = 86400; num[len - 1] = 0; break;
+        default: break;
+        }
+        if (parse_u64(num, 0, UINT32_MAX, &n) < 0)
+                return -1;
+        *ret = n * mult;
+        return 0;
+}
+
+static int parse_size(struct parse_state *s, const char *name, const char *v, uint64_t min,
+                      uint64_t max, size_t *ret)
+{
+        uint64_t n;
+
+        if (parse_u64(v, min, max, &n) < 0)
+                return fail(s, "'%s' must be a whole number from %llu to %llu", name,
+                            (unsigned long long) min, (unsigned long long) max);
+        *ret = (size_t) n;
+        return 1;
+}
+
+static bool valid_header_name(const char *n)
+{
+        if (!*n || strlen(n) > 64)
+                return false;
+        for (const unsigned char *p = (const unsigned char *) n; *p; p++)
+                if (*p <= ' ' || *p >= 0x7f || *p == ':')
+                        return false;
+        return true;
+}
+
+/* Append a comma-, colon- or space-separated list of header names to a
+ * policy; oversign marks names already there (or adds them). */
+static int add_header_list(struct parse_state *s, struct dkim_hpolicy **pol, size_t *len,
+                           const char *value, bool oversign)
+{
+        char *copy = strdup(value), *save = NULL;
+        int ok = 1;
+
+        if (!copy)
+                return fail(s, "out of memory");
+        for (char *tok = strtok_r(copy, ",: \t", &save); tok && ok; tok = strtok_r(NULL, ",: \t", &save)) {
+                struct dkim_hpolicy *p;
+                size_t i;
+
+                if (!valid_header_name(tok)) {
+                        ok = fail(s, "'%s' is not a valid header field name", tok);
+                        break;
+                }
+                for (i = 0; i < *len; i++)
+                        if (strcasecmp((*pol)[i].name, tok) == 0)
+                                break;
+                if (i < *len) {
+                        if (oversign)
+                                (*pol)[i].oversign = true;
+                        else
+                                ok = fail(s, "header field '%s' is listed twice", tok);
+                        continue;
+                }
+                if (*len >= DKIM_HNAMES_MAX / 2) {
+                        ok = fail(s, "too many header fields (at most %d)", DKIM_HNAMES_MAX / 2);
+                        break;
+                }
+                p = realloc(*pol, (*len + 1) * sizeof(**pol));
+                if (!p) {
+                        ok = fail(s, "out of memory");
+                        break;
+                }
+                *pol = p;
+                p[*len] = (struct dkim_hpolicy) { .name = lowercase_dup(tok), .oversign = oversign };
+                if (!p[*len].name) {
+                        ok = fail(s, "out of memory");
+                        break;
+                }
+                (*len)++;
+        }
+        free(copy);
+        return ok;
+}
+
+/* Copy the built-in default policy (names duplicated, so all are owned). */
+static int default_policy(struct dkim_hpolicy **ret, size_t *ret_len)
+{
+        struct dkim_hpolicy *p = calloc(dkim_default_hpolicy_len, sizeof(*p));
+
+        if (!p)
+                return -1;
+        for (size_t i = 0; i < dkim_default_hpolicy_len; i++) {
+                p[i] = dkim_default_hpolicy[i];
+                p[i].name = strdup(dkim_default_hpolicy[i].name);
+                if (!p[i].name) {
+                        *ret = p;
+                        *ret_len = i;
+                        return -1;
+                }
+        }
+        *ret = p;
+        *ret_len = dkim_default_hpolicy_len;
+        return 0;
+}
+
+static void free_policy(struct dkim_hpolicy *p, size_t len)
+{
+        for (size_t i = 0; i < len; i++)
+                free((char *) p[i].name);
+        free(p);
+}
+
+static int handle_daemon(struct parse_state *s, const char *name, const char *value)
+{
+        struct config *c = s->c;
+        uint64_t n;
+
+        if (strcmp(name, "socket") == 0) {
+                if (value[0] != '/')
+                        return fail(s, "'socket' must be an absolute path");
+                if (strlen(value) >= 108)
+                        return fail(s, "'socket' is longer than a Unix socket path may be (107)");
+                free(c->socket_path);
+                c->socket_path = strdup(value);
+                return c->socket_path ? 1 : fail(s, "out of memory");
+        }
+        if (strcmp(name, "socket_mode") == 0) {
+                char *end;
+                unsigned long m = strtoul(value, &end, 8);
+
+                if (!*value || *end || m > 0777)
+                        return fail(s, "'socket_mode' must be an octal mode such as 0660");
+                c->socket_mode = (mode_t) m;
+                return 1;
+        }
+        if (strcmp(name, "socket_group") == 0)
+                return set_string(s, &c->socket_group, name, value);
+        if (strcmp(name, "log_level") == 0) {
+                static const char *const levels[] = { "err", "warning", "notice", "info", "debug" };
+                static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG };
+
+                for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+                        if (strcasecmp(value, levels[i]) == 0) {
+                                c->log_level = prio[i];
+                                return 1;
+                        }
+                return fail(s, "'log_level' must be err, warning, notice, info or debug");
+        }
+        (void) n;
+        return fail(s, "unknown key '%s' in [daemon]", name);
+}
+
+static int handle_token(struct parse_state *s, const char *name, const char *value)
+{
+        struct config *c = s->c;
+
+        if (strcmp(name, "module") == 0)
+                return set_string(s, &c->module, name, value);
+        if (strcmp(name, "label") == 0) {
+                if (strlen(value) > 32)
+                        return fail(s, "'label' is longer than a PKCS#11 token label may be (32)");
+                return set_string(s, &c->token_label, name, value);
+        }
+        if (strcmp(name, "pin_file") == 0)
+                return set_string(s, &c->pin_file, name, value);
+        if (strcmp(name, "sessions") == 0)
+                return parse_size(s, name, value, 1, 1024, &c->sessions);
+        return fail(s, "unknown key '%s' in [token]", name);
+}
+
+static int handle_limits(struct parse_state *s, const char *name, const char *value)
+{
+        struct config_limits *l = &s->c->limits;
+        uint64_t ms;
+
+        if (strcmp(name, "max_frame") == 0)
+                return parse_size(s, name, value, FRAME_MIN_MAX, 64 * 1024 * 1024, &l->max_frame);
+        if (strcmp(name, "max_header_block") == 0)
+                return parse_size(s, name, value, 256, 64 * 1024 * 1024, &l->max_header_block);
+        if (strcmp(name, "max_headers") == 0)
+                return parse_size(s, name, value, 1, 1000000, &l->max_headers);
+        if (strcmp(name, "max_line") == 0)
+                return parse_size(s, name, value, 78, 1024 * 1024, &l->max_line);
+        if (strcmp(name, "max_connections") == 0)
+                return parse_size(s, name, value, 1, 1000000, &l->max_connections);
+        if (strcmp(name, "max_inflight") == 0)
+                return parse_size(s, name, value, 1, 4096, &l->max_inflight);
+        if (strcmp(name, "max_queue") == 0)
+                return parse_size(s, name, value, 1, 1000000, &l->max_queue);
+        if (strcmp(name, "read_timeout") == 0 || strcmp(name, "idle_timeout") == 0) {
+                if (parse_duration(value, &ms) < 0 || ms == 0 || ms > 86400)
+                        return fail(s, "'%s' must be a duration from 1s to 1d, such as 10s", name);
+                if (name[0] == 'r')
+                        l->read_timeout_ms = (unsigned) (ms * 1000);
+                else
+                        l->idle_timeout_ms = (unsigned) (ms * 1000);
+                return 1;
+        }
+        return fail(s, "unknown key '%s' in [limits]", name);
+}
+
+static int handle_signing(struct parse_state *s, const char *name, const char *value)
+{
+        struct config *c = s->c;
+
+        if (strcmp(name, "expire") == 0) {
+                if (parse_duration(value, &c->expire) < 0)
+                        return fail(s, "'expire' must be a duration such as 7d, or 0 for none");
+                return 1;
+        }
+        if (strcmp(name, "headers") == 0) {
+                if (!s->seen_headers) {
+                        free_policy(c->hpolicy, c->hpolicy_len);
+                        c->hpolicy = NULL;
+                        c->hpolicy_len = 0;
+                        s->seen_headers = true;
+                }
+                return add_header_list(s, &c->hpolicy, &c->hpolicy_len, value, false);
+        }
+        if (strcmp(name, "oversign") == 0)
+                return add_header_list(s, &c->hpolicy, &c->hpolicy_len, value, true);
+        return fail(s, "unknown key '%s' in [signing]", name);
+}
+
+static int handle_domain(struct parse_state *s, const char *name, const char *value)
+{
+        struct config_domain *d = s->domain;
+
+        if (strcmp(name, "selector") == 0 || strcmp(name, "selectors") == 0) {
+                char *copy = strdup(value), *save = NULL;
+                int ok = 1;
+
+                if (!copy)
+                        return fail(s, "out of memory");
+                for (char *t = strtok_r(copy, ", \t", &save); t && ok; t = strtok_r(NULL, ", \t", &save)) {
+                        if (!dkim_domain_is_valid(t, strlen(t)) || strlen(t) > DKIM_SELECTOR_MAX)
+                                ok = fail(s, "'%s' is not a valid selector", t);
+                        else if (d->nselectors >= CONFIG_SELECTORS_MAX)
+                                ok = fail(s, "at most %d selectors per domain", CONFIG_SELECTORS_MAX);
+                        else if (!(d->selectors[d->nselectors++] = lowercase_dup(t)))
+                                ok = fail(s, "out of memory");
+                }
+                free(copy);
+                return ok;
+        }
+        if (strcmp(name, "key_domain") == 0) {
+                if (!dkim_domain_is_valid(value, strlen(value)))
+                        return fail(s, "'%s' is not a valid domain name", value);
+                if (d->key_domain)
+                        return fail(s, "'key_domain' is set twice");
+                d->key_domain = lowercase_dup(value);
+                return d->key_domain ? 1 : fail(s, "out of memory");
+        }
+        if (strcmp(name, "headers") == 0 || strcmp(name, "oversign") == 0)
+                return add_header_list(s, &d->hpolicy, &d->hpolicy_len, value, name[0] == 'o');
+        if (strcmp(name, "subdomains") == 0) {
+                if (strcasecmp(value, "yes") == 0 || strcasecmp(value, "true") == 0)
+                        d->subdomains = true;
+                else if (strcasecmp(value, "no") == 0 || strcasecmp(value, "false") == 0)
+                        d->subdomains = false;
+                else
+                        return fail(s, "'subdomains' must be yes or no");
+                return 1;
+        }
+        return fail(s, "unknown key '%s' in a [domain] section", name);
+}
+
+static int open_domain(struct parse_state *s, const char *section)
+{
+        const char *dn = section + strlen("domain ");
+        struct config *c = s->c;
+        struct config_domain *p;
+
+        while (*dn == ' ')
+                dn++;
+        if (!dkim_domain_is_valid(dn, strlen(dn)))
+                return fail(s, "[%s]: '%s' is not a valid domain name", section, dn);
+        for (size_t i = 0; i < c->ndomains; i++)
+                if (strcasecmp(c->domains[i].name, dn) == 0)
+                        return fail(s, "[domain %s] appears twice", dn);
+        if (c->ndomains >= CONFIG_DOMAINS_MAX)
+                return fail(s, "too many [domain] sections (at most %d)", CONFIG_DOMAINS_MAX);
+        p = realloc(c->domains, (c->ndomains + 1) * sizeof(*p));
+        if (!p)
+                return fail(s, "out of memory");
+        c->domains = p;
+        p[c->ndomains] = (struct config_domain) { .name = lowercase_dup(dn) };
+        if (!p[c->ndomains].name)
+                return fail(s, "out of memory");
+        s->domain = &p[c->ndomains++];
+        return 1;
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+        struct parse_state *s = user;
+
+        if (!name)  /* a new section starts (INI_CALL_HANDLER_ON_NEW_SECTION) */
+                return 1;
+        if (strcmp(section, "daemon") == 0)
+                return handle_daemon(s, name, value);
+        if (strcmp(section, "token") == 0)
+                return handle_token(s, name, value);
+        if (strcmp(section, "limits") == 0)
+                return handle_limits(s, name, value);
+        if (strcmp(section, "signing") == 0)
+                return handle_signing(s, name, value);
+        if (strncmp(section, "domain ", 7) == 0) {
+                /* inih calls us per key; a section is new when its name changes. */
+                if (!s->domain || strcasecmp(s->domain->name, section + 7 + strspn(section + 7, " ")) != 0)
+                        if (!open_domain(s, section))
+                                return 0;
+                return handle_domain(s, name, value);
+        }
+        if (!*section)
+                return fail(s, "'%s' is outside any section", name);
+        return fail(s, "unknown section [%s]", section);
+}
+
+struct section_line {
+        char *name;
+        size_t line;
+};
+
+static int section_line_cmp(const void *a, const void *b)
+{
+        const struct section_line *x = a, *y = b;
+        int c = strcasecmp(x->name, y->name);
+
+        return c ? c : (x->line > y->line) - (x->line < y->line);
+}
+
+/* inih calls the handler per key, so a section repeated right after itself
+ * looks like one section to it: find repeated [domain X] headers here. */
+static int check_repeated_sections(const char *text, size_t len, char *err, size_t errlen)
+{
+        struct section_line *secs = NULL;
+        size_t n = 0, cap = 0, line = 1;
+        int r = 0;
+
+        for (size_t i = 0; i < len && r == 0; line++) {
+                const char *start = text + i, *nl = memchr(start, '\n', len - i);
+                size_t ll = nl ? (size_t) (nl - start) : len - i;
+                const char *name, *close;
+
+                i += ll + 1;
+                while (ll && (*start == ' ' || *start == '\t'))
+                        start++, ll--;
+                if (ll < 8 || strncmp(start, "[domain ", 8) != 0 || !(close = memchr(start, ']', ll)))
+                        continue;
+                name = start + 8;
+                while (*name == ' ')
+                        name++;
+                if (n == cap) {
+                        struct section_line *p = realloc(secs, (cap = cap ? cap * 2 : 64) * sizeof(*p));
+
+                        if (!p) {
+                                r = DKIMSIGN_E_NOMEM;
+                                break;
+                        }
+                        secs = p;
+                }
+                secs[n].line = line;
+                secs[n].name = malloc((size_t) (close - name) + 1);
+                if (!secs[n].name) {
+                        r = DKIMSIGN_E_NOMEM;
+                        break;
+                }
+                memcpy(secs[n].name, name, (size_t) (close - name));
+                secs[n++].name[close - name] = 0;
+        }
+        if (r == 0 && n > 1) {
+                qsort(secs, n, sizeof(*secs), section_line_cmp);
+                for (size_t k = 1; k < n; k++)
+                        if (strcasecmp(secs[k - 1].name, secs[k].name) == 0) {
+                                snprintf(err, errlen, "line %zu: [domain %s] appears twice (first on line %zu)",
+                                         secs[k].line, secs[k].name, secs[k - 1].line);
+                                r = DKIMSIGN_E_CONFIG;
+                                break;
+                        }
+        }
+        for (size_t k = 0; k < n; k++)
+                free(secs[k].name);
+        free(secs);
+        return r;
+}
+
+static int domain_cmp(const void *a, const void *b)
+{
+        return strcmp(((const struct config_domain *) a)->name, ((const struct config_domain *) b)->name);
+}
+
+static struct config *config_new(void)
+{
+        struct config *c = calloc(1, sizeof(*c));
+
+        if (!c)
+                return NULL;
+        c->socket_path = strdup(DKIMSIGN_DEFAULT_SOCKET);
+        c->socket_mode = 0660;
+        c->sessions = 4;
+        c->log_level = LOG_INFO;
+        c->limits = (struct config_limits) {
+                .max_frame = FRAME_DEFAULT_MAX,
+                .max_header_block = 256 * 1024,
+                .max_headers = 1000,
+                .max_line = 16 * 1024,
+                .max_connections = 4096,
+                .max_inflight = 64,
+                .max_queue = 4096,
+                .read_timeout_ms = 10 * 1000,
+                .idle_timeout_ms = 300 * 1000,
+        };
+        if (!c->socket_path || default_policy(&c->hpolicy, &c->hpolicy_len) < 0)
+                return config_free(c);
+        return c;
+}
+
+static int check_complete(struct config *c, char *err, size_t errlen)
+{
+        if (!c->module || !c->token_label) {
+                snprintf(err, errlen, "[token] needs 'module' and 'label'");
+                return DKIMSIGN_E_CONFIG;
+        }
+        if (c->limits.max_header_block + 4096 > c->limits.max_frame) {
+                snprintf(err, errlen, "[limits] max_frame must exceed max_header_block by 4096 at least");
+                return DKIMSIGN_E_CONFIG;
+        }
+        for (size_t i = 0; i < c->hpolicy_len; i++)
+                if (strcmp(c->hpolicy[i].name, "from") == 0)
+                        return 0;
+        snprintf(err, errlen, "[signing] headers must include From (RFC 6376 5.4)");
+        return DKIMSIGN_E_CONFIG;
+}
+
+int config_parse(const char *text, size_t len, struct config **ret, char *err, size_t errlen)
+{
+        struct parse_state s = { .err = err, .errlen = errlen };
+        struct config *c = NULL;
+        char *copy = NULL;
+        size_t line = 1, col = 0;
+        int r = 0, k;
+
+        if (errlen)
+                err[0] = 0;
+        if (len > CONFIG_FILE_MAX) {
+                snprintf(err, errlen, "larger than %d octets", CONFIG_FILE_MAX);
+                return DKIMSIGN_E_TOO_LARGE;
+        }
+        for (size_t i = 0; i < len; i++) {
+                if (text[i] == 0) {
+                        snprintf(err, errlen, "line %zu: NUL byte", line);
+                        return DKIMSIGN_E_CONFIG;
+                }
+                if (text[i] == '\n') {
+                        line++;
+                        col = 0;
+                } else if (++col > INI_LINE_MAX) {
+                        snprintf(err, errlen, "line %zu: longer than %d characters (continue a list on an indented line)",
+                                 line, INI_LINE_MAX);
+                        return DKIMSIGN_E_CONFIG;
+                }
+        }
+        r = check_repeated_sections(text, len, err, errlen);
+        if (r < 0)
+                return r;
+        copy = malloc(len + 1);
+        if (copy) {
+                memcpy(copy, text, len);
+                copy[len] = 0;
+        }
+        c = config_new();
+        if (!copy || !c) {
+                r = DKIMSIGN_E_NOMEM;
+                goto out;
+        }
+        s.c = c;
+        k = ini_parse_string(copy, handler, &s);
+        if (k != 0) {
+                char why[256];
+
+                snprintf(why, sizeof(why), "%s", err[0] ? err : "syntax error");
+                snprintf(err, errlen, "line %d: %s", k, why);
+                r = DKIMSIGN_E_CONFIG;
+                goto out;
+        }
+        r = check_complete(c, err, errlen);
+        if (r < 0)
+                goto out;
+        if (c->ndomains > 1)
+                qsort(c->domains, c->ndomains, sizeof(*c->domains), domain_cmp);
+        *ret = c;
+        c = NULL;
+out:
+        free(copy);
+        config_free(c);
+        return r;
+}
+
+int config_load(const char *path, struct config **ret, char *err, size_t errlen)
+{
+        struct config *c = NULL;
+        char *text = NULL;
+        size_t len = 0;
+        struct stat st;
+        int fd, r;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                snprintf(err, errlen, "%s: %s", path, strerror(errno));
+                return DKIMSIGN_E_CONFIG;
+        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > CONFIG_FILE_MAX) {
+                snprintf(err, errlen, "%s: not a regular file of at most %d octets", path, CONFIG_FILE_MAX);
+                close(fd);
+                return DKIMSIGN_E_CONFIG;
+        }
+        text = malloc((size_t) st.st_size + 1);
+        if (!text) {
+                close(fd);
+                return DKIMSIGN_E_NOMEM;
+        }
+        while (len < (size_t) st.st_size) {
+                ssize_t n = read(fd, text + len, (size_t) st.st_size - len);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                len += (size_t) n;
+        }
+        close(fd);
+        text[len] = 0;
+        r = config_parse(text, len, &c, err, errlen);
+        free(text);
+        if (r == 0) {
+                c->path = strdup(path);
+                *ret = c;
+        } else {
+                char why[512];
+
+                snprintf(why, sizeof(why), "%s", err);
+                snprintf(err, errlen, "%s: %s", path, why);
+        }
+        return r;
+}
+
+struct config *config_free(struct config *c)
+{
+        if (!c)
+                return NULL;
+        free(c->path);
+        free(c->socket_path);
+        free(c->socket_group);
+        free(c->module);
+        free(c->token_label);
+        free(c->pin_file);
+        free_policy(c->hpolicy, c->hpolicy_len);
+        for (size_t i = 0; i < c->ndomains; i++) {
+                struct config_domain *d = &c->domains[i];
+
+                free(d->name);
+                free(d->key_domain);
+                for (size_t k = 0; k < d->nselectors; k++)
+                        free(d->selectors[k]);
+                free_policy(d->hpolicy, d->hpolicy_len);
+        }
+        free(c->domains);
+        free(c);
+        return NULL;
+}
+
+const struct config_domain *config_find_domain(const struct config *c, const char *name)
+{
+        struct config_domain key = { .name = (char *) name };
+
+        if (!c->ndomains)
+                return NULL;
+        return bsearch(&key, c->domains, c->ndomains, sizeof(*c->domains), domain_cmp);
+}
+
+const struct config_domain *config_domain_for(const struct config *c, const char *domain)
+{
+        const struct config_domain *d = config_find_domain(c, domain);
+
+        for (const char *p = strchr(domain, '.'); !d && p; p = strchr(p + 1, '.')) {
+                const struct config_domain *parent = config_find_domain(c, p + 1);
+
+                if (parent && parent->subdomains)
+                        return parent;
+        }
+        return d;
+}
+
+int config_pin_path(const struct config *c, char *ret, size_t size)
+{
+        const char *creds = getenv("CREDENTIALS_DIRECTORY");
+        int n;
+
+        if (c->pin_file)
+                n = snprintf(ret, size, "%s", c->pin_file);
+        else if (creds && *creds)
+                n = snprintf(ret, size, "%s/pin", creds);
+        else
+                return DKIMSIGN_E_CONFIG;
+        return n < 0 || (size_t) n >= size ? DKIMSIGN_E_TOO_LARGE : 0;
+}

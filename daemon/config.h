@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dkimsignd.conf: the INI configuration shared by dkimsignd and dkimsignctl,
+ * parsed with inih into a struct with every limit at a safe default.
+ *
+ * config_parse() is a pure function from text to a struct (fuzzed); it
+ * never logs, it fills an error sentence naming the line instead.
+ */
+#ifndef CONFIG_H
+#define CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sign.h"
+
+#define CONFIG_FILE_MAX (1024 * 1024)
+#define CONFIG_DOMAINS_MAX 100000
+#define CONFIG_SELECTORS_MAX 16
+
+struct config_limits {
+        size_t max_frame;          /* largest frame accepted */
+        size_t max_header_block;   /* largest header block in a SIGN request */
+        size_t max_headers;        /* most header fields */
+        size_t max_line;           /* longest header line */
+        size_t max_connections;
+        size_t max_inflight;       /* requests in flight on one connection */
+        size_t max_queue;          /* requests waiting for a token session, all connections */
+        unsigned read_timeout_ms;  /* a started frame must complete within this */
+        unsigned idle_timeout_ms;  /* a connection with nothing in flight is closed after this */
+};
+
+struct config_domain {
+        char *name;                      /* lowercased */
+        char *key_domain;                /* sign with this domain's keys (d=), NULL: name */
+        char *selectors[CONFIG_SELECTORS_MAX];  /* keys to use; none: every key on the token */
+        size_t nselectors;
+        struct dkim_hpolicy *hpolicy;    /* NULL: the global policy */
+        size_t hpolicy_len;
+        bool subdomains;                 /* also governs every subdomain without a section */
+};
+
+struct config {
+        char *path;                 /* where it was read from, for messages */
+        /* [daemon] */
+        char *socket_path;
+        mode_t socket_mode;
+        char *socket_group;         /* NULL: the daemon's own group */
+        int log_level;              /* syslog priority, LOG_INFO by default */
+        /* [token] */
+        char *module;
+        char *token_label;
+        char *pin_file;             /* NULL: $CREDENTIALS_DIRECTORY/pin */
+        size_t sessions;            /* token sessions = worker threads */
+        /* [limits] */
+        struct config_limits limits;
+        /* [signing] */
+        uint64_t expire;            /* x= = t= + expire; 0: no x= */
+        struct dkim_hpolicy *hpolicy;
+        size_t hpolicy_len;
+        /* [domain NAME] sections, sorted by name */
+        struct config_domain *domains;
+        size_t ndomains;
+};
+
+/* Parse text; on failure fills err (a sentence naming the line). */
+int config_parse(const char *text, size_t len, struct config **ret, char *err, size_t errlen);
+/* Read and parse a file (at most CONFIG_FILE_MAX octets). */
+int config_load(const char *path, struct config **ret, char *err, size_t errlen);
+struct config *config_free(struct config *c);
+
+/* The section for a domain, or NULL. */
+const struct config_domain *config_find_domain(const struct config *c, const char *name);
+
+/* The section that governs mail from domain: its own, else the nearest
+ * parent's that says subdomains = yes, else NULL (defaults apply). */
+const struct config_domain *config_domain_for(const struct config *c, const char *domain);
+
+/* The PIN file to read: pin_file, else $CREDENTIALS_DIRECTORY/pin (systemd
+ * LoadCredential=pin:...).  Into ret (size bytes); DKIMSIGN_E_CONFIG if none. */
+int config_pin_path(const struct config *c, char *ret, size_t size);
+
+#endif

@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * SIGN request handling: request, then policy, then signature, then reply.
+ * A signature is verified against the key's public half before it leaves,
+ * so a faulty token can never release a wrong one.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+
+#include "dispatch.h"
+#include "dkimsign-errors.h"
+#include "header.h"
+#include "log.h"
+#include "msg.h"
+#include "sign.h"
+
+#define MSGID_LOG_MAX 128
+
+struct request {
+        struct msg_sign m;
+        struct dkim_headers headers;
+        char from_domain[DKIM_DOMAIN_SIZE];
+        char domain[DKIM_DOMAIN_SIZE];     /* the domain asked for */
+        char msgid[MSGID_LOG_MAX + 1];     /* for the audit line only */
+        const struct signer_key *keys[KEYS_PER_DOMAIN_MAX];
+        size_t nkeys;
+        const char *d;                     /* d= */
+        char why[256];                     /* the sentence of a refusal */
+};
+
+static int verify_signature(const struct hsm_key *key, const uint8_t digest[DKIM_SHA256_LEN],
+                            const uint8_t *sig, size_t sig_len)
+{
+        EVP_PKEY_CTX *pctx = NULL;
+        EVP_MD_CTX *mctx = NULL;
+        int ok = 0;
+
+        if (key->alg == HSM_ALG_RSA) {
+                pctx = EVP_PKEY_CTX_new(key->pubkey, NULL);
+                ok = pctx && EVP_PKEY_verify_init(pctx) > 0 &&
+                     EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) > 0 &&
+                     EVP_PKEY_CTX_set_signature_md(pctx, EVP_sha256()) > 0 &&
+                     EVP_PKEY_verify(pctx, sig, sig_len, digest, DKIM_SHA256_LEN) == 1;
+        } else {
+                /* RFC 8463: PureEdDSA over the SHA-256 digest. */
+                mctx = EVP_MD_CTX_new();
+                ok = mctx && EVP_DigestVerifyInit(mctx, NULL, NULL, NULL, key->pubkey) > 0 &&
+                     EVP_DigestVerify(mctx, sig, sig_len, digest, DKIM_SHA256_LEN) == 1;
+        }
+        EVP_PKEY_CTX_free(pctx);
+        EVP_MD_CTX_free(mctx);
+        return ok ? 0 : DKIMSIGN_E_VERIFY;
+}
+
+/* The Message-ID's value, trimmed and cut short, for the audit line. */
+static void find_msgid(const struct dkim_headers *h, char *ret, size_t size)
+{
+        snprintf(ret, size, "-");
+        for (size_t i = 0; i < h->count; i++) {
+                const struct dkim_field *f = &h->fields[i];
+                const uint8_t *v, *end = h->block + f->off + f->len;
+                size_t n = 0;
+
+                if (!dkim_field_name_is(h, i, "message-id"))
+                        continue;
+                v = memchr(h->block + f->off, ':', f->len);
+                for (v = v ? v + 1 : end; v < end && n + 1 < size; v++)
+                        if (*v > ' ' && *v < 0x7f)
+                                ret[n++] = (char) *v;
+                ret[n ? n : 1] = 0;
+                return;
+        }
+}
+
+static int parse_request(const struct sign_ctx *ctx, struct request *rq, const uint8_t *payload, size_t len)
+{
+        const struct config_limits *lim = &ctx->config->limits;
+        struct dkim_header_limits hl = { .max_fields = lim->max_headers, .max_line = lim->max_line };
+        struct buf p;
+        int r;
+
+        buf_view(&p, payload, len);
+        r = msg_sign_decode(&p, lim->max_header_block, &rq->m);
+        if (r < 0) {
+                snprintf(rq->why, sizeof(rq->why), "malformed SIGN request: %s", dkimsign_strerror(r));
+                return r;
+        }
+        r = dkim_headers_parse(rq->m.headers, rq->m.headers_len, &hl, &rq->headers);
+        if (r < 0) {
+                snprintf(rq->why, sizeof(rq->why), r == DKIMSIGN_E_TOO_LARGE
+                         ? "the header block is over a configured limit (fields or line length)"
+                         : "the header block is malformed");
+                return r;
+        }
+        find_msgid(&rq->headers, rq->msgid, sizeof(rq->msgid));
+        r = dkim_headers_from_domain(&rq->headers, rq->from_domain);
+        if (r < 0) {
+                snprintf(rq->why, sizeof(rq->why), "%s", r == DKIMSIGN_E_FORMAT
+                         ? "the From header field has no valid address" : dkimsign_strerror(r));
+                return r;
+        }
+        if (rq->m.domain_len == 0) {
+                memcpy(rq->domain, rq->from_domain, sizeof(rq->domain));
+        } else {
+                if (!dkim_domain_is_valid(rq->m.domain, rq->m.domain_len)) {
+                        snprintf(rq->why, sizeof(rq->why), "the requested signing domain is not a valid domain name");
+                        return DKIMSIGN_E_FORMAT;
+                }
+                for (size_t i = 0; i < rq->m.domain_len; i++)
+                        rq->domain[i] = (char) (rq->m.domain[i] >= 'A' && rq->m.domain[i] <= 'Z'
+                                                ? rq->m.domain[i] + 32 : rq->m.domain[i]);
+                rq->domain[rq->m.domain_len] = 0;
+        }
+        return 0;
+}
+
+static const struct dkim_hpolicy *policy_for(const struct config *c, const char *domain, size_t *ret_len)
+{
+        const struct config_domain *d = config_domain_for(c, domain);
+
+        if (d && d->hpolicy_len) {
+                *ret_len = d->hpolicy_len;
+                return d->hpolicy;
+        }
+        *ret_len = c->hpolicy_len;
+        return c->hpolicy;
+}
+
+/* Build, sign and self-check one DKIM-Signature field into field. */
+static int sign_one(const struct sign_ctx *ctx, struct hsm_session *session, struct request *rq,
+                    const struct signer_key *k, const char **hnames, size_t hcount, uint64_t now,
+                    struct buf *field)
+{
+        struct dkim_sig_spec spec = {
+                .alg = k->key->alg == HSM_ALG_RSA ? "rsa-sha256" : "ed25519-sha256",
+                .header_canon = rq->m.header_canon,
+                .body_canon = rq->m.body_canon,
+                .domain = rq->d,
+                .selector = k->selector,
+                .timestamp = now,
+                .expire = ctx->config->expire ? now + ctx->config->expire : 0,
+                .body_hash = rq->m.body_hash,
+                .hnames = hnames,
+                .hcount = hcount,
+        };
+        uint8_t digest[DKIM_SHA256_LEN], sig[HSM_SIG_MAX];
+        size_t sig_len = 0;
+        int r;
+
+        r = dkim_sig_field_begin(&spec, field);
+        if (r == 0)
+                r = dkim_sig_digest(&rq->headers, &spec, field->data, field->len, digest);
+        if (r == 0) {
+                r = hsm_sign(session, k->key, digest, sig, &sig_len);
+                if (r < 0)
+                        snprintf(rq->why, sizeof(rq->why), "the token failed to sign (%s); try again later",
+                                 hsm_ckr_name(hsm_last_ckr()));
+        }
+        if (r == 0) {
+                r = verify_signature(k->key, digest, sig, sig_len);
+                if (r < 0)
+                        snprintf(rq->why, sizeof(rq->why),
+                                 "the token returned a signature that does not verify; not released");
+        }
+        if (r == 0)
+                r = dkim_sig_field_finish(field, sig, sig_len);
+        return r;
+}
+
+int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const struct peer *peer,
+                  uint32_t id, const uint8_t *payload, size_t len, struct buf *out)
+{
+        struct request rq = { 0 };
+        const char *hnames[DKIM_HNAMES_MAX];
+        struct buf fields[KEYS_PER_DOMAIN_MAX];
+        struct msg_signed reply = { 0 };
+        size_t hcount = 0, plen;
+        const struct dkim_hpolicy *pol;
+        uint64_t now = (uint64_t) time(NULL);
+        int r;
+
+        for (size_t i = 0; i < KEYS_PER_DOMAIN_MAX; i++)
+                buf_init(&fields[i], MSG_FIELD_MAX);
+        snprintf(rq.msgid, sizeof(rq.msgid), "-");
+
+        r = parse_request(ctx, &rq, payload, len);
+        if (r == 0)
+                r = keytab_select(ctx->keys, ctx->config, rq.domain, rq.keys, &rq.nkeys, &rq.d,
+                                  rq.why, sizeof(rq.why));
+        if (r == 0) {
+                pol = policy_for(ctx->config, rq.domain, &plen);
+                r = dkim_select_headers(&rq.headers, pol, plen, hnames, DKIM_HNAMES_MAX, &hcount);
+                if (r < 0)
+                        snprintf(rq.why, sizeof(rq.why), "too many header fields to sign under the policy");
+        }
+        for (size_t i = 0; r == 0 && i < rq.nkeys; i++) {
+                r = sign_one(ctx, session, &rq, rq.keys[i], hnames, hcount, now, &fields[i]);
+                reply.fields[i] = fields[i].data;
+                reply.field_lens[i] = fields[i].len;
+        }
+        reply.count = (uint16_t) rq.nkeys;
+
+        if (r == 0) {
+                for (size_t i = 0; i < rq.nkeys; i++)
+                        log_info("audit: signed uid=%u pid=%d domain=%s selector=%s alg=%s message-id=%s",
+                                 (unsigned) peer->uid, (int) peer->pid, rq.d, rq.keys[i]->selector,
+                                 hsm_alg_name(rq.keys[i]->key->alg), rq.msgid);
+                r = msg_signed_encode(out, id, &reply);
+        } else {
+                log_info("audit: refused uid=%u pid=%d domain=%s message-id=%s error=\"%s\"",
+                         (unsigned) peer->uid, (int) peer->pid, rq.domain[0] ? rq.domain : "-",
+                         rq.msgid, rq.why[0] ? rq.why : dkimsign_strerror(r));
+                if (msg_error_encode_code(out, id, r, rq.why[0] ? rq.why : NULL) < 0)
+                        r = DKIMSIGN_E_NOMEM;
+        }
+        for (size_t i = 0; i < KEYS_PER_DOMAIN_MAX; i++)
+                buf_deinit(&fields[i]);
+        dkim_headers_deinit(&rq.headers);
+        return r;
+}

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Logging for the executables (libraries never log).  Lines go to stderr
+ * with a syslog priority prefix ("<3>"), which journald understands when the
+ * daemon runs under systemd, and which reads fine on a terminal.
+ * Never pass a PIN or message content to these functions.
+ */
+#ifndef LOG_H
+#define LOG_H
+
+#include <syslog.h>
+
+void log_init(const char *ident, int max_priority);
+void log_msg(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+
+#endif

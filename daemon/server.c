@@ -1,0 +1,591 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Event loop and connections.  See server.h.
+ *
+ * Each connection has a bounded input buffer (one frame at most) and a
+ * bounded output buffer.  A connection stops being read while it has too
+ * many requests in flight or too many replies unsent: back-pressure instead
+ * of unbounded memory.  A connection that dies with jobs in flight is kept
+ * (without its fd) until they come back, so a job never points at freed
+ * memory.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dkimsign-build.h"
+#include "dkimsign-errors.h"
+#include "frame.h"
+#include "log.h"
+#include "msg.h"
+#include "server.h"
+
+#if HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#else
+static inline int sd_notify(int unset, const char *state) { (void) unset; (void) state; return 0; }
+#endif
+
+#define READ_CHUNK 65536
+#define OUT_HIGH_WATER (256 * 1024)
+#define OUT_MAX (8 * 1024 * 1024)
+#define TICK_MS 1000
+#define DRAIN_MAX_MS 30000
+
+/* epoll data tags for the non-connection fds. */
+static char tag_listen, tag_signal, tag_done;
+
+struct conn {
+        struct conn *prev, *next;
+        int fd;                     /* -1 once closed */
+        struct peer peer;
+        struct buf in, out;
+        uint32_t events;            /* registered epoll events */
+        size_t inflight;
+        uint64_t last_active;       /* ms */
+        uint64_t frame_started;     /* ms a partial frame began, 0 if none */
+        bool hello_done;
+        bool closing;               /* close once out is flushed */
+};
+
+struct server {
+        const struct config *c;
+        struct workers *w;
+        int epfd, listen_fd, sig_fd;
+        struct conn *conns;
+        size_t nconns;
+        bool stopping;
+        uint64_t stop_started;
+};
+
+static uint64_t now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+static int epoll_set(struct server *s, int op, int fd, uint32_t events, void *ptr)
+{
+        struct epoll_event ev = { .events = events, .data.ptr = ptr };
+
+        return epoll_ctl(s->epfd, op, fd, &ev) < 0 ? DKIMSIGN_E_SYSTEM : 0;
+}
+
+static void conn_free(struct server *s, struct conn *c)
+{
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                s->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        buf_deinit(&c->in);
+        buf_deinit(&c->out);
+        free(c);
+        s->nconns--;
+}
+
+/* Close the socket now; the struct lives on while jobs are in flight. */
+static void conn_close(struct server *s, struct conn *c)
+{
+        if (c->fd >= 0) {
+                epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+                close(c->fd);
+                c->fd = -1;
+        }
+        if (c->inflight == 0)
+                conn_free(s, c);
+}
+
+static size_t out_pending(const struct conn *c)
+{
+        return buf_remaining(&c->out);
+}
+
+static void conn_update_events(struct server *s, struct conn *c)
+{
+        uint32_t ev = 0;
+        size_t max_inflight = s->c->limits.max_inflight;
+
+        if (c->fd < 0)
+                return;
+        if (!c->closing && !s->stopping && c->inflight < max_inflight &&
+            out_pending(c) < OUT_HIGH_WATER && c->in.len < c->in.max)
+                ev |= EPOLLIN;
+        if (out_pending(c))
+                ev |= EPOLLOUT;
+        if (ev != c->events) {
+                epoll_set(s, EPOLL_CTL_MOD, c->fd, ev, c);
+                c->events = ev;
+        }
+}
+
+/* Write what can be written; 0, or DKIMSIGN_E_CLOSED when the peer is gone. */
+static int conn_flush(struct conn *c)
+{
+        while (out_pending(c)) {
+                ssize_t n = send(c->fd, buf_ptr(&c->out), out_pending(c), MSG_NOSIGNAL | MSG_DONTWAIT);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                        return 0;
+                if (n <= 0)
+                        return DKIMSIGN_E_CLOSED;
+                buf_consume(&c->out, (size_t) n);
+        }
+        buf_compact(&c->out);
+        return 0;
+}
+
+/* Reply with an error and close the connection once it is sent. */
+static void conn_fail(struct conn *c, uint32_t id, int r, const char *why)
+{
+        msg_error_encode_code(&c->out, id, r, why);
+        c->closing = true;
+}
+
+static void handle_hello(struct server *s, struct conn *c, struct frame *f)
+{
+        struct msg_hello h;
+        struct msg_hello_ok ok = { .max_frame = (uint32_t) s->c->limits.max_frame,
+                                   .name = "dkimsignd " DKIMSIGN_VERSION };
+        int r;
+
+        ok.name_len = strlen(ok.name);
+        r = msg_hello_decode(&f->payload, &h);
+        if (r < 0)
+                { conn_fail(c, f->id, r, "malformed HELLO"); return; }
+        r = msg_negotiate_version(h.min_version, h.max_version, &ok.version);
+        if (r < 0) {
+                char why[128];
+
+                snprintf(why, sizeof(why), "this daemon speaks protocol versions %d to %d; the client %u to %u",
+                         PROTO_VERSION_MIN, PROTO_VERSION_MAX, h.min_version, h.max_version);
+                { conn_fail(c, f->id, r, why); return; }
+        }
+        c->hello_done = true;
+        if (msg_hello_ok_encode(&c->out, f->id, &ok) < 0)
+                c->closing = true;
+}
+
+static void handle_sign(struct server *s, struct conn *c, struct frame *f)
+{
+        struct job *j;
+        int r;
+
+        if (!c->hello_done)
+                { conn_fail(c, f->id, DKIMSIGN_E_PROTOCOL, "HELLO must come first"); return; }
+        j = calloc(1, sizeof(*j));
+        if (j) {
+                j->len = buf_remaining(&f->payload);
+                j->payload = malloc(j->len ? j->len : 1);
+        }
+        if (!j || !j->payload) {
+                job_free(j);
+                msg_error_encode_code(&c->out, f->id, DKIMSIGN_E_BUSY, "the daemon is out of memory; try again later");
+                return;
+        }
+        memcpy(j->payload, buf_ptr(&f->payload), j->len);
+        j->conn = c;
+        j->id = f->id;
+        j->peer = c->peer;
+        buf_init(&j->reply, OUT_MAX);
+        r = workers_submit(s->w, j);
+        if (r < 0) {
+                job_free(j);
+                msg_error_encode_code(&c->out, f->id, r, "the signing queue is full; try again later");
+                return;
+        }
+        c->inflight++;
+}
+
+/* Handle every complete frame in c->in, as far as limits allow. */
+static void conn_process(struct server *s, struct conn *c)
+{
+        while (!c->closing && c->inflight < s->c->limits.max_inflight && out_pending(c) < OUT_HIGH_WATER) {
+                struct frame f;
+                size_t total;
+                int r = frame_peek(buf_ptr(&c->in), buf_remaining(&c->in), s->c->limits.max_frame, &total);
+
+                if (r == DKIMSIGN_E_INCOMPLETE || (r == 0 && buf_remaining(&c->in) < total)) {
+                        if (buf_remaining(&c->in) && !c->frame_started)
+                                c->frame_started = now_ms();
+                        break;
+                }
+                if (r < 0) {
+                        log_info("peer uid=%u pid=%d: %s frame; closing", (unsigned) c->peer.uid,
+                                 (int) c->peer.pid, r == DKIMSIGN_E_TOO_LARGE ? "oversize" : "malformed");
+                        conn_fail(c, 0, r, r == DKIMSIGN_E_TOO_LARGE ? "frame larger than the daemon accepts"
+                                                                     : "malformed frame");
+                        break;
+                }
+                c->frame_started = 0;
+                r = frame_decode(buf_ptr(&c->in), total, &f);
+                if (r < 0) {
+                        conn_fail(c, 0, r, "malformed frame");
+                        break;
+                }
+                switch (f.type) {
+                case MSG_HELLO:
+                        handle_hello(s, c, &f);
+                        break;
+                case MSG_SIGN:
+                        handle_sign(s, c, &f);
+                        break;
+                default: {
+                        char why[64];
+
+                        /* Framing is intact, so the connection can go on. */
+                        snprintf(why, sizeof(why), "unknown message type %u", f.type);
+                        msg_error_encode_code(&c->out, f.id, DKIMSIGN_E_PROTOCOL, why);
+                        break;
+                }
+                }
+                buf_consume(&c->in, total);
+        }
+        buf_compact(&c->in);
+}
+
+/* Returns false when the connection was closed (and maybe freed). */
+static bool conn_readable(struct server *s, struct conn *c)
+{
+        size_t room = c->in.max - c->in.len;
+        size_t want = room < READ_CHUNK ? room : READ_CHUNK;
+        uint8_t *p;
+        ssize_t n;
+
+        if (want == 0 || buf_reserve(&c->in, want, &p) < 0)
+                return true;
+        do
+                n = read(c->fd, p, want);
+        while (n < 0 && errno == EINTR);
+        c->in.len -= want - (n > 0 ? (size_t) n : 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+                /* The peer is gone (or half-closed): replies can't be read. */
+                conn_close(s, c);
+                return false;
+        }
+        c->last_active = now_ms();
+        conn_process(s, c);
+        return true;
+}
+
+static void conn_after_io(struct server *s, struct conn *c)
+{
+        if (c->fd < 0)
+                return;
+        if (conn_flush(c) < 0 || (c->closing && !out_pending(c))) {
+                conn_close(s, c);
+                return;
+        }
+        conn_update_events(s, c);
+}
+
+static void accept_all(struct server *s)
+{
+        for (;;) {
+                struct ucred cred;
+                socklen_t len = sizeof(cred);
+                struct conn *c;
+                int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+                if (fd < 0) {
+                        if (errno == EINTR || errno == ECONNABORTED)
+                                continue;
+                        if (errno != EAGAIN && errno != EWOULDBLOCK)
+                                log_warn("accept: %s", strerror(errno));
+                        return;
+                }
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                        log_warn("SO_PEERCRED: %s; connection refused", strerror(errno));
+                        close(fd);
+                        continue;
+                }
+                if (s->nconns >= s->c->limits.max_connections || s->stopping) {
+                        /* One best-effort error frame, then close. */
+                        struct buf b;
+
+                        buf_init(&b, 1024);
+                        msg_error_encode_code(&b, 0, DKIMSIGN_E_BUSY, s->stopping ? "the daemon is stopping"
+                                                                                  : "too many connections");
+                        if (send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+                                /* Nothing more to do for it. */
+                        }
+                        buf_deinit(&b);
+                        close(fd);
+                        log_warn("connection from uid=%u pid=%d refused: %s", (unsigned) cred.uid, (int) cred.pid,
+                                 s->stopping ? "stopping" : "max_connections reached");
+                        continue;
+                }
+                c = calloc(1, sizeof(*c));
+                if (!c) {
+                        close(fd);
+                        continue;
+                }
+                c->fd = fd;
+                c->peer = (struct peer) { .uid = cred.uid, .gid = cred.gid, .pid = cred.pid };
+                buf_init(&c->in, s->c->limits.max_frame + FRAME_LEN_SIZE);
+                buf_init(&c->out, OUT_MAX);
+                c->last_active = now_ms();
+                c->events = EPOLLIN;
+                if (epoll_set(s, EPOLL_CTL_ADD, fd, EPOLLIN, c) < 0) {
+                        close(fd);
+                        free(c);
+                        continue;
+                }
+                c->next = s->conns;
+                if (s->conns)
+                        s->conns->prev = c;
+                s->conns = c;
+                s->nconns++;
+        }
+}
+
+static void deliver_done(struct server *s)
+{
+        struct job *j = workers_take_done(s->w);
+
+        while (j) {
+                struct job *next = j->next;
+                struct conn *c = j->conn;
+
+                c->inflight--;
+                if (c->fd >= 0) {
+                        if (buf_put(&c->out, buf_ptr(&j->reply), buf_remaining(&j->reply)) < 0)
+                                c->closing = true;  /* a reader that never reads */
+                        conn_process(s, c);      /* frames held back by the in-flight limit */
+                        conn_after_io(s, c);
+                } else if (c->inflight == 0) {
+                        conn_free(s, c);
+                }
+                job_free(j);
+                j = next;
+        }
+}
+
+static void sweep_timeouts(struct server *s)
+{
+        uint64_t now = now_ms();
+        struct conn *c = s->conns;
+
+        while (c) {
+                struct conn *next = c->next;
+
+                if (c->fd >= 0 && c->frame_started &&
+                    now - c->frame_started > s->c->limits.read_timeout_ms) {
+                        log_info("peer uid=%u pid=%d: frame not completed within the read timeout; closing",
+                                 (unsigned) c->peer.uid, (int) c->peer.pid);
+                        conn_close(s, c);
+                } else if (c->fd >= 0 && c->inflight == 0 && !out_pending(c) &&
+                           (s->stopping || now - c->last_active > s->c->limits.idle_timeout_ms)) {
+                        conn_close(s, c);
+                }
+                c = next;
+        }
+}
+
+static void begin_stop(struct server *s, const char *why)
+{
+        if (s->stopping)
+                return;
+        log_info("%s: finishing requests in flight, then exiting", why);
+        sd_notify(0, "STOPPING=1");
+        s->stopping = true;
+        s->stop_started = now_ms();
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->listen_fd, NULL);
+        close(s->listen_fd);
+        s->listen_fd = -1;
+}
+
+static void handle_signal(struct server *s)
+{
+        struct signalfd_siginfo si;
+
+        while (read(s->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+                if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+                        begin_stop(s, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+                else if (si.ssi_signo == SIGHUP)
+                        log_warn("SIGHUP: configuration reload is not supported by this version; restart to apply changes");
+        }
+}
+
+static void signal_set(sigset_t *mask)
+{
+        sigemptyset(mask);
+        sigaddset(mask, SIGTERM);
+        sigaddset(mask, SIGINT);
+        sigaddset(mask, SIGHUP);
+}
+
+void server_block_signals(void)
+{
+        sigset_t mask;
+
+        signal_set(&mask);
+        pthread_sigmask(SIG_BLOCK, &mask, NULL);
+}
+
+int server_new(const struct config *c, int listen_fd, struct workers *w, struct server **ret)
+{
+        struct server *s = calloc(1, sizeof(*s));
+        sigset_t mask;
+
+        if (!s) {
+                close(listen_fd);
+                return DKIMSIGN_E_NOMEM;
+        }
+        s->c = c;
+        s->w = w;
+        s->listen_fd = listen_fd;
+        signal_set(&mask);
+        server_block_signals();
+        s->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+        s->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (s->sig_fd < 0 || s->epfd < 0 ||
+            epoll_set(s, EPOLL_CTL_ADD, listen_fd, EPOLLIN, &tag_listen) < 0 ||
+            epoll_set(s, EPOLL_CTL_ADD, s->sig_fd, EPOLLIN, &tag_signal) < 0 ||
+            epoll_set(s, EPOLL_CTL_ADD, workers_done_fd(w), EPOLLIN, &tag_done) < 0) {
+                server_free(s);
+                return DKIMSIGN_E_SYSTEM;
+        }
+        *ret = s;
+        return 0;
+}
+
+struct server *server_free(struct server *s)
+{
+        if (!s)
+                return NULL;
+        while (s->conns) {
+                struct conn *c = s->conns;
+
+                if (c->fd >= 0)
+                        close(c->fd);
+                c->fd = -1;
+                conn_free(s, c);
+        }
+        if (s->listen_fd >= 0)
+                close(s->listen_fd);
+        if (s->sig_fd >= 0)
+                close(s->sig_fd);
+        if (s->epfd >= 0)
+                close(s->epfd);
+        free(s);
+        return NULL;
+}
+
+int server_run(struct server *s)
+{
+        struct epoll_event events[64];
+        uint64_t last_sweep = now_ms();
+
+        sd_notify(0, "READY=1\nSTATUS=signing");
+        for (;;) {
+                int n = epoll_wait(s->epfd, events, 64, TICK_MS);
+
+                if (n < 0 && errno != EINTR) {
+                        log_err("epoll_wait: %s", strerror(errno));
+                        return DKIMSIGN_E_SYSTEM;
+                }
+                for (int i = 0; i < n; i++) {
+                        void *p = events[i].data.ptr;
+                        struct conn *c;
+
+                        if (p == &tag_listen) {
+                                accept_all(s);
+                                continue;
+                        }
+                        if (p == &tag_signal) {
+                                handle_signal(s);
+                                continue;
+                        }
+                        if (p == &tag_done) {
+                                deliver_done(s);
+                                continue;
+                        }
+                        c = p;
+                        if (c->fd < 0)
+                                continue;
+                        if (events[i].events & (EPOLLERR | EPOLLHUP) && !(events[i].events & EPOLLIN)) {
+                                conn_close(s, c);
+                                continue;
+                        }
+                        if ((events[i].events & EPOLLIN) && !conn_readable(s, c))
+                                continue;
+                        conn_after_io(s, c);
+                }
+                if (now_ms() - last_sweep >= TICK_MS || s->stopping) {
+                        sweep_timeouts(s);
+                        last_sweep = now_ms();
+                }
+                if (s->stopping && (s->nconns == 0 || now_ms() - s->stop_started > DRAIN_MAX_MS))
+                        break;
+        }
+        return 0;
+}
+
+int server_listen_unix(const char *path, mode_t mode, const char *group, int *ret_fd)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct stat st;
+        mode_t old_umask;
+        int fd, r;
+
+        if (strlen(path) >= sizeof(sa.sun_path)) {
+                log_err("socket path %s is too long", path);
+                return DKIMSIGN_E_CONFIG;
+        }
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        if (lstat(path, &st) == 0) {
+                if (!S_ISSOCK(st.st_mode)) {
+                        log_err("%s exists and is not a socket; refusing to replace it", path);
+                        return DKIMSIGN_E_CONFIG;
+                }
+                unlink(path);
+        }
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return DKIMSIGN_E_SYSTEM;
+        /* Bind with no access at all, then open up: no window where the
+         * socket is reachable with looser permissions than configured. */
+        old_umask = umask(0777);
+        r = bind(fd, (struct sockaddr *) &sa, sizeof(sa));
+        umask(old_umask);
+        if (r < 0) {
+                log_err("bind %s: %s", path, strerror(errno));
+                close(fd);
+                return DKIMSIGN_E_SYSTEM;
+        }
+        if (group) {
+                struct group *g = getgrnam(group);
+
+                if (!g || chown(path, (uid_t) -1, g->gr_gid) < 0) {
+                        log_err("socket group %s: %s", group, g ? strerror(errno) : "no such group");
+                        close(fd);
+                        unlink(path);
+                        return DKIMSIGN_E_CONFIG;
+                }
+        }
+        if (chmod(path, mode) < 0 || listen(fd, SOMAXCONN) < 0) {
+                log_err("socket %s: %s", path, strerror(errno));
+                close(fd);
+                unlink(path);
+                return DKIMSIGN_E_SYSTEM;
+        }
+        *ret_fd = fd;
+        return 0;
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The worker pool: N threads, each with its own token session, taking SIGN
+ * jobs from one bounded queue and handing finished jobs back to the event
+ * loop through an eventfd.  The loop never waits for the token.
+ */
+#ifndef WORKERS_H
+#define WORKERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "dispatch.h"
+
+struct job {
+        struct job *next;
+        void *conn;              /* the event loop's connection (opaque here) */
+        uint32_t id;
+        struct peer peer;
+        uint8_t *payload;        /* owned copy of the request */
+        size_t len;
+        struct buf reply;        /* filled by the worker */
+        int result;
+};
+
+struct workers;
+
+/* Start n threads, each opening a session on h.  ctx must outlive the pool. */
+int workers_start(struct hsm *h, const struct sign_ctx *ctx, size_t n, size_t queue_max,
+                  struct workers **ret);
+/* Stop taking jobs, finish the queued ones, join the threads, close the
+ * sessions.  Finished jobs stay for workers_take_done().  Accepts NULL. */
+struct workers *workers_stop(struct workers *w);
+
+/* Queue a job (ownership passes to the pool until it comes back done).
+ * DKIMSIGN_E_BUSY when the queue is full: the caller keeps the job. */
+int workers_submit(struct workers *w, struct job *job);
+/* The fd that becomes readable when jobs are done. */
+int workers_done_fd(const struct workers *w);
+/* Take every finished job (a list linked by next); clears the eventfd. */
+struct job *workers_take_done(struct workers *w);
+/* Jobs queued or running. */
+size_t workers_pending(struct workers *w);
+
+struct job *job_free(struct job *j);
+
+#endif

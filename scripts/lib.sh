@@ -1,0 +1,25 @@
+# SPDX-License-Identifier: MIT
+# Shared by scripts/quickstart, scripts/test, scripts/fuzz: the Debian
+# packages dkimsign needs, installed when missing.
+
+BUILD_PACKAGES="gcc clang libclang-rt-14-dev meson ninja-build pkg-config libssl-dev libinih-dev
+        libsystemd-dev libp11-kit-dev libcmocka-dev softhsm2 python3 python3-dkim python3-nacl"
+# The independent verifiers the conformance tests run.
+TEST_PACKAGES="libmail-dkim-perl libnet-dns-perl libopendkim-dev"
+
+# install_packages PKG...: apt-get install the ones not installed yet.
+install_packages() {
+        local missing=() p
+        for p in "$@"; do
+                dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+        done
+        [ ${#missing[@]} -eq 0 ] && return 0
+        if [ "$(id -u)" -ne 0 ]; then
+                echo "missing Debian packages: ${missing[*]}" >&2
+                echo "run as root, or: sudo apt-get install ${missing[*]}" >&2
+                return 1
+        fi
+        echo "installing: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fuzz target: the configuration parser, on any text.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "config.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+        struct config *c = NULL;
+        char err[512];
+
+        if (size > 64 * 1024)
+                return 0;
+        if (config_parse((const char *) data, size, &c, err, sizeof(err)) == 0) {
+                for (size_t i = 0; i < c->ndomains; i++)
+                        (void) config_find_domain(c, c->domains[i].name);
+                config_free(c);
+        }
+        return 0;
+}

@@ -1,0 +1,239 @@
+# SPDX-License-Identifier: MIT
+"""Test harness: a real SoftHSM token, the real dkimsignd on a real socket,
+the real dkimsign and dkimsignctl, and python3-dkim as the verifier.
+
+Every Sandbox lives in a temporary directory of its own and cleans up after
+itself (the daemon is stopped, the directory removed), so tests can run in
+parallel.  Binaries come from DKIMSIGN_BUILD_DIR (meson passes it).
+"""
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD = os.environ.get("DKIMSIGN_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+SOFTHSM = os.environ.get("SOFTHSM_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
+CORPUS = os.environ.get("DKIMSIGN_CORPUS",
+                        os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "corpus"))
+# Extra command prefix for the daemon, e.g. "valgrind --leak-check=full".
+DAEMON_WRAPPER = os.environ.get("DKIMSIGN_DAEMON_WRAPPER", "").split()
+
+
+def binary(name):
+    for sub in ("daemon", "client"):
+        path = os.path.join(BUILD, sub, name)
+        if os.path.exists(path):
+            return path
+    raise FileNotFoundError(f"{name} not built under {BUILD}")
+
+
+class Sandbox:
+    """A token, a configuration and (once started) a daemon, in a temp dir."""
+
+    def __init__(self, label="dkimsign-test", extra_config=""):
+        self.dir = tempfile.mkdtemp(prefix="dkimsign-test-")
+        self.label = label
+        self.socket = os.path.join(self.dir, "dkimsignd.sock")
+        self.config = os.path.join(self.dir, "dkimsignd.conf")
+        self.pin_file = os.path.join(self.dir, "pin")
+        self.so_pin_file = os.path.join(self.dir, "so-pin")
+        self.log_path = os.path.join(self.dir, "dkimsignd.log")
+        self.daemon = None
+        self.keytable = {}
+        os.makedirs(os.path.join(self.dir, "tokens"))
+        with open(os.path.join(self.dir, "softhsm2.conf"), "w") as f:
+            f.write(f"directories.tokendir = {self.dir}/tokens\n"
+                    "objectstore.backend = file\nlog.level = ERROR\n")
+        for path in (self.pin_file, self.so_pin_file):
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+                f.write(secrets.token_hex(8) + "\n")
+        self.write_config(extra_config)
+        self.env = dict(os.environ, SOFTHSM2_CONF=os.path.join(self.dir, "softhsm2.conf"))
+
+    def write_config(self, extra=""):
+        with open(self.config, "w") as f:
+            f.write(f"[daemon]\nsocket = {self.socket}\nsocket_mode = 0600\n\n"
+                    f"[token]\nmodule = {SOFTHSM}\nlabel = {self.label}\npin_file = {self.pin_file}\n"
+                    "sessions = 2\n\n" + extra)
+
+    # --- dkimsignctl -------------------------------------------------------
+
+    def ctl(self, *args, check=True):
+        p = subprocess.run([binary("dkimsignctl"), "--config", self.config, *args],
+                           env=self.env, capture_output=True, text=True, timeout=120)
+        if check and p.returncode != 0:
+            raise AssertionError(f"dkimsignctl {' '.join(args)} failed ({p.returncode}): {p.stderr}")
+        return p
+
+    def init_token(self):
+        return self.ctl("init-token", "--so-pin-file", self.so_pin_file)
+
+    def keygen(self, domain, selector, algorithm="rsa", bits=None):
+        args = ["keygen", "--domain", domain, "--selector", selector, "--algorithm", algorithm]
+        if bits:
+            args += ["--bits", str(bits)]
+        self.ctl(*args)
+        self.keytable[f"{selector}._domainkey.{domain}".lower()] = self.dns_record(domain, selector)
+
+    def dns_record(self, domain, selector):
+        out = self.ctl("dns-record", "--domain", domain, "--selector", selector).stdout
+        for line in out.splitlines():
+            if line.startswith("; v=DKIM1"):
+                return line[2:]
+        raise AssertionError(f"no record text in: {out}")
+
+    # --- dkimsignd ---------------------------------------------------------
+
+    def start(self, timeout=20):
+        log = open(self.log_path, "ab")
+        self.daemon = subprocess.Popen(DAEMON_WRAPPER + [binary("dkimsignd"), "--config", self.config],
+                                       env=self.env, stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.daemon.poll() is not None:
+                raise AssertionError(f"dkimsignd exited with {self.daemon.returncode}:\n{self.log()}")
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.connect(self.socket)
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"dkimsignd did not listen within {timeout}s:\n{self.log()}")
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if not self.daemon:
+            return None
+        if self.daemon.poll() is None:
+            self.daemon.send_signal(sig)
+            try:
+                self.daemon.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+                raise AssertionError(f"dkimsignd did not stop within {timeout}s:\n{self.log()}")
+        code, self.daemon = self.daemon.returncode, None
+        return code
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    # --- dkimsign ----------------------------------------------------------
+
+    def sign(self, message, *args):
+        """Run dkimsign; returns the CompletedProcess (stdout bytes)."""
+        return subprocess.run([binary("dkimsign"), "--socket", self.socket, *args],
+                              input=message, capture_output=True, timeout=60)
+
+    def close(self):
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def to_crlf(message):
+    """LF line ends become CRLF, as an MTA does before SMTP."""
+    return message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def dkimpy_verify(message, keytable, index=0):
+    """python3-dkim's verdict on signature `index`, DNS answered from keytable."""
+    import dkim
+
+    def dnsfunc(name, timeout=5):
+        name = name.decode() if isinstance(name, bytes) else name
+        txt = keytable.get(name.rstrip(".").lower())
+        return txt.encode() if txt else None
+
+    d = dkim.DKIM(to_crlf(message), minkey=1024)
+    return d.verify(idx=index, dnsfunc=dnsfunc)
+
+
+def signature_fields(message):
+    """The DKIM-Signature fields at the top of a signed message, unfolded."""
+    head = to_crlf(message).split(b"\r\n\r\n", 1)[0]
+    fields, cur = [], None
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and cur is not None:
+            cur += line
+            continue
+        if cur is not None:
+            fields.append(cur)
+        cur = line
+    if cur is not None:
+        fields.append(cur)
+    return [f for f in fields if f.lower().startswith(b"dkim-signature:")]
+
+
+def tags(field):
+    """Tag dict of a DKIM-Signature field (whitespace removed)."""
+    value = field.split(b":", 1)[1]
+    out = {}
+    for part in value.split(b";"):
+        part = b"".join(part.split())
+        if b"=" in part:
+            k, v = part.split(b"=", 1)
+            out[k.decode()] = v.decode()
+    return out
+
+
+def corpus_sign_inputs():
+    """The corpus's signing inputs (index.tsv): (file, expected, tolerate),
+    expected being sign, refuse or either, tolerate a list of verifiers that
+    cannot handle the message at all."""
+    rows = []
+    with open(os.path.join(CORPUS, "index.tsv"), encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            cols = line.rstrip("\n").split("\t")
+            if len(cols) >= 4 and cols[1] == "sign-input":
+                rows.append((cols[0], cols[2], [t for t in cols[3].split(",") if t and t != "-"]))
+    return rows
+
+
+def read_corpus(name):
+    with open(os.path.join(CORPUS, name), "rb") as f:
+        return f.read()
+
+
+def from_domain(message):
+    """The domain of the From address, lowercased (None without one): what
+    the daemon signs for by default."""
+    import re
+    head = to_crlf(message).split(b"\r\n\r\n", 1)[0]
+    m = re.search(rb"(?mi)^from\s*:(.*(?:\r\n[ \t].*)*)", head)
+    found = re.findall(rb"@([A-Za-z0-9.\-]+)", m.group(1)) if m else []
+    return found[-1].decode().lower() if found else None
+
+
+def run(tests):
+    """Run test functions; print a summary; exit non-zero on any failure."""
+    failed = 0
+    for t in tests:
+        start = time.monotonic()
+        try:
+            t()
+            print(f"ok   {t.__name__} ({time.monotonic() - start:.1f}s)")
+        except Exception as e:  # noqa: BLE001 - report every failure the same way
+            failed += 1
+            print(f"FAIL {t.__name__}: {e}")
+            import traceback
+            traceback.print_exc()
+    print(f"{len(tests) - failed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)

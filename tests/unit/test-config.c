@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests for daemon/config.c: defaults, the shipped example, and every
+ * refusal naming its line. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "config.h"
+#include "dkimsign-errors.h"
+
+#define TOKEN "[token]\nmodule = /usr/lib/softhsm/libsofthsm2.so\nlabel = t\n"
+
+static struct config *parse_ok(const char *text)
+{
+        struct config *c = NULL;
+        char err[512];
+        int r = config_parse(text, strlen(text), &c, err, sizeof(err));
+
+        if (r != 0)
+                fail_msg("unexpected refusal: %s", err);
+        return c;
+}
+
+static void test_defaults(void **state)
+{
+        struct config *c = parse_ok(TOKEN);
+
+        assert_string_equal(c->socket_path, "/run/dkimsignd/dkimsignd.sock");
+        assert_int_equal(c->socket_mode, 0660);
+        assert_int_equal(c->sessions, 4);
+        assert_int_equal(c->limits.max_frame, 1024 * 1024);
+        assert_int_equal(c->limits.read_timeout_ms, 10000);
+        assert_int_equal(c->expire, 0);
+        assert_true(c->hpolicy_len > 9);
+        assert_string_equal(c->hpolicy[0].name, "from");
+        assert_true(c->hpolicy[0].oversign);
+        config_free(c);
+}
+
+static void test_shipped_example_parses(void **state)
+{
+        const char *src = getenv("DKIMSIGN_SOURCE");
+        struct config *c = NULL;
+        char path[4096], err[512];
+
+        assert_non_null(src);
+        snprintf(path, sizeof(path), "%s/packaging/dkimsignd.conf", src);
+        if (config_load(path, &c, err, sizeof(err)) != 0)
+                fail_msg("%s", err);
+        assert_string_equal(c->token_label, "dkimsign");
+        config_free(c);
+}
+
+static void test_values(void **state)
+{
+        struct config *c = parse_ok(TOKEN
+                "[daemon]\nsocket = /tmp/x.sock\nsocket_mode = 0600\nlog_level = debug\n"
+                "[limits]\nmax_frame = 65536\nmax_header_block = 32768\nread_timeout = 2s\nidle_timeout = 1m\n"
+                "[signing]\nheaders = From, Subject\n  Date\noversign = subject\nexpire = 7d\n"
+                "[domain Sub.Example.COM]\nkey_domain = example.com\nselectors = a, b\n"
+                "[domain example.com]\nheaders = from\n");
+
+        assert_string_equal(c->socket_path, "/tmp/x.sock");
+        assert_int_equal(c->socket_mode, 0600);
+        assert_int_equal(c->limits.read_timeout_ms, 2000);
+        assert_int_equal(c->limits.idle_timeout_ms, 60000);
+        assert_int_equal(c->expire, 7 * 86400);
+        /* The list replaced the default and continued on an indented line. */
+        assert_int_equal(c->hpolicy_len, 3);
+        assert_false(c->hpolicy[0].oversign);
+        assert_true(c->hpolicy[1].oversign);
+        assert_int_equal(c->ndomains, 2);
+        assert_non_null(config_find_domain(c, "sub.example.com"));
+        assert_string_equal(config_find_domain(c, "sub.example.com")->key_domain, "example.com");
+        assert_int_equal(config_find_domain(c, "sub.example.com")->nselectors, 2);
+        assert_null(config_find_domain(c, "other.example"));
+        config_free(c);
+}
+
+static void test_refusals_name_the_line(void **state)
+{
+        static const struct { const char *text; const char *expect; } cases[] = {
+                { TOKEN "[limits]\nmax_frame = lots\n", "line 5: 'max_frame' must be" },
+                { TOKEN "[limits]\nmax_frame = 10\n", "line 5" },
+                { TOKEN "[daemon]\nsockett = /x\n", "line 5: unknown key 'sockett' in [daemon]" },
+                { TOKEN "[bogus]\nx = 1\n", "unknown section [bogus]" },
+                { TOKEN "[daemon]\nsocket = relative\n", "absolute path" },
+                { TOKEN "[daemon]\nsocket_mode = 999\n", "octal" },
+                { TOKEN "[signing]\nheaders = subject\n", "must include From" },
+                { TOKEN "[signing]\nheaders = from, caf\xc3\xa9\n", "not a valid header field name" },
+                { TOKEN "[domain not_a domain]\nselectors = a\n", "not a valid domain name" },
+                { TOKEN "[domain a.example]\nselectors = a\n[domain a.example]\nselectors = b\n", "appears twice" },
+                { "[token]\nlabel = t\n", "needs 'module' and 'label'" },
+                { TOKEN "[token]\nmodule = /again\n", "set twice" },
+                { TOKEN "[limits]\nmax_frame = 2048\nmax_header_block = 4096\n", "max_frame must exceed" },
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct config *c = NULL;
+                char err[512] = "";
+                int r = config_parse(cases[i].text, strlen(cases[i].text), &c, err, sizeof(err));
+
+                if (r == 0)
+                        fail_msg("case %zu accepted", i);
+                assert_null(c);
+                assert_true(err[0] != 0);
+                if (cases[i].expect && !strstr(err, cases[i].expect))
+                        fail_msg("case %zu: '%s' lacks '%s'", i, err, cases[i].expect);
+        }
+}
+
+static void test_nul_and_long_lines(void **state)
+{
+        char text[600];
+        struct config *c = NULL;
+        char err[256];
+
+        assert_int_equal(config_parse("[token]\0x", 9, &c, err, sizeof(err)), DKIMSIGN_E_CONFIG);
+        assert_non_null(strstr(err, "NUL"));
+        memset(text, 'a', sizeof(text));
+        assert_int_equal(config_parse(text, sizeof(text), &c, err, sizeof(err)), DKIMSIGN_E_CONFIG);
+        assert_non_null(strstr(err, "longer than"));
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_defaults),
+                cmocka_unit_test(test_shipped_example_parses),
+                cmocka_unit_test(test_values),
+                cmocka_unit_test(test_refusals_name_the_line),
+                cmocka_unit_test(test_nul_and_long_lines),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
