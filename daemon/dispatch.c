@@ -89,18 +89,23 @@ static int parse_request(const struct sign_ctx *ctx, struct request *rq, const u
                 return r;
         }
         r = dkim_headers_parse(rq->m.headers, rq->m.headers_len, &hl, &rq->headers);
-        if (r < 0) {
-                snprintf(rq->why, sizeof(rq->why), r == DKIMSIGN_E_TOO_LARGE
-                         ? "the header block is over a configured limit (fields or line length)"
-                         : "the header block is malformed");
+        if (r == DKIMSIGN_E_TOO_LARGE) {
+                snprintf(rq->why, sizeof(rq->why),
+                         "the header block is over a configured limit (%zu fields, %zu octets a line)",
+                         lim->max_headers, lim->max_line);
                 return r;
+        }
+        if (r < 0) {
+                snprintf(rq->why, sizeof(rq->why), "the header block is malformed (a line that is not a "
+                         "header field, a bare CR or LF, or a NUL octet)");
+                return DKIMSIGN_E_HEADER;
         }
         find_msgid(&rq->headers, rq->msgid, sizeof(rq->msgid));
         r = dkim_headers_from_domain(&rq->headers, rq->from_domain);
         if (r < 0) {
                 snprintf(rq->why, sizeof(rq->why), "%s", r == DKIMSIGN_E_FORMAT
                          ? "the From header field has no valid address" : dkimsign_strerror(r));
-                return r;
+                return r == DKIMSIGN_E_FORMAT ? DKIMSIGN_E_HEADER : r;
         }
         if (rq->m.domain_len == 0) {
                 memcpy(rq->domain, rq->from_domain, sizeof(rq->domain));

@@ -99,6 +99,23 @@ static int open_token(const struct config *c, struct hsm **ret)
         return 0;
 }
 
+/* Every connection is a descriptor: raise the soft limit to the hard one
+ * and say so when max_connections still can't fit. */
+static void raise_fd_limit(const struct config *c)
+{
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return;
+        if (rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                setrlimit(RLIMIT_NOFILE, &rl);
+        }
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < c->limits.max_connections + 64)
+                log_warn("max_connections is %zu but only %llu descriptors are allowed (LimitNOFILE=)",
+                         c->limits.max_connections, (unsigned long long) rl.rlim_cur);
+}
+
 static void log_keys(const struct keytab *t)
 {
         for (size_t i = 0; i < t->count; i++)
@@ -155,6 +172,7 @@ int main(int argc, char **argv)
                 return 1;
         }
         log_init("dkimsignd", c->log_level);
+        raise_fd_limit(c);
         r = open_token(c, &h);
         if (r == 0) {
                 r = keytab_load(h, &keys);

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -42,6 +43,7 @@ static inline int sd_notify(int unset, const char *state) { (void) unset; (void)
 #define OUT_MAX (8 * 1024 * 1024)
 #define TICK_MS 1000
 #define DRAIN_MAX_MS 30000
+#define TRIM_AFTER_FREES 64
 
 /* epoll data tags for the non-connection fds. */
 static char tag_listen, tag_signal, tag_done;
@@ -67,6 +69,8 @@ struct server {
         size_t nconns;
         bool stopping;
         uint64_t stop_started;
+        size_t freed_since_trim;    /* connections freed since the last malloc_trim */
+        uint8_t scratch[READ_CHUNK];
 };
 
 static uint64_t now_ms(void)
@@ -96,6 +100,7 @@ static void conn_free(struct server *s, struct conn *c)
         buf_deinit(&c->out);
         free(c);
         s->nconns--;
+        s->freed_since_trim++;
 }
 
 /* Close the socket now; the struct lives on while jobs are in flight. */
@@ -147,6 +152,7 @@ static int conn_flush(struct conn *c)
                         return DKIMSIGN_E_CLOSED;
                 buf_consume(&c->out, (size_t) n);
         }
+        buf_release_if_empty(&c->out);
         buf_compact(&c->out);
         return 0;
 }
@@ -257,6 +263,7 @@ static void conn_process(struct server *s, struct conn *c)
                 }
                 buf_consume(&c->in, total);
         }
+        buf_release_if_empty(&c->in);
         buf_compact(&c->in);
 }
 
@@ -265,15 +272,19 @@ static bool conn_readable(struct server *s, struct conn *c)
 {
         size_t room = c->in.max - c->in.len;
         size_t want = room < READ_CHUNK ? room : READ_CHUNK;
-        uint8_t *p;
         ssize_t n;
 
-        if (want == 0 || buf_reserve(&c->in, want, &p) < 0)
+        if (want == 0)
                 return true;
+        /* Read into the shared scratch buffer and keep only what arrived:
+         * a connection's own buffer is as small as its pending bytes. */
         do
-                n = read(c->fd, p, want);
+                n = read(c->fd, s->scratch, want);
         while (n < 0 && errno == EINTR);
-        c->in.len -= want - (n > 0 ? (size_t) n : 0);
+        if (n > 0 && buf_put(&c->in, s->scratch, (size_t) n) < 0) {
+                conn_close(s, c);  /* out of memory: drop this peer, serve the others */
+                return false;
+        }
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
                 /* The peer is gone (or half-closed): replies can't be read. */
                 conn_close(s, c);
@@ -395,6 +406,12 @@ static void sweep_timeouts(struct server *s)
                         conn_close(s, c);
                 }
                 c = next;
+        }
+        /* After a burst of connections, hand the freed heap back to the
+         * system, so memory returns to where it was. */
+        if (s->freed_since_trim >= TRIM_AFTER_FREES) {
+                malloc_trim(0);
+                s->freed_since_trim = 0;
         }
 }
 

@@ -62,6 +62,15 @@ void buf_compact(struct buf *b)
         b->off = 0;
 }
 
+void buf_release_if_empty(struct buf *b)
+{
+        if (b->borrowed || b->off != b->len)
+                return;
+        free(b->data);
+        b->data = NULL;
+        b->size = b->off = b->len = 0;
+}
+
 void buf_reset(struct buf *b)
 {
         if (b->borrowed)

@@ -41,6 +41,9 @@ int buf_consume(struct buf *b, size_t n);
 /* Move unread octets to the front.  Puts never move data by themselves, so
  * positions saved before a put (frame_begin) stay valid until this call. */
 void buf_compact(struct buf *b);
+/* When nothing is left unread, free the memory (the buffer stays usable
+ * and allocates again on the next put): idle holders keep nothing. */
+void buf_release_if_empty(struct buf *b);
 /* Empty the buffer, keeping its memory. */
 void buf_reset(struct buf *b);
 

@@ -38,7 +38,8 @@ enum dkimsign_err {
         DKIMSIGN_E_VERIFY = -23,      /* a signature failed its self-check */
         DKIMSIGN_E_UNAVAILABLE = -24, /* the daemon could not be reached */
         DKIMSIGN_E_PROTOCOL = -25,    /* the peer broke the protocol */
-        DKIMSIGN_E_ERR_MIN_ = -25,
+        DKIMSIGN_E_HEADER = -26,      /* the message's header block is malformed */
+        DKIMSIGN_E_ERR_MIN_ = -26,
 };
 
 /* A short, static, human-readable description of r; never NULL. */

@@ -34,6 +34,7 @@ const char *dkimsign_strerror(int r)
         case DKIMSIGN_E_VERIFY: return "a signature failed its self-check";
         case DKIMSIGN_E_UNAVAILABLE: return "the signing daemon cannot be reached";
         case DKIMSIGN_E_PROTOCOL: return "protocol violation";
+        case DKIMSIGN_E_HEADER: return "the message's header block is malformed";
         default: return "unknown error";
         }
 }

@@ -17,6 +17,15 @@
         if (r < 0)                                                      \
                 return r
 
+/* A text field over the protocol's own bound is malformed, not over a
+ * configured limit: the two get different statuses. */
+static int get_text(struct buf *p, size_t max, const char **ret, size_t *ret_len)
+{
+        int r = buf_get_string(p, max, ret, ret_len);
+
+        return r == DKIMSIGN_E_TOO_LARGE ? DKIMSIGN_E_FORMAT : r;
+}
+
 static int encode_end(struct buf *out, size_t start, int r)
 {
         if (r == 0)
@@ -47,7 +56,7 @@ int msg_hello_decode(struct buf *p, struct msg_hello *ret)
         if (r == 0)
                 r = buf_get_u16(p, &m.max_version);
         if (r == 0)
-                r = buf_get_string(p, MSG_NAME_MAX, &m.name, &m.name_len);
+                r = get_text(p, MSG_NAME_MAX, &m.name, &m.name_len);
         if (r == 0)
                 r = buf_end(p);
         if (r == 0 && m.min_version > m.max_version)
@@ -77,7 +86,7 @@ int msg_hello_ok_decode(struct buf *p, struct msg_hello_ok *ret)
         if (r == 0)
                 r = buf_get_u32(p, &m.max_frame);
         if (r == 0)
-                r = buf_get_string(p, MSG_NAME_MAX, &m.name, &m.name_len);
+                r = get_text(p, MSG_NAME_MAX, &m.name, &m.name_len);
         if (r == 0)
                 r = buf_end(p);
         *ret = r == 0 ? m : (struct msg_hello_ok) { 0 };
@@ -110,7 +119,7 @@ int msg_sign_decode(struct buf *p, size_t max_headers, struct msg_sign *ret)
         if (r == 0)
                 r = buf_get_u8(p, &m.body_canon);
         if (r == 0)
-                r = buf_get_string(p, MSG_DOMAIN_MAX, &m.domain, &m.domain_len);
+                r = get_text(p, MSG_DOMAIN_MAX, &m.domain, &m.domain_len);
         if (r == 0)
                 r = buf_get_bytes(p, &m.body_hash, &hash_len);
         if (r == 0)
@@ -183,7 +192,7 @@ int msg_error_decode(struct buf *p, struct msg_error *ret)
         if (r == 0)
                 r = buf_get_u16(p, &m.detail);
         if (r == 0)
-                r = buf_get_string(p, MSG_TEXT_MAX, &m.text, &m.text_len);
+                r = get_text(p, MSG_TEXT_MAX, &m.text, &m.text_len);
         if (r == 0)
                 r = buf_end(p);
         *ret = r == 0 ? m : (struct msg_error) { 0 };
@@ -219,6 +228,7 @@ enum wire_status wire_status_from_err(int r)
                 return WIRE_TOO_LARGE;
         case DKIMSIGN_E_NO_FROM:
         case DKIMSIGN_E_MULTI_FROM:
+        case DKIMSIGN_E_HEADER:
                 return WIRE_REFUSED;
         case DKIMSIGN_E_DENIED:
                 return WIRE_DENIED;
@@ -257,7 +267,7 @@ int wire_error_to_err(const struct msg_error *m)
         case WIRE_BAD_REQUEST: return DKIMSIGN_E_FORMAT;
         case WIRE_VERSION: return DKIMSIGN_E_VERSION;
         case WIRE_TOO_LARGE: return DKIMSIGN_E_TOO_LARGE;
-        case WIRE_REFUSED: return DKIMSIGN_E_FORMAT;
+        case WIRE_REFUSED: return DKIMSIGN_E_HEADER;
         case WIRE_DENIED: return DKIMSIGN_E_DENIED;
         case WIRE_NO_KEY: return DKIMSIGN_E_NO_KEY;
         case WIRE_TOKEN: return DKIMSIGN_E_HSM;

@@ -118,6 +118,7 @@ static void test_error_mapping(void **state)
         static const struct { int err; enum wire_status status; bool temporary; } cases[] = {
                 { DKIMSIGN_E_NO_FROM, WIRE_REFUSED, false },
                 { DKIMSIGN_E_MULTI_FROM, WIRE_REFUSED, false },
+                { DKIMSIGN_E_HEADER, WIRE_REFUSED, false },
                 { DKIMSIGN_E_DENIED, WIRE_DENIED, false },
                 { DKIMSIGN_E_NO_KEY, WIRE_NO_KEY, false },
                 { DKIMSIGN_E_HSM, WIRE_TOKEN, true },
