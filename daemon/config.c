@@ -5,6 +5,8 @@
  * are errors: a typo must not silently fall back to a default.
  */
 #include <ctype.h>
+#include <grp.h>
+#include <pwd.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
@@ -203,6 +205,84 @@ static void free_policy(struct dkim_hpolicy *p, size_t len)
         free(p);
 }
 
+static int acl_add(struct parse_state *s, struct config_acl *acl, const char *entry)
+{
+        const char *name;
+        char *end;
+        unsigned long id;
+        bool is_user;
+
+        if (strcmp(entry, "*") == 0) {
+                acl->any = true;
+                return 1;
+        }
+        if (strncmp(entry, "user:", 5) == 0)
+                is_user = true;
+        else if (strncmp(entry, "group:", 6) == 0)
+                is_user = false;
+        else
+                return fail(s, "'%s': allow takes *, user:NAME or group:NAME", entry);
+        name = entry + (is_user ? 5 : 6);
+        if (!*name)
+                return fail(s, "'%s': no name", entry);
+        errno = 0;
+        id = strtoul(name, &end, 10);
+        if (*end || errno || id > UINT32_MAX - 1) {
+                /* Names are resolved once, here, never per request. */
+                if (is_user) {
+                        struct passwd *pw = getpwnam(name);
+
+                        if (!pw)
+                                return fail(s, "allow: no such user '%s'", name);
+                        id = pw->pw_uid;
+                } else {
+                        struct group *gr = getgrnam(name);
+
+                        if (!gr)
+                                return fail(s, "allow: no such group '%s'", name);
+                        id = gr->gr_gid;
+                }
+        }
+        if (is_user) {
+                uid_t *p = realloc(acl->uids, (acl->nuids + 1) * sizeof(*p));
+
+                if (!p)
+                        return fail(s, "out of memory");
+                acl->uids = p;
+                p[acl->nuids++] = (uid_t) id;
+        } else {
+                gid_t *p = realloc(acl->gids, (acl->ngids + 1) * sizeof(*p));
+
+                if (!p)
+                        return fail(s, "out of memory");
+                acl->gids = p;
+                p[acl->ngids++] = (gid_t) id;
+        }
+        return 1;
+}
+
+static int parse_acl(struct parse_state *s, struct config_acl *acl, const char *value)
+{
+        char *copy = strdup(value), *save = NULL;
+        int ok = 1;
+
+        if (!copy)
+                return fail(s, "out of memory");
+        if (!acl->set)
+                acl->any = false;  /* an explicit list replaces the default */
+        acl->set = true;
+        for (char *t = strtok_r(copy, ", \t", &save); t && ok; t = strtok_r(NULL, ", \t", &save))
+                ok = acl_add(s, acl, t);
+        free(copy);
+        return ok;
+}
+
+static void acl_free(struct config_acl *acl)
+{
+        free(acl->uids);
+        free(acl->gids);
+}
+
 static int handle_daemon(struct parse_state *s, const char *name, const char *value)
 {
         struct config *c = s->c;
@@ -228,6 +308,15 @@ static int handle_daemon(struct parse_state *s, const char *name, const char *va
         }
         if (strcmp(name, "socket_group") == 0)
                 return set_string(s, &c->socket_group, name, value);
+        if (strcmp(name, "socket_user") == 0)
+                return set_string(s, &c->socket_user, name, value);
+        if (strcmp(name, "user") == 0) {
+                if (!getpwnam(value))
+                        return fail(s, "'user': no such user '%s'", value);
+                return set_string(s, &c->user, name, value);
+        }
+        if (strcmp(name, "allow") == 0)
+                return parse_acl(s, &c->allow, value);
         if (strcmp(name, "log_level") == 0) {
                 static const char *const levels[] = { "err", "warning", "notice", "info", "debug" };
                 static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG };
@@ -346,6 +435,8 @@ static int handle_domain(struct parse_state *s, const char *name, const char *va
         }
         if (strcmp(name, "headers") == 0 || strcmp(name, "oversign") == 0)
                 return add_header_list(s, &d->hpolicy, &d->hpolicy_len, value, name[0] == 'o');
+        if (strcmp(name, "allow") == 0)
+                return parse_acl(s, &d->allow, value);
         if (strcmp(name, "subdomains") == 0) {
                 if (strcasecmp(value, "yes") == 0 || strcasecmp(value, "true") == 0)
                         d->subdomains = true;
@@ -492,6 +583,7 @@ static struct config *config_new(void)
         c->socket_path = strdup(DKIMSIGN_DEFAULT_SOCKET);
         c->socket_mode = 0660;
         c->sessions = 4;
+        c->allow.any = true;  /* the socket's mode and group are the first gate */
         c->log_level = LOG_INFO;
         c->limits = (struct config_limits) {
                 .max_frame = FRAME_DEFAULT_MAX,
@@ -645,6 +737,9 @@ struct config *config_free(struct config *c)
         free(c->path);
         free(c->socket_path);
         free(c->socket_group);
+        free(c->socket_user);
+        free(c->user);
+        acl_free(&c->allow);
         free(c->module);
         free(c->token_label);
         free(c->pin_file);
@@ -657,6 +752,7 @@ struct config *config_free(struct config *c)
                 for (size_t k = 0; k < d->nselectors; k++)
                         free(d->selectors[k]);
                 free_policy(d->hpolicy, d->hpolicy_len);
+                acl_free(&d->allow);
         }
         free(c->domains);
         free(c);

@@ -32,6 +32,16 @@ struct config_limits {
         unsigned idle_timeout_ms;  /* a connection with nothing in flight is closed after this */
 };
 
+/* Who may sign: "*", user:NAME|UID, group:NAME|GID, resolved at load. */
+struct config_acl {
+        bool set;                        /* the key was given */
+        bool any;                        /* "*": whoever can reach the socket */
+        uid_t *uids;
+        size_t nuids;
+        gid_t *gids;
+        size_t ngids;
+};
+
 struct config_domain {
         char *name;                      /* lowercased */
         char *key_domain;                /* sign with this domain's keys (d=), NULL: name */
@@ -40,6 +50,7 @@ struct config_domain {
         struct dkim_hpolicy *hpolicy;    /* NULL: the global policy */
         size_t hpolicy_len;
         bool subdomains;                 /* also governs every subdomain without a section */
+        struct config_acl allow;         /* unset: [daemon] allow */
 };
 
 struct config {
@@ -48,6 +59,9 @@ struct config {
         char *socket_path;
         mode_t socket_mode;
         char *socket_group;         /* NULL: the daemon's own group */
+        char *socket_user;          /* NULL: the daemon's own user */
+        char *user;                 /* started as root: drop to this user */
+        struct config_acl allow;    /* default: "*" */
         int log_level;              /* syslog priority, LOG_INFO by default */
         /* [token] */
         char *module;

@@ -5,6 +5,7 @@
  * so a faulty token can never release a wrong one.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <openssl/evp.h>
@@ -15,6 +16,7 @@
 #include "header.h"
 #include "log.h"
 #include "msg.h"
+#include "policy.h"
 #include "sign.h"
 
 #define MSGID_LOG_MAX 128
@@ -30,6 +32,36 @@ struct request {
         const char *d;                     /* d= */
         char why[256];                     /* the sentence of a refusal */
 };
+
+int sign_ctx_new(struct config *config, struct keytab *keys, struct sign_ctx **ret)
+{
+        struct sign_ctx *ctx = calloc(1, sizeof(*ctx));
+
+        if (!ctx) {
+                config_free(config);
+                keytab_free(keys);
+                return DKIMSIGN_E_NOMEM;
+        }
+        *ctx = (struct sign_ctx) { .config = config, .keys = keys, .refs = 1 };
+        *ret = ctx;
+        return 0;
+}
+
+struct sign_ctx *sign_ctx_ref(struct sign_ctx *ctx)
+{
+        ctx->refs++;
+        return ctx;
+}
+
+struct sign_ctx *sign_ctx_unref(struct sign_ctx *ctx)
+{
+        if (ctx && --ctx->refs == 0) {
+                config_free(ctx->config);
+                keytab_free(ctx->keys);
+                free(ctx);
+        }
+        return NULL;
+}
 
 static int verify_signature(const struct hsm_key *key, const uint8_t digest[DKIM_SHA256_LEN],
                             const uint8_t *sig, size_t sig_len)
@@ -192,6 +224,11 @@ int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const
         snprintf(rq.msgid, sizeof(rq.msgid), "-");
 
         r = parse_request(ctx, &rq, payload, len);
+        if (r == 0 && !pol_authorized(ctx->config, rq.domain, peer)) {
+                snprintf(rq.why, sizeof(rq.why), "uid %u is not authorized to sign for domain %s",
+                         (unsigned) peer->uid, rq.domain);
+                r = DKIMSIGN_E_DENIED;
+        }
         if (r == 0)
                 r = keytab_select(ctx->keys, ctx->config, rq.domain, rq.keys, &rq.nkeys, &rq.d,
                                   rq.why, sizeof(rq.why));
@@ -210,14 +247,17 @@ int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const
 
         if (r == 0) {
                 for (size_t i = 0; i < rq.nkeys; i++)
-                        log_info("audit: signed uid=%u pid=%d domain=%s selector=%s alg=%s message-id=%s",
-                                 (unsigned) peer->uid, (int) peer->pid, rq.d, rq.keys[i]->selector,
-                                 hsm_alg_name(rq.keys[i]->key->alg), rq.msgid);
+                        log_audit(&(struct audit) { .outcome = "signed", .uid = (unsigned) peer->uid,
+                                                    .pid = (int) peer->pid, .domain = rq.d,
+                                                    .selector = rq.keys[i]->selector,
+                                                    .algorithm = hsm_alg_name(rq.keys[i]->key->alg),
+                                                    .message_id = rq.msgid });
                 r = msg_signed_encode(out, id, &reply);
         } else {
-                log_info("audit: refused uid=%u pid=%d domain=%s message-id=%s error=\"%s\"",
-                         (unsigned) peer->uid, (int) peer->pid, rq.domain[0] ? rq.domain : "-",
-                         rq.msgid, rq.why[0] ? rq.why : dkimsign_strerror(r));
+                log_audit(&(struct audit) { .outcome = "refused", .uid = (unsigned) peer->uid,
+                                            .pid = (int) peer->pid, .domain = rq.domain[0] ? rq.domain : NULL,
+                                            .message_id = rq.msgid,
+                                            .error = rq.why[0] ? rq.why : dkimsign_strerror(r) });
                 if (msg_error_encode_code(out, id, r, rq.why[0] ? rq.why : NULL) < 0)
                         r = DKIMSIGN_E_NOMEM;
         }

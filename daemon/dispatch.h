@@ -16,16 +16,34 @@
 #include "hsm.h"
 #include "keys.h"
 
+#define PEER_GROUPS_MAX 64
+
+/* Who is on the other end of a connection (SO_PEERCRED, SO_PEERGROUPS). */
 struct peer {
         uid_t uid;
         gid_t gid;
         pid_t pid;
+        size_t ngroups;
+        gid_t groups[PEER_GROUPS_MAX];  /* supplementary groups, as many as fit */
 };
 
+/*
+ * One generation of configuration and keys.  A reload makes a new one;
+ * requests in flight keep the one they started with, which is freed when
+ * the last of them is done.  References are taken and dropped on the event
+ * loop's thread only.
+ */
 struct sign_ctx {
-        const struct config *config;
-        const struct keytab *keys;
+        struct config *config;   /* owned */
+        struct keytab *keys;     /* owned */
+        unsigned refs;
 };
+
+/* Takes ownership of config and keys (freed even on failure). */
+int sign_ctx_new(struct config *config, struct keytab *keys, struct sign_ctx **ret);
+struct sign_ctx *sign_ctx_ref(struct sign_ctx *ctx);
+/* Drops a reference; frees the generation with the last.  Accepts NULL. */
+struct sign_ctx *sign_ctx_unref(struct sign_ctx *ctx);
 
 /* Sign the request in payload and append the reply frame (SIGNED or ERROR)
  * to out.  Logs one audit line.  Returns the outcome (0 or a dkimsign_err);

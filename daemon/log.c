@@ -5,14 +5,34 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "dkimsign-build.h"
 #include "log.h"
+
+#if HAVE_SYSTEMD
+#include <systemd/sd-journal.h>
+#endif
 
 static const char *log_ident = "dkimsignd";
 static int log_max = LOG_INFO;
 static int log_prefix = 1;
+static int log_journal;
+
+/* stderr is journald's stream when JOURNAL_STREAM names its device:inode. */
+static int stderr_is_journal(void)
+{
+        const char *js = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+
+        if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+                return 0;
+        return (unsigned long long) st.st_dev == dev && (unsigned long long) st.st_ino == ino;
+}
 
 void log_init(const char *ident, int max_priority)
 {
@@ -20,6 +40,42 @@ void log_init(const char *ident, int max_priority)
         log_max = max_priority;
         /* On a terminal the bare "<6>" prefix is noise; journald wants it. */
         log_prefix = !isatty(STDERR_FILENO);
+        log_journal = HAVE_SYSTEMD && stderr_is_journal();
+}
+
+static void sanitize(char *s)
+{
+        for (; *s; s++)
+                if ((unsigned char) *s < 0x20 || *s == 0x7f)
+                        *s = '?';
+}
+
+void log_audit(const struct audit *a)
+{
+        char line[1024];
+
+        if (a->error)
+                snprintf(line, sizeof(line), "audit: %s uid=%u pid=%d domain=%s message-id=%s error=\"%s\"",
+                         a->outcome, a->uid, a->pid, a->domain ? a->domain : "-",
+                         a->message_id ? a->message_id : "-", a->error);
+        else
+                snprintf(line, sizeof(line), "audit: %s uid=%u pid=%d domain=%s selector=%s alg=%s message-id=%s",
+                         a->outcome, a->uid, a->pid, a->domain ? a->domain : "-", a->selector ? a->selector : "-",
+                         a->algorithm ? a->algorithm : "-", a->message_id ? a->message_id : "-");
+        sanitize(line);
+#if HAVE_SYSTEMD
+        if (log_journal) {
+                sd_journal_send("MESSAGE=%s", line, "PRIORITY=%d", LOG_INFO, "SYSLOG_IDENTIFIER=%s", log_ident,
+                                "DKIMSIGN_OUTCOME=%s", a->outcome, "DKIMSIGN_PEER_UID=%u", a->uid,
+                                "DKIMSIGN_PEER_PID=%d", a->pid, "DKIMSIGN_DOMAIN=%s", a->domain ? a->domain : "",
+                                "DKIMSIGN_SELECTOR=%s", a->selector ? a->selector : "",
+                                "DKIMSIGN_ALGORITHM=%s", a->algorithm ? a->algorithm : "",
+                                "DKIMSIGN_MESSAGE_ID=%s", a->message_id ? a->message_id : "",
+                                "DKIMSIGN_ERROR=%s", a->error ? a->error : "", NULL);
+                return;
+        }
+#endif
+        log_msg(LOG_INFO, "%s", line);
 }
 
 void log_msg(int priority, const char *fmt, ...)

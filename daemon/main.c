@@ -5,7 +5,10 @@
  * at start-up fails here, loudly, before the daemon says it is ready.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +65,12 @@ static int inherited_socket(int *ret_fd)
         if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0) {
                 log_err("the socket systemd passed is not a listening AF_UNIX stream socket");
                 return DKIMSIGN_E_CONFIG;
+        }
+        /* The loop accepts until EAGAIN: a blocking listener would hang it. */
+        if (fcntl(SD_LISTEN_FDS_START, F_SETFL, fcntl(SD_LISTEN_FDS_START, F_GETFL) | O_NONBLOCK) < 0 ||
+            fcntl(SD_LISTEN_FDS_START, F_SETFD, FD_CLOEXEC) < 0) {
+                log_err("the socket systemd passed: %s", strerror(errno));
+                return DKIMSIGN_E_SYSTEM;
         }
         *ret_fd = SD_LISTEN_FDS_START;
         return 1;
@@ -125,6 +134,92 @@ static void log_keys(const struct keytab *t)
         log_info("%zu signing key(s) on the token", t->count);
 }
 
+/* What a reload needs: where the configuration is, and the open token. */
+struct reload_source {
+        const char *config_path;
+        struct hsm *h;
+        const struct config *running;
+};
+
+static struct sign_ctx *reload_generation(void *userdata, char *why, size_t whylen)
+{
+        struct reload_source *src = userdata;
+        struct config *c = NULL;
+        struct keytab *keys = NULL;
+        struct sign_ctx *ctx = NULL;
+        int r;
+
+        r = config_load(src->config_path, &c, why, whylen);
+        if (r < 0)
+                return NULL;
+        /* What was set up at start-up can't change without a restart. */
+        if (strcmp(c->module, src->running->module) != 0 || strcmp(c->token_label, src->running->token_label) != 0 ||
+            c->sessions != src->running->sessions || strcmp(c->socket_path, src->running->socket_path) != 0)
+                log_warn("reload: [token] module/label/sessions and [daemon] socket take effect at the next restart");
+        r = keytab_load(src->h, &keys);
+        if (r < 0) {
+                snprintf(why, whylen, "listing the keys on the token: %s (%s)", dkimsign_strerror(r),
+                         hsm_ckr_name(hsm_last_ckr()));
+                config_free(c);
+                return NULL;
+        }
+        log_keys(keys);
+        if (sign_ctx_new(c, keys, &ctx) < 0) {
+                snprintf(why, whylen, "out of memory");
+                return NULL;
+        }
+        src->running = ctx->config;
+        return ctx;
+}
+
+/* Started as root: everything that needs root is done (socket, token
+ * login); become the configured user for good. */
+static int drop_privileges(const struct config *c)
+{
+        struct passwd *pw;
+
+        if (geteuid() != 0)
+                return 0;
+        if (!c->user) {
+                log_warn("running as root: set [daemon] user to an unprivileged user");
+                return 0;
+        }
+        pw = getpwnam(c->user);
+        if (!pw) {
+                log_err("[daemon] user %s does not exist", c->user);
+                return DKIMSIGN_E_CONFIG;
+        }
+        if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
+            setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0) {
+                log_err("dropping privileges to %s: %s", c->user, strerror(errno));
+                return DKIMSIGN_E_SYSTEM;
+        }
+        if (setuid(0) == 0 || seteuid(0) == 0) {
+                log_err("could regain root after dropping privileges; refusing to run");
+                return DKIMSIGN_E_INTERNAL;
+        }
+        /* Changing credentials resets it: keep key material out of core dumps. */
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        log_info("running as %s (uid %u)", c->user, (unsigned) pw->pw_uid);
+        return 0;
+}
+
+static int open_listener(const struct config *c, int *ret_fd)
+{
+        int r = inherited_socket(ret_fd);
+
+        if (r > 0) {
+                log_info("listening on the socket passed by systemd");
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        r = server_listen_unix(c->socket_path, c->socket_mode, c->socket_user, c->socket_group, ret_fd);
+        if (r == 0)
+                log_info("listening on %s", c->socket_path);
+        return r;
+}
+
 int main(int argc, char **argv)
 {
         static const struct option opts[] = {
@@ -134,13 +229,13 @@ int main(int argc, char **argv)
                 { "version", no_argument, NULL, 'V' },
                 { 0 },
         };
-        const char *config_path = DKIMSIGN_DEFAULT_CONFIG;
+        struct reload_source src = { .config_path = DKIMSIGN_DEFAULT_CONFIG };
         struct config *c = NULL;
         struct hsm *h = NULL;
         struct keytab *keys = NULL;
         struct workers *w = NULL;
         struct server *s = NULL;
-        struct sign_ctx ctx;
+        struct sign_ctx *ctx = NULL;
         struct rlimit no_core = { 0, 0 };
         bool check_only = false;
         char err[1024];
@@ -148,7 +243,7 @@ int main(int argc, char **argv)
 
         while ((opt = getopt_long(argc, argv, "c:thV", opts, NULL)) != -1) {
                 switch (opt) {
-                case 'c': config_path = optarg; break;
+                case 'c': src.config_path = optarg; break;
                 case 't': check_only = true; break;
                 case 'h': usage(stdout); return 0;
                 case 'V': printf("dkimsignd %s\n", DKIMSIGN_VERSION); return 0;
@@ -166,7 +261,7 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_CORE, &no_core);
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
-        r = config_load(config_path, &c, err, sizeof(err));
+        r = config_load(src.config_path, &c, err, sizeof(err));
         if (r < 0) {
                 log_err("configuration: %s", err);
                 return 1;
@@ -184,26 +279,27 @@ int main(int argc, char **argv)
                 log_keys(keys);
                 if (check_only)
                         goto out;
-                r = inherited_socket(&fd);
-                if (r == 0) {
-                        r = server_listen_unix(c->socket_path, c->socket_mode, c->socket_group, &fd);
-                        if (r == 0)
-                                log_info("listening on %s", c->socket_path);
-                } else if (r > 0) {
-                        log_info("listening on the socket passed by systemd");
-                        r = 0;
-                }
+                r = open_listener(c, &fd);
         }
+        if (r == 0)
+                r = drop_privileges(c);
         if (r == 0) {
-                ctx = (struct sign_ctx) { .config = c, .keys = keys };
-                r = workers_start(h, &ctx, c->sessions, c->limits.max_queue, &w);
+                r = workers_start(h, c->sessions, c->limits.max_queue, &w);
                 if (r < 0)
                         log_err("starting %zu token sessions: %s (%s)", c->sessions, dkimsign_strerror(r),
                                 hsm_ckr_name(hsm_last_ckr()));
         }
         if (r == 0) {
-                r = server_new(c, fd, w, &s);
-                fd = -1;  /* transferred */
+                src.h = h;
+                src.running = c;
+                r = sign_ctx_new(c, keys, &ctx);
+                c = NULL;     /* transferred */
+                keys = NULL;  /* transferred */
+        }
+        if (r == 0) {
+                r = server_new(ctx, fd, w, reload_generation, &src, &s);
+                fd = -1;      /* transferred */
+                ctx = NULL;   /* transferred */
         }
         if (r == 0)
                 r = server_run(s);
@@ -212,6 +308,7 @@ out:
         workers_stop(w);
         if (fd >= 0)
                 close(fd);
+        sign_ctx_unref(ctx);
         keytab_free(keys);
         hsm_close(h);
         config_free(c);

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <grp.h>
+#include <pwd.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -36,6 +37,7 @@
 #include <systemd/sd-daemon.h>
 #else
 static inline int sd_notify(int unset, const char *state) { (void) unset; (void) state; return 0; }
+#define sd_notifyf(unset, ...) ((void) (unset), 0)
 #endif
 
 #define READ_CHUNK 65536
@@ -61,8 +63,23 @@ struct conn {
         bool closing;               /* close once out is flushed */
 };
 
+/* Live figures, kept by the loop's thread only. */
+struct stats {
+        uint64_t signed_msgs;
+        uint64_t by_status[WIRE_INTERNAL + 1];  /* refusals and failures, by wire status */
+        uint64_t connections;
+        uint64_t reloads, reload_failures;
+        time_t started;
+};
+
 struct server {
-        const struct config *c;
+        const struct config *c;       /* ctx->config */
+        struct sign_ctx *ctx;         /* the current generation */
+        server_reload_fn reload;
+        void *reload_userdata;
+        struct stats stats;
+        uint64_t watchdog_usec;       /* 0: no watchdog */
+        uint64_t last_watchdog;       /* ms */
         struct workers *w;
         int epfd, listen_fd, sig_fd;
         struct conn *conns;
@@ -207,16 +224,113 @@ static void handle_sign(struct server *s, struct conn *c, struct frame *f)
         }
         memcpy(j->payload, buf_ptr(&f->payload), j->len);
         j->conn = c;
+        j->ctx = sign_ctx_ref(s->ctx);
         j->id = f->id;
         j->peer = c->peer;
         buf_init(&j->reply, OUT_MAX);
         r = workers_submit(s->w, j);
         if (r < 0) {
                 job_free(j);
+                s->stats.by_status[WIRE_BUSY]++;
                 msg_error_encode_code(&c->out, f->id, r, "the signing queue is full; try again later");
                 return;
         }
         c->inflight++;
+}
+
+/* STATUS and RELOAD are for the administrator: root or the daemon's own user. */
+static bool peer_is_admin(const struct peer *p)
+{
+        return p->uid == 0 || p->uid == geteuid();
+}
+
+static const char *const status_names[] = {
+        [WIRE_BAD_REQUEST] = "bad_request", [WIRE_VERSION] = "version", [WIRE_TOO_LARGE] = "too_large",
+        [WIRE_REFUSED] = "refused", [WIRE_DENIED] = "denied", [WIRE_NO_KEY] = "no_key",
+        [WIRE_TOKEN] = "token", [WIRE_BUSY] = "busy", [WIRE_INTERNAL] = "internal",
+};
+
+static void handle_status(struct server *s, struct conn *c, struct frame *f)
+{
+        char text[2048];
+        size_t n = 0;
+        int k;
+
+        k = snprintf(text, sizeof(text),
+                     "version=%s\nuptime_seconds=%lld\nkeys=%zu\nsessions=%zu\nconnections=%zu\n"
+                     "connections_total=%llu\nqueue_depth=%zu\nrequests_signed=%llu\nreloads=%llu\n"
+                     "reload_failures=%llu\n",
+                     DKIMSIGN_VERSION, (long long) (time(NULL) - s->stats.started), s->ctx->keys->count,
+                     s->c->sessions, s->nconns, (unsigned long long) s->stats.connections,
+                     workers_pending(s->w), (unsigned long long) s->stats.signed_msgs,
+                     (unsigned long long) s->stats.reloads, (unsigned long long) s->stats.reload_failures);
+        if (k > 0)
+                n = (size_t) k < sizeof(text) ? (size_t) k : sizeof(text) - 1;
+        for (size_t i = 1; i <= WIRE_INTERNAL && n < sizeof(text); i++) {
+                k = snprintf(text + n, sizeof(text) - n, "errors_%s=%llu\n", status_names[i],
+                             (unsigned long long) s->stats.by_status[i]);
+                if (k > 0)
+                        n += (size_t) k < sizeof(text) - n ? (size_t) k : sizeof(text) - n - 1;
+        }
+        msg_text_encode(&c->out, MSG_STATUS_OK, f->id, text, n);
+}
+
+/* Swap in a new generation; requests in flight finish with the old one. */
+static int do_reload(struct server *s, const char *why_started, char *why, size_t whylen)
+{
+        struct sign_ctx *next;
+
+        sd_notify(0, "RELOADING=1");
+        log_info("%s: reloading the configuration and keys", why_started);
+        next = s->reload(s->reload_userdata, why, whylen);
+        if (!next) {
+                s->stats.reload_failures++;
+                log_err("reload refused, the running configuration stays: %s", why);
+                sd_notify(0, "READY=1\nSTATUS=reload failed; running the previous configuration");
+                return DKIMSIGN_E_CONFIG;
+        }
+        sign_ctx_unref(s->ctx);
+        s->ctx = next;
+        s->c = next->config;
+        s->stats.reloads++;
+        snprintf(why, whylen, "reloaded: %zu signing key(s)", next->keys->count);
+        log_info("%s", why);
+        sd_notifyf(0, "READY=1\nSTATUS=signing with %zu key(s)", next->keys->count);
+        return 0;
+}
+
+static void handle_reload(struct server *s, struct conn *c, struct frame *f)
+{
+        char why[512] = "";
+        int r = do_reload(s, "RELOAD request", why, sizeof(why));
+
+        if (r == 0)
+                msg_text_encode(&c->out, MSG_RELOADED, f->id, why, strlen(why));
+        else
+                msg_error_encode_code(&c->out, f->id, r, why);
+}
+
+static void handle_admin(struct server *s, struct conn *c, struct frame *f)
+{
+        if (!c->hello_done) {
+                conn_fail(c, f->id, DKIMSIGN_E_PROTOCOL, "HELLO must come first");
+                return;
+        }
+        if (msg_empty_decode(&f->payload) < 0) {
+                msg_error_encode_code(&c->out, f->id, DKIMSIGN_E_FORMAT, "STATUS and RELOAD take no payload");
+                return;
+        }
+        if (!peer_is_admin(&c->peer)) {
+                log_info("audit: refused admin request from uid=%u pid=%d", (unsigned) c->peer.uid,
+                         (int) c->peer.pid);
+                msg_error_encode_code(&c->out, f->id, DKIMSIGN_E_DENIED,
+                                      "only root or the daemon's own user may ask for status or reload");
+                return;
+        }
+        if (f->type == MSG_STATUS)
+                handle_status(s, c, f);
+        else
+                handle_reload(s, c, f);
 }
 
 /* Handle every complete frame in c->in, as far as limits allow. */
@@ -251,6 +365,10 @@ static void conn_process(struct server *s, struct conn *c)
                         break;
                 case MSG_SIGN:
                         handle_sign(s, c, &f);
+                        break;
+                case MSG_STATUS:
+                case MSG_RELOAD:
+                        handle_admin(s, c, &f);
                         break;
                 default: {
                         char why[64];
@@ -306,6 +424,18 @@ static void conn_after_io(struct server *s, struct conn *c)
         conn_update_events(s, c);
 }
 
+/* The peer's supplementary groups, for group-based authorization.  A peer
+ * in more groups than fit is judged on its uid and primary group only. */
+static void peer_groups(int fd, struct peer *p)
+{
+        socklen_t len = sizeof(p->groups);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, p->groups, &len) == 0)
+                p->ngroups = len / sizeof(gid_t);
+        else
+                p->ngroups = 0;
+}
+
 static void accept_all(struct server *s)
 {
         for (;;) {
@@ -349,6 +479,7 @@ static void accept_all(struct server *s)
                 }
                 c->fd = fd;
                 c->peer = (struct peer) { .uid = cred.uid, .gid = cred.gid, .pid = cred.pid };
+                peer_groups(fd, &c->peer);
                 buf_init(&c->in, s->c->limits.max_frame + FRAME_LEN_SIZE);
                 buf_init(&c->out, OUT_MAX);
                 c->last_active = now_ms();
@@ -363,6 +494,7 @@ static void accept_all(struct server *s)
                         s->conns->prev = c;
                 s->conns = c;
                 s->nconns++;
+                s->stats.connections++;
         }
 }
 
@@ -375,6 +507,10 @@ static void deliver_done(struct server *s)
                 struct conn *c = j->conn;
 
                 c->inflight--;
+                if (j->result == 0)
+                        s->stats.signed_msgs++;
+                else
+                        s->stats.by_status[wire_status_from_err(j->result)]++;
                 if (c->fd >= 0) {
                         if (buf_put(&c->out, buf_ptr(&j->reply), buf_remaining(&j->reply)) < 0)
                                 c->closing = true;  /* a reader that never reads */
@@ -435,8 +571,11 @@ static void handle_signal(struct server *s)
         while (read(s->sig_fd, &si, sizeof(si)) == sizeof(si)) {
                 if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
                         begin_stop(s, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
-                else if (si.ssi_signo == SIGHUP)
-                        log_warn("SIGHUP: configuration reload is not supported by this version; restart to apply changes");
+                else if (si.ssi_signo == SIGHUP && !s->stopping) {
+                        char why[512] = "";
+
+                        do_reload(s, "SIGHUP", why, sizeof(why));
+                }
         }
 }
 
@@ -456,16 +595,22 @@ void server_block_signals(void)
         pthread_sigmask(SIG_BLOCK, &mask, NULL);
 }
 
-int server_new(const struct config *c, int listen_fd, struct workers *w, struct server **ret)
+int server_new(struct sign_ctx *ctx, int listen_fd, struct workers *w, server_reload_fn reload,
+               void *userdata, struct server **ret)
 {
         struct server *s = calloc(1, sizeof(*s));
         sigset_t mask;
 
         if (!s) {
                 close(listen_fd);
+                sign_ctx_unref(ctx);
                 return DKIMSIGN_E_NOMEM;
         }
-        s->c = c;
+        s->ctx = ctx;
+        s->c = ctx->config;
+        s->reload = reload;
+        s->reload_userdata = userdata;
+        s->stats.started = time(NULL);
         s->w = w;
         s->listen_fd = listen_fd;
         signal_set(&mask);
@@ -501,8 +646,16 @@ struct server *server_free(struct server *s)
                 close(s->sig_fd);
         if (s->epfd >= 0)
                 close(s->epfd);
+        sign_ctx_unref(s->ctx);
         free(s);
         return NULL;
+}
+
+static int tick_ms(const struct server *s)
+{
+        uint64_t half = s->watchdog_usec / 2000;
+
+        return s->watchdog_usec && half < TICK_MS ? (int) (half ? half : 1) : TICK_MS;
 }
 
 int server_run(struct server *s)
@@ -510,9 +663,13 @@ int server_run(struct server *s)
         struct epoll_event events[64];
         uint64_t last_sweep = now_ms();
 
-        sd_notify(0, "READY=1\nSTATUS=signing");
+        sd_notifyf(0, "READY=1\nSTATUS=signing with %zu key(s)", s->ctx->keys->count);
+#if HAVE_SYSTEMD
+        if (sd_watchdog_enabled(0, &s->watchdog_usec) <= 0)
+                s->watchdog_usec = 0;
+#endif
         for (;;) {
-                int n = epoll_wait(s->epfd, events, 64, TICK_MS);
+                int n = epoll_wait(s->epfd, events, 64, tick_ms(s));
 
                 if (n < 0 && errno != EINTR) {
                         log_err("epoll_wait: %s", strerror(errno));
@@ -545,6 +702,11 @@ int server_run(struct server *s)
                                 continue;
                         conn_after_io(s, c);
                 }
+                /* The loop itself is what the watchdog guards: ping from here. */
+                if (s->watchdog_usec && now_ms() - s->last_watchdog >= s->watchdog_usec / 2000) {
+                        sd_notify(0, "WATCHDOG=1");
+                        s->last_watchdog = now_ms();
+                }
                 if (now_ms() - last_sweep >= TICK_MS || s->stopping) {
                         sweep_timeouts(s);
                         last_sweep = now_ms();
@@ -555,7 +717,7 @@ int server_run(struct server *s)
         return 0;
 }
 
-int server_listen_unix(const char *path, mode_t mode, const char *group, int *ret_fd)
+int server_listen_unix(const char *path, mode_t mode, const char *user, const char *group, int *ret_fd)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         struct stat st;
@@ -587,11 +749,14 @@ int server_listen_unix(const char *path, mode_t mode, const char *group, int *re
                 close(fd);
                 return DKIMSIGN_E_SYSTEM;
         }
-        if (group) {
-                struct group *g = getgrnam(group);
+        if (user || group) {
+                struct passwd *pw = user ? getpwnam(user) : NULL;
+                struct group *g = group ? getgrnam(group) : NULL;
 
-                if (!g || chown(path, (uid_t) -1, g->gr_gid) < 0) {
-                        log_err("socket group %s: %s", group, g ? strerror(errno) : "no such group");
+                if ((user && !pw) || (group && !g) ||
+                    chown(path, pw ? pw->pw_uid : (uid_t) -1, g ? g->gr_gid : (gid_t) -1) < 0) {
+                        log_err("socket owner %s:%s: %s", user ? user : "-", group ? group : "-",
+                                (user && !pw) ? "no such user" : (group && !g) ? "no such group" : strerror(errno));
                         close(fd);
                         unlink(path);
                         return DKIMSIGN_E_CONFIG;

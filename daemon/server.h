@@ -13,8 +13,15 @@
 
 struct server;
 
-/* Listen on fd (already bound and listening).  The server owns fd. */
-int server_new(const struct config *c, int listen_fd, struct workers *w, struct server **ret);
+/* Builds the next generation for a reload (SIGHUP or a RELOAD request):
+ * NULL with a sentence in why when the new configuration or keys can't be
+ * loaded, and the old generation stays. */
+typedef struct sign_ctx *(*server_reload_fn)(void *userdata, char *why, size_t whylen);
+
+/* Listen on fd (already bound and listening).  The server owns fd and the
+ * reference to ctx it is given. */
+int server_new(struct sign_ctx *ctx, int listen_fd, struct workers *w, server_reload_fn reload,
+               void *userdata, struct server **ret);
 struct server *server_free(struct server *s);
 
 /* Run until SIGTERM/SIGINT; then stop accepting, finish what is in flight,
@@ -26,9 +33,9 @@ int server_run(struct server *s);
  * before any thread is created. */
 void server_block_signals(void);
 
-/* Create, bind and listen on a Unix socket at path with mode and group
- * (NULL: keep the process's).  A stale socket at path is replaced; any
- * other file there is an error. */
-int server_listen_unix(const char *path, mode_t mode, const char *group, int *ret_fd);
+/* Create, bind and listen on a Unix socket at path with mode, owner and
+ * group (NULL: keep the process's).  A stale socket at path is replaced;
+ * any other file there is an error. */
+int server_listen_unix(const char *path, mode_t mode, const char *user, const char *group, int *ret_fd);
 
 #endif

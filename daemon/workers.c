@@ -14,7 +14,6 @@
 #include "workers.h"
 
 struct workers {
-        const struct sign_ctx *ctx;
         pthread_mutex_t lock;
         pthread_cond_t wake;
         struct job *head, *tail;     /* waiting */
@@ -33,6 +32,7 @@ struct job *job_free(struct job *j)
                 return NULL;
         free(j->payload);
         buf_deinit(&j->reply);
+        sign_ctx_unref(j->ctx);
         free(j);
         return NULL;
 }
@@ -66,7 +66,7 @@ static void *worker_main(void *p)
                 w->running++;
                 pthread_mutex_unlock(&w->lock);
 
-                j->result = dispatch_sign(w->ctx, session, &j->peer, j->id, j->payload, j->len, &j->reply);
+                j->result = dispatch_sign(j->ctx, session, &j->peer, j->id, j->payload, j->len, &j->reply);
 
                 pthread_mutex_lock(&w->lock);
                 w->running--;
@@ -80,15 +80,13 @@ static void *worker_main(void *p)
         return NULL;
 }
 
-int workers_start(struct hsm *h, const struct sign_ctx *ctx, size_t n, size_t queue_max,
-                  struct workers **ret)
+int workers_start(struct hsm *h, size_t n, size_t queue_max, struct workers **ret)
 {
         struct workers *w = calloc(1, sizeof(*w));
         int r = 0;
 
         if (!w)
                 return DKIMSIGN_E_NOMEM;
-        w->ctx = ctx;
         w->queue_max = queue_max;
         pthread_mutex_init(&w->lock, NULL);
         pthread_cond_init(&w->wake, NULL);

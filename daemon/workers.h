@@ -16,6 +16,7 @@
 struct job {
         struct job *next;
         void *conn;              /* the event loop's connection (opaque here) */
+        struct sign_ctx *ctx;    /* the generation the request started in (a reference) */
         uint32_t id;
         struct peer peer;
         uint8_t *payload;        /* owned copy of the request */
@@ -26,9 +27,8 @@ struct job {
 
 struct workers;
 
-/* Start n threads, each opening a session on h.  ctx must outlive the pool. */
-int workers_start(struct hsm *h, const struct sign_ctx *ctx, size_t n, size_t queue_max,
-                  struct workers **ret);
+/* Start n threads, each opening a session on h. */
+int workers_start(struct hsm *h, size_t n, size_t queue_max, struct workers **ret);
 /* Stop taking jobs, finish the queued ones, join the threads, close the
  * sessions.  Finished jobs stay for workers_take_done().  Accepts NULL. */
 struct workers *workers_stop(struct workers *w);

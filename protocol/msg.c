@@ -199,6 +199,40 @@ int msg_error_decode(struct buf *p, struct msg_error *ret)
         return r == DKIMSIGN_E_INCOMPLETE ? DKIMSIGN_E_FORMAT : r;
 }
 
+int msg_empty_encode(struct buf *out, uint8_t type, uint32_t id)
+{
+        ENCODE_BEGIN(out, type, id);
+        return encode_end(out, frame_start_, r);
+}
+
+int msg_empty_decode(struct buf *p)
+{
+        return buf_end(p) < 0 ? DKIMSIGN_E_FORMAT : 0;
+}
+
+int msg_text_encode(struct buf *out, uint8_t type, uint32_t id, const char *text, size_t len)
+{
+        if (len > MSG_REPORT_MAX)
+                return DKIMSIGN_E_TOO_LARGE;
+        ENCODE_BEGIN(out, type, id);
+        if (r == 0)
+                r = buf_put_bytes(out, text, len);
+        return encode_end(out, frame_start_, r);
+}
+
+int msg_text_decode(struct buf *p, const char **ret, size_t *ret_len)
+{
+        const char *t = NULL;
+        size_t n = 0;
+        int r = get_text(p, MSG_REPORT_MAX, &t, &n);
+
+        if (r == 0)
+                r = buf_end(p);
+        *ret = r == 0 ? t : NULL;
+        *ret_len = r == 0 ? n : 0;
+        return r == DKIMSIGN_E_INCOMPLETE ? DKIMSIGN_E_FORMAT : r;
+}
+
 int msg_error_encode_code(struct buf *out, uint32_t id, int r, const char *text)
 {
         enum wire_status s = wire_status_from_err(r);

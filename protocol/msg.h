@@ -27,6 +27,10 @@ enum msg_type {
         MSG_SIGN = 3,        /* client -> daemon: header block + body hash */
         MSG_SIGNED = 4,      /* daemon -> client: DKIM-Signature field(s) */
         MSG_ERROR = 5,       /* daemon -> client: status, detail, sentence */
+        MSG_STATUS = 6,      /* admin -> daemon: live figures, please */
+        MSG_STATUS_OK = 7,   /* daemon -> admin: "key=value" lines */
+        MSG_RELOAD = 8,      /* admin -> daemon: re-read configuration and keys */
+        MSG_RELOADED = 9,    /* daemon -> admin: a sentence on what was loaded */
 };
 
 /* Bounds of fields, fixed by the protocol (limits below these are config). */
@@ -36,6 +40,7 @@ enum msg_type {
 #define MSG_BODY_HASH_LEN 32     /* SHA-256 */
 #define MSG_SIGNATURES_MAX 8
 #define MSG_FIELD_MAX 16384      /* one DKIM-Signature field */
+#define MSG_REPORT_MAX 16384     /* a STATUS_OK or RELOADED text */
 
 /* Stable wire statuses: what a client must act on.  Each is permanent or
  * temporary, and the ERROR frame says which, so an old client can handle a
@@ -103,6 +108,13 @@ int msg_signed_encode(struct buf *out, uint32_t id, const struct msg_signed *m);
 int msg_signed_decode(struct buf *payload, struct msg_signed *ret);
 int msg_error_encode(struct buf *out, uint32_t id, const struct msg_error *m);
 int msg_error_decode(struct buf *payload, struct msg_error *ret);
+
+/* Messages whose payload is empty (STATUS, RELOAD) or one text field
+ * (STATUS_OK, RELOADED, at most MSG_REPORT_MAX). */
+int msg_empty_encode(struct buf *out, uint8_t type, uint32_t id);
+int msg_empty_decode(struct buf *payload);
+int msg_text_encode(struct buf *out, uint8_t type, uint32_t id, const char *text, size_t len);
+int msg_text_decode(struct buf *payload, const char **ret, size_t *ret_len);
 
 /* An ERROR frame for code r (a dkimsign_err) with a sentence. */
 int msg_error_encode_code(struct buf *out, uint32_t id, int r, const char *text);

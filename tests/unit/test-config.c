@@ -82,6 +82,27 @@ static void test_values(void **state)
         config_free(c);
 }
 
+static void test_allow_lists(void **state)
+{
+        struct config *c = parse_ok(TOKEN "[daemon]\nallow = user:root, group:0\n  user:4242\n"
+                                    "[domain a.example]\nallow = *\n[domain b.example]\nselectors = x\n");
+        const struct config_domain *a = config_find_domain(c, "a.example");
+        const struct config_domain *b = config_find_domain(c, "b.example");
+
+        /* An explicit list replaces the default "*". */
+        assert_false(c->allow.any);
+        assert_int_equal(c->allow.nuids, 2);
+        assert_int_equal(c->allow.uids[0], 0);
+        assert_int_equal(c->allow.uids[1], 4242);
+        assert_int_equal(c->allow.ngids, 1);
+        assert_true(a->allow.set && a->allow.any);
+        assert_false(b->allow.set);
+        config_free(c);
+        c = parse_ok(TOKEN);
+        assert_true(c->allow.any);
+        config_free(c);
+}
+
 static void test_refusals_name_the_line(void **state)
 {
         static const struct { const char *text; const char *expect; } cases[] = {
@@ -97,6 +118,10 @@ static void test_refusals_name_the_line(void **state)
                 { TOKEN "[domain a.example]\nselectors = a\n[domain a.example]\nselectors = b\n", "appears twice" },
                 { "[token]\nlabel = t\n", "needs 'module' and 'label'" },
                 { TOKEN "[token]\nmodule = /again\n", "set twice" },
+                { TOKEN "[daemon]\nallow = user:no-such-user-here\n", "no such user" },
+                { TOKEN "[daemon]\nallow = group:no-such-group-here\n", "no such group" },
+                { TOKEN "[daemon]\nallow = root\n", "allow takes" },
+                { TOKEN "[daemon]\nuser = no-such-user-here\n", "no such user" },
                 { TOKEN "[limits]\nmax_frame = 2048\nmax_header_block = 4096\n", "max_frame must exceed" },
         };
 
@@ -133,6 +158,7 @@ int main(void)
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_shipped_example_parses),
                 cmocka_unit_test(test_values),
+                cmocka_unit_test(test_allow_lists),
                 cmocka_unit_test(test_refusals_name_the_line),
                 cmocka_unit_test(test_nul_and_long_lines),
         };

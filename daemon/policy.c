@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Peer authorization.  See policy.h.  Names were resolved to ids when the
+ * configuration was loaded: nothing here touches NSS or the disk.
+ */
+#include "policy.h"
+
+static bool acl_has_gid(const struct config_acl *acl, gid_t gid)
+{
+        for (size_t i = 0; i < acl->ngids; i++)
+                if (acl->gids[i] == gid)
+                        return true;
+        return false;
+}
+
+static bool acl_allows(const struct config_acl *acl, const struct peer *p)
+{
+        if (acl->any)
+                return true;
+        for (size_t i = 0; i < acl->nuids; i++)
+                if (acl->uids[i] == p->uid)
+                        return true;
+        if (acl_has_gid(acl, p->gid))
+                return true;
+        for (size_t i = 0; i < p->ngroups; i++)
+                if (acl_has_gid(acl, p->groups[i]))
+                        return true;
+        return false;
+}
+
+bool pol_authorized(const struct config *c, const char *domain, const struct peer *p)
+{
+        const struct config_domain *d = config_domain_for(c, domain);
+
+        return acl_allows(d && d->allow.set ? &d->allow : &c->allow, p);
+}

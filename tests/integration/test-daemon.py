@@ -1,0 +1,296 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""dkimsignd as an operator runs it: started by systemd-socket-activate
+(the socket passed in, not created) with sd_notify on a socket the test
+listens on; peers authorized per domain by uid and group (a client run as
+another uid with setpriv); started as root, it drops to its user; SIGHUP
+and RELOAD add a key while 8 clients sign, a broken configuration is
+refused and the old one stays; SIGTERM finishes the requests in flight;
+64 clients pipelining, every signature verified."""
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import wire  # noqa: E402
+from harness import Sandbox, binary, dkimpy_verify, run  # noqa: E402
+
+HEADERS = (b"From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: load\r\n"
+           b"Date: Sun, 29 Nov 2026 10:00:00 +0000\r\nMessage-ID: <d@example.com>\r\n")
+BODY = b"Hello from the load test.\r\n"
+MESSAGE = HEADERS + b"\r\n" + BODY
+NOBODY = 65534
+
+
+def relaxed_body_hash(body):
+    # BODY has no whitespace to fold and ends in CRLF: relaxed = as is.
+    return hashlib.sha256(body).digest()
+
+
+def admin(box, mtype):
+    c = wire.Conn(box.socket)
+    c.send(wire.hello() + wire.frame(mtype, 2))
+    c.recv_frame()
+    t, rid, payload = c.recv_frame()
+    c.close()
+    if t == wire.ERROR:
+        return t, wire.parse_error(payload)[3]
+    return t, payload[4:].decode()
+
+
+def status(box):
+    t, text = admin(box, 6)
+    assert t == 7, text
+    return dict(line.split("=", 1) for line in text.splitlines())
+
+
+class Notify:
+    """A NOTIFY_SOCKET to read what the daemon tells systemd."""
+
+    def __init__(self, path):
+        self.path = path
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.s.bind(path)
+        self.s.settimeout(0.2)
+        self.messages = []
+
+    def wait_for(self, needle, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(needle in m for m in self.messages):
+                return
+            try:
+                self.messages.append(self.s.recv(4096).decode())
+            except (socket.timeout, TimeoutError):
+                pass
+        raise AssertionError(f"no {needle!r} on NOTIFY_SOCKET; got {self.messages}")
+
+
+def test_socket_activation_and_notify():
+    with Sandbox() as box:
+        box.init_token()
+        box.keygen("example.com", "sa")
+        notify = Notify(os.path.join(box.dir, "notify.sock"))
+        log = open(box.log_path, "ab")
+        proc = subprocess.Popen(
+            ["systemd-socket-activate", "-l", box.socket, "-E", f"SOFTHSM2_CONF={box.env['SOFTHSM2_CONF']}",
+             "-E", f"NOTIFY_SOCKET={notify.path}", binary("dkimsignd"), "--config", box.config],
+            stdout=log, stderr=log)
+        log.close()
+        try:
+            deadline = time.monotonic() + 10
+            while not os.path.exists(box.socket) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            # The first connection starts the daemon; it must use the socket it was given.
+            p = box.sign(MESSAGE)
+            assert p.returncode == 0, p.stderr
+            assert dkimpy_verify(p.stdout, box.keytable)
+            assert "listening on the socket passed by systemd" in box.log(), box.log()
+            notify.wait_for("READY=1")
+            notify.wait_for("STATUS=signing with 1 key(s)")
+            proc.send_signal(signal.SIGHUP)
+            notify.wait_for("RELOADING=1")
+            proc.send_signal(signal.SIGTERM)
+            notify.wait_for("STOPPING=1")
+            assert proc.wait(30) == 0, box.log()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_peer_authorization():
+    extra = ("[daemon]\nallow = user:root\n\n"
+             "[domain example.net]\nallow = user:nobody\n")
+    with Sandbox(extra_config=extra) as box:
+        os.chmod(box.dir, 0o711)  # nobody must reach the socket...
+        box.write_config(extra)
+        with open(box.config) as f:
+            text = f.read().replace("socket_mode = 0600", "socket_mode = 0666")  # ...and open it
+        with open(box.config, "w") as f:
+            f.write(text)
+        box.init_token()
+        box.keygen("example.com", "a1")
+        box.keygen("example.net", "a1")
+        box.start()
+        as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                     binary("dkimsign"), "--socket", box.socket]
+        p = subprocess.run(as_nobody, input=MESSAGE, capture_output=True, timeout=30)
+        assert p.returncode == 65, (p.returncode, p.stderr)
+        assert b"not authorized to sign for domain example.com" in p.stderr, p.stderr
+        assert f"audit: refused uid={NOBODY}".encode() in open(box.log_path, "rb").read()
+        net = MESSAGE.replace(b"alice@example.com", b"alice@example.net")
+        p = subprocess.run(as_nobody, input=net, capture_output=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        assert dkimpy_verify(p.stdout, box.keytable)
+        assert box.sign(MESSAGE).returncode == 0          # root, the [daemon] default
+        p = box.sign(net)                                 # the domain's list replaces the default
+        assert p.returncode == 65 and b"not authorized" in p.stderr, p.stderr
+        # STATUS is for root and the daemon's user only.
+        c = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                            "/usr/bin/python3", "-c",
+                            "import sys; sys.path.insert(0, sys.argv[1]); import wire;"
+                            "c = wire.Conn(sys.argv[2]); c.send(wire.hello() + wire.frame(6, 2));"
+                            "c.recv_frame(); print(wire.parse_error(c.recv_frame()[2]))",
+                            os.path.join(os.path.dirname(__file__), "..", "lib"), box.socket],
+                           capture_output=True, text=True, timeout=30)
+        assert "(5, False" in c.stdout, (c.stdout, c.stderr)
+
+
+def test_drops_privileges_when_started_as_root():
+    if os.geteuid() != 0:
+        print("  (not root: nothing to drop)")
+        return
+    with Sandbox(extra_config="[daemon]\nuser = nobody\n") as box:
+        box.write_config("[daemon]\nuser = nobody\n")
+        os.chmod(box.dir, 0o711)  # nobody must reach the token files below it
+        box.init_token()
+        box.keygen("example.com", "u1")
+        # The token files must be readable by the user the daemon becomes.
+        for root, dirs, files in os.walk(os.path.join(box.dir, "tokens")):
+            for n in dirs + files:
+                os.chown(os.path.join(root, n), NOBODY, NOBODY)
+        os.chown(os.path.join(box.dir, "tokens"), NOBODY, NOBODY)
+        box.start()
+        ids = {}
+        with open(f"/proc/{box.daemon.pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                ids[k] = v.split()
+        assert ids["Uid"] == [str(NOBODY)] * 4 and ids["Gid"][0] == str(NOBODY), ids
+        assert ids["CapEff"] == ["0000000000000000"], ids["CapEff"]
+        p = box.sign(MESSAGE)
+        assert p.returncode == 0, p.stderr + box.log().encode()
+        assert dkimpy_verify(p.stdout, box.keytable)
+        assert "running as nobody" in box.log()
+
+
+def sign_loop(box, stop, results):
+    while not stop.is_set():
+        p = box.sign(MESSAGE)
+        ok = p.returncode == 0 and dkimpy_verify(p.stdout, box.keytable)
+        results.append(ok or p.stderr)
+
+
+def test_reload_under_load():
+    with Sandbox() as box:
+        box.init_token()
+        box.keygen("example.com", "r1")
+        box.start()
+        stop, results = threading.Event(), []
+        threads = [threading.Thread(target=sign_loop, args=(box, stop, results)) for _ in range(8)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(1)
+            org = MESSAGE.replace(b"alice@example.com", b"alice@example.org")
+            assert box.sign(org).returncode == 65
+            box.keygen("example.org", "r1", "ed25519")
+            box.daemon.send_signal(signal.SIGHUP)          # by signal...
+            deadline = time.monotonic() + 20
+            while box.sign(org).returncode != 0:
+                assert time.monotonic() < deadline, box.log()
+                time.sleep(0.1)
+            box.keygen("example.info", "r1", "ed25519")
+            t, text = admin(box, 8)                         # ...and by request
+            assert t == 9 and "3 signing key(s)" in text, text
+            assert box.sign(MESSAGE.replace(b"alice@example.com", b"alice@example.info")).returncode == 0
+            # A broken configuration is refused; the old one goes on signing.
+            with open(box.config, "a") as f:
+                f.write("[limits]\nmax_frame = lots\n")
+            box.daemon.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 20
+            while "reload refused" not in box.log():
+                assert time.monotonic() < deadline, box.log()
+                time.sleep(0.1)
+            assert "max_frame" in box.log()
+            t, text = admin(box, 8)
+            assert t == wire.ERROR and "max_frame" in text, text
+            assert box.sign(org).returncode == 0
+            time.sleep(1)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        failures = [r for r in results if r is not True]
+        print(f"  {len(results)} signatures by 8 clients across 2 reloads and 2 refused ones, {len(failures)} failed")
+        assert len(results) > 50 and not failures, failures[:3]
+        st = status(box)
+        assert st["reloads"] == "2" and st["reload_failures"] == "2", st
+        assert int(st["requests_signed"]) >= len(results)
+
+
+def test_sigterm_finishes_requests_in_flight():
+    with Sandbox() as box:
+        box.init_token()
+        box.keygen("example.com", "t1")
+        box.start()
+        conns = []
+        for k in range(8):
+            c = wire.Conn(box.socket, timeout=30)
+            c.send(wire.hello() + b"".join(wire.sign(100 + i, HEADERS, relaxed_body_hash(BODY))
+                                           for i in range(30)))
+            conns.append(c)
+        for c in conns:
+            assert c.recv_frame()[0] == wire.HELLO_OK
+            assert c.recv_frame()[0] == wire.SIGNED  # the daemon has read this connection's requests
+        box.daemon.send_signal(signal.SIGTERM)
+        answered = 0
+        for c in conns:
+            for _ in range(29):
+                f = c.recv_frame()
+                assert f is not None and f[0] == wire.SIGNED, f
+                answered += 1
+            assert c.closed_by_peer()
+            c.close()
+        assert box.daemon.wait(30) == 0, box.log()
+        print(f"  {answered + 8} of 240 requests in flight at SIGTERM answered, exit 0")
+
+
+def test_64_pipelining_clients():
+    with Sandbox() as box:
+        box.init_token()
+        box.keygen("example.com", "c1", "rsa")
+        box.keygen("example.com", "c2", "ed25519")
+        box.start()
+        signed, errors = [], []
+
+        def client(n):
+            try:
+                c = wire.Conn(box.socket, timeout=60)
+                c.send(wire.hello() + b"".join(
+                    wire.sign(i, HEADERS.replace(b"<d@", b"<d%d.%d@" % (n, i)), relaxed_body_hash(BODY))
+                    for i in range(10)))
+                assert c.recv_frame()[0] == wire.HELLO_OK
+                for _ in range(10):
+                    t, rid, payload = c.recv_frame()
+                    assert t == wire.SIGNED, wire.parse_error(payload)
+                    fields = wire.parse_signed(payload)
+                    head = HEADERS.replace(b"<d@", b"<d%d.%d@" % (n, rid))
+                    signed.append(b"".join(f + b"\r\n" for f in fields) + head + b"\r\n" + BODY)
+                c.close()
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(f"client {n}: {e!r}")
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(64)]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - start
+        assert not errors, errors[:3]
+        bad = [m for m in signed if not (dkimpy_verify(m, box.keytable, 0) and dkimpy_verify(m, box.keytable, 1))]
+        print(f"  64 clients x 10 pipelined requests: {len(signed)} dual-signed in {elapsed:.1f}s, "
+              f"{len(bad)} failed verification")
+        assert len(signed) == 640 and not bad
+
+
+if __name__ == "__main__":
+    run([test_socket_activation_and_notify, test_peer_authorization, test_drops_privileges_when_started_as_root,
+         test_reload_under_load, test_sigterm_finishes_requests_in_flight, test_64_pipelining_clients])
