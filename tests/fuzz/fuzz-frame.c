@@ -52,6 +52,18 @@ static void decode_all(const struct frame *f)
         p = f->payload;
         if (msg_error_decode(&p, &e) == 0)
                 (void) wire_error_to_err(&e);
+        p = f->payload;
+        (void) msg_empty_decode(&p);
+        p = f->payload;
+        {
+                const char *text;
+                size_t len;
+
+                if (msg_text_decode(&p, &text, &len) == 0) {
+                        buf_reset(&out);
+                        assert(msg_text_encode(&out, f->type, f->id, text, len) == 0);
+                }
+        }
         buf_deinit(&out);
 }
 
