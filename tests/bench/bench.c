@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dkimsign-bench: the measurement kernels scripts/bench runs, each for a
+ * given time, each printing one JSON line (ops/s, p50, p99):
+ *
+ *   token    C_Sign on the token through hsm/ (the token's own limit)
+ *   openssl  raw in-process OpenSSL signing of a SHA-256 digest
+ *   sha256   raw OpenSSL SHA-256, MB/s on one core
+ *   canon    libdkimsign's body canonicalization + SHA-256, MB/s
+ *   client   whole messages signed through dkimsignd by N client threads
+ *
+ * Not a test: it measures, scripts/bench compares.
+ */
+#include <getopt.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+
+#include "bench-common.h"
+#include "canon.h"
+#include "dkimsign.h"
+#include "hsm.h"
+
+struct opts {
+        const char *mode, *module, *label, *pin_file, *key, *alg, *socket, *message, *canon;
+        int threads;
+        double seconds;
+};
+
+/* ---- token ---- */
+
+struct token_arg {
+        struct hsm_session *session;
+        const struct hsm_key *key;
+        uint8_t digest[32];
+};
+
+static int token_op(void *p)
+{
+        struct token_arg *a = p;
+        uint8_t sig[HSM_SIG_MAX];
+        size_t len;
+
+        a->digest[0]++;
+        return hsm_sign(a->session, a->key, a->digest, sig, &len);
+}
+
+static int run_token(const struct opts *o)
+{
+        struct hsm *h = NULL;
+        struct hsm_key *k = NULL;
+        struct token_arg *args = calloc((size_t) o->threads, sizeof(*args));
+        void **ptrs = calloc((size_t) o->threads, sizeof(void *));
+        int r;
+
+        if (hsm_open(o->module, o->label, &h) < 0 || hsm_login_pin_file(h, o->pin_file) < 0 ||
+            hsm_find(h, o->key, &k) < 0) {
+                fprintf(stderr, "bench: token %s, key %s: cannot open\n", o->label, o->key);
+                return 1;
+        }
+        for (int i = 0; i < o->threads; i++) {
+                if (hsm_session_open(h, &args[i].session) < 0)
+                        return 1;
+                args[i].key = k;
+                RAND_bytes(args[i].digest, sizeof(args[i].digest));
+                ptrs[i] = &args[i];
+        }
+        r = bench_run("token", token_op, ptrs, o->threads, o->seconds);
+        for (int i = 0; i < o->threads; i++)
+                hsm_session_close(args[i].session);
+        hsm_key_free(k);
+        hsm_close(h);
+        free(args);
+        free(ptrs);
+        return r;
+}
+
+/* ---- raw OpenSSL ---- */
+
+struct openssl_arg {
+        EVP_PKEY *key;
+        bool ed25519;
+        uint8_t digest[32];
+};
+
+static int openssl_op(void *p)
+{
+        struct openssl_arg *a = p;
+        uint8_t sig[512];
+        size_t len = sizeof(sig);
+        int ok;
+
+        a->digest[0]++;
+        if (a->ed25519) {
+                EVP_MD_CTX *m = EVP_MD_CTX_new();
+
+                ok = m && EVP_DigestSignInit(m, NULL, NULL, NULL, a->key) > 0 &&
+                     EVP_DigestSign(m, sig, &len, a->digest, sizeof(a->digest)) > 0;
+                EVP_MD_CTX_free(m);
+        } else {
+                EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(a->key, NULL);
+
+                ok = c && EVP_PKEY_sign_init(c) > 0 && EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING) > 0 &&
+                     EVP_PKEY_CTX_set_signature_md(c, EVP_sha256()) > 0 &&
+                     EVP_PKEY_sign(c, sig, &len, a->digest, sizeof(a->digest)) > 0;
+                EVP_PKEY_CTX_free(c);
+        }
+        return ok ? 0 : -1;
+}
+
+static int run_openssl(const struct opts *o)
+{
+        bool ed = strcmp(o->alg, "ed25519") == 0;
+        EVP_PKEY *key = ed ? EVP_PKEY_Q_keygen(NULL, NULL, "ED25519") : EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t) 2048);
+        struct openssl_arg *args = calloc((size_t) o->threads, sizeof(*args));
+        void **ptrs = calloc((size_t) o->threads, sizeof(void *));
+        int r;
+
+        if (!key)
+                return 1;
+        for (int i = 0; i < o->threads; i++) {
+                args[i] = (struct openssl_arg) { .key = key, .ed25519 = ed };
+                ptrs[i] = &args[i];
+        }
+        r = bench_run(ed ? "openssl-ed25519" : "openssl-rsa2048", openssl_op, ptrs, o->threads, o->seconds);
+        EVP_PKEY_free(key);
+        free(args);
+        free(ptrs);
+        return r;
+}
+
+/* ---- hashing ---- */
+
+struct hash_arg {
+        const uint8_t *data;
+        size_t len;
+        enum dkim_canon canon;
+        bool raw;
+};
+
+static int hash_op(void *p)
+{
+        struct hash_arg *a = p;
+        uint8_t d[DKIM_SHA256_LEN];
+        struct dkim_body_hash *bh = NULL;
+        int r;
+
+        if (a->raw)
+                return EVP_Digest(a->data, a->len, d, NULL, EVP_sha256(), NULL) ? 0 : -1;
+        r = dkim_body_hash_new(a->canon, &bh);
+        if (r == 0) {
+                /* As an MTA hands it over: 64 KiB at a time. */
+                for (size_t off = 0; off < a->len; off += 65536)
+                        dkim_body_hash_update(bh, a->data + off, a->len - off < 65536 ? a->len - off : 65536);
+                r = dkim_body_hash_final(bh, d);
+        }
+        dkim_body_hash_free(bh);
+        return r;
+}
+
+static int run_hash(const struct opts *o, bool raw)
+{
+        struct hash_arg a = { .raw = raw };
+        void *ptr = &a;
+        int r;
+
+        a.data = bench_read_file(o->message, &a.len);
+        if (dkim_canon_from_string(o->canon ? o->canon : "relaxed", &a.canon) < 0)
+                return 1;
+        printf("{\"bytes_per_op\": %zu}\n", a.len);
+        r = bench_run(raw ? "sha256" : "canon", hash_op, &ptr, 1, o->seconds);
+        free((void *) a.data);
+        return r;
+}
+
+/* ---- whole messages through the daemon ---- */
+
+struct client_arg {
+        dkimsign_client *client;
+        const uint8_t *msg;
+        size_t len;
+};
+
+static int client_op(void *p)
+{
+        struct client_arg *a = p;
+        dkimsign_message *m = NULL;
+        char *fields = NULL;
+        int r = dkimsign_message_new(&m);
+
+        for (size_t off = 0; r == 0 && off < a->len; off += 65536)
+                r = dkimsign_message_write(m, a->msg + off, a->len - off < 65536 ? a->len - off : 65536);
+        if (r == 0)
+                r = dkimsign_sign(a->client, m, &fields);
+        if (r < 0)
+                fprintf(stderr, "bench: %s\n", dkimsign_client_error(a->client));
+        free(fields);
+        dkimsign_message_free(m);
+        return r;
+}
+
+static int run_client(const struct opts *o)
+{
+        struct client_arg *args = calloc((size_t) o->threads, sizeof(*args));
+        void **ptrs = calloc((size_t) o->threads, sizeof(void *));
+        size_t len;
+        uint8_t *msg = bench_read_file(o->message, &len);
+        int r;
+
+        for (int i = 0; i < o->threads; i++) {
+                if (dkimsign_client_open(o->socket, &args[i].client) < 0) {
+                        fprintf(stderr, "bench: %s\n", dkimsign_client_error(args[i].client));
+                        return 1;
+                }
+                args[i].msg = msg;
+                args[i].len = len;
+                ptrs[i] = &args[i];
+        }
+        r = bench_run("client", client_op, ptrs, o->threads, o->seconds);
+        for (int i = 0; i < o->threads; i++)
+                dkimsign_client_free(args[i].client);
+        free(msg);
+        free(args);
+        free(ptrs);
+        return r;
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option lo[] = {
+                { "module", required_argument, NULL, 'm' }, { "label", required_argument, NULL, 'l' },
+                { "pin-file", required_argument, NULL, 'p' }, { "key", required_argument, NULL, 'k' },
+                { "alg", required_argument, NULL, 'a' }, { "socket", required_argument, NULL, 's' },
+                { "message", required_argument, NULL, 'f' }, { "threads", required_argument, NULL, 't' },
+                { "seconds", required_argument, NULL, 'S' }, { "canon", required_argument, NULL, 'c' },
+                { 0 },
+        };
+        struct opts o = { .threads = 1, .seconds = 3, .alg = "rsa" };
+        int opt;
+
+        while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+                switch (opt) {
+                case 'm': o.module = optarg; break;
+                case 'l': o.label = optarg; break;
+                case 'p': o.pin_file = optarg; break;
+                case 'k': o.key = optarg; break;
+                case 'a': o.alg = optarg; break;
+                case 's': o.socket = optarg; break;
+                case 'f': o.message = optarg; break;
+                case 't': o.threads = atoi(optarg); break;
+                case 'S': o.seconds = atof(optarg); break;
+                case 'c': o.canon = optarg; break;
+                default: return 2;
+                }
+        }
+        if (optind + 1 != argc || o.threads < 1 || o.threads > 1024) {
+                fprintf(stderr, "usage: dkimsign-bench token|openssl|sha256|canon|client [options]\n");
+                return 2;
+        }
+        o.mode = argv[optind];
+        if (strcmp(o.mode, "token") == 0 && o.module && o.label && o.pin_file && o.key)
+                return run_token(&o);
+        if (strcmp(o.mode, "openssl") == 0)
+                return run_openssl(&o);
+        if ((strcmp(o.mode, "sha256") == 0 || strcmp(o.mode, "canon") == 0) && o.message)
+                return run_hash(&o, o.mode[0] == 's');
+        if (strcmp(o.mode, "client") == 0 && o.message)
+                return run_client(&o);
+        fprintf(stderr, "dkimsign-bench: missing options for %s\n", o.mode);
+        return 2;
+}
