@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -52,16 +53,24 @@ static void sanitize(char *s)
 
 void log_audit(const struct audit *a)
 {
-        char line[1024];
+        char line[1024], when[32];
+        struct timespec ts;
+        struct tm tm;
 
+        /* journald stamps its records itself; a plain log line needs its own. */
+        clock_gettime(CLOCK_REALTIME, &ts);
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
         if (a->error)
-                snprintf(line, sizeof(line), "audit: %s uid=%u pid=%d domain=%s message-id=%s error=\"%s\"",
-                         a->outcome, a->uid, a->pid, a->domain ? a->domain : "-",
+                snprintf(line, sizeof(line), "audit: %s time=%s uid=%u pid=%d domain=%s message-id=%s error=\"%s\"",
+                         a->outcome, when, a->uid, a->pid, a->domain ? a->domain : "-",
                          a->message_id ? a->message_id : "-", a->error);
         else
-                snprintf(line, sizeof(line), "audit: %s uid=%u pid=%d domain=%s selector=%s alg=%s message-id=%s",
-                         a->outcome, a->uid, a->pid, a->domain ? a->domain : "-", a->selector ? a->selector : "-",
-                         a->algorithm ? a->algorithm : "-", a->message_id ? a->message_id : "-");
+                snprintf(line, sizeof(line),
+                         "audit: %s time=%s uid=%u pid=%d domain=%s selector=%s alg=%s message-id=%s",
+                         a->outcome, when, a->uid, a->pid, a->domain ? a->domain : "-",
+                         a->selector ? a->selector : "-", a->algorithm ? a->algorithm : "-",
+                         a->message_id ? a->message_id : "-");
         sanitize(line);
 #if HAVE_SYSTEMD
         if (log_journal) {
