@@ -140,7 +140,7 @@ int keytab_select(const struct keytab *t, const struct config *c, const char *do
         const char *kd = d && d->key_domain ? d->key_domain
                        : d && strcmp(d->name, domain) != 0 ? d->name : domain;
         const struct signer_key *by_alg[3] = { NULL };
-        size_t n = 0;
+        size_t n = 0, retired = 0;
 
         for (size_t i = first_of_domain(t, kd); i < t->count && strcmp(t->keys[i].domain, kd) == 0; i++) {
                 const struct signer_key *k = &t->keys[i];
@@ -148,6 +148,12 @@ int keytab_select(const struct keytab *t, const struct config *c, const char *do
 
                 if (!selector_chosen(d, k->selector) || (a != HSM_ALG_RSA && a != HSM_ALG_ED25519))
                         continue;
+                /* dkimsignctl retire: the key stays on the token (its DNS
+                 * record may still verify old mail) but never signs again. */
+                if (k->key->retired[0]) {
+                        retired++;
+                        continue;
+                }
                 /* RFC 8301: verifiers reject RSA keys under 1024 bits, so an
                  * imported weak key never signs. */
                 if (a == HSM_ALG_RSA && k->key->bits < HSM_RSA_MIN_BITS)
@@ -164,7 +170,8 @@ int keytab_select(const struct keytab *t, const struct config *c, const char *do
                 if (by_alg[a])
                         ret[n++] = by_alg[a];
         if (n == 0) {
-                snprintf(why, whylen, "no signing key for domain %s", kd);
+                snprintf(why, whylen, "no signing key for domain %s%s", kd,
+                         retired ? " (its keys are retired)" : "");
                 return DKIMSIGN_E_NO_KEY;
         }
         *ret_count = n;

@@ -5,8 +5,10 @@
  * Keys are found on the token by label, "<selector>._domainkey.<domain>",
  * and chosen per domain: the selectors a [domain] section names, or every
  * key of the domain when it names none (one per algorithm; two of the same
- * algorithm without a choice is ambiguous and signs nothing).  The table is
- * built once and read-only afterwards, so worker threads share it freely.
+ * algorithm without a choice is ambiguous and signs nothing).  Retired keys
+ * (an end date on the token, hsm_retire) stay in the table, for listing,
+ * but are never chosen.  The table is built once and read-only afterwards,
+ * so worker threads share it freely.
  */
 #ifndef KEYS_H
 #define KEYS_H
@@ -35,8 +37,8 @@ int keytab_load(struct hsm *h, struct keytab **ret);
 struct keytab *keytab_free(struct keytab *t);
 
 /*
- * The keys that sign mail for domain under config c: at most one per
- * algorithm, RSA first.  *ret_domain is the d= domain (a [domain]'s
+ * The keys that sign mail for domain under config c: at most one active
+ * (not retired) key per algorithm, RSA first.  *ret_domain is the d= domain (a [domain]'s
  * key_domain, or domain itself).  DKIMSIGN_E_NO_KEY with a sentence in why
  * when there is none or the choice is ambiguous.
  */

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * PKCS#11 token access: load a module by path, find a token by label, log
- * in, generate, import, find, list and destroy DKIM key pairs, and sign
- * SHA-256 digests in per-thread sessions.
+ * in, generate, import, find, list, retire and destroy DKIM key pairs, and
+ * sign SHA-256 digests in per-thread sessions.  A key's created and retired
+ * dates are CKA_START_DATE and CKA_END_DATE of its public half (hsm.h says
+ * why not of the private half).
  *
  * It must never ask the token for a private attribute, never create a
  * private key that is extractable or not sensitive, never keep a PIN in
@@ -25,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/bn.h>
@@ -666,6 +669,30 @@ static int label_check(const char *label)
         return 0;
 }
 
+/* ---- dates ---- */
+
+/* Today in UTC as a CK_DATE (ASCII digits, no NUL). */
+static void date_today(CK_DATE *ret)
+{
+        char buf[16];
+        struct tm tm;
+        time_t now = time(NULL);
+
+        if (!gmtime_r(&now, &tm) || strftime(buf, sizeof(buf), "%Y%m%d", &tm) != HSM_DATE_LEN)
+                abort(); /* cannot fail for a time() value */
+        memcpy(ret->year, buf, 4);
+        memcpy(ret->month, buf + 4, 2);
+        memcpy(ret->day, buf + 6, 2);
+}
+
+/* The token would not take a date attribute.  The date is always a
+ * template's last attribute, so the retry drops it with n--. */
+static bool date_refused(CK_RV rv)
+{
+        return rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_VALUE_INVALID ||
+               rv == CKR_ATTRIBUTE_READ_ONLY || rv == CKR_TEMPLATE_INCONSISTENT;
+}
+
 /* ---- attributes (admin session, h->lock held) ---- */
 
 /*
@@ -722,6 +749,36 @@ static int attr_ulong(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE typ
         if (len != sizeof(v))
                 return DKIMSIGN_E_HSM;
         *ret = v;
+        return 0;
+}
+
+/* A date attribute as "YYYYMMDD" into ret, "" when empty, unsupported by
+ * the token, all zeros or not digits (nothing a date can be read from). */
+static int attr_date(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type, char ret[HSM_DATE_LEN + 1])
+{
+        char buf[sizeof(CK_DATE)];
+        size_t len = 0;
+        bool digits = true, zero = true;
+        int r;
+
+        static_assert(sizeof(CK_DATE) == HSM_DATE_LEN, "CK_DATE is YYYYMMDD");
+        ret[0] = '\0';
+        last_ckr = 0;
+        r = attr_read(h, obj, type, buf, sizeof(buf), &len);
+        if (r == DKIMSIGN_E_TOO_LARGE || (r < 0 && last_ckr == CKR_ATTRIBUTE_TYPE_INVALID))
+                return 0;
+        if (r < 0)
+                return r;
+        if (len != HSM_DATE_LEN)
+                return 0;
+        for (size_t i = 0; i < len; i++) {
+                digits = digits && buf[i] >= '0' && buf[i] <= '9';
+                zero = zero && buf[i] == '0';
+        }
+        if (digits && !zero) {
+                memcpy(ret, buf, HSM_DATE_LEN);
+                ret[HSM_DATE_LEN] = '\0';
+        }
         return 0;
 }
 
@@ -1016,6 +1073,13 @@ static int key_load(struct hsm *h, CK_OBJECT_HANDLE priv, struct hsm_key **ret)
         r = key_pub_find(h, priv, key->label, &key->pub);
         if (r < 0)
                 return r;
+        if (key->pub != CK_INVALID_HANDLE) {
+                r = attr_date(h, key->pub, CKA_START_DATE, key->created);
+                if (r == 0)
+                        r = attr_date(h, key->pub, CKA_END_DATE, key->retired);
+                if (r < 0)
+                        return r;
+        }
         r = key_pubkey_read(h, key);
         if (r < 0)
                 return r;
@@ -1067,6 +1131,7 @@ static int keypair_generate(struct hsm *h, const char *label, enum hsm_alg alg, 
         CK_MECHANISM mech = { 0 };
         struct tmpl pub = { 0 }, priv = { 0 };
         CK_OBJECT_HANDLE hpub, hpriv;
+        CK_DATE today;
         CK_RV rv;
 
         tmpl_public(&pub, label, id);
@@ -1079,7 +1144,14 @@ static int keypair_generate(struct hsm *h, const char *label, enum hsm_alg alg, 
                 mech.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;
                 tmpl_add(&pub, CKA_EC_PARAMS, ed25519_oid, sizeof(ed25519_oid));
         }
+        date_today(&today);
+        tmpl_add(&pub, CKA_START_DATE, &today, sizeof(today));
         rv = h->p11->C_GenerateKeyPair(h->admin, &mech, pub.a, pub.n, priv.a, priv.n, &hpub, &hpriv);
+        /* A token that keeps no dates still makes keys: without "created". */
+        if (date_refused(rv)) {
+                pub.n--;
+                rv = h->p11->C_GenerateKeyPair(h->admin, &mech, pub.a, pub.n, priv.a, priv.n, &hpub, &hpriv);
+        }
         if (rv != CKR_OK)
                 return ckr_fail(rv);
         *ret_priv = hpriv;
@@ -1193,17 +1265,25 @@ static int object_create(struct hsm *h, struct tmpl *t, CK_OBJECT_HANDLE *ret)
         return 0;
 }
 
-/* Create the private then the public object; on failure neither is left. */
+/* Create the private then the public object (with today's start date, or
+ * without if the token refuses it); on failure neither is left. */
 static int pair_create(struct hsm *h, struct tmpl *priv, struct tmpl *pub, CK_OBJECT_HANDLE *ret_priv,
                        CK_OBJECT_HANDLE *ret_pub)
 {
         CK_OBJECT_HANDLE hpriv = CK_INVALID_HANDLE, hpub = CK_INVALID_HANDLE;
+        CK_DATE today;
         int r;
 
         r = object_create(h, priv, &hpriv);
         if (r < 0)
                 return r;
+        date_today(&today);
+        tmpl_add(pub, CKA_START_DATE, &today, sizeof(today));
         r = object_create(h, pub, &hpub);
+        if (r < 0 && date_refused(last_ckr)) {
+                pub->n--;
+                r = object_create(h, pub, &hpub);
+        }
         if (r < 0) {
                 objects_destroy(h, hpriv, CK_INVALID_HANDLE);
                 return r;
@@ -1465,6 +1545,45 @@ int hsm_destroy(struct hsm *h, const struct hsm_key *key)
                 if (rv != CKR_OK)
                         r = ckr_fail(rv);
         }
+        pthread_mutex_unlock(&h->lock);
+        return r;
+}
+
+int hsm_retire(struct hsm *h, const struct hsm_key *key)
+{
+        char end[HSM_DATE_LEN + 1], check[HSM_DATE_LEN + 1];
+        CK_DATE today;
+        CK_ATTRIBUTE a = { .type = CKA_END_DATE, .pValue = &today, .ulValueLen = sizeof(today) };
+        CK_RV rv;
+        int r;
+
+        last_ckr = 0;
+        if (!h || !key || !key->label)
+                return DKIMSIGN_E_INTERNAL;
+        if (key->pub == CK_INVALID_HANDLE)
+                return DKIMSIGN_E_FORMAT;
+        date_today(&today);
+        memcpy(end, &today, HSM_DATE_LEN);
+        end[HSM_DATE_LEN] = '\0';
+        pthread_mutex_lock(&h->lock);
+        r = handle_check(h, key->priv, CKO_PRIVATE_KEY, key->label);
+        if (r == 0)
+                r = handle_check(h, key->pub, CKO_PUBLIC_KEY, key->label);
+        if (r == 0)
+                r = attr_date(h, key->pub, CKA_END_DATE, check);
+        if (r == 0 && check[0])
+                r = DKIMSIGN_E_EXISTS;
+        if (r == 0) {
+                rv = h->p11->C_SetAttributeValue(h->admin, key->pub, &a, 1);
+                if (rv != CKR_OK)
+                        r = ckr_fail(rv);
+        }
+        /* A token that takes the date but does not keep it would leave the
+         * key signing while the admin thinks it retired. */
+        if (r == 0)
+                r = attr_date(h, key->pub, CKA_END_DATE, check);
+        if (r == 0 && strcmp(check, end) != 0)
+                r = DKIMSIGN_E_HSM;
         pthread_mutex_unlock(&h->lock);
         return r;
 }

@@ -30,6 +30,7 @@ enum hsm_alg {
 #define HSM_RSA_DEFAULT_BITS 2048
 #define HSM_SIG_MAX 512       /* a 4096-bit RSA signature */
 #define HSM_LABEL_MAX 255
+#define HSM_DATE_LEN 8        /* YYYYMMDD, as in a CK_DATE */
 
 struct hsm;          /* a loaded module, one token, logged in */
 struct hsm_session;  /* one PKCS#11 session, for one thread at a time */
@@ -44,6 +45,17 @@ struct hsm_key {
         bool local;              /* CKA_LOCAL: generated on the token */
         bool always_sensitive;   /* CKA_ALWAYS_SENSITIVE */
         bool never_extractable;  /* CKA_NEVER_EXTRACTABLE */
+        /* The key's life, kept on the token with the key: CKA_START_DATE
+         * ("created", set by hsm_generate and hsm_import) and CKA_END_DATE
+         * ("retired", set by hsm_retire) of the public key object, as
+         * YYYYMMDD in UTC; "" when unset (or not 8 digits).  A key with a
+         * retired date must not sign.  Only the public half carries them:
+         * SoftHSM 2.6.1 stores dates on a private (CKA_PRIVATE) object but
+         * then fails to read them back (CKR_GENERAL_ERROR, SoftHSMv2 issue
+         * 655), which would break every tool that reads them.  A key whose
+         * public object is missing has neither date. */
+        char created[HSM_DATE_LEN + 1];
+        char retired[HSM_DATE_LEN + 1];
 };
 
 /* Accepts NULL; returns NULL. */
@@ -89,16 +101,21 @@ int hsm_key_label(const char *selector, const char *domain, char *ret, size_t si
 
 /*
  * Generate a key pair on the token: CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE
- * true, CKA_EXTRACTABLE false, CKA_SIGN only.  bits is used for RSA
- * (HSM_RSA_MIN_BITS..HSM_RSA_MAX_BITS, 0 = default) and ignored for Ed25519.
+ * true, CKA_EXTRACTABLE false, CKA_SIGN only; the public half gets today's
+ * date (UTC) as CKA_START_DATE, unless the token refuses the attribute.
+ * bits is used for RSA (HSM_RSA_MIN_BITS..HSM_RSA_MAX_BITS, 0 = default)
+ * and ignored for Ed25519.
  * DKIMSIGN_E_EXISTS: a key with that label is already on the token.
  */
 int hsm_generate(struct hsm *h, const char *label, enum hsm_alg alg, unsigned bits,
                  struct hsm_key **ret);
 
 /* Import a private key (RSA or Ed25519) for migration: the same attributes
- * as a generated key, so it is not readable afterwards; CKA_LOCAL stays
- * false, which is how imported keys are told apart. */
+ * (and start date) as a generated key, so it is not readable afterwards;
+ * CKA_LOCAL stays false, which is how imported keys are told apart.
+ * pkey is borrowed; the copies of its secret parts made here are wiped.
+ * DKIMSIGN_E_ALG: not RSA 1024..4096 or Ed25519; DKIMSIGN_E_EXISTS: the
+ * label is taken.  On failure nothing is left on the token. */
 int hsm_import(struct hsm *h, const char *label, EVP_PKEY *pkey, struct hsm_key **ret);
 
 /* Find the key pair with this label.  DKIMSIGN_E_NO_KEY if absent. */
@@ -109,8 +126,19 @@ int hsm_find(struct hsm *h, const char *label, struct hsm_key **ret);
 int hsm_list(struct hsm *h, struct hsm_key ***ret, size_t *ret_count);
 void hsm_key_list_free(struct hsm_key **keys, size_t count);
 
-/* Destroy both halves of the key on the token. */
+/* Destroy both halves of the key on the token.  DKIMSIGN_E_NO_KEY: the
+ * handles no longer name this key (nothing is destroyed). */
 int hsm_destroy(struct hsm *h, const struct hsm_key *key);
+
+/*
+ * Retire the key: set CKA_END_DATE to today (UTC) on its public half (see
+ * struct hsm_key for why only there), and read it back.  key is not
+ * updated; hsm_find() again to see the date.  DKIMSIGN_E_EXISTS: already
+ * retired (the first date stays); DKIMSIGN_E_NO_KEY: the handles no longer
+ * name this key; DKIMSIGN_E_FORMAT: no public key object to record it on;
+ * DKIMSIGN_E_HSM: the token refused or did not keep the date.
+ */
+int hsm_retire(struct hsm *h, const struct hsm_key *key);
 
 /* A session for signing, one per thread.  Accepts NULL in _close. */
 int hsm_session_open(struct hsm *h, struct hsm_session **ret);

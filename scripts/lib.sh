@@ -5,7 +5,7 @@
 BUILD_PACKAGES="gcc clang valgrind libclang-rt-14-dev meson ninja-build pkg-config libssl-dev libinih-dev
         libsystemd-dev libp11-kit-dev libcmocka-dev softhsm2 python3 python3-dkim python3-nacl"
 # The independent verifiers the conformance tests run.
-TEST_PACKAGES="libmail-dkim-perl libnet-dns-perl libopendkim-dev"
+TEST_PACKAGES="libmail-dkim-perl libnet-dns-perl libopendkim-dev opensc opendkim-tools"
 
 # install_packages PKG...: apt-get install the ones not installed yet.
 install_packages() {

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -383,6 +384,19 @@ static void test_login(void **state)
         unlink(path);
 }
 
+/* Today in UTC, YYYYMMDD: the created date of keys made now.  (A test run
+ * across midnight UTC may fail once.) */
+static const char *today(void)
+{
+        static char buf[16];
+        time_t now = time(NULL);
+        struct tm tm;
+
+        assert_non_null(gmtime_r(&now, &tm));
+        assert_int_equal(strftime(buf, sizeof(buf), "%Y%m%d", &tm), HSM_DATE_LEN);
+        return buf;
+}
+
 static void key_check(const struct hsm_key *k, const char *label, enum hsm_alg alg, unsigned bits, bool local)
 {
         assert_string_equal(k->label, label);
@@ -397,6 +411,8 @@ static void key_check(const struct hsm_key *k, const char *label, enum hsm_alg a
                 assert_true(k->always_sensitive);
                 assert_true(k->never_extractable);
         }
+        assert_string_equal(k->created, today());
+        assert_string_equal(k->retired, "");
 }
 
 static void test_generate(void **state)
@@ -485,6 +501,56 @@ static void test_find_list_destroy(void **state)
         destroy_label(h, labels[0]);
         destroy_label(h, labels[2]);
         assert_int_equal(key_count(h), before);
+        hsm_close(h);
+}
+
+static void test_retire(void **state)
+{
+        static const char rsa[] = "old._domainkey.example.net", ed[] = "olded._domainkey.example.net";
+        EVP_PKEY *file = pem_load("a1-ed25519.private.pem");
+        struct hsm_key *k = NULL, *again = NULL, **keys = NULL, nopub;
+        struct hsm *h = open_login();
+        size_t n = 0, retired = 0;
+
+        (void) state;
+        assert_int_equal(hsm_generate(h, rsa, HSM_ALG_RSA, 1024, &k), 0);
+        assert_string_equal(k->created, today());
+        assert_string_equal(k->retired, "");
+        assert_int_equal(hsm_retire(h, k), 0);
+        /* The key passed in is a snapshot; the token has the date. */
+        assert_string_equal(k->retired, "");
+        assert_int_equal(hsm_find(h, rsa, &again), 0);
+        assert_string_equal(again->retired, today());
+        assert_string_equal(again->created, today());
+        again = hsm_key_free(again);
+        /* Retired once: the first date stays. */
+        assert_int_equal(hsm_retire(h, k), DKIMSIGN_E_EXISTS);
+
+        /* An imported key gets the same dates. */
+        assert_int_equal(hsm_import(h, ed, file, &again), 0);
+        assert_string_equal(again->created, today());
+        assert_int_equal(hsm_retire(h, again), 0);
+        again = hsm_key_free(again);
+
+        assert_int_equal(hsm_list(h, &keys, &n), 0);
+        for (size_t i = 0; i < n; i++)
+                if (keys[i]->retired[0]) {
+                        assert_string_equal(keys[i]->retired, today());
+                        retired++;
+                }
+        assert_int_equal(retired, 2);
+        hsm_key_list_free(keys, n);
+
+        /* No public object to record the state on. */
+        nopub = *k;
+        nopub.pub = 0;
+        assert_int_equal(hsm_retire(h, &nopub), DKIMSIGN_E_FORMAT);
+        /* A stale handle retires nothing. */
+        destroy_label(h, rsa);
+        assert_int_equal(hsm_retire(h, k), DKIMSIGN_E_NO_KEY);
+        k = hsm_key_free(k);
+        destroy_label(h, ed);
+        EVP_PKEY_free(file);
         hsm_close(h);
 }
 
@@ -743,6 +809,7 @@ static void raw_check(struct raw *raw, const char *label, bool rsa, bool local)
         CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
         CK_ATTRIBUTE make_extractable = { CKA_EXTRACTABLE, &yes, sizeof(yes) };
         CK_ATTRIBUTE make_readable = { CKA_SENSITIVE, &no, sizeof(no) };
+        CK_ATTRIBUTE start = { CKA_START_DATE, NULL, 0 };
 
         if (rsa)
                 for (size_t i = 0; i < sizeof(rsa_secrets) / sizeof(rsa_secrets[0]); i++)
@@ -755,6 +822,11 @@ static void raw_check(struct raw *raw, const char *label, bool rsa, bool local)
         assert_int_equal(raw_bool(raw, obj, CKA_TOKEN), CK_TRUE);
         assert_int_equal(raw_bool(raw, obj, CKA_DECRYPT), CK_FALSE);
         assert_int_equal(raw_bool(raw, obj, CKA_LOCAL), local ? CK_TRUE : CK_FALSE);
+        /* The dates live on the public half: on a private object SoftHSM
+         * 2.6.1 stores them but can't read them back (CKR_GENERAL_ERROR),
+         * which would break any tool that asks. */
+        assert_int_equal(raw->p11->C_GetAttributeValue(raw->s, obj, &start, 1), CKR_OK);
+        assert_int_equal(start.ulValueLen, 0);
 
         /* And they can't be made readable afterwards. */
         assert_int_not_equal(raw->p11->C_SetAttributeValue(raw->s, obj, &make_extractable, 1), CKR_OK);
@@ -809,6 +881,7 @@ int main(void)
                 cmocka_unit_test(test_login),
                 cmocka_unit_test(test_generate),
                 cmocka_unit_test(test_find_list_destroy),
+                cmocka_unit_test(test_retire),
                 cmocka_unit_test(test_sign),
                 cmocka_unit_test(test_import),
                 cmocka_unit_test(test_not_extractable),
