@@ -3,9 +3,9 @@
 # packages dkimsign needs, installed when missing.
 
 BUILD_PACKAGES="gcc clang valgrind libclang-rt-14-dev meson ninja-build pkg-config libssl-dev libinih-dev
-        libsystemd-dev libp11-kit-dev libcmocka-dev softhsm2 python3 python3-dkim python3-nacl"
+        libsystemd-dev libp11-kit-dev libcmocka-dev softhsm2 python3 python3-dkim python3-nacl libmilter-dev"
 # The independent verifiers the conformance tests run.
-TEST_PACKAGES="libmail-dkim-perl libnet-dns-perl libopendkim-dev opensc opendkim-tools"
+TEST_PACKAGES="libmail-dkim-perl libnet-dns-perl libopendkim-dev opensc opendkim-tools postfix swaks miltertest"
 
 # install_packages PKG...: apt-get install the ones not installed yet.
 install_packages() {
@@ -20,6 +20,8 @@ install_packages() {
                 return 1
         fi
         echo "installing: ${missing[*]}"
+        # postfix (test-milter.py runs a private instance): no system config.
+        echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }

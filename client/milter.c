@@ -1,0 +1,695 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dkimsign-milter: a libmilter filter that signs outbound mail through
+ * dkimsignd.  Header fields and body chunks go to libdkimsign as the MTA
+ * hands them over; the milter never holds a message whole (the library
+ * keeps the bounded header block and a running body hash).
+ *
+ * What is signed: mail from an SMTP-authenticated sender ({auth_authen}) or
+ * from a client in internal_networks (or with no address: local
+ * submission).  Everything else, and every message dkimsignd refuses for
+ * good (no key for the From domain, no From, two From), passes unsigned
+ * with one log line.  A temporary failure (dkimsignd down, token failure,
+ * busy) tempfails the message, or accepts it unsigned (on_tempfail =
+ * accept); an outage is logged when it starts and when it ends, never once
+ * per message.  Message content is never logged.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <ini.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <libmilter/mfapi.h>
+
+#include "dkimsign-build.h"
+#include "dkimsign.h"
+
+#define DEFAULT_CONFIG "/etc/dkimsign/dkimsign-milter.conf"
+#define DEFAULT_MILTER_SOCKET "unix:/run/dkimsign-milter/milter.sock"
+#define MAX_NETWORKS 64
+#define POOL_MAX 16
+#define EXIT_USAGE 64
+#define EXIT_CONFIG 78
+
+struct network {
+        int family;             /* AF_INET or AF_INET6 */
+        uint8_t addr[16];
+        unsigned prefix;
+};
+
+struct config {
+        char *milter_socket;
+        char *dkimsignd_socket; /* NULL: the library's default */
+        struct network networks[MAX_NETWORKS];
+        size_t n_networks;
+        bool networks_set;
+        bool tempfail_accept;
+        enum dkimsign_canon header_canon, body_canon;
+        int log_level;
+        int timeout;            /* seconds, the MTA connection (libmilter) */
+        int line;               /* the first bad line (inih) */
+        char error[160];
+};
+
+static struct config cfg = {
+        .header_canon = DKIMSIGN_CANON_RELAXED,
+        .body_canon = DKIMSIGN_CANON_RELAXED,
+        .log_level = LOG_INFO,
+        .timeout = 300,
+};
+
+/* ---- logging: stderr, "<N>" prefix, one write per line ---- */
+
+static void log_msg(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_msg(int priority, const char *fmt, ...)
+{
+        char line[1024];
+        va_list ap;
+        int n;
+
+        if (priority > cfg.log_level)
+                return;
+        n = snprintf(line, sizeof(line), "<%d>dkimsign-milter: ", priority);
+        va_start(ap, fmt);
+        vsnprintf(line + n, sizeof(line) - (size_t) n - 1, fmt, ap);
+        va_end(ap);
+        for (char *p = line + n; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        *p = '?';
+        strcat(line, "\n");
+        if (write(STDERR_FILENO, line, strlen(line)) < 0) {
+                /* nowhere left to say it */
+        }
+}
+
+/* ---- configuration ---- */
+
+static int parse_network(const char *s, size_t len, struct network *ret)
+{
+        char text[INET6_ADDRSTRLEN + 8], *slash, *end;
+        struct network n = { 0 };
+        unsigned long prefix;
+
+        if (len == 0 || len >= sizeof(text))
+                return -1;
+        memcpy(text, s, len);
+        text[len] = 0;
+        slash = strchr(text, '/');
+        if (slash)
+                *slash = 0;
+        if (inet_pton(AF_INET, text, n.addr) == 1)
+                n.family = AF_INET;
+        else if (inet_pton(AF_INET6, text, n.addr) == 1)
+                n.family = AF_INET6;
+        else
+                return -1;
+        n.prefix = n.family == AF_INET ? 32 : 128;
+        if (slash) {
+                errno = 0;
+                prefix = strtoul(slash + 1, &end, 10);
+                if (errno || end == slash + 1 || *end || prefix > n.prefix)
+                        return -1;
+                n.prefix = (unsigned) prefix;
+        }
+        *ret = n;
+        return 0;
+}
+
+static int parse_networks(struct config *c, const char *value)
+{
+        const char *p = value;
+
+        c->n_networks = 0;
+        c->networks_set = true;
+        while (*p) {
+                size_t len;
+
+                p += strspn(p, " \t,");
+                len = strcspn(p, " \t,");
+                if (len == 0)
+                        break;
+                if (c->n_networks == MAX_NETWORKS || parse_network(p, len, &c->networks[c->n_networks]) < 0)
+                        return -1;
+                c->n_networks++;
+                p += len;
+        }
+        return 0;
+}
+
+static int parse_canon_word(const char *s, size_t len, enum dkimsign_canon *ret)
+{
+        if (len == 6 && strncmp(s, "simple", 6) == 0)
+                *ret = DKIMSIGN_CANON_SIMPLE;
+        else if (len == 7 && strncmp(s, "relaxed", 7) == 0)
+                *ret = DKIMSIGN_CANON_RELAXED;
+        else
+                return -1;
+        return 0;
+}
+
+static int parse_canon(const char *s, enum dkimsign_canon *h, enum dkimsign_canon *b)
+{
+        const char *slash = strchr(s, '/');
+
+        if (!slash)
+                return parse_canon_word(s, strlen(s), h) < 0 ? -1 : parse_canon_word(s, strlen(s), b);
+        if (parse_canon_word(s, (size_t) (slash - s), h) < 0)
+                return -1;
+        return parse_canon_word(slash + 1, strlen(slash + 1), b);
+}
+
+static int parse_level(const char *s, int *ret)
+{
+        static const struct { const char *name; int level; } levels[] = {
+                { "error", LOG_ERR }, { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
+                { "info", LOG_INFO }, { "debug", LOG_DEBUG },
+        };
+
+        for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++)
+                if (strcmp(s, levels[i].name) == 0) {
+                        *ret = levels[i].level;
+                        return 0;
+                }
+        return -1;
+}
+
+/* Only unix:/local: sockets and inet/inet6 on loopback: a milter that
+ * signs whatever it is handed must not be reachable from the network. */
+static int check_milter_socket(const char *s)
+{
+        const char *at;
+        struct in6_addr a6;
+        struct in_addr a4;
+
+        if (strncmp(s, "unix:", 5) == 0 || strncmp(s, "local:", 6) == 0)
+                return strchr(s, ':')[1] == '/' ? 0 : -1;
+        at = strchr(s, '@');
+        if (!at)
+                return -1;      /* inet:PORT alone listens on every address */
+        at++;
+        if (strncmp(s, "inet:", 5) == 0)
+                return strcmp(at, "localhost") == 0 ||
+                       (inet_pton(AF_INET, at, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127) ? 0 : -1;
+        if (strncmp(s, "inet6:", 6) == 0)
+                return inet_pton(AF_INET6, at, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6) ? 0 : -1;
+        return -1;
+}
+
+static int set_string(char **dst, const char *value)
+{
+        char *s = strdup(value);
+
+        if (!s)
+                return -1;
+        free(*dst);
+        *dst = s;
+        return 0;
+}
+
+static int config_handler(void *user, const char *section, const char *name, const char *value)
+{
+        struct config *c = user;
+        int r = -1;
+
+        if (strcmp(section, "milter") != 0) {
+                snprintf(c->error, sizeof(c->error), "unknown section [%s]", section);
+                return 0;
+        }
+        if (strcmp(name, "socket") == 0) {
+                if (check_milter_socket(value) == 0)
+                        r = set_string(&c->milter_socket, value);
+        } else if (strcmp(name, "dkimsignd_socket") == 0) {
+                if (value[0] == '/')
+                        r = set_string(&c->dkimsignd_socket, value);
+        } else if (strcmp(name, "internal_networks") == 0) {
+                r = parse_networks(c, value);
+        } else if (strcmp(name, "on_tempfail") == 0) {
+                if (strcmp(value, "tempfail") == 0 || strcmp(value, "accept") == 0) {
+                        c->tempfail_accept = strcmp(value, "accept") == 0;
+                        r = 0;
+                }
+        } else if (strcmp(name, "canonicalization") == 0) {
+                r = parse_canon(value, &c->header_canon, &c->body_canon);
+        } else if (strcmp(name, "log_level") == 0) {
+                r = parse_level(value, &c->log_level);
+        } else if (strcmp(name, "timeout") == 0) {
+                char *end;
+                long t;
+
+                errno = 0;
+                t = strtol(value, &end, 10);
+                if (!errno && end != value && *end == 0 && t > 0 && t <= 3600) {
+                        c->timeout = (int) t;
+                        r = 0;
+                }
+        } else {
+                snprintf(c->error, sizeof(c->error), "unknown key %s", name);
+                return 0;
+        }
+        if (r < 0)
+                snprintf(c->error, sizeof(c->error), "invalid value for %s: %s", name, value);
+        return r == 0;
+}
+
+static int config_load(const char *path, bool must_exist)
+{
+        FILE *f = fopen(path, "re");
+        int r;
+
+        if (!f) {
+                if (errno == ENOENT && !must_exist)
+                        goto defaults;
+                fprintf(stderr, "dkimsign-milter: cannot open %s: %s\n", path, strerror(errno));
+                return -1;
+        }
+        r = ini_parse_file(f, config_handler, &cfg);
+        fclose(f);
+        if (r != 0) {
+                fprintf(stderr, "dkimsign-milter: %s:%d: %s\n", path, r,
+                        cfg.error[0] ? cfg.error : "syntax error");
+                return -1;
+        }
+defaults:
+        if (!cfg.milter_socket && set_string(&cfg.milter_socket, DEFAULT_MILTER_SOCKET) < 0)
+                return -1;
+        if (!cfg.networks_set && parse_networks(&cfg, "127.0.0.0/8, ::1/128") < 0)
+                return -1;
+        return 0;
+}
+
+/* ---- signing policy ---- */
+
+static bool in_network(const struct network *n, int family, const uint8_t *addr)
+{
+        unsigned full = n->prefix / 8, rest = n->prefix % 8;
+
+        if (n->family != family)
+                return false;
+        if (memcmp(n->addr, addr, full) != 0)
+                return false;
+        return rest == 0 || ((n->addr[full] ^ addr[full]) & (0xff00 >> rest) & 0xff) == 0;
+}
+
+static bool is_internal(const struct sockaddr *sa)
+{
+        const uint8_t *addr;
+        uint8_t v4[4];
+        int family;
+
+        if (!sa)
+                return true;    /* no address: local submission (sendmail(1), pickup) */
+        if (sa->sa_family == AF_INET) {
+                family = AF_INET;
+                addr = (const uint8_t *) &((const struct sockaddr_in *) (const void *) sa)->sin_addr;
+        } else if (sa->sa_family == AF_INET6) {
+                const struct in6_addr *a6 = &((const struct sockaddr_in6 *) (const void *) sa)->sin6_addr;
+
+                family = AF_INET6;
+                addr = a6->s6_addr;
+                if (IN6_IS_ADDR_V4MAPPED(a6)) {
+                        memcpy(v4, a6->s6_addr + 12, 4);
+                        family = AF_INET;
+                        addr = v4;
+                }
+        } else {
+                return sa->sa_family == AF_UNIX;
+        }
+        for (size_t i = 0; i < cfg.n_networks; i++)
+                if (in_network(&cfg.networks[i], family, addr))
+                        return true;
+        return false;
+}
+
+/* ---- dkimsignd connections: a small pool, and the outage state ---- */
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static dkimsign_client *pool[POOL_MAX];
+static size_t pool_len;
+static bool daemon_down;
+
+static int client_get(dkimsign_client **ret)
+{
+        dkimsign_client *c = NULL;
+        int r;
+
+        pthread_mutex_lock(&pool_lock);
+        if (pool_len)
+                c = pool[--pool_len];
+        pthread_mutex_unlock(&pool_lock);
+        if (c) {
+                *ret = c;
+                return 0;
+        }
+        r = dkimsign_client_open(cfg.dkimsignd_socket, &c);
+        if (r < 0) {
+                log_msg(LOG_DEBUG, "dkimsign_client_open: %s", c ? dkimsign_client_error(c) : dkimsign_strerror(r));
+                dkimsign_client_free(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+/* A client whose last call failed temporarily is dropped, not pooled. */
+static void client_put(dkimsign_client *c, int r)
+{
+        pthread_mutex_lock(&pool_lock);
+        if (c && (r == 0 || !dkimsign_err_is_temporary(r)) && pool_len < POOL_MAX) {
+                pool[pool_len++] = c;
+                c = NULL;
+        }
+        pthread_mutex_unlock(&pool_lock);
+        dkimsign_client_free(c);
+}
+
+/* Log the first failure of an outage and its end, not every message. */
+static void outage_update(bool failing, const char *why)
+{
+        bool changed;
+
+        pthread_mutex_lock(&pool_lock);
+        changed = daemon_down != failing;
+        daemon_down = failing;
+        pthread_mutex_unlock(&pool_lock);
+        if (changed && failing)
+                log_msg(LOG_ERR, "dkimsignd unreachable or failing (%s): %s mail until it is back", why,
+                        cfg.tempfail_accept ? "accepting unsigned" : "tempfailing");
+        else if (changed)
+                log_msg(LOG_NOTICE, "dkimsignd reachable again");
+}
+
+static void pool_clear(void)
+{
+        pthread_mutex_lock(&pool_lock);
+        while (pool_len)
+                dkimsign_client_free(pool[--pool_len]);
+        pthread_mutex_unlock(&pool_lock);
+}
+
+/* ---- milter callbacks ---- */
+
+struct conn {
+        bool internal;
+        bool sign;              /* this message is being signed */
+        dkimsign_message *msg;
+};
+
+static struct conn *conn_get(SMFICTX *ctx)
+{
+        return smfi_getpriv(ctx);
+}
+
+static void conn_reset(struct conn *c)
+{
+        dkimsign_message_free(c->msg);
+        c->msg = NULL;
+        c->sign = false;
+}
+
+static const char *queue_id(SMFICTX *ctx)
+{
+        const char *id = smfi_getsymval(ctx, (char *) "i");
+
+        return id ? id : "-";
+}
+
+static sfsistat on_connect(SMFICTX *ctx, char *hostname, struct sockaddr *hostaddr)
+{
+        struct conn *c = calloc(1, sizeof(*c));
+
+        (void) hostname;
+        if (!c) {
+                log_msg(LOG_ERR, "on_connect: %s", dkimsign_strerror(DKIMSIGN_E_NOMEM));
+                return SMFIS_TEMPFAIL;
+        }
+        c->internal = is_internal(hostaddr);
+        smfi_setpriv(ctx, c);
+        return SMFIS_CONTINUE;
+}
+
+/* Leave this message alone (accept it unsigned). */
+static sfsistat pass(struct conn *c)
+{
+        conn_reset(c);
+        return SMFIS_ACCEPT;
+}
+
+static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
+{
+        struct conn *c = conn_get(ctx);
+        const char *auth = smfi_getsymval(ctx, (char *) "{auth_authen}");
+        int r;
+
+        (void) argv;
+        if (!c)
+                return SMFIS_ACCEPT;
+        conn_reset(c);
+        if (!c->internal && !(auth && *auth)) {
+                log_msg(LOG_DEBUG, "%s: external, unauthenticated sender: not signing", queue_id(ctx));
+                return SMFIS_ACCEPT;
+        }
+        r = dkimsign_message_new(&c->msg);
+        if (r == 0)
+                r = dkimsign_message_set_canon(c->msg, cfg.header_canon, cfg.body_canon);
+        if (r < 0) {
+                log_msg(LOG_ERR, "on_envfrom: %s", dkimsign_strerror(r));
+                conn_reset(c);
+                return SMFIS_TEMPFAIL;
+        }
+        c->sign = true;
+        return SMFIS_CONTINUE;
+}
+
+static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
+{
+        struct conn *c = conn_get(ctx);
+        int r;
+
+        if (!c || !c->sign)
+                return SMFIS_ACCEPT;
+        r = dkimsign_message_add_header(c->msg, name, value);
+        if (r < 0) {
+                log_msg(LOG_WARNING, "%s: not signed: header: %s", queue_id(ctx), dkimsign_strerror(r));
+                return pass(c);
+        }
+        return SMFIS_CONTINUE;
+}
+
+static sfsistat on_body(SMFICTX *ctx, unsigned char *data, size_t len)
+{
+        struct conn *c = conn_get(ctx);
+        int r;
+
+        if (!c || !c->sign)
+                return SMFIS_ACCEPT;
+        r = dkimsign_message_write_body(c->msg, data, len);
+        if (r < 0) {
+                log_msg(LOG_WARNING, "%s: not signed: body: %s", queue_id(ctx), dkimsign_strerror(r));
+                return pass(c);
+        }
+        return SMFIS_CONTINUE;
+}
+
+/* One "DKIM-Signature: ...CRLF" field from fields into a milter header
+ * value: no name, no space after the colon, CRLF folds as LF.  Returns
+ * the start of the next field. */
+static const char *field_value(const char *fields, char **ret)
+{
+        const char *p = fields, *end;
+        char *v, *o;
+
+        while (*p && *p != ':')
+                p++;
+        if (*p == ':')
+                p++;
+        if (*p == ' ')
+                p++;
+        /* The field ends at a CRLF not followed by a fold. */
+        for (end = p; *end; end++)
+                if (end[0] == '\r' && end[1] == '\n' && end[2] != ' ' && end[2] != '\t')
+                        break;
+        v = malloc((size_t) (end - p) + 1);
+        if (!v)
+                return NULL;
+        for (o = v; p < end; p++)
+                if (*p != '\r')
+                        *o++ = *p;
+        *o = 0;
+        *ret = v;
+        return *end ? end + 2 : end;
+}
+
+static int insert_fields(SMFICTX *ctx, const char *fields)
+{
+        char *values[8];
+        size_t n = 0;
+        int r = 0;
+
+        for (const char *p = fields; *p && n < 8;) {
+                p = field_value(p, &values[n]);
+                if (!p) {
+                        r = -1;
+                        break;
+                }
+                n++;
+        }
+        /* Index 0 each time, last first: the first field ends on top. */
+        for (size_t i = n; i-- > 0;) {
+                if (r == 0 && smfi_insheader(ctx, 0, (char *) "DKIM-Signature", values[i]) != MI_SUCCESS)
+                        r = -1;
+                free(values[i]);
+        }
+        return r;
+}
+
+static sfsistat on_eom(SMFICTX *ctx)
+{
+        struct conn *c = conn_get(ctx);
+        dkimsign_client *client = NULL;
+        char *fields = NULL;
+        sfsistat status = SMFIS_CONTINUE;
+        int r;
+
+        if (!c || !c->sign)
+                return SMFIS_CONTINUE;
+        r = client_get(&client);
+        if (r == 0)
+                r = dkimsign_sign(client, c->msg, &fields);
+        if (r < 0 && dkimsign_err_is_temporary(r)) {
+                outage_update(true, client ? dkimsign_client_error(client) : dkimsign_strerror(r));
+                status = cfg.tempfail_accept ? SMFIS_CONTINUE : SMFIS_TEMPFAIL;
+                log_msg(LOG_DEBUG, "%s: %s", queue_id(ctx), status == SMFIS_TEMPFAIL ? "tempfailed" : "not signed");
+        } else if (r < 0) {
+                outage_update(false, NULL);
+                log_msg(LOG_NOTICE, "%s: not signed: %s", queue_id(ctx),
+                        client ? dkimsign_client_error(client) : dkimsign_strerror(r));
+        } else {
+                outage_update(false, NULL);
+                if (insert_fields(ctx, fields) < 0) {
+                        log_msg(LOG_ERR, "%s: smfi_insheader failed", queue_id(ctx));
+                        status = SMFIS_TEMPFAIL;
+                } else {
+                        log_msg(LOG_INFO, "%s: signed", queue_id(ctx));
+                }
+        }
+        client_put(client, r);
+        free(fields);
+        conn_reset(c);
+        return status;
+}
+
+static sfsistat on_abort(SMFICTX *ctx)
+{
+        struct conn *c = conn_get(ctx);
+
+        if (c)
+                conn_reset(c);
+        return SMFIS_CONTINUE;
+}
+
+static sfsistat on_close(SMFICTX *ctx)
+{
+        struct conn *c = conn_get(ctx);
+
+        if (c) {
+                conn_reset(c);
+                free(c);
+                smfi_setpriv(ctx, NULL);
+        }
+        return SMFIS_CONTINUE;
+}
+
+static struct smfiDesc filter = {
+        .xxfi_name = (char *) "dkimsign-milter",
+        .xxfi_version = SMFI_VERSION,
+        .xxfi_flags = SMFIF_ADDHDRS,
+        .xxfi_connect = on_connect,
+        .xxfi_envfrom = on_envfrom,
+        .xxfi_header = on_header,
+        .xxfi_body = on_body,
+        .xxfi_eom = on_eom,
+        .xxfi_abort = on_abort,
+        .xxfi_close = on_close,
+};
+
+/* ---- main ---- */
+
+static void usage(FILE *f)
+{
+        fprintf(f,
+                "Usage: dkimsign-milter [--config FILE] [--check]\n"
+                "\n"
+                "A milter that signs outbound mail through dkimsignd.\n"
+                "\n"
+                "  -c, --config FILE   configuration file (default %s)\n"
+                "  -t, --check         check the configuration and exit\n"
+                "  -h, --help          show this help\n"
+                "  -V, --version       show the version\n",
+                DEFAULT_CONFIG);
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "check", no_argument, NULL, 't' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                { 0 },
+        };
+        const char *config_path = DEFAULT_CONFIG;
+        bool config_given = false, check = false;
+        int opt, r;
+
+        while ((opt = getopt_long(argc, argv, "c:thV", opts, NULL)) != -1) {
+                switch (opt) {
+                case 'c': config_path = optarg; config_given = true; break;
+                case 't': check = true; break;
+                case 'h': usage(stdout); return 0;
+                case 'V': printf("dkimsign-milter %s\n", DKIMSIGN_VERSION); return 0;
+                default: usage(stderr); return EXIT_USAGE;
+                }
+        }
+        if (optind < argc) {
+                usage(stderr);
+                return EXIT_USAGE;
+        }
+        if (config_load(config_path, config_given) < 0)
+                return EXIT_CONFIG;
+        if (check)
+                return 0;
+
+        /* The MTA's group connects to a unix socket; nobody else. */
+        umask(0007);
+        if (smfi_setconn(cfg.milter_socket) != MI_SUCCESS || smfi_settimeout(cfg.timeout) != MI_SUCCESS ||
+            smfi_register(filter) != MI_SUCCESS) {
+                log_msg(LOG_ERR, "main: cannot set up libmilter for %s", cfg.milter_socket);
+                return 1;
+        }
+        if (smfi_opensocket(true) != MI_SUCCESS) {
+                log_msg(LOG_ERR, "main: cannot listen on %s", cfg.milter_socket);
+                return 1;
+        }
+        log_msg(LOG_INFO, "listening on %s, dkimsignd at %s, on_tempfail = %s", cfg.milter_socket,
+                cfg.dkimsignd_socket ? cfg.dkimsignd_socket : DKIMSIGN_DEFAULT_SOCKET_PATH,
+                cfg.tempfail_accept ? "accept" : "tempfail");
+        r = smfi_main();
+        pool_clear();
+        free(cfg.milter_socket);
+        free(cfg.dkimsignd_socket);
+        log_msg(LOG_INFO, "stopped");
+        return r == MI_SUCCESS ? 0 : 1;
+}
