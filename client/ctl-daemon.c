@@ -107,8 +107,13 @@ int ctl_daemon_request(const char *path, uint8_t type, char **ret_text, char *wh
                 size_t len;
 
                 r = msg_text_decode(&f.payload, &text, &len);
-                if (r == 0 && !(*ret_text = strndup(text, len)))
+                /* Not NUL-terminated in the frame: copy with its length. */
+                if (r == 0 && !(*ret_text = malloc(len + 1)))
                         r = DKIMSIGN_E_NOMEM;
+                if (r == 0) {
+                        memcpy(*ret_text, text, len);
+                        (*ret_text)[len] = 0;
+                }
                 if (r < 0)
                         snprintf(why, whylen, "dkimsignd sent a malformed reply");
         } else {
