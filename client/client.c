@@ -69,6 +69,33 @@ static int set_error(dkimsign_client *c, int r, const char *fmt, ...)
         return r;
 }
 
+/* ---- canonicalization names ---- */
+
+static int canon_word(const char *s, size_t len, enum dkimsign_canon *ret)
+{
+        if (len == 6 && strncmp(s, "simple", 6) == 0)
+                *ret = DKIMSIGN_CANON_SIMPLE;
+        else if (len == 7 && strncmp(s, "relaxed", 7) == 0)
+                *ret = DKIMSIGN_CANON_RELAXED;
+        else
+                return DKIMSIGN_E_FORMAT;
+        return 0;
+}
+
+PUBLIC int dkimsign_canon_parse(const char *s, enum dkimsign_canon *ret_header, enum dkimsign_canon *ret_body)
+{
+        const char *slash = strchr(s, '/');
+        size_t hlen = slash ? (size_t) (slash - s) : strlen(s);
+        const char *b = slash ? slash + 1 : s;
+        enum dkimsign_canon h, bc;
+
+        if (canon_word(s, hlen, &h) < 0 || canon_word(b, strlen(b), &bc) < 0)
+                return DKIMSIGN_E_FORMAT;
+        *ret_header = h;
+        *ret_body = bc;
+        return 0;
+}
+
 /* ---- connection ---- */
 
 static void conn_drop(dkimsign_client *c)

@@ -52,30 +52,6 @@ static int fail(int r, const char *what)
         return dkimsign_err_is_temporary(r) ? EXIT_TEMPFAIL : EXIT_DATAERR;
 }
 
-static int parse_canon_word(const char *s, size_t len, enum dkimsign_canon *ret)
-{
-        if (len == 6 && strncmp(s, "simple", 6) == 0)
-                *ret = DKIMSIGN_CANON_SIMPLE;
-        else if (len == 7 && strncmp(s, "relaxed", 7) == 0)
-                *ret = DKIMSIGN_CANON_RELAXED;
-        else
-                return -1;
-        return 0;
-}
-
-/* "relaxed/simple", or one word for both (RFC 6376 c= also allows just the
- * header's, meaning simple body, but on a command line that surprises). */
-static int parse_canon(const char *s, enum dkimsign_canon *h, enum dkimsign_canon *b)
-{
-        const char *slash = strchr(s, '/');
-
-        if (!slash)
-                return parse_canon_word(s, strlen(s), h) < 0 ? -1 : parse_canon_word(s, strlen(s), b);
-        if (parse_canon_word(s, (size_t) (slash - s), h) < 0)
-                return -1;
-        return parse_canon_word(slash + 1, strlen(slash + 1), b);
-}
-
 static int write_all(FILE *f, const void *p, size_t n)
 {
         return fwrite(p, 1, n, f) == n ? 0 : -1;
@@ -122,7 +98,7 @@ int main(int argc, char **argv)
                 case 's': socket_path = optarg; break;
                 case 'd': domain = optarg; break;
                 case 'c':
-                        if (parse_canon(optarg, &hc, &bc) < 0) {
+                        if (dkimsign_canon_parse(optarg, &hc, &bc) < 0) {
                                 fprintf(stderr, "dkimsign: --canon takes simple or relaxed, as H/B (e.g. relaxed/simple)\n");
                                 return EXIT_USAGE;
                         }

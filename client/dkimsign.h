@@ -39,6 +39,10 @@ enum dkimsign_canon {
         DKIMSIGN_CANON_RELAXED = 1,
 };
 
+/* Parse a canonicalization as given by a user: "relaxed/simple" (header
+ * then body), or one word for both.  0, or DKIMSIGN_E_FORMAT. */
+int dkimsign_canon_parse(const char *s, enum dkimsign_canon *ret_header, enum dkimsign_canon *ret_body);
+
 typedef struct dkimsign_client dkimsign_client;
 typedef struct dkimsign_message dkimsign_message;
 

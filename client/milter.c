@@ -149,28 +149,6 @@ static int parse_networks(struct config *c, const char *value)
         return 0;
 }
 
-static int parse_canon_word(const char *s, size_t len, enum dkimsign_canon *ret)
-{
-        if (len == 6 && strncmp(s, "simple", 6) == 0)
-                *ret = DKIMSIGN_CANON_SIMPLE;
-        else if (len == 7 && strncmp(s, "relaxed", 7) == 0)
-                *ret = DKIMSIGN_CANON_RELAXED;
-        else
-                return -1;
-        return 0;
-}
-
-static int parse_canon(const char *s, enum dkimsign_canon *h, enum dkimsign_canon *b)
-{
-        const char *slash = strchr(s, '/');
-
-        if (!slash)
-                return parse_canon_word(s, strlen(s), h) < 0 ? -1 : parse_canon_word(s, strlen(s), b);
-        if (parse_canon_word(s, (size_t) (slash - s), h) < 0)
-                return -1;
-        return parse_canon_word(slash + 1, strlen(slash + 1), b);
-}
-
 static int parse_level(const char *s, int *ret)
 {
         static const struct { const char *name; int level; } levels[] = {
@@ -242,7 +220,7 @@ static int config_handler(void *user, const char *section, const char *name, con
                         r = 0;
                 }
         } else if (strcmp(name, "canonicalization") == 0) {
-                r = parse_canon(value, &c->header_canon, &c->body_canon);
+                r = dkimsign_canon_parse(value, &c->header_canon, &c->body_canon);
         } else if (strcmp(name, "log_level") == 0) {
                 r = parse_level(value, &c->log_level);
         } else if (strcmp(name, "timeout") == 0) {
