@@ -94,30 +94,38 @@ struct command {
         const char *help;
 };
 
+/* One line on stderr; returns status, so callers can `return die(...)`. */
+static int vreport(int status, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+static int vreport(int status, const char *fmt, va_list ap)
+{
+        fputs("dkimsignctl: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        return status;
+}
+
 static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int die(const char *fmt, ...)
 {
         va_list ap;
+        int r;
 
-        fputs("dkimsignctl: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        r = vreport(EXIT_FAIL, fmt, ap);
         va_end(ap);
-        fputc('\n', stderr);
-        return EXIT_FAIL;
+        return r;
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...)
 {
         va_list ap;
+        int r;
 
-        fputs("dkimsignctl: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        r = vreport(EXIT_USAGE, fmt, ap);
         va_end(ap);
-        fputc('\n', stderr);
-        return EXIT_USAGE;
+        return r;
 }
 
 /* ---- shared helpers ---- */

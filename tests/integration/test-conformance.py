@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import (BUILD, Sandbox, corpus_sign_inputs, from_domain, read_corpus,  # noqa: E402
+from harness import (BUILD, Sandbox, corpus_sign_inputs, keygen_corpus_domains, read_corpus,  # noqa: E402
                      run, signature_fields, tags)
 
 TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
@@ -47,10 +47,7 @@ def test_conformance():
     assert len(rows) > 50, f"only {len(rows)} signing inputs in the corpus"
     with Sandbox() as box:
         box.init_token()
-        domains = sorted({d for f, _, _ in rows if (d := from_domain(read_corpus(f)))})
-        for d in domains:
-            box.keygen(d, "r2026", "rsa")
-            box.keygen(d, "e2026", "ed25519")
+        domains = keygen_corpus_domains(box, rows, [("r2026", "rsa"), ("e2026", "ed25519")])
         box.start()
         keytable = os.path.join(box.dir, "keytable.txt")
         with open(keytable, "w") as f:

@@ -9,7 +9,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import (Sandbox, corpus_sign_inputs, dkimpy_verify, from_domain, read_corpus,  # noqa: E402
+from harness import (Sandbox, corpus_sign_inputs, dkimpy_verify, from_domain,  # noqa: E402
+                     keygen_corpus_domains, read_corpus,
                      run, signature_fields, tags)
 
 
@@ -31,9 +32,7 @@ def test_corpus():
     assert len(rows) > 50, f"only {len(rows)} signing inputs in the corpus"
     with Sandbox() as box:
         box.init_token()
-        domains = sorted({d for f, _, _ in rows if (d := from_domain(read_corpus(f)))})
-        for d in domains:
-            box.keygen(d, "corpus")
+        domains = keygen_corpus_domains(box, rows, [("corpus", "rsa")])
         box.start()
         problems, counts = [], {"signed": 0, "refused": 0}
         for name, expected, tolerate in rows:

@@ -222,6 +222,16 @@ def from_domain(message):
     return found[-1].decode().lower() if found else None
 
 
+def keygen_corpus_domains(box, rows, keys):
+    """Keys on box's token for every From domain of the corpus rows, one per
+    (selector, algorithm) in keys; returns the domains."""
+    domains = sorted({d for f, _, _ in rows if (d := from_domain(read_corpus(f)))})
+    for d in domains:
+        for selector, algorithm in keys:
+            box.keygen(d, selector, algorithm)
+    return domains
+
+
 def run(tests):
     """Run test functions; print a summary; exit non-zero on any failure."""
     failed = 0
