@@ -39,7 +39,10 @@ enum dkimsign_err {
         DKIMSIGN_E_UNAVAILABLE = -24, /* the daemon could not be reached */
         DKIMSIGN_E_PROTOCOL = -25,    /* the peer broke the protocol */
         DKIMSIGN_E_HEADER = -26,      /* the message's header block is malformed */
-        DKIMSIGN_E_ERR_MIN_ = -26,
+        DKIMSIGN_E_DNS_NOT_FOUND = -27, /* DNS: no such name, or no record of that type */
+        DKIMSIGN_E_DNS_TEMPORARY = -28, /* DNS: no answer now (timeout, SERVFAIL, refused) */
+        DKIMSIGN_E_STATE = -29,       /* a persisted state file is unreadable or corrupt */
+        DKIMSIGN_E_ERR_MIN_ = -29,
 };
 
 /* A short, static, human-readable description of r; never NULL. */

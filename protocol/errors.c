@@ -35,6 +35,9 @@ const char *dkimsign_strerror(int r)
         case DKIMSIGN_E_UNAVAILABLE: return "the signing daemon cannot be reached";
         case DKIMSIGN_E_PROTOCOL: return "protocol violation";
         case DKIMSIGN_E_HEADER: return "the message's header block is malformed";
+        case DKIMSIGN_E_DNS_NOT_FOUND: return "no such DNS name or record";
+        case DKIMSIGN_E_DNS_TEMPORARY: return "DNS lookup failed for now";
+        case DKIMSIGN_E_STATE: return "the state file is unreadable or corrupt";
         default: return "unknown error";
         }
 }
@@ -51,6 +54,7 @@ int dkimsign_err_is_temporary(int r)
         case DKIMSIGN_E_VERIFY:
         case DKIMSIGN_E_UNAVAILABLE:
         case DKIMSIGN_E_INTERNAL:
+        case DKIMSIGN_E_DNS_TEMPORARY:
                 return 1;
         default:
                 return 0;
