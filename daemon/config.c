@@ -347,6 +347,14 @@ static int handle_token(struct parse_state *s, const char *name, const char *val
                 return set_string(s, &c->pin_file, name, value);
         if (strcmp(name, "sessions") == 0)
                 return parse_size(s, name, value, 1, 1024, &c->sessions);
+        if (strcmp(name, "sign_timeout") == 0) {
+                uint64_t sec;
+
+                if (parse_duration(value, &sec) < 0 || sec == 0 || sec > 3600)
+                        return fail(s, "'sign_timeout' must be a duration from 1s to 1h, such as 10s");
+                c->sign_timeout_ms = (unsigned) (sec * 1000);
+                return 1;
+        }
         return fail(s, "unknown key '%s' in [token]", name);
 }
 
@@ -583,6 +591,7 @@ static struct config *config_new(void)
         c->socket_path = strdup(DKIMSIGN_DEFAULT_SOCKET);
         c->socket_mode = 0660;
         c->sessions = 4;
+        c->sign_timeout_ms = 10000;
         c->allow.any = true;  /* the socket's mode and group are the first gate */
         c->log_level = LOG_INFO;
         c->limits = (struct config_limits) {

@@ -68,6 +68,7 @@ struct config {
         char *token_label;
         char *pin_file;             /* NULL: $CREDENTIALS_DIRECTORY/pin */
         size_t sessions;            /* token sessions = worker threads */
+        unsigned sign_timeout_ms;   /* a token call longer than this is answered with a temporary error */
         /* [limits] */
         struct config_limits limits;
         /* [signing] */

@@ -97,6 +97,9 @@ static int open_token(const struct config *c, struct hsm **ret)
                 hsm_close(h);
                 return r;
         }
+        /* Kept so signing can log in again after a token reset, when
+         * the PIN file is out of reach of the dropped privileges. */
+        hsm_keep_pin(h);
         r = hsm_login_pin_file(h, pin_path);
         if (r < 0) {
                 log_err("login to token '%s' with the PIN in %s: %s", c->token_label, pin_path,
@@ -284,7 +287,7 @@ int main(int argc, char **argv)
         if (r == 0)
                 r = drop_privileges(c);
         if (r == 0) {
-                r = workers_start(h, c->sessions, c->limits.max_queue, &w);
+                r = workers_start(h, c->sessions, c->limits.max_queue, c->sign_timeout_ms, &w);
                 if (r < 0)
                         log_err("starting %zu token sessions: %s (%s)", c->sessions, dkimsign_strerror(r),
                                 hsm_ckr_name(hsm_last_ckr()));
@@ -305,7 +308,12 @@ int main(int argc, char **argv)
                 r = server_run(s);
 out:
         server_free(s);
-        workers_stop(w);
+        if (workers_stop(w) > 0) {
+                /* Finalizing the module under a thread still inside it
+                 * could crash; exiting is enough. */
+                log_err("exiting with a token call still hung");
+                h = NULL;
+        }
         if (fd >= 0)
                 close(fd);
         sign_ctx_unref(ctx);

@@ -506,6 +506,13 @@ static void deliver_done(struct server *s)
                 struct job *next = j->next;
                 struct conn *c = j->conn;
 
+                /* Its request was answered when its token call hung; c
+                 * may be gone by now. */
+                if (j->abandoned) {
+                        job_free(j);
+                        j = next;
+                        continue;
+                }
                 c->inflight--;
                 if (j->result == 0)
                         s->stats.signed_msgs++;

@@ -1,30 +1,71 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Worker pool.  See workers.h.  One mutex guards both queues; the hot path
- * holds it only to link or unlink a job.
+ * Worker pool.  See workers.h.  One mutex guards both queues and the
+ * worker list; the hot path holds it only to link or unlink a job.
+ *
+ * A token call cannot be interrupted, so a hung one is not cancelled: the
+ * supervisor answers its request with a temporary error, marks the worker
+ * abandoned and starts a replacement with a session of its own, so the
+ * pool keeps its size.  When the hung call returns, its worker either
+ * rejoins the pool (if it is short) or closes its session and exits.
+ * Replacements are capped at the pool size, so a token that hangs every
+ * call costs at most twice the configured sessions; past the cap, queued
+ * requests are answered with a temporary error once they wait too long.
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dkimsign-errors.h"
 #include "log.h"
+#include "msg.h"
 #include "workers.h"
+
+#define SUPERVISE_MIN_MS 50
+#define SUPERVISE_MAX_MS 1000
+
+struct worker {
+        struct worker *next;
+        struct workers *w;
+        pthread_t thread;
+        struct hsm_session *session; /* the thread's own */
+        struct job *job;             /* running, or NULL */
+        uint64_t started_ms;
+        bool abandoned;              /* its job timed out; answered already */
+        bool exited;                 /* the thread has returned: join it */
+};
 
 struct workers {
         pthread_mutex_t lock;
-        pthread_cond_t wake;
+        pthread_cond_t wake;         /* a job was queued, or stopping */
+        pthread_cond_t stop_cond;    /* for the supervisor's sleep */
         struct job *head, *tail;     /* waiting */
         struct job *done;            /* finished, newest first */
         size_t queued, running, queue_max;
         int done_fd;
-        int stopping;
-        size_t nthreads, nsessions;
-        pthread_t *threads;
-        struct hsm_session **sessions;
+        bool stopping;
+        struct hsm *h;
+        size_t target;               /* the configured pool size */
+        size_t live;                 /* workers not abandoned */
+        size_t stuck;                /* abandoned workers still in a token call */
+        unsigned timeout_ms;
+        struct worker *workers;
+        pthread_t supervisor;
+        bool supervisor_started;
 };
+
+static uint64_t now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
 
 struct job *job_free(struct job *j)
 {
@@ -37,19 +78,36 @@ struct job *job_free(struct job *j)
         return NULL;
 }
 
-struct worker_arg {
-        struct workers *w;
-        size_t index;
-};
+/* Lock held. */
+static void done_push_locked(struct workers *w, struct job *j)
+{
+        uint64_t one = 1;
+
+        j->next = w->done;
+        w->done = j;
+        if (write(w->done_fd, &one, sizeof(one)) < 0) {
+                /* The counter saturating still leaves the fd readable. */
+        }
+}
+
+static int reply_token_error(struct job *j, const char *why)
+{
+        buf_reset(&j->reply);
+        j->result = DKIMSIGN_E_HSM;
+        return msg_error_encode_code(&j->reply, j->id, DKIMSIGN_E_HSM, why);
+}
 
 static void *worker_main(void *p)
 {
-        struct worker_arg *arg = p;
-        struct workers *w = arg->w;
-        struct hsm_session *session = w->sessions[arg->index];
-        uint64_t one = 1;
+        struct worker *me = p;
+        struct workers *w = me->w;
+        unsigned long seen_recoveries = hsm_recoveries(w->h), recovered;
 
-        free(arg);
+        /* A replacement opens its session here, not in the supervisor: on
+         * a hung token, C_OpenSession may hang too. */
+        if (!me->session && hsm_session_open(w->h, &me->session) < 0)
+                log_warn("opening a token session: %s (%s); will retry per request",
+                         dkimsign_strerror(DKIMSIGN_E_HSM), hsm_ckr_name(hsm_last_ckr()));
         pthread_mutex_lock(&w->lock);
         for (;;) {
                 struct job *j;
@@ -64,59 +122,217 @@ static void *worker_main(void *p)
                         w->tail = NULL;
                 w->queued--;
                 w->running++;
+                me->job = j;
+                me->started_ms = now_ms();
                 pthread_mutex_unlock(&w->lock);
 
-                j->result = dispatch_sign(j->ctx, session, &j->peer, j->id, j->payload, j->len, &j->reply);
+                if (!me->session)
+                        hsm_session_open(w->h, &me->session);
+                if (me->session)
+                        j->result = dispatch_sign(j->ctx, me->session, &j->peer, j->id, j->payload, j->len,
+                                                  &j->reply);
+                else
+                        reply_token_error(j, "no session on the token; try again later");
+                recovered = hsm_recoveries(w->h);
+                if (recovered != seen_recoveries) {
+                        log_warn("token: sessions reopened and login restored after a token fault "
+                                 "(%lu time(s) since start)", recovered);
+                        seen_recoveries = recovered;
+                }
 
                 pthread_mutex_lock(&w->lock);
-                w->running--;
-                j->next = w->done;
-                w->done = j;
-                if (write(w->done_fd, &one, sizeof(one)) < 0) {
-                        /* The counter saturating still leaves the fd readable. */
+                me->job = NULL;
+                if (me->abandoned) {
+                        /* Answered by the supervisor: the loop only frees it. */
+                        j->abandoned = true;
+                        done_push_locked(w, j);
+                        w->stuck--;
+                        if (w->live >= w->target || w->stopping)
+                                break;
+                        me->abandoned = false;  /* the pool is short: rejoin it */
+                        w->live++;
+                        continue;
                 }
+                w->running--;
+                done_push_locked(w, j);
+        }
+        pthread_mutex_unlock(&w->lock);
+        /* Before saying exited, so joining never waits on the token. */
+        me->session = hsm_session_close(me->session);
+        pthread_mutex_lock(&w->lock);
+        me->exited = true;
+        pthread_mutex_unlock(&w->lock);
+        return NULL;
+}
+
+/* Lock held (or no other thread yet). */
+static int worker_spawn_locked(struct workers *w, struct hsm_session *session)
+{
+        struct worker *me = calloc(1, sizeof(*me));
+
+        if (!me)
+                return DKIMSIGN_E_NOMEM;
+        me->w = w;
+        me->session = session;
+        if (pthread_create(&me->thread, NULL, worker_main, me) != 0) {
+                free(me);
+                return DKIMSIGN_E_SYSTEM;
+        }
+        me->next = w->workers;
+        w->workers = me;
+        w->live++;
+        return 0;
+}
+
+/* Join and free workers that have exited.  Lock held: they no longer take it. */
+static void workers_reap_locked(struct workers *w)
+{
+        struct worker **pp = &w->workers;
+
+        while (*pp) {
+                struct worker *me = *pp;
+
+                if (me->exited) {
+                        *pp = me->next;
+                        pthread_join(me->thread, NULL);
+                        free(me);
+                } else {
+                        pp = &me->next;
+                }
+        }
+}
+
+/* Answer a request whose token call has hung, and replace its worker. */
+static void abandon_locked(struct workers *w, struct worker *me, uint64_t now)
+{
+        struct job *ghost = calloc(1, sizeof(*ghost));
+        char why[160];
+
+        if (!ghost)
+                return;  /* next round */
+        snprintf(why, sizeof(why), "the token did not answer within %u ms; try again later", w->timeout_ms);
+        ghost->conn = me->job->conn;
+        ghost->id = me->job->id;
+        buf_init(&ghost->reply, 1024);
+        if (reply_token_error(ghost, why) < 0) {
+                job_free(ghost);
+                return;
+        }
+        done_push_locked(w, ghost);
+        me->abandoned = true;
+        w->running--;
+        w->live--;
+        w->stuck++;
+        if (w->stuck > w->target) {
+                log_err("token: a call has hung for %llu ms and %zu calls are hung; not opening more sessions",
+                        (unsigned long long) (now - me->started_ms), w->stuck);
+                return;
+        }
+        log_err("token: a call has hung for %llu ms; its request got a temporary error, starting a new session",
+                (unsigned long long) (now - me->started_ms));
+        if (worker_spawn_locked(w, NULL) < 0)
+                log_err("token: could not start a replacement worker");
+}
+
+/* Requests that waited longer than the timeout: every session is hung. */
+static bool expire_queue_locked(struct workers *w, uint64_t now)
+{
+        struct job **pp = &w->head, *prev = NULL;
+        bool any = false;
+
+        while (*pp) {
+                struct job *j = *pp;
+
+                if (now - j->queued_ms <= w->timeout_ms) {
+                        prev = j;
+                        pp = &j->next;
+                        continue;
+                }
+                *pp = j->next;
+                if (w->tail == j)
+                        w->tail = prev;
+                w->queued--;
+                reply_token_error(j, "no token session became free in time; try again later");
+                done_push_locked(w, j);
+                any = true;
+        }
+        return any;
+}
+
+static void *supervisor_main(void *p)
+{
+        struct workers *w = p;
+        unsigned period = w->timeout_ms / 4;
+
+        if (period < SUPERVISE_MIN_MS)
+                period = SUPERVISE_MIN_MS;
+        if (period > SUPERVISE_MAX_MS)
+                period = SUPERVISE_MAX_MS;
+        pthread_mutex_lock(&w->lock);
+        while (!w->stopping) {
+                struct timespec until;
+                uint64_t now;
+
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_nsec += (long) period * 1000000L;
+                until.tv_sec += until.tv_nsec / 1000000000L;
+                until.tv_nsec %= 1000000000L;
+                pthread_cond_timedwait(&w->stop_cond, &w->lock, &until);
+                if (w->stopping)
+                        break;
+                now = now_ms();
+                for (struct worker *me = w->workers; me; me = me->next)
+                        if (me->job && !me->abandoned && now - me->started_ms > w->timeout_ms)
+                                abandon_locked(w, me, now);
+                if (w->stuck > 0)
+                        expire_queue_locked(w, now);
+                workers_reap_locked(w);
         }
         pthread_mutex_unlock(&w->lock);
         return NULL;
 }
 
-int workers_start(struct hsm *h, size_t n, size_t queue_max, struct workers **ret)
+int workers_start(struct hsm *h, size_t n, size_t queue_max, unsigned timeout_ms, struct workers **ret)
 {
         struct workers *w = calloc(1, sizeof(*w));
         int r = 0;
 
         if (!w)
                 return DKIMSIGN_E_NOMEM;
+        w->h = h;
+        w->target = n;
         w->queue_max = queue_max;
+        w->timeout_ms = timeout_ms;
         pthread_mutex_init(&w->lock, NULL);
         pthread_cond_init(&w->wake, NULL);
+        pthread_cond_init(&w->stop_cond, NULL);
         w->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        w->threads = calloc(n, sizeof(*w->threads));
-        w->sessions = calloc(n, sizeof(*w->sessions));
-        if (w->done_fd < 0 || !w->threads || !w->sessions) {
-                r = w->done_fd < 0 ? DKIMSIGN_E_SYSTEM : DKIMSIGN_E_NOMEM;
+        if (w->done_fd < 0) {
+                r = DKIMSIGN_E_SYSTEM;
                 goto fail;
         }
-        for (size_t i = 0; i < n; i++) {
-                r = hsm_session_open(h, &w->sessions[i]);
-                if (r < 0)
-                        goto fail;
-                w->nsessions++;
-        }
-        for (; w->nthreads < n; w->nthreads++) {
-                struct worker_arg *arg = malloc(sizeof(*arg));
+        /* The first sessions are opened here, so a token that can't give
+         * them stops the start with a clear error. */
+        pthread_mutex_lock(&w->lock);
+        for (size_t i = 0; r == 0 && i < n; i++) {
+                struct hsm_session *session = NULL;
 
-                if (!arg) {
-                        r = DKIMSIGN_E_NOMEM;
-                        goto fail;
-                }
-                *arg = (struct worker_arg) { .w = w, .index = w->nthreads };
-                if (pthread_create(&w->threads[w->nthreads], NULL, worker_main, arg) != 0) {
-                        free(arg);
-                        r = DKIMSIGN_E_SYSTEM;
-                        goto fail;
+                r = hsm_session_open(h, &session);
+                if (r == 0) {
+                        r = worker_spawn_locked(w, session);
+                        if (r < 0)
+                                hsm_session_close(session);
                 }
         }
+        if (r == 0 && timeout_ms > 0) {
+                if (pthread_create(&w->supervisor, NULL, supervisor_main, w) == 0)
+                        w->supervisor_started = true;
+                else
+                        r = DKIMSIGN_E_SYSTEM;
+        }
+        pthread_mutex_unlock(&w->lock);
+        if (r < 0)
+                goto fail;
         *ret = w;
         return 0;
 fail:
@@ -124,21 +340,45 @@ fail:
         return r;
 }
 
-struct workers *workers_stop(struct workers *w)
+size_t workers_stop(struct workers *w)
 {
         struct job *j;
+        size_t stuck;
 
         if (!w)
-                return NULL;
+                return 0;
         pthread_mutex_lock(&w->lock);
-        w->stopping = 1;
+        w->stopping = true;
         pthread_cond_broadcast(&w->wake);
+        pthread_cond_broadcast(&w->stop_cond);
         pthread_mutex_unlock(&w->lock);
-        for (size_t i = 0; i < w->nthreads; i++)
-                pthread_join(w->threads[i], NULL);
-        /* Sessions opened for threads that never started are closed too. */
-        for (size_t i = 0; i < w->nsessions; i++)
-                w->sessions[i] = hsm_session_close(w->sessions[i]);
+        if (w->supervisor_started)
+                pthread_join(w->supervisor, NULL);
+        /* Idle and busy workers finish the queue and return; an abandoned
+         * one that is still inside the token can't be joined. */
+        stuck = 0;
+        for (struct worker *me = w->workers; me; me = me->next) {
+                bool joinable;
+
+                pthread_mutex_lock(&w->lock);
+                joinable = !me->abandoned || me->exited;
+                pthread_mutex_unlock(&w->lock);
+                if (joinable)
+                        pthread_join(me->thread, NULL);
+                else
+                        stuck++;
+        }
+        if (stuck > 0) {
+                /* Those threads keep pointers into w: leave it (and the
+                 * module) alone; the process is about to exit. */
+                return stuck;
+        }
+        while (w->workers) {
+                struct worker *me = w->workers;
+
+                w->workers = me->next;
+                free(me);
+        }
         while ((j = w->head)) {
                 w->head = j->next;
                 job_free(j);
@@ -149,12 +389,11 @@ struct workers *workers_stop(struct workers *w)
         }
         if (w->done_fd >= 0)
                 close(w->done_fd);
+        pthread_cond_destroy(&w->stop_cond);
         pthread_cond_destroy(&w->wake);
         pthread_mutex_destroy(&w->lock);
-        free(w->threads);
-        free(w->sessions);
         free(w);
-        return NULL;
+        return 0;
 }
 
 int workers_submit(struct workers *w, struct job *job)
@@ -166,6 +405,7 @@ int workers_submit(struct workers *w, struct job *job)
                 r = DKIMSIGN_E_BUSY;
         } else {
                 job->next = NULL;
+                job->queued_ms = now_ms();
                 if (w->tail)
                         w->tail->next = job;
                 else
@@ -212,6 +452,16 @@ size_t workers_pending(struct workers *w)
 
         pthread_mutex_lock(&w->lock);
         n = w->queued + w->running;
+        pthread_mutex_unlock(&w->lock);
+        return n;
+}
+
+size_t workers_stuck(struct workers *w)
+{
+        size_t n;
+
+        pthread_mutex_lock(&w->lock);
+        n = w->stuck;
         pthread_mutex_unlock(&w->lock);
         return n;
 }

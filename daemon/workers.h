@@ -7,6 +7,7 @@
 #ifndef WORKERS_H
 #define WORKERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,15 +24,27 @@ struct job {
         size_t len;
         struct buf reply;        /* filled by the worker */
         int result;
+        uint64_t queued_ms;      /* when it was queued (monotonic) */
+        bool abandoned;          /* its token call hung and it was answered
+                                    already: the loop frees it, sends nothing */
 };
 
 struct workers;
 
-/* Start n threads, each opening a session on h. */
-int workers_start(struct hsm *h, size_t n, size_t queue_max, struct workers **ret);
+/*
+ * Start n threads, each opening a session on h.  A token call that takes
+ * longer than timeout_ms (0: no limit) has its request answered with a
+ * temporary error at once, and its worker is replaced by one with a new
+ * session, so a hung token never holds a request or the pool for long.
+ */
+int workers_start(struct hsm *h, size_t n, size_t queue_max, unsigned timeout_ms, struct workers **ret);
 /* Stop taking jobs, finish the queued ones, join the threads, close the
- * sessions.  Finished jobs stay for workers_take_done().  Accepts NULL. */
-struct workers *workers_stop(struct workers *w);
+ * sessions, free everything.  Returns how many threads are still inside a
+ * hung token call: then w and the token must be left alone (the process
+ * is exiting).  Accepts NULL. */
+size_t workers_stop(struct workers *w);
+/* Workers abandoned inside a token call that has not returned yet. */
+size_t workers_stuck(struct workers *w);
 
 /* Queue a job (ownership passes to the pool until it comes back done).
  * DKIMSIGN_E_BUSY when the queue is full: the caller keeps the job. */

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,6 +60,7 @@
 #define ED25519_SIG_LEN 64
 #define PIN_FILE_MAX 256
 #define TMPL_MAX 24
+#define RECOVER_BACKOFF_MS 200    /* after a failed recovery, fail fast for this long */
 
 /* RFC 8410 id-Ed25519, the only CKA_EC_PARAMS written; PKCS#11 3.0 also
  * allows the curve name as a PrintableString, accepted when read. */
@@ -95,13 +97,27 @@ struct module {
 static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct module *modules;
 
+/* A copy of the PIN for logging in again after the token was reset, in a
+ * page of its own: locked (never swapped), left out of core dumps, wiped
+ * and unmapped by hsm_close(). */
+struct kept_pin {
+        char *page;
+        size_t page_size;
+        size_t len;
+};
+
 struct hsm {
         struct module *mod;
         CK_FUNCTION_LIST *p11;   /* borrowed from mod */
-        CK_SLOT_ID slot;
-        pthread_mutex_t lock;    /* guards admin and every call made on it */
+        char *token_label;       /* to find the slot again after a reinsertion */
+        CK_SLOT_ID slot;         /* guarded by lock once sessions exist */
+        pthread_mutex_t lock;    /* guards admin, slot, pin and every call made on admin */
         CK_SESSION_HANDLE admin;
         bool admin_open;
+        bool keep_pin;
+        struct kept_pin pin;
+        uint64_t recover_failed_ms;  /* when the last recovery failed, 0 if it did not */
+        unsigned long recoveries;    /* sessions reopened or logins redone (atomic) */
         pthread_mutex_t sessions_lock;
         struct hsm_session *sessions;
 };
@@ -109,6 +125,7 @@ struct hsm {
 struct hsm_session {
         struct hsm *h;           /* NULL once hsm_close() has closed the handle */
         CK_SESSION_HANDLE handle;
+        bool broken;             /* the handle is dead: reopen before use */
         struct hsm_session *prev, *next;
 };
 
@@ -383,6 +400,36 @@ static int slot_find(CK_FUNCTION_LIST *p11, const char *label, bool want_free, C
 
 /* ---- opening, login ---- */
 
+static void pin_forget(struct kept_pin *p)
+{
+        if (!p->page)
+                return;
+        OPENSSL_cleanse(p->page, p->page_size);
+        munlock(p->page, p->page_size);
+        munmap(p->page, p->page_size);
+        *p = (struct kept_pin) { 0 };
+}
+
+static int pin_keep(struct kept_pin *p, const char *pin, size_t len)
+{
+        long page = sysconf(_SC_PAGESIZE);
+        size_t size = page > 0 ? (size_t) page : 4096;
+        void *m;
+
+        pin_forget(p);
+        if (len > size)
+                return DKIMSIGN_E_TOO_LARGE;
+        m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED)
+                return DKIMSIGN_E_NOMEM;
+        /* Best effort: RLIMIT_MEMLOCK may refuse; the page still stays out of dumps. */
+        (void) mlock(m, size);
+        (void) madvise(m, size, MADV_DONTDUMP);
+        memcpy(m, pin, len);
+        *p = (struct kept_pin) { .page = m, .page_size = size, .len = len };
+        return 0;
+}
+
 int hsm_open(const char *module_path, const char *token_label, struct hsm **ret)
 {
         _cleanup_(hsm_closep) struct hsm *h = NULL;
@@ -398,6 +445,9 @@ int hsm_open(const char *module_path, const char *token_label, struct hsm **ret)
         if (pthread_mutex_init(&h->lock, NULL) != 0 || pthread_mutex_init(&h->sessions_lock, NULL) != 0)
                 abort(); /* cannot fail with default attributes on Linux */
 
+        h->token_label = strdup(token_label);
+        if (!h->token_label)
+                return DKIMSIGN_E_NOMEM;
         r = module_get(module_path, &h->mod);
         if (r < 0)
                 return r;
@@ -427,7 +477,8 @@ struct hsm *hsm_close(struct hsm *h)
                 /* Detach the sessions the caller still holds; it frees them. */
                 pthread_mutex_lock(&h->sessions_lock);
                 for (struct hsm_session *s = h->sessions; s; s = s->next) {
-                        h->p11->C_CloseSession(s->handle);
+                        if (!s->broken)
+                                h->p11->C_CloseSession(s->handle);
                         s->h = NULL;
                 }
                 h->sessions = NULL;
@@ -439,15 +490,24 @@ struct hsm *hsm_close(struct hsm *h)
                         h->p11->C_CloseSession(h->admin);
                 module_put(h->mod);
         }
+        pin_forget(&h->pin);
+        free(h->token_label);
         pthread_mutex_destroy(&h->sessions_lock);
         pthread_mutex_destroy(&h->lock);
         free(h);
         return NULL;
 }
 
+void hsm_keep_pin(struct hsm *h)
+{
+        if (h)
+                h->keep_pin = true;
+}
+
 int hsm_login(struct hsm *h, char *pin, size_t pin_len)
 {
         CK_RV rv;
+        int r = 0;
 
         last_ckr = 0;
         if (!h || !pin) {
@@ -457,11 +517,13 @@ int hsm_login(struct hsm *h, char *pin, size_t pin_len)
         }
         pthread_mutex_lock(&h->lock);
         rv = h->p11->C_Login(h->admin, CKU_USER, (CK_UTF8CHAR *) pin, pin_len);
+        if ((rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN) && h->keep_pin)
+                r = pin_keep(&h->pin, pin, pin_len);
         OPENSSL_cleanse(pin, pin_len);
         pthread_mutex_unlock(&h->lock);
 
         if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
-                return 0;
+                return r;
         return ckr_fail(rv);
 }
 
@@ -518,6 +580,85 @@ int hsm_login_pin_file(struct hsm *h, const char *path)
                 r = hsm_login(h, buf, len);
         OPENSSL_cleanse(buf, sizeof(buf));
         return r;
+}
+
+/* ---- recovery after a token fault ---- */
+
+static uint64_t now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+/* The handle no longer names a session: never close it (the module may
+ * already have given its number to a new session). */
+static bool handle_gone(CK_RV rv)
+{
+        return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED || rv == CKR_DEVICE_REMOVED ||
+               rv == CKR_TOKEN_NOT_PRESENT;
+}
+
+/* Failures after which the session, or the login, is gone: the token was
+ * reset, removed and reinserted, or logged out under us.  A new session
+ * (and login) makes signing work again, so the request is retried once. */
+static bool session_lost(CK_RV rv)
+{
+        return handle_gone(rv) || rv == CKR_TOKEN_NOT_RECOGNIZED || rv == CKR_USER_NOT_LOGGED_IN;
+}
+
+static bool logged_in(const CK_SESSION_INFO *info)
+{
+        return info->state == CKS_RO_USER_FUNCTIONS || info->state == CKS_RW_USER_FUNCTIONS;
+}
+
+/* Open a session, finding the token's slot again if it moved on
+ * reinsertion.  h->lock held. */
+static CK_RV session_open_locked(struct hsm *h, CK_FLAGS flags, CK_SESSION_HANDLE *ret)
+{
+        CK_RV rv = h->p11->C_OpenSession(h->slot, flags, NULL, NULL, ret);
+        CK_SLOT_ID slot;
+
+        if (rv != CKR_SLOT_ID_INVALID && rv != CKR_TOKEN_NOT_PRESENT && rv != CKR_DEVICE_REMOVED &&
+            rv != CKR_TOKEN_NOT_RECOGNIZED)
+                return rv;
+        if (slot_find(h->p11, h->token_label, false, &slot) < 0 || slot == h->slot)
+                return rv;
+        h->slot = slot;
+        return h->p11->C_OpenSession(h->slot, flags, NULL, NULL, ret);
+}
+
+/* Make sure the application is logged in, with a live admin session;
+ * log in again with the kept PIN when the login is gone.  h->lock held. */
+static CK_RV login_restore_locked(struct hsm *h)
+{
+        CK_SESSION_HANDLE n;
+        CK_SESSION_INFO info;
+        CK_RV rv;
+
+        rv = h->p11->C_GetSessionInfo(h->admin, &info);
+        if (rv == CKR_OK && logged_in(&info))
+                return CKR_OK;
+        if (rv != CKR_OK) {
+                if (h->admin_open && !handle_gone(rv))
+                        h->p11->C_CloseSession(h->admin);
+                h->admin_open = false;
+                rv = session_open_locked(h, CKF_SERIAL_SESSION | CKF_RW_SESSION, &n);
+                if (rv == CKR_TOKEN_WRITE_PROTECTED)
+                        rv = session_open_locked(h, CKF_SERIAL_SESSION, &n);
+                if (rv != CKR_OK)
+                        return rv;
+                h->admin = n;
+                h->admin_open = true;
+                /* Another session of ours may still hold the login. */
+                if (h->p11->C_GetSessionInfo(h->admin, &info) == CKR_OK && logged_in(&info))
+                        return CKR_OK;
+        }
+        if (!h->pin.page)
+                return CKR_USER_NOT_LOGGED_IN;
+        rv = h->p11->C_Login(h->admin, CKU_USER, (CK_UTF8CHAR *) h->pin.page, h->pin.len);
+        return rv == CKR_USER_ALREADY_LOGGED_IN ? CKR_OK : rv;
 }
 
 /* ---- token initialization ---- */
@@ -1492,6 +1633,9 @@ int hsm_list(struct hsm *h, struct hsm_key ***ret, size_t *ret_count)
 
         pthread_mutex_lock(&h->lock);
         r = objects_find_all(h, &t, &objs, &n);
+        /* After a token reset the admin session or the login may be gone. */
+        if (r == DKIMSIGN_E_HSM && session_lost(last_ckr) && login_restore_locked(h) == CKR_OK)
+                r = objects_find_all(h, &t, &objs, &n);
         if (r == 0) {
                 keys = calloc(n ? n : 1, sizeof(*keys));
                 r = keys ? keys_load(h, objs, n, keys, &count) : DKIMSIGN_E_NOMEM;
@@ -1602,7 +1746,9 @@ int hsm_session_open(struct hsm *h, struct hsm_session **ret)
         if (!s)
                 return DKIMSIGN_E_NOMEM;
         /* Login state is per process and token: the new session is logged in already. */
-        rv = h->p11->C_OpenSession(h->slot, CKF_SERIAL_SESSION, NULL, NULL, &s->handle);
+        pthread_mutex_lock(&h->lock);
+        rv = session_open_locked(h, CKF_SERIAL_SESSION, &s->handle);
+        pthread_mutex_unlock(&h->lock);
         if (rv != CKR_OK) {
                 free(s);
                 return ckr_fail(rv);
@@ -1633,25 +1779,102 @@ struct hsm_session *hsm_session_close(struct hsm_session *s)
                         h->sessions = s->next;
                 if (s->next)
                         s->next->prev = s->prev;
-                h->p11->C_CloseSession(s->handle);
+                if (!s->broken)
+                        h->p11->C_CloseSession(s->handle);
                 pthread_mutex_unlock(&h->sessions_lock);
         }
         free(s);
         return NULL;
 }
 
-/* A C_Sign that failed with CKR_BUFFER_TOO_SMALL leaves the operation
- * active, and PKCS#11 2.40 has no way to cancel it but a new session. */
-static void session_reset(struct hsm_session *s)
+/*
+ * Bring s back after the token lost it (why: the failure that said so): a
+ * new session, and a new login if the login went with it.  Serialized on
+ * h->lock, so one worker logs in while the others wait; after a failure it
+ * fails fast for RECOVER_BACKOFF_MS, so a missing token costs a request
+ * one quick error rather than a pile of calls into the module.
+ */
+static int session_recover(struct hsm_session *s, CK_RV why)
 {
         struct hsm *h = s->h;
+        uint64_t now = now_ms();
+        CK_SESSION_INFO info;
         CK_SESSION_HANDLE n;
+        CK_RV rv;
 
-        pthread_mutex_lock(&h->sessions_lock);
-        h->p11->C_CloseSession(s->handle);
-        if (h->p11->C_OpenSession(h->slot, CKF_SERIAL_SESSION, NULL, NULL, &n) == CKR_OK)
-                s->handle = n;
-        pthread_mutex_unlock(&h->sessions_lock);
+        pthread_mutex_lock(&h->lock);
+        if (h->recover_failed_ms && now - h->recover_failed_ms < RECOVER_BACKOFF_MS) {
+                pthread_mutex_unlock(&h->lock);
+                return sign_fail(why);
+        }
+        if (why == CKR_USER_NOT_LOGGED_IN && !s->broken) {
+                rv = login_restore_locked(h);
+        } else {
+                pthread_mutex_lock(&h->sessions_lock);
+                if (!s->broken && !handle_gone(why))
+                        h->p11->C_CloseSession(s->handle);
+                s->broken = true;
+                pthread_mutex_unlock(&h->sessions_lock);
+                rv = session_open_locked(h, CKF_SERIAL_SESSION, &n);
+                if (rv == CKR_OK) {
+                        pthread_mutex_lock(&h->sessions_lock);
+                        s->handle = n;
+                        s->broken = false;
+                        pthread_mutex_unlock(&h->sessions_lock);
+                        rv = h->p11->C_GetSessionInfo(n, &info);
+                        if (rv == CKR_OK && !logged_in(&info))
+                                rv = login_restore_locked(h);
+                }
+        }
+        if (rv == CKR_OK) {
+                h->recover_failed_ms = 0;
+                __atomic_add_fetch(&h->recoveries, 1, __ATOMIC_RELAXED);
+        } else {
+                h->recover_failed_ms = now ? now : 1;
+        }
+        pthread_mutex_unlock(&h->lock);
+        return rv == CKR_OK ? 0 : sign_fail(rv);
+}
+
+/* The private key's handle may change when the token is logged in again
+ * (SoftHSM renumbers private objects on login): find it by label. */
+static CK_RV key_refind(struct hsm_session *s, const struct hsm_key *key, CK_OBJECT_HANDLE *ret)
+{
+        CK_OBJECT_HANDLE found[2];
+        struct tmpl t = { 0 };
+        CK_ULONG count = 0;
+        CK_RV rv;
+
+        tmpl_add(&t, CKA_CLASS, &class_private, sizeof(class_private));
+        tmpl_add(&t, CKA_LABEL, key->label, strlen(key->label));
+        rv = s->h->p11->C_FindObjectsInit(s->handle, t.a, t.n);
+        if (rv != CKR_OK)
+                return rv;
+        rv = s->h->p11->C_FindObjects(s->handle, found, 2, &count);
+        s->h->p11->C_FindObjectsFinal(s->handle);
+        if (rv != CKR_OK)
+                return rv;
+        if (count != 1)
+                return CKR_KEY_HANDLE_INVALID;
+        *ret = found[0];
+        return CKR_OK;
+}
+
+static CK_RV sign_call(struct hsm_session *s, CK_MECHANISM *mech, CK_OBJECT_HANDLE key, uint8_t *in,
+                       CK_ULONG in_len, uint8_t sig[HSM_SIG_MAX], CK_ULONG *ret_len)
+{
+        CK_RV rv;
+
+        *ret_len = HSM_SIG_MAX;
+        rv = s->h->p11->C_SignInit(s->handle, mech, key);
+        if (rv == CKR_OK)
+                rv = s->h->p11->C_Sign(s->handle, in, in_len, sig, ret_len);
+        /* A C_Sign that failed with CKR_BUFFER_TOO_SMALL leaves the
+         * operation active, and PKCS#11 2.40 has no way to cancel it but a
+         * new session: the next request gets one. */
+        if (rv == CKR_BUFFER_TOO_SMALL || rv == CKR_OPERATION_ACTIVE)
+                s->broken = true;
+        return rv;
 }
 
 int hsm_sign(struct hsm_session *s, const struct hsm_key *key, const uint8_t digest[32],
@@ -1659,9 +1882,11 @@ int hsm_sign(struct hsm_session *s, const struct hsm_key *key, const uint8_t dig
 {
         uint8_t in[sizeof(sha256_info) + 32];
         CK_MECHANISM mech = { 0 };
+        CK_OBJECT_HANDLE priv;
         CK_ULONG in_len, len = HSM_SIG_MAX;
         size_t want;
         CK_RV rv;
+        int r;
 
         last_ckr = 0;
         if (!s || !key || !digest || !sig || !ret_len)
@@ -1686,11 +1911,36 @@ int hsm_sign(struct hsm_session *s, const struct hsm_key *key, const uint8_t dig
         } else
                 return DKIMSIGN_E_ALG;
 
-        rv = s->h->p11->C_SignInit(s->handle, &mech, key->priv);
-        if (rv == CKR_OK) {
-                rv = s->h->p11->C_Sign(s->handle, in, in_len, sig, &len);
-                if (rv == CKR_BUFFER_TOO_SMALL)
-                        session_reset(s);
+        if (s->broken) {
+                r = session_recover(s, CKR_SESSION_HANDLE_INVALID);
+                if (r < 0)
+                        return r;
+        }
+        /* Workers share the key table; the handle is refreshed in place. */
+        priv = __atomic_load_n(&key->priv, __ATOMIC_RELAXED);
+        rv = sign_call(s, &mech, priv, in, in_len, sig, &len);
+        /* Signing is idempotent: after a lost session or login, once more. */
+        if (session_lost(rv)) {
+                r = session_recover(s, rv);
+                if (r < 0)
+                        return r;
+                rv = sign_call(s, &mech, priv, in, in_len, sig, &len);
+        }
+        /* A module that hides private objects from a session that is not
+         * logged in (SoftHSM) says "no such key" rather than "not logged
+         * in": log in again first, then look the key up. */
+        if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID) {
+                CK_SESSION_INFO info;
+
+                if (s->h->p11->C_GetSessionInfo(s->handle, &info) == CKR_OK && !logged_in(&info)) {
+                        r = session_recover(s, CKR_USER_NOT_LOGGED_IN);
+                        if (r < 0)
+                                return r;
+                }
+                if (key_refind(s, key, &priv) == CKR_OK) {
+                        __atomic_store_n((unsigned long *) &key->priv, priv, __ATOMIC_RELAXED);
+                        rv = sign_call(s, &mech, priv, in, in_len, sig, &len);
+                }
         }
         if (rv != CKR_OK)
                 return sign_fail(rv);
@@ -1698,6 +1948,11 @@ int hsm_sign(struct hsm_session *s, const struct hsm_key *key, const uint8_t dig
                 return DKIMSIGN_E_HSM;
         *ret_len = len;
         return 0;
+}
+
+unsigned long hsm_recoveries(struct hsm *h)
+{
+        return __atomic_load_n(&h->recoveries, __ATOMIC_RELAXED);
 }
 
 /* ---- diagnostics ---- */

@@ -140,6 +140,15 @@ int hsm_destroy(struct hsm *h, const struct hsm_key *key);
  */
 int hsm_retire(struct hsm *h, const struct hsm_key *key);
 
+/*
+ * Keep a copy of the PIN after the next hsm_login(), so signing can log in
+ * again by itself when the token is reset or reinserted (a long-running
+ * daemon that has dropped the privileges to read the PIN file).  The copy
+ * lives in a page of its own, locked in memory and left out of core dumps,
+ * and is wiped by hsm_close().  Short-lived tools don't call this.
+ */
+void hsm_keep_pin(struct hsm *h);
+
 /* A session for signing, one per thread.  Accepts NULL in _close. */
 int hsm_session_open(struct hsm *h, struct hsm_session **ret);
 struct hsm_session *hsm_session_close(struct hsm_session *s);
@@ -149,9 +158,21 @@ struct hsm_session *hsm_session_close(struct hsm_session *s);
  * CKM_RSA_PKCS) or Ed25519 (CKM_EDDSA over the 32 digest octets, as RFC 8463
  * requires).  sig must hold HSM_SIG_MAX bytes; *ret_len gets the length.
  * DKIMSIGN_E_HSM: the token failed (temporary).
+ *
+ * When the token has lost the session or the login (reset, reinsertion:
+ * CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED, CKR_DEVICE_REMOVED,
+ * CKR_TOKEN_NOT_PRESENT, CKR_USER_NOT_LOGGED_IN), it opens a new session,
+ * logs in again with the PIN kept by hsm_keep_pin(), and signs once more;
+ * a key handle the token no longer knows is looked up again by label and
+ * updated in key (atomically: workers share keys).  While recovery fails
+ * it fails fast (DKIMSIGN_E_HSM) and tries again a little later.
  */
 int hsm_sign(struct hsm_session *s, const struct hsm_key *key, const uint8_t digest[32],
              uint8_t sig[HSM_SIG_MAX], size_t *ret_len);
+
+/* How many times sessions or the login were brought back after a token
+ * fault; cheap (no lock), for a log line when it changes. */
+unsigned long hsm_recoveries(struct hsm *h);
 
 /* The CK_RV of the last failed PKCS#11 call in this thread, 0 if none. */
 unsigned long hsm_last_ckr(void);
