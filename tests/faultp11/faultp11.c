@@ -1,0 +1,558 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * faultp11: a PKCS#11 module that wraps a real one (SoftHSM) and misbehaves
+ * on command, so the tests and the benchmark can show what dkimsignd does
+ * when its token fails, hangs or is slow.
+ *
+ *   FAULTP11_MODULE    the real module (default: Debian's SoftHSM)
+ *   FAULTP11_CONTROL   a control file, re-read whenever it changes:
+ *
+ *     fault = none | device_error | session_closed | session_handle_invalid
+ *           | token_not_present | user_not_logged_in | hang | corrupt
+ *     latency_ms = N   sleep N ms in every C_Sign (a network HSM)
+ *
+ * What each fault does, as a real token would:
+ *   device_error        C_SignInit and C_Sign fail with CKR_DEVICE_ERROR.
+ *   session_closed,     when set, every session open at that moment is
+ *   session_handle_invalid  really closed in the module underneath (which
+ *                       also logs the application out), and any later use
+ *                       of such a session fails with that code.  New
+ *                       sessions work.
+ *   token_not_present   when set, every open session dies as above; while
+ *                       set, the slot shows no token and every call on it
+ *                       fails with CKR_TOKEN_NOT_PRESENT (CKR_DEVICE_REMOVED
+ *                       on a session).  Clearing it "reinserts" the token:
+ *                       the application must open sessions and log in again.
+ *   user_not_logged_in  when set, the application is really logged out
+ *                       (C_Logout underneath), so signing fails with the
+ *                       module's own CKR_USER_NOT_LOGGED_IN.
+ *   hang                C_SignInit, C_Sign and C_OpenSession block until the
+ *                       fault is cleared.
+ *   hang_one            the first C_Sign after it is set blocks until it is
+ *                       cleared; every other call works (one stuck session).
+ *   corrupt             C_Sign flips one bit of every signature it returns.
+ *
+ * Counters (signatures made, faults returned) are written to
+ * $FAULTP11_CONTROL.stats on every change of the control file and, at most
+ * every STATS_EVERY_MS, when a fault is returned, for tests that wait
+ * until the fault was really hit.
+ *
+ * Test code only: it is never installed.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <p11-kit/pkcs11.h>
+
+#ifndef FAULTP11_DEFAULT_MODULE
+#define FAULTP11_DEFAULT_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#endif
+#define SESSIONS_MAX 4096
+#define POLL_MS 20
+#define STATS_EVERY_MS 20
+
+enum fault {
+        FAULT_NONE,
+        FAULT_DEVICE_ERROR,
+        FAULT_SESSION_CLOSED,
+        FAULT_SESSION_HANDLE_INVALID,
+        FAULT_TOKEN_NOT_PRESENT,
+        FAULT_USER_NOT_LOGGED_IN,
+        FAULT_HANG,
+        FAULT_HANG_ONE,
+        FAULT_CORRUPT,
+};
+
+static const char *const fault_names[] = {
+        [FAULT_NONE] = "none",
+        [FAULT_DEVICE_ERROR] = "device_error",
+        [FAULT_SESSION_CLOSED] = "session_closed",
+        [FAULT_SESSION_HANDLE_INVALID] = "session_handle_invalid",
+        [FAULT_TOKEN_NOT_PRESENT] = "token_not_present",
+        [FAULT_USER_NOT_LOGGED_IN] = "user_not_logged_in",
+        [FAULT_HANG] = "hang",
+        [FAULT_HANG_ONE] = "hang_one",
+        [FAULT_CORRUPT] = "corrupt",
+};
+
+/* A session the application holds: alive, or killed by a fault (then every
+ * use returns dead_rv, until the application closes it). */
+struct session {
+        CK_SESSION_HANDLE handle;
+        CK_SLOT_ID slot;
+        CK_RV dead_rv;           /* CKR_OK while alive */
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static CK_FUNCTION_LIST *real;
+static void *real_dl;
+static CK_FUNCTION_LIST wrapped;
+static struct session sessions[SESSIONS_MAX];
+static size_t nsessions;
+
+static const char *control_path;
+static struct timespec control_mtime;
+static ino_t control_ino;
+static enum fault fault;
+static unsigned latency_ms;
+static unsigned long signatures, faults_returned;
+static bool hang_one_taken;
+static struct timespec stats_written;
+
+static void sleep_ms(unsigned ms)
+{
+        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
+
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+static void stats_write_locked(void)
+{
+        char path[4096], tmp[4200];
+        FILE *f;
+
+        if (snprintf(path, sizeof(path), "%s.stats", control_path) >= (int) sizeof(path))
+                return;
+        snprintf(tmp, sizeof(tmp), "%s.%d", path, (int) getpid());
+        f = fopen(tmp, "w");
+        if (!f)
+                return;
+        fprintf(f, "signatures=%lu\nfaults=%lu\nsessions=%zu\n", signatures, faults_returned, nsessions);
+        if (fclose(f) == 0)
+                rename(tmp, path);
+}
+
+static void fault_counted_locked(void);
+
+/* Kill every live session: really close it underneath, and remember the
+ * code its later uses get. */
+static void sessions_kill_locked(CK_RV dead_rv)
+{
+        for (size_t i = 0; i < nsessions; i++) {
+                if (sessions[i].dead_rv != CKR_OK)
+                        continue;
+                real->C_CloseSession(sessions[i].handle);
+                sessions[i].dead_rv = dead_rv;
+        }
+}
+
+/* Apply a newly read fault: the edge-triggered part of each fault. */
+static void fault_enter_locked(enum fault f)
+{
+        if (f == fault)
+                return;
+        switch (f) {
+        case FAULT_SESSION_CLOSED:
+                sessions_kill_locked(CKR_SESSION_CLOSED);
+                break;
+        case FAULT_SESSION_HANDLE_INVALID:
+        case FAULT_TOKEN_NOT_PRESENT:
+                sessions_kill_locked(CKR_SESSION_HANDLE_INVALID);
+                break;
+        case FAULT_USER_NOT_LOGGED_IN:
+                for (size_t i = 0; i < nsessions; i++)
+                        if (sessions[i].dead_rv == CKR_OK) {
+                                if (real->C_Logout(sessions[i].handle) == CKR_OK)
+                                        fault_counted_locked();
+                                break;
+                        }
+                break;
+        default:
+                break;
+        }
+        hang_one_taken = false;
+        fault = f;
+}
+
+static enum fault fault_parse(const char *v)
+{
+        for (size_t i = 0; i < sizeof(fault_names) / sizeof(fault_names[0]); i++)
+                if (strcmp(v, fault_names[i]) == 0)
+                        return (enum fault) i;
+        fprintf(stderr, "faultp11: unknown fault '%s', ignored\n", v);
+        return fault;
+}
+
+/* Re-read the control file when it changed (a stat per call: test code). */
+static void control_poll_locked(void)
+{
+        char line[256];
+        struct stat st;
+        enum fault f = FAULT_NONE;
+        unsigned lat = 0;
+        FILE *file;
+
+        if (!control_path || stat(control_path, &st) < 0)
+                return;
+        if (st.st_ino == control_ino && st.st_mtim.tv_sec == control_mtime.tv_sec &&
+            st.st_mtim.tv_nsec == control_mtime.tv_nsec)
+                return;
+        file = fopen(control_path, "r");
+        if (!file)
+                return;
+        control_ino = st.st_ino;
+        control_mtime = st.st_mtim;
+        while (fgets(line, sizeof(line), file)) {
+                char key[64], value[128];
+
+                if (sscanf(line, " %63[a-z_] = %127s", key, value) != 2)
+                        continue;
+                if (strcmp(key, "fault") == 0)
+                        f = fault_parse(value);
+                else if (strcmp(key, "latency_ms") == 0)
+                        lat = (unsigned) strtoul(value, NULL, 10);
+        }
+        fclose(file);
+        latency_ms = lat;
+        fault_enter_locked(f);
+        stats_write_locked();
+}
+
+static enum fault fault_now(unsigned *ret_latency)
+{
+        enum fault f;
+
+        pthread_mutex_lock(&lock);
+        control_poll_locked();
+        f = fault;
+        if (ret_latency)
+                *ret_latency = latency_ms;
+        pthread_mutex_unlock(&lock);
+        return f;
+}
+
+/* Lock held. */
+static void fault_counted_locked(void)
+{
+        struct timespec now;
+
+        faults_returned++;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - stats_written.tv_sec) * 1000 + (now.tv_nsec - stats_written.tv_nsec) / 1000000 <
+            STATS_EVERY_MS)
+                return;
+        stats_written = now;
+        if (control_path)
+                stats_write_locked();
+}
+
+static CK_RV count_fault(CK_RV rv)
+{
+        pthread_mutex_lock(&lock);
+        fault_counted_locked();
+        pthread_mutex_unlock(&lock);
+        return rv;
+}
+
+/* Block while the fault is "hang". */
+static void hang_while_set(void)
+{
+        if (fault_now(NULL) != FAULT_HANG)
+                return;
+        count_fault(CKR_OK);
+        while (fault_now(NULL) == FAULT_HANG)
+                sleep_ms(POLL_MS);
+}
+
+static struct session *session_find_locked(CK_SESSION_HANDLE h)
+{
+        for (size_t i = 0; i < nsessions; i++)
+                if (sessions[i].handle == h)
+                        return &sessions[i];
+        return NULL;
+}
+
+/* CKR_OK when the session may be used now, else the code to return. */
+static CK_RV session_check(CK_SESSION_HANDLE h)
+{
+        struct session *s;
+        CK_RV rv = CKR_OK;
+
+        pthread_mutex_lock(&lock);
+        control_poll_locked();
+        s = session_find_locked(h);
+        if (fault == FAULT_TOKEN_NOT_PRESENT)
+                rv = CKR_DEVICE_REMOVED;
+        else if (s && s->dead_rv != CKR_OK)
+                rv = s->dead_rv;
+        if (rv != CKR_OK)
+                fault_counted_locked();
+        pthread_mutex_unlock(&lock);
+        return rv;
+}
+
+/* ---- the wrapped functions ---- */
+
+static CK_RV w_Initialize(CK_VOID_PTR args)
+{
+        return real->C_Initialize(args);
+}
+
+static CK_RV w_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count)
+{
+        if (present && fault_now(NULL) == FAULT_TOKEN_NOT_PRESENT) {
+                if (!count)
+                        return CKR_ARGUMENTS_BAD;
+                *count = 0;
+                return CKR_OK;
+        }
+        return real->C_GetSlotList(present, list, count);
+}
+
+static CK_RV w_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
+{
+        if (fault_now(NULL) == FAULT_TOKEN_NOT_PRESENT)
+                return count_fault(CKR_TOKEN_NOT_PRESENT);
+        return real->C_GetTokenInfo(slot, info);
+}
+
+static CK_RV w_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify,
+                           CK_SESSION_HANDLE_PTR ret)
+{
+        enum fault f;
+        CK_RV rv;
+
+        hang_while_set();
+        f = fault_now(NULL);
+        if (f == FAULT_TOKEN_NOT_PRESENT)
+                return count_fault(CKR_TOKEN_NOT_PRESENT);
+        rv = real->C_OpenSession(slot, flags, app, notify, ret);
+        if (rv != CKR_OK)
+                return rv;
+        pthread_mutex_lock(&lock);
+        {
+                /* The module may reuse a closed handle's number. */
+                struct session *s = session_find_locked(*ret);
+
+                if (!s && nsessions < SESSIONS_MAX)
+                        s = &sessions[nsessions++];
+                if (s)
+                        *s = (struct session) { .handle = *ret, .slot = slot, .dead_rv = CKR_OK };
+        }
+        pthread_mutex_unlock(&lock);
+        return CKR_OK;
+}
+
+static CK_RV w_CloseSession(CK_SESSION_HANDLE h)
+{
+        struct session *s;
+        CK_RV rv = CKR_OK;
+        bool dead;
+
+        pthread_mutex_lock(&lock);
+        s = session_find_locked(h);
+        dead = s && s->dead_rv != CKR_OK;
+        if (s) {
+                if (dead)
+                        rv = s->dead_rv;
+                *s = sessions[--nsessions];
+        }
+        pthread_mutex_unlock(&lock);
+        return dead ? rv : real->C_CloseSession(h);
+}
+
+static CK_RV w_CloseAllSessions(CK_SLOT_ID slot)
+{
+        pthread_mutex_lock(&lock);
+        for (size_t i = 0; i < nsessions;) {
+                if (sessions[i].slot == slot)
+                        sessions[i] = sessions[--nsessions];
+                else
+                        i++;
+        }
+        pthread_mutex_unlock(&lock);
+        return real->C_CloseAllSessions(slot);
+}
+
+static CK_RV w_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info)
+{
+        CK_RV rv = session_check(h);
+
+        return rv != CKR_OK ? rv : real->C_GetSessionInfo(h, info);
+}
+
+static CK_RV w_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULONG len)
+{
+        CK_RV rv = session_check(h);
+
+        return rv != CKR_OK ? rv : real->C_Login(h, type, pin, len);
+}
+
+static CK_RV w_Logout(CK_SESSION_HANDLE h)
+{
+        CK_RV rv = session_check(h);
+
+        return rv != CKR_OK ? rv : real->C_Logout(h);
+}
+
+static CK_RV w_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n)
+{
+        CK_RV rv = session_check(h);
+
+        return rv != CKR_OK ? rv : real->C_GetAttributeValue(h, o, t, n);
+}
+
+static CK_RV w_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n)
+{
+        CK_RV rv = session_check(h);
+
+        return rv != CKR_OK ? rv : real->C_FindObjectsInit(h, t, n);
+}
+
+static CK_RV w_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR o, CK_ULONG max, CK_ULONG_PTR count)
+{
+        CK_RV rv = session_check(h);
+
+        return rv != CKR_OK ? rv : real->C_FindObjects(h, o, max, count);
+}
+
+static CK_RV w_FindObjectsFinal(CK_SESSION_HANDLE h)
+{
+        CK_RV rv = session_check(h);
+
+        return rv != CKR_OK ? rv : real->C_FindObjectsFinal(h);
+}
+
+static CK_RV w_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
+{
+        CK_RV rv;
+
+        hang_while_set();
+        rv = session_check(h);
+        if (rv != CKR_OK)
+                return rv;
+        if (fault_now(NULL) == FAULT_DEVICE_ERROR)
+                return count_fault(CKR_DEVICE_ERROR);
+        return real->C_SignInit(h, mech, key);
+}
+
+static CK_RV w_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
+{
+        unsigned latency;
+        enum fault f;
+        CK_RV rv;
+
+        hang_while_set();
+        pthread_mutex_lock(&lock);
+        control_poll_locked();
+        if (fault == FAULT_HANG_ONE && !hang_one_taken) {
+                hang_one_taken = true;
+                fault_counted_locked();
+                pthread_mutex_unlock(&lock);
+                while (fault_now(NULL) == FAULT_HANG_ONE)
+                        sleep_ms(POLL_MS);
+        } else {
+                pthread_mutex_unlock(&lock);
+        }
+        rv = session_check(h);
+        if (rv != CKR_OK)
+                return rv;
+        f = fault_now(&latency);
+        if (latency)
+                sleep_ms(latency);
+        if (f == FAULT_DEVICE_ERROR) {
+                /* A failed C_Sign ends the operation (PKCS#11 2.40 5.2). */
+                CK_BYTE scratch[1024];
+                CK_ULONG n = sizeof(scratch);
+
+                real->C_Sign(h, data, len, scratch, &n);
+                return count_fault(CKR_DEVICE_ERROR);
+        }
+        rv = real->C_Sign(h, data, len, sig, sig_len);
+        if (rv != CKR_OK || !sig)
+                return rv;
+        pthread_mutex_lock(&lock);
+        signatures++;
+        if (f == FAULT_CORRUPT && *sig_len > 0) {
+                sig[*sig_len / 2] ^= 0x01;
+                fault_counted_locked();
+        }
+        pthread_mutex_unlock(&lock);
+        return CKR_OK;
+}
+
+static CK_RV w_Finalize(CK_VOID_PTR reserved)
+{
+        pthread_mutex_lock(&lock);
+        if (control_path)
+                stats_write_locked();
+        nsessions = 0;
+        pthread_mutex_unlock(&lock);
+        return real->C_Finalize(reserved);
+}
+
+static CK_RV w_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ret);
+
+static CK_RV load_real(void)
+{
+        CK_C_GetFunctionList get;
+        const char *path = getenv("FAULTP11_MODULE");
+
+        if (real)
+                return CKR_OK;
+        if (!path || !*path)
+                path = FAULTP11_DEFAULT_MODULE;
+        real_dl = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+        if (!real_dl) {
+                fprintf(stderr, "faultp11: cannot load %s: %s\n", path, dlerror());
+                return CKR_GENERAL_ERROR;
+        }
+        get = (CK_C_GetFunctionList) dlsym(real_dl, "C_GetFunctionList");
+        if (!get || get(&real) != CKR_OK || !real) {
+                fprintf(stderr, "faultp11: %s has no usable C_GetFunctionList\n", path);
+                real = NULL;
+                return CKR_GENERAL_ERROR;
+        }
+        control_path = getenv("FAULTP11_CONTROL");
+        if (control_path && !*control_path)
+                control_path = NULL;
+        wrapped = *real;
+        wrapped.C_Initialize = w_Initialize;
+        wrapped.C_Finalize = w_Finalize;
+        wrapped.C_GetFunctionList = w_GetFunctionList;
+        wrapped.C_GetSlotList = w_GetSlotList;
+        wrapped.C_GetTokenInfo = w_GetTokenInfo;
+        wrapped.C_OpenSession = w_OpenSession;
+        wrapped.C_CloseSession = w_CloseSession;
+        wrapped.C_CloseAllSessions = w_CloseAllSessions;
+        wrapped.C_GetSessionInfo = w_GetSessionInfo;
+        wrapped.C_Login = w_Login;
+        wrapped.C_Logout = w_Logout;
+        wrapped.C_GetAttributeValue = w_GetAttributeValue;
+        wrapped.C_FindObjectsInit = w_FindObjectsInit;
+        wrapped.C_FindObjects = w_FindObjects;
+        wrapped.C_FindObjectsFinal = w_FindObjectsFinal;
+        wrapped.C_SignInit = w_SignInit;
+        wrapped.C_Sign = w_Sign;
+        return CKR_OK;
+}
+
+static CK_RV w_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ret)
+{
+        CK_RV rv;
+
+        if (!ret)
+                return CKR_ARGUMENTS_BAD;
+        pthread_mutex_lock(&lock);
+        rv = load_real();
+        pthread_mutex_unlock(&lock);
+        if (rv != CKR_OK)
+                return rv;
+        *ret = &wrapped;
+        return CKR_OK;
+}
+
+CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ret) __attribute__((visibility("default")));
+CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ret)
+{
+        return w_GetFunctionList(ret);
+}
