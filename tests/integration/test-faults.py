@@ -9,6 +9,7 @@ every answer must be a signature that python3-dkim verifies or a temporary
 error (exit 75): never a wrong signature, never a hang, and signing must
 come back by itself once the fault clears.
 """
+import ctypes
 import os
 import socket
 import subprocess
@@ -282,6 +283,66 @@ def test_kill_9_under_socket_activation():
         box.close()
 
 
+class Library:
+    """libdkimsign itself, through ctypes: one long-lived client, as an MTA
+    holds it (the dkimsign program makes a new one per message)."""
+
+    def __init__(self, socket_path):
+        self.lib = ctypes.CDLL(os.path.join(harness.BUILD, "client", "libdkimsign.so.0"))
+        self.lib.dkimsign_client_error.restype = ctypes.c_char_p
+        self.lib.dkimsign_err_is_temporary.restype = ctypes.c_int
+        self.client = ctypes.c_void_p()
+        self.lib.dkimsign_client_open(socket_path.encode(), ctypes.byref(self.client))
+
+    def sign(self, message):
+        """(code, fields or the error sentence)."""
+        m = ctypes.c_void_p()
+        assert self.lib.dkimsign_message_new(ctypes.byref(m)) == 0
+        try:
+            assert self.lib.dkimsign_message_write(m, message, ctypes.c_size_t(len(message))) == 0
+            out = ctypes.c_char_p()
+            r = self.lib.dkimsign_sign(self.client, m, ctypes.byref(out))
+            if r == 0:
+                fields = out.value
+                ctypes.CDLL(None).free(out)
+                return 0, fields
+            return r, self.lib.dkimsign_client_error(self.client).decode()
+        finally:
+            self.lib.dkimsign_message_free(m)
+
+    def close(self):
+        self.lib.dkimsign_client_free(self.client)
+
+
+def test_library_reconnects_after_restart():
+    with started_box() as box:
+        lib = Library(box.socket)
+        try:
+            def signed_ok():
+                r, fields = lib.sign(MESSAGE)
+                assert r == 0, fields
+                msg = fields.replace(b"\r\n", b"\n") + MESSAGE
+                assert all(harness.dkimpy_verify(msg, box.keytable, i) for i in range(2))
+
+            signed_ok()
+            # A restart between two messages: the next one reconnects and is
+            # sent again on the new connection.
+            assert box.stop() == 0
+            box.start()
+            signed_ok()
+            # No daemon: a temporary error, at once, not a hang.
+            assert box.stop() == 0
+            started = time.monotonic()
+            r, why = lib.sign(MESSAGE)
+            assert r < 0 and lib.lib.dkimsign_err_is_temporary(r), (r, why)
+            assert time.monotonic() - started < 5, "the library waited for a daemon that is not there"
+            box.start()
+            signed_ok()
+            print(f"  reconnected after two restarts; without a daemon: {why}")
+        finally:
+            lib.close()
+
+
 if __name__ == "__main__":
     harness.run([
         test_device_error,
@@ -293,4 +354,5 @@ if __name__ == "__main__":
         test_hang_is_bounded,
         test_one_hung_session_does_not_starve_the_others,
         test_kill_9_under_socket_activation,
+        test_library_reconnects_after_restart,
     ])
