@@ -1,0 +1,749 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * DMARC record parsing and checking.  See dmarc.h.
+ *
+ * The parser keeps what receivers would discard apart from what they would
+ * merely ignore: a record that is not a tag-list starting with v=DMARC1 is
+ * refused (receivers discard it), while a bad value is recorded for the
+ * check to report with its fix.  The check's DNS use is bounded: the tree
+ * walk queries at most DMARC_WALK_MAX names, then one authorization name
+ * per distinct external report domain.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "dkimsign-errors.h"
+#include "memdup.h"
+#include "dmarc.h"
+#include "taglist.h"
+
+static void say(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(char *why, size_t whylen, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (!why || whylen == 0)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(why, whylen, fmt, ap);
+        va_end(ap);
+}
+
+static bool value_is(const struct taglist_tag *t, const char *word)
+{
+        return t->value_len == strlen(word) && strncasecmp(t->value, word, t->value_len) == 0;
+}
+
+const char *dmarc_policy_name(enum dmarc_policy p)
+{
+        switch (p) {
+        case DMARC_POLICY_NONE: return "none";
+        case DMARC_POLICY_QUARANTINE: return "quarantine";
+        case DMARC_POLICY_REJECT: return "reject";
+        case DMARC_POLICY_INVALID: return "invalid";
+        default: return "absent";
+        }
+}
+
+bool dmarc_is_record(const char *text, size_t len)
+{
+        struct taglist_tag t;
+        size_t pos = 0;
+
+        return taglist_next(text, len, &pos, &t, NULL, 0) == 1 && strcasecmp(t.name, "v") == 0 &&
+               t.value_len == 6 && memcmp(t.value, "DMARC1", 6) == 0;
+}
+
+/* Text that its publisher meant as a DMARC record: "v=DMARC1" first, in any
+ * case and spacing.  Such text that does not parse is reported as broken,
+ * not as missing. */
+static bool looks_like_dmarc(const char *text, size_t len)
+{
+        size_t i = 0;
+
+        while (i < len && taglist_is_wsp(text[i]))
+                i++;
+        if (i == len || (text[i] != 'v' && text[i] != 'V'))
+                return false;
+        for (i++; i < len && taglist_is_wsp(text[i]); i++)
+                ;
+        if (i == len || text[i] != '=')
+                return false;
+        for (i++; i < len && taglist_is_wsp(text[i]); i++)
+                ;
+        return len - i >= 6 && strncasecmp(text + i, "dmarc1", 6) == 0;
+}
+
+void dmarc_record_clear(struct dmarc_record *r)
+{
+        if (!r)
+                return;
+        free(r->fo);
+        for (size_t i = 0; i < r->rua_count; i++) {
+                free(r->rua[i].uri);
+                free(r->rua[i].domain);
+        }
+        for (size_t i = 0; i < r->ruf_count; i++) {
+                free(r->ruf[i].uri);
+                free(r->ruf[i].domain);
+        }
+        memset(r, 0, sizeof(*r));
+}
+
+static enum dmarc_policy parse_policy(const struct taglist_tag *t)
+{
+        if (value_is(t, "none"))
+                return DMARC_POLICY_NONE;
+        if (value_is(t, "quarantine"))
+                return DMARC_POLICY_QUARANTINE;
+        if (value_is(t, "reject"))
+                return DMARC_POLICY_REJECT;
+        return DMARC_POLICY_INVALID;
+}
+
+static char parse_choice(const struct taglist_tag *t, const char *choices)
+{
+        if (t->value_len == 1 && strchr(choices, t->value[0] | 0x20))
+                return (char) (t->value[0] | 0x20);
+        return '?';
+}
+
+static int parse_pct(const struct taglist_tag *t)
+{
+        int v = 0;
+
+        if (t->value_len == 0 || t->value_len > 3)
+                return -2;
+        for (size_t i = 0; i < t->value_len; i++) {
+                if (t->value[i] < '0' || t->value[i] > '9')
+                        return -2;
+                v = v * 10 + (t->value[i] - '0');
+        }
+        return v <= 100 ? v : -2;
+}
+
+static bool fo_is_valid(const char *s, size_t len)
+{
+        size_t item = 0;
+
+        for (size_t i = 0; i <= len; i++) {
+                if (i == len || s[i] == ':') {
+                        if (item != 1)
+                                return false;
+                        item = 0;
+                        continue;
+                }
+                if (taglist_is_wsp(s[i]))
+                        continue;
+                if (!strchr("01ds", s[i] | 0x20) || ++item > 1)
+                        return false;
+        }
+        return true;
+}
+
+/* A DNS name made of letters, digits and hyphens, labels of 1 to 63. */
+static bool hostname_is_valid(const char *s, size_t len)
+{
+        size_t label = 0;
+
+        if (len == 0 || len > 253)
+                return false;
+        for (size_t i = 0; i < len; i++) {
+                char c = s[i];
+
+                if (c == '.') {
+                        if (label == 0 || s[i - 1] == '-')
+                                return false;
+                        label = 0;
+                        continue;
+                }
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'))
+                        return false;
+                if (label == 0 && c == '-')
+                        return false;
+                if (++label > 63)
+                        return false;
+        }
+        return label > 0 && s[len - 1] != '-';
+}
+
+/* "mailto:local@domain[?...]" with an optional "!size" suffix. */
+static int parse_uri(const char *s, size_t len, struct dmarc_uri *u)
+{
+        const char *bang = NULL, *at, *addr, *end;
+        size_t ulen = len;
+
+        for (size_t i = len; i > 0; i--)
+                if (s[i - 1] == '!') {
+                        bang = s + i - 1;
+                        break;
+                }
+        if (bang) {
+                const char *sz = bang + 1;
+                size_t slen = len - (size_t) (sz - s), digits = 0;
+
+                while (digits < slen && sz[digits] >= '0' && sz[digits] <= '9')
+                        digits++;
+                if (digits > 0 && (digits == slen || (digits + 1 == slen && strchr("kmgtKMGT", sz[digits])))) {
+                        u->has_size = true;
+                        ulen = (size_t) (bang - s);
+                }
+        }
+        u->uri = dns_memdup_str(s, ulen);
+        if (!u->uri)
+                return DKIMSIGN_E_NOMEM;
+        if (ulen < 8 || strncasecmp(s, "mailto:", 7) != 0)
+                return 0;
+        addr = s + 7;
+        end = s + ulen;
+        for (const char *q = addr; q < end; q++)
+                if (*q == '?') {
+                        end = q;
+                        break;
+                }
+        at = NULL;
+        for (const char *q = addr; q < end; q++) {
+                if (*q == '@') {
+                        if (at)
+                                return 0;   /* two @ */
+                        at = q;
+                } else if ((unsigned char) *q <= 0x20 || (unsigned char) *q >= 0x7f || *q == ',' || *q == ';') {
+                        return 0;
+                }
+        }
+        if (!at || at == addr || !hostname_is_valid(at + 1, (size_t) (end - at - 1)))
+                return 0;
+        u->domain = dns_memdup_str(at + 1, (size_t) (end - at - 1));
+        if (!u->domain)
+                return DKIMSIGN_E_NOMEM;
+        for (char *c = u->domain; *c; c++)
+                if (*c >= 'A' && *c <= 'Z')
+                        *c = (char) (*c + 32);
+        u->valid = true;
+        return 0;
+}
+
+static int parse_uris(const struct taglist_tag *t, struct dmarc_uri *uris, size_t *ret_count, char *why,
+                      size_t whylen)
+{
+        size_t start = 0;
+        int r;
+
+        while (start <= t->value_len) {
+                size_t end = start, a, b;
+
+                while (end < t->value_len && t->value[end] != ',')
+                        end++;
+                a = start;
+                b = end;
+                while (a < b && taglist_is_wsp(t->value[a]))
+                        a++;
+                while (b > a && taglist_is_wsp(t->value[b - 1]))
+                        b--;
+                if (b > a) {
+                        if (*ret_count == DMARC_URIS_MAX) {
+                                say(why, whylen, "%s= lists more than %d addresses.", t->name, DMARC_URIS_MAX);
+                                return DKIMSIGN_E_TOO_LARGE;
+                        }
+                        r = parse_uri(t->value + a, b - a, &uris[*ret_count]);
+                        (*ret_count)++;   /* even on failure: clear frees what it holds */
+                        if (r < 0)
+                                return r;
+                }
+                start = end + 1;
+        }
+        return 0;
+}
+
+static void note_unknown(struct dmarc_record *rec, const char *name)
+{
+        size_t used = strlen(rec->unknown);
+
+        if (used + strlen(name) + 2 < sizeof(rec->unknown))
+                snprintf(rec->unknown + used, sizeof(rec->unknown) - used, "%s%s", used ? " " : "", name);
+}
+
+static int apply_tag(struct dmarc_record *rec, const struct taglist_tag *t, char *why, size_t whylen)
+{
+        const char *n = t->name;
+
+        if (strcasecmp(n, "p") == 0)
+                rec->p = parse_policy(t);
+        else if (strcasecmp(n, "sp") == 0)
+                rec->sp = parse_policy(t);
+        else if (strcasecmp(n, "np") == 0)
+                rec->np = parse_policy(t);
+        else if (strcasecmp(n, "adkim") == 0)
+                rec->adkim = parse_choice(t, "rs");
+        else if (strcasecmp(n, "aspf") == 0)
+                rec->aspf = parse_choice(t, "rs");
+        else if (strcasecmp(n, "pct") == 0)
+                rec->pct = parse_pct(t);
+        else if (strcasecmp(n, "t") == 0)
+                rec->t = parse_choice(t, "yn");
+        else if (strcasecmp(n, "psd") == 0)
+                rec->psd = parse_choice(t, "ynu");
+        else if (strcasecmp(n, "ri") == 0)
+                rec->has_ri = true;
+        else if (strcasecmp(n, "rf") == 0)
+                rec->has_rf = true;
+        else if (strcasecmp(n, "fo") == 0) {
+                rec->fo = dns_memdup_str(t->value, t->value_len);
+                if (!rec->fo)
+                        return DKIMSIGN_E_NOMEM;
+                rec->fo_valid = fo_is_valid(t->value, t->value_len);
+        } else if (strcasecmp(n, "rua") == 0)
+                return parse_uris(t, rec->rua, &rec->rua_count, why, whylen);
+        else if (strcasecmp(n, "ruf") == 0)
+                return parse_uris(t, rec->ruf, &rec->ruf_count, why, whylen);
+        else
+                note_unknown(rec, n);
+        return 0;
+}
+
+int dmarc_parse(const char *text, size_t len, struct dmarc_record *ret, char *why, size_t whylen)
+{
+        struct dmarc_record rec = { .pct = -1 };
+        char seen[32][TAGLIST_NAME_MAX + 1];
+        size_t nseen = 0, pos = 0;
+        struct taglist_tag t;
+        int r;
+
+        say(why, whylen, "%s", "");
+        if (len > DMARC_RECORD_MAX) {
+                say(why, whylen, "the record is longer than %d octets.", DMARC_RECORD_MAX);
+                return DKIMSIGN_E_TOO_LARGE;
+        }
+        if (memchr(text, '\0', len)) {
+                say(why, whylen, "the record holds a NUL octet.");
+                return DKIMSIGN_E_FORMAT;
+        }
+        while ((r = taglist_next(text, len, &pos, &t, why, whylen)) == 1) {
+                if (nseen == 0 && (strcasecmp(t.name, "v") != 0 || t.value_len != 6 ||
+                                   memcmp(t.value, "DMARC1", 6) != 0)) {
+                        say(why, whylen, "a DMARC record starts with exactly \"v=DMARC1\" (then \";\"), not "
+                            "\"%s=%.*s\".", t.name, (int) (t.value_len > 30 ? 30 : t.value_len), t.value);
+                        r = DKIMSIGN_E_FORMAT;
+                        break;
+                }
+                for (size_t i = 0; i < nseen; i++)
+                        if (strcasecmp(seen[i], t.name) == 0) {
+                                say(why, whylen, "the tag %s= appears more than once.", t.name);
+                                r = DKIMSIGN_E_FORMAT;
+                        }
+                if (r < 0)
+                        break;
+                if (nseen == sizeof(seen) / sizeof(seen[0])) {
+                        say(why, whylen, "the record has more than %zu tags.", nseen);
+                        r = DKIMSIGN_E_FORMAT;
+                        break;
+                }
+                memcpy(seen[nseen++], t.name, sizeof(t.name));
+                if (nseen == 2 && strcasecmp(t.name, "p") == 0)
+                        rec.p_second = true;
+                if (nseen > 1) {
+                        r = apply_tag(&rec, &t, why, whylen);
+                        if (r < 0)
+                                break;
+                }
+        }
+        if (r == 0 && nseen == 0) {
+                say(why, whylen, "the record is empty.");
+                r = DKIMSIGN_E_FORMAT;
+        }
+        if (r < 0) {
+                dmarc_record_clear(&rec);
+                return r;
+        }
+        *ret = rec;
+        return 0;
+}
+
+/* ---- the check ---- */
+
+void dmarc_report_clear(struct dmarc_report *rep)
+{
+        if (!rep)
+                return;
+        free(rep->record);
+        free(rep->found_at);
+        memset(rep, 0, sizeof(*rep));
+}
+
+struct check {
+        struct dns_resolver *r;
+        struct dns_findings *f;
+        const char *domain;
+        char *text;           /* the record found */
+        size_t len;
+        char found_at[DNS_NAME_MAX + 1];
+};
+
+static void dns_failed(struct check *c, const char *name, int rc)
+{
+        struct dns_finding *d;
+
+        if (rc == DKIMSIGN_E_DNS_TEMPORARY) {
+                d = dns_findings_add(c->f, DNS_VERDICT_ERROR, "dmarc-dns",
+                                     "The TXT lookup of %s failed for now (timeout or server failure): receivers "
+                                     "cannot find the DMARC policy either.", name);
+                if (d)
+                        d->incomplete = true;
+                dns_finding_fix(c->f, d, "Make sure the name servers of %s answer; then check again.", name);
+        } else {
+                d = dns_findings_add(c->f, DNS_VERDICT_ERROR, "dmarc-dns",
+                                     "The TXT answer for %s is malformed, or the name is invalid (%s).", name,
+                                     dkimsign_strerror(rc));
+                dns_finding_fix(c->f, d, "Correct the zone that serves %s.", name);
+        }
+}
+
+/* The next name of the DMARCbis tree walk: more than 8 labels jump to the
+ * last 7, else drop the leftmost label; NULL after the top-level domain. */
+static const char *walk_up(const char *name)
+{
+        size_t labels = 1;
+        const char *dot;
+
+        for (const char *p = name; *p; p++)
+                if (*p == '.')
+                        labels++;
+        if (labels > 8) {
+                const char *p = name + strlen(name);
+                size_t seen = 0;
+
+                while (p > name) {
+                        p--;
+                        if (*p == '.' && ++seen == 7)
+                                return p + 1;
+                }
+        }
+        dot = strchr(name, '.');
+        return dot ? dot + 1 : NULL;
+}
+
+/* The DMARC TXT records at _dmarc.<name>: 1 with c->text set when exactly
+ * one, 0 when none, <0 after a finding. */
+static int lookup_at(struct check *c, const char *name)
+{
+        char qname[DNS_NAME_MAX + 16];
+        struct dns_txt txt = { 0 };
+        struct dns_finding *d;
+        size_t found = 0, which = 0;
+        int rc;
+
+        if ((size_t) snprintf(qname, sizeof(qname), "_dmarc.%s", name) >= sizeof(qname))
+                return 0;
+        rc = dns_txt_lookup(c->r, qname, &txt);
+        if (rc == DKIMSIGN_E_DNS_NOT_FOUND)
+                return 0;
+        if (rc < 0) {
+                dns_failed(c, qname, rc);
+                return rc;
+        }
+        for (size_t i = 0; i < txt.count; i++)
+                if (looks_like_dmarc(txt.records[i].text, txt.records[i].len)) {
+                        found++;
+                        which = i;
+                }
+        if (found > 1) {
+                d = dns_findings_add(c->f, DNS_VERDICT_ERROR, "dmarc-multiple",
+                                     "%s has %zu DMARC records: receivers use none of them.", qname, found);
+                dns_finding_fix(c->f, d, "Keep one v=DMARC1 record at %s and remove the others.", qname);
+                dns_txt_clear(&txt);
+                return DKIMSIGN_E_FORMAT;
+        }
+        if (found == 1) {
+                c->text = txt.records[which].text;
+                c->len = txt.records[which].len;
+                txt.records[which].text = NULL;   /* transferred */
+                snprintf(c->found_at, sizeof(c->found_at), "%s", name);
+        }
+        dns_txt_clear(&txt);
+        return found == 1;
+}
+
+/* Find the record that applies: at _dmarc.DOMAIN, else up the tree. */
+static int discover(struct check *c)
+{
+        const char *name = c->domain;
+        int rc = 0;
+
+        for (unsigned i = 0; name && i < DMARC_WALK_MAX; i++, name = walk_up(name)) {
+                rc = lookup_at(c, name);
+                if (rc != 0)
+                        return rc;
+        }
+        return 0;
+}
+
+/* Organizational domain, approximated by the last two labels. */
+static const char *org_domain(const char *d)
+{
+        const char *last = NULL, *prev = NULL;
+
+        for (const char *p = d; *p; p++)
+                if (*p == '.') {
+                        prev = last;
+                        last = p;
+                }
+        return prev ? prev + 1 : d;
+}
+
+static void judge_policy(struct check *c, const struct dmarc_record *rec)
+{
+        struct dns_finding *d;
+        bool inherited = strcasecmp(c->found_at, c->domain) != 0;
+        enum dmarc_policy p = rec->p;
+        bool rua_ok = false;
+
+        for (size_t i = 0; i < rec->rua_count; i++)
+                rua_ok |= rec->rua[i].valid;
+        if (p == DMARC_POLICY_ABSENT) {
+                d = dns_findings_add(c->f, rua_ok ? DNS_VERDICT_WARNING : DNS_VERDICT_ERROR, "dmarc-p",
+                                     "The DMARC record of %s has no p= tag: DMARCbis receivers read it as "
+                                     "p=none, RFC 7489 receivers %s.", c->found_at,
+                                     rua_ok ? "do too, because rua= is valid" : "ignore the record");
+                dns_finding_fix(c->f, d, "Add p=none right after v=DMARC1 (then quarantine or reject once "
+                                "reports show your mail passes).");
+        } else if (p == DMARC_POLICY_INVALID) {
+                d = dns_findings_add(c->f, DNS_VERDICT_ERROR, "dmarc-p",
+                                     "The p= of the DMARC record of %s is not none, quarantine or reject: "
+                                     "receivers ignore the policy.", c->found_at);
+                dns_finding_fix(c->f, d, "Set p=none, p=quarantine or p=reject.");
+        }
+        if (rec->sp == DMARC_POLICY_INVALID || rec->np == DMARC_POLICY_INVALID) {
+                d = dns_findings_add(c->f, DNS_VERDICT_ERROR, "dmarc-sp",
+                                     "The %s= of the DMARC record of %s is not none, quarantine or reject.",
+                                     rec->sp == DMARC_POLICY_INVALID ? "sp" : "np", c->found_at);
+                dns_finding_fix(c->f, d, "Set %s= to none, quarantine or reject, or remove it.",
+                                rec->sp == DMARC_POLICY_INVALID ? "sp" : "np");
+        }
+        if (p != DMARC_POLICY_ABSENT && !rec->p_second) {
+                d = dns_findings_add(c->f, DNS_VERDICT_WARNING, "dmarc-p-order",
+                                     "The p= of the DMARC record of %s is not right after v=DMARC1: DMARCbis "
+                                     "allows any order, but some RFC 7489 receivers ignore such a record.",
+                                     c->found_at);
+                dns_finding_fix(c->f, d, "Put p= right after v=DMARC1 (\"v=DMARC1; p=...; ...\").");
+        }
+        /* The policy that applies to the checked domain itself. */
+        if (inherited && rec->sp != DMARC_POLICY_ABSENT && rec->sp != DMARC_POLICY_INVALID)
+                p = rec->sp;
+        if (p == DMARC_POLICY_NONE) {
+                d = dns_findings_add(c->f, DNS_VERDICT_WARNING, "dmarc-policy",
+                                     "The DMARC policy for %s is none: receivers only report, and deliver "
+                                     "spoofed mail as usual.", c->domain);
+                dns_finding_fix(c->f, d, "Once the aggregate reports show that all your mail passes SPF or DKIM "
+                                "aligned, publish p=quarantine, then p=reject.");
+        } else if (p == DMARC_POLICY_QUARANTINE || p == DMARC_POLICY_REJECT) {
+                dns_findings_add(c->f, DNS_VERDICT_OK, "dmarc-policy",
+                                 "The DMARC policy for %s is %s.", c->domain, dmarc_policy_name(p));
+        }
+}
+
+static void judge_tags(struct check *c, const struct dmarc_record *rec)
+{
+        struct dns_finding *d;
+
+        if (rec->adkim == '?' || rec->aspf == '?') {
+                d = dns_findings_add(c->f, DNS_VERDICT_ERROR, "dmarc-alignment",
+                                     "The %s= of the DMARC record of %s is not r or s.",
+                                     rec->adkim == '?' ? "adkim" : "aspf", c->found_at);
+                dns_finding_fix(c->f, d, "Set %s=r (relaxed) or %s=s (strict), or remove it.",
+                                rec->adkim == '?' ? "adkim" : "aspf", rec->adkim == '?' ? "adkim" : "aspf");
+        }
+        if (rec->pct == -2) {
+                d = dns_findings_add(c->f, DNS_VERDICT_ERROR, "dmarc-pct",
+                                     "The pct= of the DMARC record of %s is not a number from 0 to 100, and pct "
+                                     "is historic (removed by DMARCbis, RFC 9989).", c->found_at);
+                dns_finding_fix(c->f, d, "Remove pct=; to try a policy before enforcing it, add t=y.");
+        } else if (rec->pct >= 0) {
+                d = dns_findings_add(c->f, DNS_VERDICT_WARNING, "dmarc-pct",
+                                     "The DMARC record of %s has pct=%d: pct is historic (removed by DMARCbis, "
+                                     "RFC 9989) and receivers that follow DMARCbis ignore it.", c->found_at,
+                                     rec->pct);
+                if (rec->pct < 100)
+                        dns_finding_fix(c->f, d, "Replace pct=%d by t=y while testing the policy (receivers then "
+                                        "apply the next weaker one), and remove t=y to enforce it.", rec->pct);
+                else
+                        dns_finding_fix(c->f, d, "Remove pct=100 (it was the default).");
+        }
+        if (rec->t == '?' || rec->psd == '?') {
+                d = dns_findings_add(c->f, DNS_VERDICT_ERROR, "dmarc-tag-value",
+                                     "The %s= of the DMARC record of %s is not one of its values.",
+                                     rec->t == '?' ? "t" : "psd", c->found_at);
+                dns_finding_fix(c->f, d, "%s", rec->t == '?' ? "Set t=y (testing) or t=n, or remove it."
+                                                              : "Set psd=y, psd=n or psd=u, or remove it.");
+        } else if (rec->t == 'y') {
+                d = dns_findings_add(c->f, DNS_VERDICT_WARNING, "dmarc-testing",
+                                     "The DMARC record of %s has t=y (testing): receivers apply the next weaker "
+                                     "policy (reject as quarantine, quarantine as none).", c->found_at);
+                dns_finding_fix(c->f, d, "Remove t=y once the reports show all your mail passes.");
+        }
+        if (rec->fo && !rec->fo_valid) {
+                d = dns_findings_add(c->f, DNS_VERDICT_ERROR, "dmarc-fo",
+                                     "The fo= of the DMARC record of %s is not a colon-separated list of 0, 1, d "
+                                     "and s.", c->found_at);
+                dns_finding_fix(c->f, d, "Set fo=0 (or 1, d, s, e.g. fo=1:d), or remove it.");
+        }
+        if (rec->has_ri || rec->has_rf) {
+                d = dns_findings_add(c->f, DNS_VERDICT_WARNING, "dmarc-historic",
+                                     "The DMARC record of %s has %s: historic, removed by DMARCbis (RFC 9989); "
+                                     "receivers ignore it.", c->found_at,
+                                     rec->has_ri && rec->has_rf ? "ri= and rf=" : rec->has_ri ? "ri=" : "rf=");
+                dns_finding_fix(c->f, d, "Remove %s.", rec->has_ri && rec->has_rf ? "ri= and rf="
+                                                                               : rec->has_ri ? "ri=" : "rf=");
+        }
+        if (rec->unknown[0]) {
+                d = dns_findings_add(c->f, DNS_VERDICT_WARNING, "dmarc-unknown-tag",
+                                     "The DMARC record of %s has tags receivers do not know and ignore: %s.",
+                                     c->found_at, rec->unknown);
+                dns_finding_fix(c->f, d, "Remove or correct them (the tags are v, p, sp, np, adkim, aspf, rua, "
+                                "ruf, fo, t, psd).");
+        }
+}
+
+/* Ask dest whether it takes reports for found_at, once per destination. */
+static void check_authorization(struct check *c, const char *dest)
+{
+        char qname[2 * DNS_NAME_MAX + 32];
+        struct dns_txt txt = { 0 };
+        struct dns_finding *d;
+        bool authorized = false;
+        int rc;
+
+        snprintf(qname, sizeof(qname), "%s._report._dmarc.%s", c->found_at, dest);
+        rc = dns_txt_lookup(c->r, qname, &txt);
+        if (rc < 0 && rc != DKIMSIGN_E_DNS_NOT_FOUND) {
+                if (rc == DKIMSIGN_E_FORMAT && strlen(qname) > DNS_NAME_MAX) {
+                        d = dns_findings_add(c->f, DNS_VERDICT_ERROR, "dmarc-report-auth",
+                                             "%s is too long a name for %s to authorize reports for %s.", qname,
+                                             dest, c->found_at);
+                        dns_finding_fix(c->f, d, "Send the reports of %s to an address in %s.", c->found_at,
+                                        c->found_at);
+                } else {
+                        dns_failed(c, qname, rc);
+                }
+                return;
+        }
+        for (size_t i = 0; rc == 0 && i < txt.count; i++)
+                authorized |= dmarc_is_record(txt.records[i].text, txt.records[i].len);
+        dns_txt_clear(&txt);
+        if (authorized) {
+                dns_findings_add(c->f, DNS_VERDICT_OK, "dmarc-report-auth",
+                                 "%s accepts DMARC reports for %s (%s).", dest, c->found_at, qname);
+                return;
+        }
+        d = dns_findings_add(c->f, DNS_VERDICT_ERROR, "dmarc-report-auth",
+                             "Reports for %s go to %s, another organization's domain, which has not authorized "
+                             "them: receivers send no reports there (RFC 7489 7.1).", c->found_at, dest);
+        dns_finding_fix(c->f, d, "Have %s publish %s. IN TXT \"v=DMARC1\", or send the reports to an address in "
+                        "%s.", dest, qname, c->found_at);
+}
+
+static void judge_uris(struct check *c, const struct dmarc_record *rec)
+{
+        const struct dmarc_uri *lists[2] = { rec->rua, rec->ruf };
+        const size_t counts[2] = { rec->rua_count, rec->ruf_count };
+        const char *names[2] = { "rua", "ruf" };
+        const char *checked[2 * DMARC_URIS_MAX];
+        size_t nchecked = 0;
+        struct dns_finding *d;
+
+        if (rec->rua_count == 0) {
+                d = dns_findings_add(c->f, DNS_VERDICT_WARNING, "dmarc-rua",
+                                     "The DMARC record of %s has no rua=: you receive no aggregate reports, so "
+                                     "you cannot see who sends mail as %s.", c->found_at, c->found_at);
+                dns_finding_fix(c->f, d, "Add rua=mailto:dmarc-reports@%s (an address that can take the "
+                                "volume).", c->found_at);
+        }
+        for (size_t l = 0; l < 2; l++) {
+                for (size_t i = 0; i < counts[l]; i++) {
+                        const struct dmarc_uri *u = &lists[l][i];
+                        bool dup = false;
+
+                        if (!u->valid) {
+                                d = dns_findings_add(c->f, DNS_VERDICT_ERROR, "dmarc-uri",
+                                                     "The %s= address \"%s\" of the DMARC record of %s is not a "
+                                                     "valid mailto: URI: receivers send no reports there.",
+                                                     names[l], u->uri, c->found_at);
+                                dns_finding_fix(c->f, d, "Write it as mailto:name@domain (several separated "
+                                                "by commas).");
+                                continue;
+                        }
+                        if (u->has_size) {
+                                d = dns_findings_add(c->f, DNS_VERDICT_WARNING, "dmarc-uri-size",
+                                                     "The %s= address \"%s\" has a size limit (\"!size\"), "
+                                                     "which DMARCbis (RFC 9989) made obsolete.", names[l], u->uri);
+                                dns_finding_fix(c->f, d, "Remove the \"!\" and the size after %s.", u->uri);
+                        }
+                        if (strcasecmp(org_domain(u->domain), org_domain(c->found_at)) == 0)
+                                continue;
+                        for (size_t k = 0; k < nchecked; k++)
+                                dup |= strcasecmp(checked[k], u->domain) == 0;
+                        if (dup)
+                                continue;
+                        checked[nchecked++] = u->domain;
+                        check_authorization(c, u->domain);
+                }
+        }
+}
+
+int dmarc_check(struct dns_resolver *r, const char *domain, struct dmarc_report *ret, struct dns_findings *f)
+{
+        struct check c = { .r = r, .f = f, .domain = domain };
+        struct dmarc_report rep = { 0 };
+        struct dmarc_record rec = { 0 };
+        struct dns_finding *d;
+        char why[300];
+        bool found;
+        int rc;
+
+        rc = discover(&c);
+        found = rc == 1;
+        if (rc == 0) {
+                d = dns_findings_add(f, DNS_VERDICT_ERROR, "dmarc-missing",
+                                     "%s has no DMARC record (none at _dmarc.%s nor at a parent domain): receivers "
+                                     "apply no policy and send no reports.", domain, domain);
+                dns_finding_fix(f, d, "Publish _dmarc.%s. IN TXT \"v=DMARC1; p=none; rua=mailto:dmarc-reports@%s\" "
+                                "to start, and raise p= once the reports show all your mail passes.", domain,
+                                domain);
+        }
+        if (found) {
+                rep.found_at = strdup(c.found_at);
+                rep.record = dns_memdup_str(c.text, c.len);
+                rc = dmarc_parse(c.text, c.len, &rec, why, sizeof(why));
+                if (rc < 0) {
+                        d = dns_findings_add(f, DNS_VERDICT_ERROR, "dmarc-syntax",
+                                             "The DMARC record at _dmarc.%s is invalid: %s Receivers ignore it.",
+                                             c.found_at, why);
+                        dns_finding_fix(f, d, "Publish a valid record, e.g. _dmarc.%s. IN TXT \"v=DMARC1; p=none; "
+                                        "rua=mailto:dmarc-reports@%s\".", c.found_at, c.found_at);
+                } else {
+                        if (strcasecmp(c.found_at, domain) == 0)
+                                dns_findings_add(f, DNS_VERDICT_OK, "dmarc-record",
+                                                 "%s has a DMARC record at _dmarc.%s.", domain, domain);
+                        else
+                                dns_findings_add(f, DNS_VERDICT_OK, "dmarc-record",
+                                                 "%s has no DMARC record of its own; the one at _dmarc.%s "
+                                                 "applies to it.", domain, c.found_at);
+                        judge_policy(&c, &rec);
+                        judge_tags(&c, &rec);
+                        judge_uris(&c, &rec);
+                        rep.p = rec.p;
+                        if (strcasecmp(c.found_at, domain) != 0 && rec.sp != DMARC_POLICY_ABSENT)
+                                rep.p = rec.sp;
+                        dmarc_record_clear(&rec);
+                }
+        }
+        free(c.text);
+        if (f->oom || (found && (!rep.found_at || !rep.record))) {
+                dmarc_report_clear(&rep);
+                return DKIMSIGN_E_NOMEM;
+        }
+        *ret = rep;
+        return 0;
+}

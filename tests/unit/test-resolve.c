@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests for dns/resolve.c without a network: resolver address
+ * strings, and the decoding of hand-built DNS answer messages (several
+ * character-strings, CNAME chains and loops, lengths that overrun, NODATA,
+ * compression loops, MX).  Real lookups against a real server are in
+ * tests/integration/test-dns-check.py.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "dkimsign-errors.h"
+#include "resolve.h"
+
+static void test_server_strings(void **state)
+{
+        static const struct {
+                const char *server;
+                int r;
+        } cases[] = {
+                { NULL, 0 }, { "", 0 }, { "127.0.0.1", 0 }, { "127.0.0.1:5353", 0 }, { "[::1]:53", 0 },
+                { "[::1]", 0 }, { "::1", 0 }, { "2001:db8::1", 0 },
+                { "localhost", DKIMSIGN_E_CONFIG }, { "127.0.0.1:", DKIMSIGN_E_CONFIG },
+                { "127.0.0.1:0", DKIMSIGN_E_CONFIG }, { "127.0.0.1:65536", DKIMSIGN_E_CONFIG },
+                { "127.0.0.1:53x", DKIMSIGN_E_CONFIG }, { "[::1", DKIMSIGN_E_CONFIG },
+                { "[::1]53", DKIMSIGN_E_CONFIG }, { "[127.0.0.1]:53", DKIMSIGN_E_CONFIG },
+                { "1.2.3.4.5", DKIMSIGN_E_CONFIG }, { "[]:53", DKIMSIGN_E_CONFIG },
+        };
+
+        (void) state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct dns_resolver *r = NULL;
+                int rc = dns_resolver_new(cases[i].server, 1000, &r);
+
+                if (rc != cases[i].r)
+                        fail_msg("\"%s\": %d, expected %d", cases[i].server ? cases[i].server : "(null)", rc,
+                                 cases[i].r);
+                dns_resolver_free(r);
+        }
+        assert_null(dns_resolver_free(NULL));
+}
+
+/* ---- a small DNS message builder ---- */
+
+struct msg {
+        uint8_t data[2048];
+        size_t len;
+        size_t ancount_at;
+};
+
+static void put(struct msg *m, const void *p, size_t n)
+{
+        assert_true(m->len + n <= sizeof(m->data));
+        memcpy(m->data + m->len, p, n);
+        m->len += n;
+}
+
+static void put16(struct msg *m, uint16_t v)
+{
+        uint8_t b[2] = { (uint8_t) (v >> 8), (uint8_t) v };
+
+        put(m, b, 2);
+}
+
+static void put_name(struct msg *m, const char *name)
+{
+        while (*name) {
+                const char *dot = strchr(name, '.');
+                size_t len = dot ? (size_t) (dot - name) : strlen(name);
+                uint8_t l = (uint8_t) len;
+
+                put(m, &l, 1);
+                put(m, name, len);
+                name += len + (dot ? 1 : 0);
+        }
+        put(m, "", 1);
+}
+
+static void begin(struct msg *m, const char *qname, uint16_t qtype, uint16_t ancount)
+{
+        m->len = 0;
+        put16(m, 0x1234);
+        put16(m, 0x8180);
+        put16(m, 1);
+        put16(m, ancount);
+        put16(m, 0);
+        put16(m, 0);
+        put_name(m, qname);
+        put16(m, qtype);
+        put16(m, 1);
+}
+
+/* An RR with rdata given as bytes. */
+static void rr(struct msg *m, const char *owner, uint16_t type, const void *rdata, size_t rdlen)
+{
+        put_name(m, owner);
+        put16(m, type);
+        put16(m, 1);
+        put16(m, 0);
+        put16(m, 300);
+        put16(m, (uint16_t) rdlen);
+        put(m, rdata, rdlen);
+}
+
+static size_t name_wire(const char *name, uint8_t *out)
+{
+        struct msg tmp = { .len = 0 };
+
+        put_name(&tmp, name);
+        memcpy(out, tmp.data, tmp.len);
+        return tmp.len;
+}
+
+#define TXT 16
+#define CNAME 5
+#define MX 15
+#define QNAME "sel._domainkey.example.com"
+
+static void test_txt_strings(void **state)
+{
+        static const uint8_t rdata[] = "\x08v=DKIM1;\x06 k=rsa\x00\x05; p=A";
+        struct dns_txt t;
+        struct msg m;
+
+        (void) state;
+        begin(&m, QNAME, TXT, 2);
+        rr(&m, QNAME, TXT, rdata, sizeof(rdata) - 1);
+        rr(&m, "SEL._DomainKey.Example.COM", TXT, "\x02hi", 3);   /* owner names match in any case */
+        assert_int_equal(dns_txt_from_answer(m.data, m.len, QNAME, &t), 0);
+        assert_int_equal(t.count, 2);
+        assert_int_equal(t.records[0].strings, 4);
+        assert_int_equal(t.records[0].len, 8 + 6 + 0 + 5);
+        assert_memory_equal(t.records[0].text, "v=DKIM1; k=rsa; p=A", 19);
+        assert_string_equal(t.records[1].text, "hi");
+        dns_txt_clear(&t);
+        dns_txt_clear(&t);
+        /* The query name may end with a dot. */
+        assert_int_equal(dns_txt_from_answer(m.data, m.len, QNAME ".", &t), 0);
+        dns_txt_clear(&t);
+}
+
+static void test_txt_malformed(void **state)
+{
+        struct dns_txt t;
+        struct msg m;
+
+        (void) state;
+        /* A string length past the end of the rdata. */
+        begin(&m, QNAME, TXT, 1);
+        rr(&m, QNAME, TXT, "\x09v=DKIM1", 8);
+        assert_int_equal(dns_txt_from_answer(m.data, m.len, QNAME, &t), DKIMSIGN_E_FORMAT);
+        /* No strings at all. */
+        begin(&m, QNAME, TXT, 1);
+        rr(&m, QNAME, TXT, "", 0);
+        assert_int_equal(dns_txt_from_answer(m.data, m.len, QNAME, &t), DKIMSIGN_E_FORMAT);
+        /* An rdlength past the end of the message. */
+        begin(&m, QNAME, TXT, 1);
+        rr(&m, QNAME, TXT, "\x02hi", 3);
+        m.data[m.len - 4] = 0x40;
+        assert_int_equal(dns_txt_from_answer(m.data, m.len, QNAME, &t), DKIMSIGN_E_FORMAT);
+        /* More answers announced than present. */
+        begin(&m, QNAME, TXT, 3);
+        rr(&m, QNAME, TXT, "\x02hi", 3);
+        assert_int_equal(dns_txt_from_answer(m.data, m.len, QNAME, &t), DKIMSIGN_E_FORMAT);
+        /* Too short to be a message. */
+        assert_int_equal(dns_txt_from_answer(m.data, 11, QNAME, &t), DKIMSIGN_E_FORMAT);
+}
+
+static void test_nodata(void **state)
+{
+        struct dns_txt t;
+        struct msg m;
+        uint8_t target[64];
+        size_t tlen = name_wire("other.example.com", target);
+
+        (void) state;
+        begin(&m, QNAME, TXT, 0);
+        assert_int_equal(dns_txt_from_answer(m.data, m.len, QNAME, &t), DKIMSIGN_E_DNS_NOT_FOUND);
+        /* A TXT of another owner is not ours. */
+        begin(&m, QNAME, TXT, 1);
+        rr(&m, "x.example.com", TXT, "\x02hi", 3);
+        assert_int_equal(dns_txt_from_answer(m.data, m.len, QNAME, &t), DKIMSIGN_E_DNS_NOT_FOUND);
+        /* A CNAME whose target has no TXT in the answer: NODATA, and no second query. */
+        begin(&m, QNAME, TXT, 1);
+        rr(&m, QNAME, CNAME, target, tlen);
+        assert_int_equal(dns_txt_from_answer(m.data, m.len, QNAME, &t), DKIMSIGN_E_DNS_NOT_FOUND);
+}
+
+static void test_cname(void **state)
+{
+        uint8_t a[64], b[64];
+        size_t alen = name_wire("a.provider.net", a), blen = name_wire("b.provider.net", b);
+        struct dns_txt t;
+        struct msg m;
+
+        (void) state;
+        /* A chain of two, given out of order, and a TXT at the old owner that no longer counts. */
+        begin(&m, QNAME, TXT, 4);
+        rr(&m, "a.provider.net", CNAME, b, blen);
+        rr(&m, QNAME, TXT, "\x05stale", 6);
+        rr(&m, "b.provider.net", TXT, "\x04real", 5);
+        rr(&m, QNAME, CNAME, a, alen);
+        assert_int_equal(dns_txt_from_answer(m.data, m.len, QNAME, &t), 0);
+        assert_int_equal(t.count, 1);
+        assert_string_equal(t.records[0].text, "real");
+        dns_txt_clear(&t);
+        /* A loop. */
+        begin(&m, QNAME, TXT, 2);
+        rr(&m, QNAME, CNAME, a, alen);
+        alen = name_wire(QNAME, a);
+        rr(&m, "a.provider.net", CNAME, a, alen);
+        assert_int_equal(dns_txt_from_answer(m.data, m.len, QNAME, &t), DKIMSIGN_E_FORMAT);
+        /* A CNAME whose name overruns its rdata. */
+        begin(&m, QNAME, TXT, 1);
+        rr(&m, QNAME, CNAME, b, blen - 3);
+        assert_int_equal(dns_txt_from_answer(m.data, m.len, QNAME, &t), DKIMSIGN_E_FORMAT);
+}
+
+static void test_mx(void **state)
+{
+        uint8_t rd[80];
+        struct dns_mx mx;
+        struct msg m;
+        size_t n;
+
+        (void) state;
+        begin(&m, "example.com", MX, 3);
+        rd[0] = 0;
+        rd[1] = 10;
+        n = name_wire("mail.example.com", rd + 2);
+        rr(&m, "example.com", MX, rd, n + 2);
+        rd[1] = 0;
+        rd[2] = 0;   /* the null MX "." */
+        rr(&m, "example.com", MX, rd, 3);
+        /* A compression pointer back to the question name. */
+        rd[0] = 0;
+        rd[1] = 20;
+        rd[2] = 0xc0;
+        rd[3] = 12;
+        rr(&m, "example.com", MX, rd, 4);
+        assert_int_equal(dns_mx_from_answer(m.data, m.len, "example.com", &mx), 0);
+        assert_int_equal(mx.count, 3);
+        assert_int_equal(mx.records[0].preference, 10);
+        assert_string_equal(mx.records[0].host, "mail.example.com");
+        assert_string_equal(mx.records[1].host, "");
+        assert_int_equal(mx.records[2].preference, 20);
+        assert_string_equal(mx.records[2].host, "example.com");
+        dns_mx_clear(&mx);
+        /* A compression pointer to itself. */
+        begin(&m, "example.com", MX, 1);
+        rd[0] = 0;
+        rd[1] = 10;
+        rd[2] = 0xc0;
+        rd[3] = (uint8_t) (m.len + 2 + 2 + 2 + 4 + 2 + 1 + 12);
+        rr(&m, "example.com", MX, rd, 4);
+        assert_int_equal(dns_mx_from_answer(m.data, m.len, "example.com", &mx), DKIMSIGN_E_FORMAT);
+        /* Too short. */
+        begin(&m, "example.com", MX, 1);
+        rr(&m, "example.com", MX, "\x00", 1);
+        assert_int_equal(dns_mx_from_answer(m.data, m.len, "example.com", &mx), DKIMSIGN_E_FORMAT);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_server_strings),
+                cmocka_unit_test(test_txt_strings),
+                cmocka_unit_test(test_txt_malformed),
+                cmocka_unit_test(test_nodata),
+                cmocka_unit_test(test_cname),
+                cmocka_unit_test(test_mx),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
