@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The DNS watcher: a thread of its own that looks up each key's TXT record
+ * every [dns] check_interval, moves keys along their lifecycle (pending ->
+ * published when a matching record is seen; published -> pending when it
+ * goes away before the key is active), records the moves the clock makes
+ * (active at seen + publish_wait, retired at retire_grace after a newer key
+ * of the same algorithm became active) and writes the state file.
+ *
+ * With [dns] watch = timer the daemon makes no lookups (its unit may deny
+ * it the network): `dkimsignctl refresh`, run by a timer, does them and
+ * writes the file, and the watcher takes pending and published from there
+ * every check_interval.
+ *
+ * It never blocks signing: workers read the key states through atomics
+ * (keys.h), every lookup is bounded by [dns] timeout, and a check cycle
+ * gives up after a few lookups that got no answer.  A DNS failure changes
+ * no state.  An active key whose record disappears keeps signing (a DNS
+ * outage or a zone mistake must not stop a domain's mail), with a warning
+ * in the log at every check until the record is back or the key retired.
+ *
+ * A damaged (or unwritable) state file is logged and never overwritten;
+ * the states go on in memory.  Retirements it records (succession after
+ * retire_grace) go to the state file only; the token's end date is set by
+ * dkimsignctl retire alone, so the daemon never writes to the token.
+ */
+#ifndef DNSWATCH_H
+#define DNSWATCH_H
+
+#include "config.h"
+#include "keys.h"
+
+struct dnswatch;
+
+/*
+ * A watcher over reg's newest generation, with c's [dns] settings and
+ * state_dir (copied).  The resolver is made here, so a bad [dns] resolver
+ * fails now: DKIMSIGN_E_CONFIG with a sentence in why.  The thread starts
+ * with dnswatch_start.
+ */
+int dnswatch_new(struct keyreg *reg, const struct config *c, struct dnswatch **ret, char *why, size_t whylen);
+int dnswatch_start(struct dnswatch *w);
+
+/*
+ * One check in the caller's thread, with lookups whatever [dns] watch says:
+ * `dkimsignctl refresh`, which a timer runs when [dns] watch = timer keeps
+ * the daemon off the network.  0, or the state file's problem (logged,
+ * and in why).
+ */
+int dnswatch_run_once(struct dnswatch *w, char *why, size_t whylen);
+
+/* After a reload: take c's [dns] settings (state_dir stays until a
+ * restart) and check the keys now.  Thread-safe. */
+void dnswatch_reconfigure(struct dnswatch *w, const struct config *c);
+
+/* Stop the thread (after the lookup it is in, at most [dns] timeout) and
+ * free.  Accepts NULL; returns NULL. */
+struct dnswatch *dnswatch_free(struct dnswatch *w);
+
+#endif
