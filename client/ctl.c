@@ -36,13 +36,16 @@
 
 #include "buf.h"
 #include "config.h"
+#include "ctl-check.h"
 #include "ctl-daemon.h"
+#include "ctl-lifecycle.h"
 #include "msg.h"
 #include "dkimsign-build.h"
 #include "dkimsign-errors.h"
 #include "header.h"
 #include "hsm.h"
 #include "keys.h"
+#include "log.h"
 #include "record.h"
 #include "sign.h"
 
@@ -64,10 +67,12 @@ enum {
         OPT_JSON = 1 << 5,
         OPT_YES = 1 << 6,
         OPT_CONFIG_OUT = 1 << 7,
+        OPT_RESOLVER = 1 << 8,
 };
 
 static const char *const opt_names[] = {
         "--domain", "--selector", "--algorithm", "--bits", "--so-pin-file", "--json", "--yes", "--config-out",
+        "--resolver",
 };
 
 struct options {
@@ -77,6 +82,7 @@ struct options {
         const char *algorithm;
         const char *so_pin_file;
         const char *config_out;
+        const char *resolver;    /* check: the DNS resolver to ask */
         unsigned bits;
         bool json;
         bool yes;
@@ -591,18 +597,42 @@ static int cmd_dns_record(const struct options *o)
 
 /* ---- list ---- */
 
-static void list_json(const struct keytab *t, char (*fps)[FINGERPRINT_SIZE])
+/* A lifecycle time as JSON: "YYYY-MM-DDTHH:MM:SSZ" or null. */
+static void json_time(int64_t t)
+{
+        char buf[24];
+
+        if (!t) {
+                fputs("null", stdout);
+                return;
+        }
+        ctl_utc(t, buf);
+        json_string(buf);
+}
+
+static void list_json(const struct keytab *t, const struct ctl_key_life *life, char (*fps)[FINGERPRINT_SIZE])
 {
         printf("[");
         for (size_t i = 0; i < t->count; i++) {
                 const struct signer_key *k = &t->keys[i];
+                const struct ctl_key_life *l = &life[i];
 
                 printf("%s\n  {\"domain\": ", i ? "," : "");
                 json_string(k->domain);
                 printf(", \"selector\": ");
                 json_string(k->selector);
-                printf(", \"algorithm\": \"%s\", \"bits\": %u, \"state\": \"%s\", \"created\": ",
-                       hsm_alg_name(k->key->alg), k->key->bits, k->key->retired[0] ? "retired" : "active");
+                printf(", \"algorithm\": \"%s\", \"bits\": %u, \"state\": \"%s\", \"unpublished_signing\": %s",
+                       hsm_alg_name(k->key->alg), k->key->bits, key_state_name(l->state),
+                       l->unpublished ? "true" : "false");
+                printf(", \"first_seen\": ");
+                json_time(l->seen);
+                printf(", \"active_since\": ");
+                json_time(l->active);
+                printf(", \"signs_from\": ");
+                json_time(l->signs_from);
+                printf(", \"retires\": ");
+                json_time(l->retires);
+                printf(", \"created\": ");
                 json_date(k->key->created);
                 printf(", \"retired\": ");
                 json_date(k->key->retired);
@@ -615,7 +645,44 @@ static void list_json(const struct keytab *t, char (*fps)[FINGERPRINT_SIZE])
         printf("%s]\n", t->count ? "\n" : "");
 }
 
-static void list_table(const struct keytab *t, char (*fps)[FINGERPRINT_SIZE])
+/* One line under the table for each key that is not retired: what the
+ * lifecycle says about it, and when it was first seen in DNS. */
+static void list_life_notes(const struct keytab *t, const struct ctl_key_life *life)
+{
+        bool header = false;
+
+        for (size_t i = 0; i < t->count; i++) {
+                const struct ctl_key_life *l = &life[i];
+                char seen[24] = "not yet", a[24], b[24];
+
+                if (l->state == KEY_RETIRED)
+                        continue;
+                if (!header) {
+                        printf("\nDNS lifecycle (first seen = when dkimsignd first saw the record in DNS):\n");
+                        header = true;
+                }
+                if (l->seen)
+                        ctl_utc(l->seen, seen);
+                printf("  %s._domainkey.%s: ", t->keys[i].selector, t->keys[i].domain);
+                if (l->unpublished) {
+                        printf("signs unpublished (unpublished = sign), first seen %s\n", seen);
+                } else if (l->state == KEY_ACTIVE && l->retires) {
+                        ctl_utc(l->active, a);
+                        ctl_utc(l->retires, b);
+                        printf("active since %s, first seen %s; a newer key is active: retires %s\n", a, seen, b);
+                } else if (l->state == KEY_ACTIVE) {
+                        ctl_utc(l->active, a);
+                        printf("active since %s, first seen %s\n", a, seen);
+                } else if (l->state == KEY_PUBLISHED) {
+                        ctl_utc(l->signs_from, a);
+                        printf("published, first seen %s; signs from %s\n", seen, a);
+                } else {
+                        printf("pending: its record has not been seen in DNS yet (dkimsignctl dns-record)\n");
+                }
+        }
+}
+
+static void list_table(const struct keytab *t, const struct ctl_key_life *life, char (*fps)[FINGERPRINT_SIZE])
 {
         int dw = (int) strlen("DOMAIN"), sw = (int) strlen("SELECTOR");
 
@@ -625,25 +692,28 @@ static void list_table(const struct keytab *t, char (*fps)[FINGERPRINT_SIZE])
                 if ((int) strlen(t->keys[i].selector) > sw)
                         sw = (int) strlen(t->keys[i].selector);
         }
-        printf("%-*s %-*s %-7s %4s %-7s %-10s %-9s %s\n", dw, "DOMAIN", sw, "SELECTOR", "ALG", "BITS", "STATE",
+        printf("%-*s %-*s %-9s %4s %-9s %-10s %-9s %s\n", dw, "DOMAIN", sw, "SELECTOR", "ALG", "BITS", "STATE",
                "CREATED", "ORIGIN", "FINGERPRINT");
         for (size_t i = 0; i < t->count; i++) {
                 const struct signer_key *k = &t->keys[i];
                 char created[11];
 
-                printf("%-*s %-*s %-7s %4u %-7s %-10s %-9s %s\n", dw, k->domain, sw, k->selector,
-                       hsm_alg_name(k->key->alg), k->key->bits, k->key->retired[0] ? "retired" : "active",
+                printf("%-*s %-*s %-9s %4u %-9s %-10s %-9s %s\n", dw, k->domain, sw, k->selector,
+                       hsm_alg_name(k->key->alg), k->key->bits, key_state_name(life[i].state),
                        k->key->created[0] ? date_show(k->key->created, created) : "-",
                        key_generated(k->key) ? "generated" : "imported", fps[i]);
         }
+        list_life_notes(t, life);
 }
 
 static int cmd_list(const struct options *o)
 {
-        char (*fps)[FINGERPRINT_SIZE] = NULL;
+        char (*fps)[FINGERPRINT_SIZE] = NULL, why[1024];
+        struct ctl_key_life *life = NULL;
         struct config *c = NULL;
         struct hsm *h = NULL;
         struct keytab *t = NULL;
+        struct keyreg *reg = NULL;
         int r, status = 0;
 
         if (open_all(o, &c, &h))
@@ -653,11 +723,18 @@ static int cmd_list(const struct options *o)
                 status = die("listing keys: %s", dkimsign_strerror(r));
                 goto out;
         }
+        if (ctl_lifecycle_attach(c, t, &reg, why, sizeof(why)) < 0) {
+                status = die("%s", why);
+                goto out;
+        }
         fps = calloc(t->count ? t->count : 1, sizeof(*fps));
-        if (!fps) {
+        life = calloc(t->count ? t->count : 1, sizeof(*life));
+        if (!fps || !life) {
                 status = die("out of memory");
                 goto out;
         }
+        for (size_t i = 0; i < t->count; i++)
+                ctl_key_life(t, c, i, (int64_t) time(NULL), &life[i]);
         for (size_t i = 0; i < t->count; i++)
                 if (fingerprint(t->keys[i].key->pubkey, fps[i]) < 0) {
                         status = die("fingerprint of %s._domainkey.%s: cannot encode its public key",
@@ -665,12 +742,14 @@ static int cmd_list(const struct options *o)
                         goto out;
                 }
         if (o->json)
-                list_json(t, fps);
+                list_json(t, life, fps);
         else
-                list_table(t, fps);
+                list_table(t, life, fps);
 out:
         free(fps);
+        free(life);
         keytab_free(t);
+        keyreg_free(reg);
         hsm_close(h);
         config_free(c);
         return status;
@@ -683,6 +762,25 @@ static int import_failed(int r, const char *label)
         if (r == DKIMSIGN_E_EXISTS)
                 return die("a key named %s already exists on the token; choose another selector", label);
         return die("importing %s: %s (%s)", label, dkimsign_strerror(r), hsm_ckr_name(hsm_last_ckr()));
+}
+
+/* An imported key usually has its record published already (OpenDKIM
+ * signed with it): when DNS shows it now, it is active at once, so a
+ * migration never stops a domain's mail for publish_wait. */
+static void import_lifecycle(const struct config *c, const char *label, EVP_PKEY *pub)
+{
+        char why[1024];
+        int r = ctl_activate_if_published(c, label, pub, why, sizeof(why));
+
+        if (r == 1)
+                printf("DNS already shows the record of %s: the key is active at once (dkimsignd signs with it "
+                       "from its next reload)\n", label);
+        else if (r == 0)
+                printf("%s is pending (%s): it signs once dkimsignd has seen its record for publish_wait\n", label,
+                       why);
+        else
+                fprintf(stderr, "dkimsignctl: warning: the state of %s was not recorded (%s); it starts pending\n",
+                        label, why);
 }
 
 static int cmd_import(const struct options *o)
@@ -715,6 +813,8 @@ static int cmd_import(const struct options *o)
                 printf("%s is no longer needed: remove it (shred -u)\n", o->args[0]);
                 printf("its DNS record (unchanged if it is already published):\n");
                 status = print_record(k, label);
+                if (status == 0)
+                        import_lifecycle(c, label, k->pubkey);
         }
         EVP_PKEY_free(pkey); /* clears the private parts */
         hsm_key_free(k);
@@ -1163,6 +1263,8 @@ static int migrate(struct migration *m, const struct options *o, const struct co
                 printf("imported %s: %s %u-bit key %s from %s\n", k->name, hsm_alg_name(k->done->alg), k->done->bits,
                        k->label, k->path);
         }
+        for (size_t i = 0; i < m->nkeys; i++)
+                import_lifecycle(c, m->keys[i].label, m->keys[i].done->pubkey);
         printf("%zu key%s imported into token '%s'; their DNS records stay as published (dkimsignctl "
                "dns-record prints them)\n",
                m->nkeys, m->nkeys == 1 ? "" : "s", c->token_label);
@@ -1207,6 +1309,157 @@ static int cmd_import_opendkim(const struct options *o)
                         status = migrate(&m, o, c, h);
         }
         migration_free(&m);
+        hsm_close(h);
+        config_free(c);
+        return status;
+}
+
+/* ---- refresh ---- */
+
+static int cmd_refresh(const struct options *o)
+{
+        char why[1024];
+        struct ctl_key_life *life = NULL;
+        struct config *c = NULL;
+        struct hsm *h = NULL;
+        struct keytab *t = NULL;
+        struct keyreg *reg = NULL;
+        int r, status = 0;
+
+        if (open_all(o, &c, &h))
+                return EXIT_FAIL;
+        r = keytab_load(h, &t);
+        if (r < 0) {
+                status = die("listing keys: %s", dkimsign_strerror(r));
+                goto out;
+        }
+        if (ctl_lifecycle_attach(c, t, &reg, why, sizeof(why)) < 0) {
+                status = die("%s", why);
+                goto out;
+        }
+        /* The watcher's own lines (what moved, what DNS showed) go to stderr. */
+        log_init("dkimsignctl", LOG_INFO);
+        if (ctl_refresh(c, reg, why, sizeof(why)) < 0) {
+                status = die("%s", why);
+                goto out;
+        }
+        life = calloc(t->count ? t->count : 1, sizeof(*life));
+        if (!life) {
+                status = die("out of memory");
+                goto out;
+        }
+        for (size_t i = 0; i < t->count; i++)
+                ctl_key_life(t, c, i, (int64_t) time(NULL), &life[i]);
+        printf("checked %zu key(s) in DNS; states written to %s/%s\n", t->count, c->state_dir, KEYSTATE_FILE);
+        list_life_notes(t, life);
+out:
+        free(life);
+        keytab_free(t);
+        keyreg_free(reg);
+        hsm_close(h);
+        config_free(c);
+        return status;
+}
+
+/* ---- rotate ---- */
+
+/* The selector of the domain's newest key of alg that is not retired, for
+ * the message (NULL if none). */
+static const char *current_selector(const struct keytab *t, const char *domain, enum hsm_alg alg)
+{
+        const char *sel = NULL;
+        int64_t best = -1, now = (int64_t) time(NULL);
+
+        for (size_t i = 0; i < t->count; i++) {
+                int64_t since = 0;
+
+                if (strcmp(t->keys[i].domain, domain) != 0 || t->keys[i].key->alg != alg ||
+                    keytab_key_state(t, i, now, &since, NULL) == KEY_RETIRED)
+                        continue;
+                if (since >= best) {
+                        best = since;
+                        sel = t->keys[i].selector;
+                }
+        }
+        return sel;
+}
+
+static int cmd_rotate(const struct options *o)
+{
+        char domain[DKIM_DOMAIN_SIZE], selector[DKIM_SELECTOR_MAX + 1], label[HSM_LABEL_MAX + 1], why[1024];
+        char wait[24], grace[24];
+        enum hsm_alg alg = HSM_ALG_RSA;
+        const struct config_domain *d;
+        const char *old;
+        struct config *c = NULL;
+        struct hsm *h = NULL;
+        struct keytab *t = NULL;
+        struct keyreg *reg = NULL;
+        struct hsm_key *k = NULL;
+        int r, status = 0;
+
+        if (!o->domain || !dkim_domain_is_valid(o->domain, strlen(o->domain)))
+                return usage_error("rotate needs --domain D, a valid domain name");
+        if (o->selector && !selector_is_valid(o->selector))
+                return usage_error("'%s' is not a valid selector (letters, digits, '-', dot-separated)", o->selector);
+        if (o->algorithm && hsm_alg_from_string(o->algorithm, &alg) < 0)
+                return usage_error("--algorithm takes rsa or ed25519");
+        if (o->bits && (alg != HSM_ALG_RSA || o->bits < HSM_RSA_MIN_BITS || o->bits > HSM_RSA_MAX_BITS))
+                return usage_error("--bits is for RSA keys, from %d to %d (RFC 8301)", HSM_RSA_MIN_BITS,
+                                   HSM_RSA_MAX_BITS);
+        snprintf(domain, sizeof(domain), "%s", o->domain);
+        lowercase(domain);
+        if (open_all(o, &c, &h))
+                return EXIT_FAIL;
+        r = keytab_load(h, &t);
+        if (r < 0) {
+                status = die("listing keys: %s", dkimsign_strerror(r));
+                goto out;
+        }
+        if (ctl_lifecycle_attach(c, t, &reg, why, sizeof(why)) < 0) {
+                status = die("%s", why);
+                goto out;
+        }
+        if (o->selector) {
+                snprintf(selector, sizeof(selector), "%s", o->selector);
+                lowercase(selector);
+        } else if (ctl_next_selector(t, domain, alg, selector, sizeof(selector)) < 0) {
+                status = die("no free selector for today; name one with --selector");
+                goto out;
+        }
+        if (make_label(selector, domain, label, sizeof(label))) {
+                status = EXIT_FAIL;
+                goto out;
+        }
+        old = current_selector(t, domain, alg);
+        r = hsm_generate(h, label, alg, o->bits, &k);
+        if (r == DKIMSIGN_E_EXISTS) {
+                status = die("a key named %s already exists on the token; choose another selector", label);
+                goto out;
+        }
+        if (r < 0) {
+                status = die("generating %s key %s: %s (%s)", hsm_alg_name(alg), label, dkimsign_strerror(r),
+                             hsm_ckr_name(hsm_last_ckr()));
+                goto out;
+        }
+        printf("generated %s %u-bit key %s on token '%s': pending\n", hsm_alg_name(alg), k->bits, label,
+               c->token_label);
+        ctl_duration(config_publish_wait(c, domain), wait);
+        ctl_duration(config_retire_grace(c, domain), grace);
+        printf("publish this record; dkimsignd signs with the key once DNS has shown it for publish_wait (%s)", wait);
+        if (old)
+                printf(", and %s retires retire_grace (%s) after that", old, grace);
+        printf(":\n");
+        status = print_record(k, label);
+        d = config_find_domain(c, domain);
+        if (d && d->nselectors)
+                printf("note: [domain %s] names its selectors: add %s to 'selectors' there, or dkimsignd will "
+                       "not use it\n", domain, selector);
+        printf("run dkimsignctl reload so that the running dkimsignd watches the new key\n");
+out:
+        hsm_key_free(k);
+        keytab_free(t);
+        keyreg_free(reg);
         hsm_close(h);
         config_free(c);
         return status;
@@ -1370,6 +1623,36 @@ static int cmd_reload(const struct options *o)
         return cmd_daemon(o, MSG_RELOAD);
 }
 
+/* ---- DNS: check and records (ctl-check.c) ---- */
+
+static int cmd_check(const struct options *o)
+{
+        struct config *c = NULL;
+        struct hsm *h = NULL;
+        int status;
+
+        if (open_all(o, &c, &h))
+                return EXIT_FAIL;
+        status = ctl_check(c, h, o->args[0], o->resolver, o->json);
+        hsm_close(h);
+        config_free(c);
+        return status;
+}
+
+static int cmd_records(const struct options *o)
+{
+        struct config *c = NULL;
+        struct hsm *h = NULL;
+        int status;
+
+        if (open_all(o, &c, &h))
+                return EXIT_FAIL;
+        status = ctl_records(c, h, o->args[0], o->json);
+        hsm_close(h);
+        config_free(c);
+        return status;
+}
+
 /* ---- main ---- */
 
 static const struct command commands[] = {
@@ -1382,7 +1665,8 @@ static const struct command commands[] = {
           "        default, 1024 to 4096) and print the DNS record to publish\n" },
         { "list", cmd_list, OPT_JSON, 0, 0, "[--json]",
           "        list the DKIM keys on the token: domain, selector, algorithm, bits,\n"
-          "        state, created, origin (generated on the token or imported), fingerprint\n" },
+          "        state (pending, published, active, retired; and when DNS first showed\n"
+          "        the record), created, origin (generated or imported), fingerprint\n" },
         { "dns-record", cmd_dns_record, OPT_DOMAIN | OPT_SELECTOR, 0, 0, "--domain D --selector S",
           "        print the TXT record to publish at S._domainkey.D\n" },
         { "import", cmd_import, OPT_DOMAIN | OPT_SELECTOR, 1, 1, "--domain D --selector S FILE",
@@ -1392,6 +1676,15 @@ static const struct command commands[] = {
           "KEYTABLE [SIGNINGTABLE] [--config-out FILE]",
           "        import every key of an OpenDKIM KeyTable, and print (or write to FILE)\n"
           "        the [domain] sections that do what the SigningTable did; all or nothing\n" },
+        { "refresh", cmd_refresh, 0, 0, 0, "",
+          "        look every key's record up in DNS now and write the key states, as\n"
+          "        dkimsignd does every check_interval; for [dns] watch = timer, where a\n"
+          "        timer runs it and dkimsignd stays off the network\n" },
+        { "rotate", cmd_rotate, OPT_DOMAIN | OPT_SELECTOR | OPT_ALGORITHM | OPT_BITS, 0, 0,
+          "--domain D [--algorithm rsa|ed25519] [--selector S] [--bits N]",
+          "        generate the domain's next key (selector rYYYYMMDD or eYYYYMMDD by default)\n"
+          "        as pending: it signs once DNS has shown its record for publish_wait, and\n"
+          "        the older key of its algorithm retires retire_grace later\n" },
         { "retire", cmd_retire, OPT_DOMAIN | OPT_SELECTOR, 0, 0, "--domain D --selector S",
           "        mark the key retired (its end date, on the token): dkimsignd no longer\n"
           "        signs with it; it stays on the token\n" },
@@ -1403,6 +1696,12 @@ static const struct command commands[] = {
         { "reload", cmd_reload, 0, 0, 0, "",
           "        make the running dkimsignd re-read its configuration and keys, without\n"
           "        dropping connections (root or the daemon's user)\n" },
+        { "check", cmd_check, OPT_JSON | OPT_RESOLVER, 1, 1, "DOMAIN [--json] [--resolver ADDR]",
+          "        check the domain's SPF, the DNS record of each of its keys on the token\n"
+          "        and DMARC, with a verdict and the fix for each finding; exit status 0 all\n"
+          "        ok, 3 warnings, 4 errors, 5 a lookup failed for now (see docs/dns-check.md)\n" },
+        { "records", cmd_records, OPT_JSON, 1, 1, "DOMAIN [--json]",
+          "        print the SPF, DKIM and DMARC records to publish for the domain\n" },
 };
 static const size_t ncommands = sizeof(commands) / sizeof(commands[0]);
 
@@ -1445,6 +1744,7 @@ int main(int argc, char **argv)
                 { "bits", required_argument, NULL, 'b' },
                 { "so-pin-file", required_argument, NULL, 'S' },
                 { "config-out", required_argument, NULL, 'o' },
+                { "resolver", required_argument, NULL, 'R' },
                 { "json", no_argument, NULL, 'j' },
                 { "yes", no_argument, NULL, 'y' },
                 { "help", no_argument, NULL, 'h' },
@@ -1458,7 +1758,7 @@ int main(int argc, char **argv)
         int opt, status;
 
         opterr = 0; /* its messages would start with argv[0], not "dkimsignctl: " */
-        while ((opt = getopt_long(argc, argv, ":c:d:s:a:b:S:o:jyhV", opts, NULL)) != -1) {
+        while ((opt = getopt_long(argc, argv, ":c:d:s:a:b:S:o:R:jyhV", opts, NULL)) != -1) {
                 switch (opt) {
                 case 'c': o.config = optarg; break;
                 case 'd': o.domain = optarg; o.given |= OPT_DOMAIN; break;
@@ -1473,6 +1773,7 @@ int main(int argc, char **argv)
                         break;
                 case 'S': o.so_pin_file = optarg; o.given |= OPT_SO_PIN_FILE; break;
                 case 'o': o.config_out = optarg; o.given |= OPT_CONFIG_OUT; break;
+                case 'R': o.resolver = optarg; o.given |= OPT_RESOLVER; break;
                 case 'j': o.json = true; o.given |= OPT_JSON; break;
                 case 'y': o.yes = true; o.given |= OPT_YES; break;
                 case 'h': help = true; break;

@@ -20,6 +20,12 @@
  * retrying later (daemon down, token failure, busy) from a permanent one
  * (the message can't be signed).  The library never logs and never exits.
  * A client and a message are used by one thread at a time.
+ *
+ * Build against the installed library with
+ *     cc prog.c $(pkg-config --cflags --libs dkimsign)
+ * docs/libdkimsign.md describes the API with a complete example program
+ * (docs/examples/sign-message.c).  Only the dkimsign_* functions below are
+ * exported (version node DKIMSIGN_0, soname libdkimsign.so.0).
  */
 #ifndef DKIMSIGN_H
 #define DKIMSIGN_H

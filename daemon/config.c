@@ -328,6 +328,15 @@ static int handle_daemon(struct parse_state *s, const char *name, const char *va
                         }
                 return fail(s, "'log_level' must be err, warning, notice, info or debug");
         }
+        if (strcmp(name, "state_dir") == 0) {
+                if (value[0] != '/')
+                        return fail(s, "'state_dir' must be an absolute path");
+                if (strlen(value) > 1024)
+                        return fail(s, "'state_dir' is longer than 1024 characters");
+                free(c->state_dir);
+                c->state_dir = strdup(value);
+                return c->state_dir ? 1 : fail(s, "out of memory");
+        }
         (void) n;
         return fail(s, "unknown key '%s' in [daemon]", name);
 }
@@ -389,9 +398,80 @@ static int handle_limits(struct parse_state *s, const char *name, const char *va
         return fail(s, "unknown key '%s' in [limits]", name);
 }
 
+static int parse_unpublished(struct parse_state *s, const char *value, enum config_unpublished *ret)
+{
+        if (strcasecmp(value, "refuse") == 0)
+                *ret = CONFIG_UNPUBLISHED_REFUSE;
+        else if (strcasecmp(value, "sign") == 0)
+                *ret = CONFIG_UNPUBLISHED_SIGN;
+        else
+                return fail(s, "'unpublished' must be refuse or sign");
+        return 1;
+}
+
+/* A lifecycle duration: "0" is allowed (no wait, no grace). */
+static int parse_lifecycle_duration(struct parse_state *s, const char *name, const char *value, uint64_t *ret)
+{
+        uint64_t n;
+
+        if (parse_duration(value, &n) < 0 || n > 365 * 86400)
+                return fail(s, "'%s' must be a duration from 0 to 365d, such as 48h", name);
+        *ret = n;
+        return 1;
+}
+
+static int handle_dns(struct parse_state *s, const char *name, const char *value)
+{
+        struct config *c = s->c;
+        uint64_t n;
+
+        if (strcmp(name, "resolver") == 0) {
+                if (strcasecmp(value, "system") == 0) {
+                        free(c->dns_resolver);
+                        c->dns_resolver = NULL;
+                        return 1;
+                }
+                /* The address itself is checked when the resolver is made. */
+                if (strlen(value) > 64 || strpbrk(value, " \t,;"))
+                        return fail(s, "'resolver' must be system, or one address: IP, IP:PORT or [IPv6]:PORT");
+                free(c->dns_resolver);
+                c->dns_resolver = strdup(value);
+                return c->dns_resolver ? 1 : fail(s, "out of memory");
+        }
+        if (strcmp(name, "watch") == 0) {
+                if (strcasecmp(value, "daemon") == 0)
+                        c->dns_watch = CONFIG_WATCH_DAEMON;
+                else if (strcasecmp(value, "timer") == 0)
+                        c->dns_watch = CONFIG_WATCH_TIMER;
+                else
+                        return fail(s, "'watch' must be daemon or timer");
+                return 1;
+        }
+        if (strcmp(name, "timeout") == 0) {
+                if (parse_duration(value, &n) < 0 || n == 0 || n > 60)
+                        return fail(s, "'timeout' must be a duration from 1s to 60s");
+                c->dns_timeout_ms = (unsigned) (n * 1000);
+                return 1;
+        }
+        if (strcmp(name, "check_interval") == 0) {
+                if (parse_duration(value, &n) < 0 || n == 0 || n > 86400)
+                        return fail(s, "'check_interval' must be a duration from 1s to 1d, such as 10m");
+                c->check_interval = n;
+                return 1;
+        }
+        if (strcmp(name, "publish_wait") == 0)
+                return parse_lifecycle_duration(s, name, value, &c->publish_wait);
+        if (strcmp(name, "retire_grace") == 0)
+                return parse_lifecycle_duration(s, name, value, &c->retire_grace);
+        return fail(s, "unknown key '%s' in [dns]", name);
+}
+
 static int handle_signing(struct parse_state *s, const char *name, const char *value)
 {
         struct config *c = s->c;
+
+        if (strcmp(name, "unpublished") == 0)
+                return parse_unpublished(s, value, &c->unpublished);
 
         if (strcmp(name, "expire") == 0) {
                 if (parse_duration(value, &c->expire) < 0)
@@ -454,6 +534,16 @@ static int handle_domain(struct parse_state *s, const char *name, const char *va
                         return fail(s, "'subdomains' must be yes or no");
                 return 1;
         }
+        if (strcmp(name, "unpublished") == 0)
+                return parse_unpublished(s, value, &d->unpublished);
+        if (strcmp(name, "publish_wait") == 0) {
+                d->has_publish_wait = true;
+                return parse_lifecycle_duration(s, name, value, &d->publish_wait);
+        }
+        if (strcmp(name, "retire_grace") == 0) {
+                d->has_retire_grace = true;
+                return parse_lifecycle_duration(s, name, value, &d->retire_grace);
+        }
         return fail(s, "unknown key '%s' in a [domain] section", name);
 }
 
@@ -497,6 +587,8 @@ static int handler(void *user, const char *section, const char *name, const char
                 return handle_limits(s, name, value);
         if (strcmp(section, "signing") == 0)
                 return handle_signing(s, name, value);
+        if (strcmp(section, "dns") == 0)
+                return handle_dns(s, name, value);
         if (strncmp(section, "domain ", 7) == 0) {
                 /* inih calls us per key; a section is new when its name changes. */
                 if (!s->domain || strcasecmp(s->domain->name, section + 7 + strspn(section + 7, " ")) != 0)
@@ -594,6 +686,12 @@ static struct config *config_new(void)
         c->sign_timeout_ms = 10000;
         c->allow.any = true;  /* the socket's mode and group are the first gate */
         c->log_level = LOG_INFO;
+        c->state_dir = strdup(DKIMSIGN_DEFAULT_STATEDIR);
+        c->unpublished = CONFIG_UNPUBLISHED_REFUSE;
+        c->dns_timeout_ms = CONFIG_DNS_TIMEOUT_DEFAULT_MS;
+        c->check_interval = CONFIG_CHECK_INTERVAL_DEFAULT;
+        c->publish_wait = CONFIG_PUBLISH_WAIT_DEFAULT;
+        c->retire_grace = CONFIG_RETIRE_GRACE_DEFAULT;
         c->limits = (struct config_limits) {
                 .max_frame = FRAME_DEFAULT_MAX,
                 .max_header_block = 256 * 1024,
@@ -605,7 +703,7 @@ static struct config *config_new(void)
                 .read_timeout_ms = 10 * 1000,
                 .idle_timeout_ms = 300 * 1000,
         };
-        if (!c->socket_path || default_policy(&c->hpolicy, &c->hpolicy_len) < 0)
+        if (!c->socket_path || !c->state_dir || default_policy(&c->hpolicy, &c->hpolicy_len) < 0)
                 return config_free(c);
         return c;
 }
@@ -748,6 +846,8 @@ struct config *config_free(struct config *c)
         free(c->socket_group);
         free(c->socket_user);
         free(c->user);
+        free(c->state_dir);
+        free(c->dns_resolver);
         acl_free(&c->allow);
         free(c->module);
         free(c->token_label);
@@ -788,6 +888,27 @@ const struct config_domain *config_domain_for(const struct config *c, const char
                         return parent;
         }
         return d;
+}
+
+uint64_t config_publish_wait(const struct config *c, const char *key_domain)
+{
+        const struct config_domain *d = config_domain_for(c, key_domain);
+
+        return d && d->has_publish_wait ? d->publish_wait : c->publish_wait;
+}
+
+uint64_t config_retire_grace(const struct config *c, const char *key_domain)
+{
+        const struct config_domain *d = config_domain_for(c, key_domain);
+
+        return d && d->has_retire_grace ? d->retire_grace : c->retire_grace;
+}
+
+enum config_unpublished config_unpublished(const struct config *c, const char *key_domain)
+{
+        const struct config_domain *d = config_domain_for(c, key_domain);
+
+        return d && d->unpublished != CONFIG_UNPUBLISHED_UNSET ? d->unpublished : c->unpublished;
 }
 
 int config_pin_path(const struct config *c, char *ret, size_t size)

@@ -19,6 +19,24 @@
 #define CONFIG_FILE_MAX (1024 * 1024)
 #define CONFIG_DOMAINS_MAX 100000
 #define CONFIG_SELECTORS_MAX 16
+#define CONFIG_PUBLISH_WAIT_DEFAULT (48 * 3600)      /* seconds */
+#define CONFIG_RETIRE_GRACE_DEFAULT (7 * 86400)
+#define CONFIG_CHECK_INTERVAL_DEFAULT 600
+#define CONFIG_DNS_TIMEOUT_DEFAULT_MS 5000
+
+/* Who looks the keys' records up: dkimsignd's watcher thread, or
+ * `dkimsignctl refresh` from a timer (the daemon then only reads the file). */
+enum config_dns_watch {
+        CONFIG_WATCH_DAEMON = 0,
+        CONFIG_WATCH_TIMER,
+};
+
+/* What a domain whose keys are not (yet) active in DNS does. */
+enum config_unpublished {
+        CONFIG_UNPUBLISHED_UNSET = 0,    /* a [domain] without the key: the global value */
+        CONFIG_UNPUBLISHED_REFUSE,       /* sign nothing, say why (the default) */
+        CONFIG_UNPUBLISHED_SIGN,         /* sign with a key DNS does not show yet */
+};
 
 struct config_limits {
         size_t max_frame;          /* largest frame accepted */
@@ -51,6 +69,10 @@ struct config_domain {
         size_t hpolicy_len;
         bool subdomains;                 /* also governs every subdomain without a section */
         struct config_acl allow;         /* unset: [daemon] allow */
+        /* Key lifecycle for this domain's own keys; unset: the [dns]/[signing] value. */
+        bool has_publish_wait, has_retire_grace;
+        uint64_t publish_wait, retire_grace;     /* seconds */
+        enum config_unpublished unpublished;
 };
 
 struct config {
@@ -63,6 +85,7 @@ struct config {
         char *user;                 /* started as root: drop to this user */
         struct config_acl allow;    /* default: "*" */
         int log_level;              /* syslog priority, LOG_INFO by default */
+        char *state_dir;            /* key states (keystate.h); DKIMSIGN_DEFAULT_STATEDIR */
         /* [token] */
         char *module;
         char *token_label;
@@ -75,6 +98,14 @@ struct config {
         uint64_t expire;            /* x= = t= + expire; 0: no x= */
         struct dkim_hpolicy *hpolicy;
         size_t hpolicy_len;
+        enum config_unpublished unpublished;  /* REFUSE unless set to sign */
+        /* [dns]: the key lifecycle's DNS watch (dnswatch.h) */
+        enum config_dns_watch dns_watch;
+        char *dns_resolver;         /* "IP[:PORT]"; NULL: the system resolver */
+        unsigned dns_timeout_ms;    /* one lookup, all tries */
+        uint64_t check_interval;    /* seconds between checks of the keys' records */
+        uint64_t publish_wait;      /* seconds a record must be seen before its key signs */
+        uint64_t retire_grace;      /* seconds an old key stays after its successor is active */
         /* [domain NAME] sections, sorted by name */
         struct config_domain *domains;
         size_t ndomains;
@@ -92,6 +123,12 @@ const struct config_domain *config_find_domain(const struct config *c, const cha
 /* The section that governs mail from domain: its own, else the nearest
  * parent's that says subdomains = yes, else NULL (defaults apply). */
 const struct config_domain *config_domain_for(const struct config *c, const char *domain);
+
+/* The lifecycle settings for the keys of key_domain (a d= domain): its
+ * section's (config_domain_for), else the global ones. */
+uint64_t config_publish_wait(const struct config *c, const char *key_domain);
+uint64_t config_retire_grace(const struct config *c, const char *key_domain);
+enum config_unpublished config_unpublished(const struct config *c, const char *key_domain);
 
 /* The PIN file to read: pin_file, else $CREDENTIALS_DIRECTORY/pin (systemd
  * LoadCredential=pin:...).  Into ret (size bytes); DKIMSIGN_E_CONFIG if none. */

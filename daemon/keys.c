@@ -2,11 +2,16 @@
 /*
  * The key table.  See keys.h.  Selection is a binary search plus a scan of
  * one domain's few keys, so it costs the same with 10,000 domains as with one.
+ * The registry is sorted by label and fingerprint and guarded by a mutex;
+ * its entries are never freed before the registry, so the watcher and the
+ * workers may keep pointers to them.
  */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dkimsign-errors.h"
 #include "header.h"
@@ -131,6 +136,157 @@ static bool selector_chosen(const struct config_domain *d, const char *selector)
         return false;
 }
 
+const char *key_dns_phrase(enum key_dns d)
+{
+        switch (d) {
+        case KEY_DNS_MATCH: return "a matching record";
+        case KEY_DNS_MISSING: return "no TXT record";
+        case KEY_DNS_MISMATCH: return "a record with another public key";
+        case KEY_DNS_REVOKED: return "a revoked record (empty p=)";
+        case KEY_DNS_BROKEN: return "a record that is not a valid DKIM key record";
+        case KEY_DNS_FAILED: return "no answer (timeout or server failure)";
+        default: return "nothing yet: not checked";
+        }
+}
+
+void key_live_times(const struct key_live *l, struct key_times *ret)
+{
+        /* The state first: the watcher stores the times before it. */
+        ret->state = (enum key_state) atomic_load(&l->state);
+        ret->seen = atomic_load(&l->seen);
+        ret->active = atomic_load(&l->active);
+        ret->retired = atomic_load(&l->retired);
+}
+
+bool key_live_adopt(struct key_live *l, const struct key_times *file, bool dns_from_file)
+{
+        enum key_state now = (enum key_state) atomic_load(&l->state);
+
+        if (file->state == KEY_RETIRED && now != KEY_RETIRED) {
+                atomic_store(&l->retired, file->retired);
+                atomic_store(&l->state, KEY_RETIRED);
+                return true;
+        }
+        if (file->state == KEY_ACTIVE && (now == KEY_PENDING || now == KEY_PUBLISHED)) {
+                if (file->seen)
+                        atomic_store(&l->seen, file->seen);
+                atomic_store(&l->active, file->active);
+                atomic_store(&l->state, KEY_ACTIVE);
+                return true;
+        }
+        if (dns_from_file && (now == KEY_PENDING || now == KEY_PUBLISHED) &&
+            (file->state == KEY_PENDING || file->state == KEY_PUBLISHED) &&
+            (file->state != now || file->seen != atomic_load(&l->seen))) {
+                atomic_store(&l->seen, file->state == KEY_PUBLISHED ? file->seen : 0);
+                atomic_store(&l->state, (int) file->state);
+                return true;
+        }
+        return false;
+}
+
+static void view_of(const struct signer_key *k, struct key_view *v)
+{
+        *v = (struct key_view) { .domain = k->domain, .alg = (int) k->key->alg,
+                                 .token_retired = k->key->retired[0] != 0 };
+        if (k->reg) {
+                key_live_times(&k->reg->live, &v->t);
+                v->wait = atomic_load(&k->reg->live.wait);
+                v->grace = atomic_load(&k->reg->live.grace);
+        } else {
+                v->wait = CONFIG_PUBLISH_WAIT_DEFAULT;
+                v->grace = CONFIG_RETIRE_GRACE_DEFAULT;
+        }
+}
+
+/* Views of the keys [first, end) of one domain; an owned array. */
+static struct key_view *domain_views(const struct keytab *t, size_t first, size_t end)
+{
+        struct key_view *v = calloc(end > first ? end - first : 1, sizeof(*v));
+
+        for (size_t i = first; v && i < end; i++)
+                view_of(&t->keys[i], &v[i - first]);
+        return v;
+}
+
+static size_t end_of_domain(const struct keytab *t, size_t first)
+{
+        size_t end = first;
+
+        while (end < t->count && strcmp(t->keys[end].domain, t->keys[first].domain) == 0)
+                end++;
+        return end;
+}
+
+enum key_state keytab_key_state(const struct keytab *t, size_t i, int64_t now, int64_t *ret_since,
+                                size_t *ret_successor)
+{
+        size_t first = first_of_domain(t, t->keys[i].domain), end = end_of_domain(t, first);
+        struct key_view *v = domain_views(t, first, end);
+        enum key_state st;
+        size_t next = (size_t) -1;
+
+        if (!v) {
+                /* Out of memory: the key alone, without its successors. */
+                struct key_view one;
+
+                view_of(&t->keys[i], &one);
+                return keystate_effective(&one, 1, 0, now, ret_since, ret_successor);
+        }
+        st = keystate_effective(v, end - first, i - first, now, ret_since, &next);
+        if (ret_successor)
+                *ret_successor = next == (size_t) -1 ? next : next + first;
+        free(v);
+        return st;
+}
+
+static void utc_time(int64_t t, char ret[24])
+{
+        struct tm tm;
+        time_t tt = (time_t) t;
+
+        if (!gmtime_r(&tt, &tm) || !strftime(ret, 24, "%Y-%m-%dT%H:%M:%SZ", &tm))
+                snprintf(ret, 24, "%lld", (long long) t);
+}
+
+/* Why a key that is not active does not sign. */
+static void explain_waiting(const struct signer_key *k, const struct key_view *v, enum key_state st, const char *kd,
+                            char *why, size_t whylen)
+{
+        char when[24], from[24];
+
+        if (st == KEY_PUBLISHED) {
+                utc_time(v->t.seen, when);
+                utc_time(v->t.seen + (int64_t) v->wait, from);
+                snprintf(why, whylen, "no active key for domain %s: %s._domainkey.%s is published (first seen %s) "
+                         "and signs from %s", kd, k->selector, k->domain, when, from);
+                return;
+        }
+        if (!k->reg || !atomic_load(&k->reg->live.checked)) {
+                snprintf(why, whylen, "no active key for domain %s: %s._domainkey.%s is pending (DNS not checked "
+                         "yet); it signs once its record has been seen for publish_wait", kd, k->selector, k->domain);
+                return;
+        }
+        utc_time(atomic_load(&k->reg->live.checked), when);
+        snprintf(why, whylen, "no active key for domain %s: %s._domainkey.%s is pending (DNS at %s: %s); "
+                 "publish its record (dkimsignctl dns-record)", kd, k->selector, k->domain, when,
+                 key_dns_phrase((enum key_dns) atomic_load(&k->reg->live.dns)));
+}
+
+struct candidate {
+        const struct signer_key *key;
+        int rank;                       /* 2 active, 1 signs unpublished */
+        int64_t since;
+        const struct signer_key *tie;   /* another key just as good: ambiguous */
+};
+
+static void consider(struct candidate *c, const struct signer_key *k, int rank, int64_t since)
+{
+        if (!c->key || rank > c->rank || (rank == c->rank && since > c->since))
+                *c = (struct candidate) { .key = k, .rank = rank, .since = since };
+        else if (rank == c->rank && since == c->since && !c->tie)
+                c->tie = k;
+}
+
 int keytab_select(const struct keytab *t, const struct config *c, const char *domain,
                   const struct signer_key **ret, size_t *ret_count, const char **ret_domain,
                   char *why, size_t whylen)
@@ -139,36 +295,64 @@ int keytab_select(const struct keytab *t, const struct config *c, const char *do
         /* A parent's section that covers its subdomains signs with d= parent. */
         const char *kd = d && d->key_domain ? d->key_domain
                        : d && strcmp(d->name, domain) != 0 ? d->name : domain;
-        const struct signer_key *by_alg[3] = { NULL };
+        bool sign_unpublished = config_unpublished(c, kd) == CONFIG_UNPUBLISHED_SIGN;
+        struct candidate best[3] = { 0 };
+        const struct signer_key *waiting = NULL;
+        enum key_state waiting_state = KEY_PENDING;
+        struct key_view waiting_view = { 0 };
+        size_t first = first_of_domain(t, kd), end = first < t->count ? end_of_domain(t, first) : first;
+        struct key_view *views = domain_views(t, first, end);
+        int64_t now = (int64_t) time(NULL);
         size_t n = 0, retired = 0;
 
-        for (size_t i = first_of_domain(t, kd); i < t->count && strcmp(t->keys[i].domain, kd) == 0; i++) {
+        if (!views) {
+                snprintf(why, whylen, "out of memory");
+                return DKIMSIGN_E_NOMEM;
+        }
+        for (size_t i = first; i < end; i++) {
                 const struct signer_key *k = &t->keys[i];
                 enum hsm_alg a = k->key->alg;
+                enum key_state st;
+                int64_t since = 0;
 
                 if (!selector_chosen(d, k->selector) || (a != HSM_ALG_RSA && a != HSM_ALG_ED25519))
                         continue;
-                /* dkimsignctl retire: the key stays on the token (its DNS
-                 * record may still verify old mail) but never signs again. */
-                if (k->key->retired[0]) {
-                        retired++;
-                        continue;
-                }
                 /* RFC 8301: verifiers reject RSA keys under 1024 bits, so an
                  * imported weak key never signs. */
                 if (a == HSM_ALG_RSA && k->key->bits < HSM_RSA_MIN_BITS)
                         continue;
-                if (by_alg[a]) {
+                /* Retired (dkimsignctl retire, or succeeded by a newer key):
+                 * the key stays on the token (its DNS record may still
+                 * verify old mail) but never signs again. */
+                st = keystate_effective(views, end - first, i - first, now, &since, NULL);
+                if (st == KEY_RETIRED) {
+                        retired++;
+                } else if (st == KEY_ACTIVE) {
+                        consider(&best[a], k, 2, since);
+                } else if (sign_unpublished) {
+                        consider(&best[a], k, 1, 0);
+                } else if (!waiting || st > waiting_state) {
+                        waiting = k;
+                        waiting_state = st;
+                        waiting_view = views[i - first];
+                }
+        }
+        free(views);
+        for (int a = HSM_ALG_RSA; a <= HSM_ALG_ED25519; a++)
+                if (best[a].tie) {
                         snprintf(why, whylen,
                                  "domain %s has several %s keys (%s, %s): name one with 'selectors' in [domain %s]",
-                                 kd, hsm_alg_name(a), by_alg[a]->selector, k->selector, d ? d->name : domain);
+                                 kd, hsm_alg_name((enum hsm_alg) a), best[a].key->selector, best[a].tie->selector,
+                                 d ? d->name : domain);
                         return DKIMSIGN_E_NO_KEY;
                 }
-                by_alg[a] = k;
-        }
         for (int a = HSM_ALG_RSA; a <= HSM_ALG_ED25519; a++)
-                if (by_alg[a])
-                        ret[n++] = by_alg[a];
+                if (best[a].key)
+                        ret[n++] = best[a].key;
+        if (n == 0 && waiting) {
+                explain_waiting(waiting, &waiting_view, waiting_state, kd, why, whylen);
+                return DKIMSIGN_E_NO_KEY;
+        }
         if (n == 0) {
                 snprintf(why, whylen, "no signing key for domain %s%s", kd,
                          retired ? " (its keys are retired)" : "");
@@ -176,5 +360,180 @@ int keytab_select(const struct keytab *t, const struct config *c, const char *do
         }
         *ret_count = n;
         *ret_domain = kd;
+        return 0;
+}
+
+/* ---- the registry ---- */
+
+struct keyreg {
+        pthread_mutex_t lock;
+        struct keyreg_entry **entries;  /* owned, sorted by label, then fingerprint */
+        size_t count;
+        unsigned generation;
+};
+
+static int reg_cmp(const char *label, const char *fp, const struct keyreg_entry *e)
+{
+        int c = strcmp(label, e->label);
+
+        return c ? c : strcmp(fp, e->fingerprint);
+}
+
+static int reg_sort_cmp(const void *a, const void *b)
+{
+        const struct keyreg_entry *x = *(struct keyreg_entry *const *) a;
+
+        return reg_cmp(x->label, x->fingerprint, *(struct keyreg_entry *const *) b);
+}
+
+static struct keyreg_entry *reg_find(const struct keyreg *g, const char *label, const char *fp)
+{
+        size_t lo = 0, hi = g->count;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int c = reg_cmp(label, fp, g->entries[mid]);
+
+                if (c == 0)
+                        return g->entries[mid];
+                if (c > 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return NULL;
+}
+
+static struct keyreg_entry *entry_free(struct keyreg_entry *e)
+{
+        if (!e)
+                return NULL;
+        free(e->label);
+        free(e->domain);
+        free(e->selector);
+        EVP_PKEY_free(e->pubkey);
+        free(e);
+        return NULL;
+}
+
+static struct keyreg_entry *entry_new(const struct signer_key *k, const char *fp, const struct keystate *file)
+{
+        struct keyreg_entry *e = calloc(1, sizeof(*e));
+        const struct keystate_entry *f;
+
+        if (!e)
+                return NULL;
+        e->label = malloc(strlen(k->selector) + strlen(k->domain) + sizeof("._domainkey."));
+        e->domain = strdup(k->domain);
+        e->selector = strdup(k->selector);
+        if (!e->label || !e->domain || !e->selector || EVP_PKEY_up_ref(k->key->pubkey) != 1)
+                return entry_free(e);
+        e->pubkey = k->key->pubkey;
+        sprintf(e->label, "%s._domainkey.%s", k->selector, k->domain);
+        e->alg = k->key->alg;
+        memcpy(e->fingerprint, fp, sizeof(e->fingerprint));
+        /* A state of another key under the same label (destroyed and made
+         * again) says nothing about this one: it starts pending. */
+        f = file ? keystate_find(file, e->label) : NULL;
+        if (f && strcmp(f->fingerprint, fp) == 0) {
+                atomic_store(&e->live.seen, f->t.seen);
+                atomic_store(&e->live.active, f->t.active);
+                atomic_store(&e->live.retired, f->t.retired);
+                atomic_store(&e->live.state, (int) f->t.state);
+        }
+        return e;
+}
+
+int keyreg_new(struct keyreg **ret)
+{
+        struct keyreg *g = calloc(1, sizeof(*g));
+
+        if (!g)
+                return DKIMSIGN_E_NOMEM;
+        pthread_mutex_init(&g->lock, NULL);
+        *ret = g;
+        return 0;
+}
+
+struct keyreg *keyreg_free(struct keyreg *g)
+{
+        if (!g)
+                return NULL;
+        for (size_t i = 0; i < g->count; i++)
+                entry_free(g->entries[i]);
+        free(g->entries);
+        pthread_mutex_destroy(&g->lock);
+        free(g);
+        return NULL;
+}
+
+int keyreg_attach(struct keyreg *g, struct keytab *t, const struct config *c, const struct keystate *file)
+{
+        struct keyreg_entry **grown;
+        size_t added = 0;
+        unsigned gen;
+        int r = 0;
+
+        pthread_mutex_lock(&g->lock);
+        grown = realloc(g->entries, (g->count + t->count + 1) * sizeof(*grown));
+        if (!grown) {
+                pthread_mutex_unlock(&g->lock);
+                return DKIMSIGN_E_NOMEM;
+        }
+        g->entries = grown;
+        gen = g->generation + 1;
+        for (size_t i = 0; i < t->count; i++) {
+                struct signer_key *k = &t->keys[i];
+                char fp[KEYSTATE_FP_LEN + 1], label[HSM_LABEL_MAX + 1];
+                struct keyreg_entry *e;
+
+                r = keystate_fingerprint(k->key->pubkey, fp);
+                if (r < 0)
+                        break;
+                snprintf(label, sizeof(label), "%s._domainkey.%s", k->selector, k->domain);
+                e = reg_find(g, label, fp);
+                if (e) {
+                        const struct keystate_entry *f = file ? keystate_find(file, e->label) : NULL;
+
+                        if (f && strcmp(f->fingerprint, fp) == 0)
+                                key_live_adopt(&e->live, &f->t, false);
+                } else {
+                        e = entry_new(k, fp, file);
+                        if (!e) {
+                                r = DKIMSIGN_E_NOMEM;
+                                break;
+                        }
+                        /* Appended past the sorted part; sorted in below. */
+                        g->entries[g->count + added++] = e;
+                }
+                atomic_store(&e->token_retired, k->key->retired[0] != 0);
+                atomic_store(&e->live.wait, config_publish_wait(c, k->domain));
+                atomic_store(&e->live.grace, config_retire_grace(c, k->domain));
+                atomic_store(&e->generation, gen);
+                k->reg = e;
+        }
+        g->count += added;
+        qsort(g->entries, g->count, sizeof(*g->entries), reg_sort_cmp);
+        if (r == 0)
+                g->generation = gen;
+        pthread_mutex_unlock(&g->lock);
+        return r;
+}
+
+int keyreg_current(struct keyreg *g, struct keyreg_entry ***ret, size_t *ret_count)
+{
+        struct keyreg_entry **list;
+        size_t n = 0;
+
+        pthread_mutex_lock(&g->lock);
+        list = calloc(g->count ? g->count : 1, sizeof(*list));
+        for (size_t i = 0; list && i < g->count; i++)
+                if (atomic_load(&g->entries[i]->generation) == g->generation)
+                        list[n++] = g->entries[i];
+        pthread_mutex_unlock(&g->lock);
+        if (!list)
+                return DKIMSIGN_E_NOMEM;
+        *ret = list;
+        *ret_count = n;
         return 0;
 }

@@ -15,13 +15,17 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "dkimsign-build.h"
 #include "dkimsign-errors.h"
+#include "dnswatch.h"
 #include "hsm.h"
 #include "keys.h"
+#include "keystate.h"
 #include "log.h"
 #include "server.h"
 #include "workers.h"
@@ -130,18 +134,56 @@ static void raise_fd_limit(const struct config *c)
 
 static void log_keys(const struct keytab *t)
 {
+        int64_t now = (int64_t) time(NULL);
+
         for (size_t i = 0; i < t->count; i++)
-                log_info("key %s._domainkey.%s: %s %u bits%s", t->keys[i].selector, t->keys[i].domain,
+                log_info("key %s._domainkey.%s: %s %u bits%s, %s", t->keys[i].selector, t->keys[i].domain,
                          hsm_alg_name(t->keys[i].key->alg), t->keys[i].key->bits,
-                         t->keys[i].key->local ? "" : " (imported)");
+                         t->keys[i].key->local ? "" : " (imported)",
+                         key_state_name(keytab_key_state(t, i, now, NULL, NULL)));
         log_info("%zu signing key(s) on the token", t->count);
 }
 
-/* What a reload needs: where the configuration is, and the open token. */
+/* The keys' lifecycle states from the state file, attached to t.  A damaged
+ * file is an error: nothing is reset behind the admin's back. */
+static int attach_states(struct keyreg *reg, struct keytab *t, const struct config *c, char *why, size_t whylen)
+{
+        struct keystate file = { 0 };
+        char inner[768];
+        int r = keystate_load(c->state_dir, &file, inner, sizeof(inner));
+
+        if (r < 0) {
+                snprintf(why, whylen, "key states: %s (%s): repair the line, or move the file away to start "
+                         "every key as pending", inner, dkimsign_strerror(r));
+                return r;
+        }
+        r = keyreg_attach(reg, t, c, &file);
+        if (r < 0)
+                snprintf(why, whylen, "key states: %s", dkimsign_strerror(r));
+        keystate_clear(&file);
+        return r;
+}
+
+/* The state directory, made if missing; one the daemon can't write is a
+ * warning, not a refusal: the states are then kept in memory only. */
+static void prepare_state_dir(const struct config *c)
+{
+        if (mkdir(c->state_dir, 0750) < 0 && errno != EEXIST)
+                log_warn("state_dir %s: %s; key states are kept in memory only, and lost at restart", c->state_dir,
+                         strerror(errno));
+        else if (access(c->state_dir, W_OK | X_OK) < 0)
+                log_warn("state_dir %s is not writable (%s); key states are kept in memory only, and lost at "
+                         "restart", c->state_dir, strerror(errno));
+}
+
+/* What a reload needs: where the configuration is, the open token, and
+ * the key state registry and watcher the new generation joins. */
 struct reload_source {
         const char *config_path;
         struct hsm *h;
         const struct config *running;
+        struct keyreg *reg;
+        struct dnswatch *watch;
 };
 
 static struct sign_ctx *reload_generation(void *userdata, char *why, size_t whylen)
@@ -166,7 +208,14 @@ static struct sign_ctx *reload_generation(void *userdata, char *why, size_t whyl
                 config_free(c);
                 return NULL;
         }
+        if (attach_states(src->reg, keys, c, why, whylen) < 0) {
+                keytab_free(keys);
+                config_free(c);
+                return NULL;
+        }
         log_keys(keys);
+        if (src->watch)
+                dnswatch_reconfigure(src->watch, c);
         if (sign_ctx_new(c, keys, &ctx) < 0) {
                 snprintf(why, whylen, "out of memory");
                 return NULL;
@@ -236,6 +285,8 @@ int main(int argc, char **argv)
         struct config *c = NULL;
         struct hsm *h = NULL;
         struct keytab *keys = NULL;
+        struct keyreg *reg = NULL;
+        struct dnswatch *watch = NULL;
         struct workers *w = NULL;
         struct server *s = NULL;
         struct sign_ctx *ctx = NULL;
@@ -278,6 +329,18 @@ int main(int argc, char **argv)
                         log_err("listing the keys on the token: %s (%s)", dkimsign_strerror(r),
                                 hsm_ckr_name(hsm_last_ckr()));
         }
+        if (r == 0)
+                r = keyreg_new(&reg);
+        if (r == 0) {
+                r = attach_states(reg, keys, c, err, sizeof(err));
+                if (r < 0)
+                        log_err("%s; refusing to start", err);
+        }
+        if (r == 0) {
+                r = dnswatch_new(reg, c, &watch, err, sizeof(err));
+                if (r < 0)
+                        log_err("%s", err);
+        }
         if (r == 0) {
                 log_keys(keys);
                 if (check_only)
@@ -286,6 +349,8 @@ int main(int argc, char **argv)
         }
         if (r == 0)
                 r = drop_privileges(c);
+        if (r == 0)
+                prepare_state_dir(c);
         if (r == 0) {
                 r = workers_start(h, c->sessions, c->limits.max_queue, c->sign_timeout_ms, &w);
                 if (r < 0)
@@ -295,6 +360,8 @@ int main(int argc, char **argv)
         if (r == 0) {
                 src.h = h;
                 src.running = c;
+                src.reg = reg;
+                src.watch = watch;
                 r = sign_ctx_new(c, keys, &ctx);
                 c = NULL;     /* transferred */
                 keys = NULL;  /* transferred */
@@ -304,10 +371,17 @@ int main(int argc, char **argv)
                 fd = -1;      /* transferred */
                 ctx = NULL;   /* transferred */
         }
+        if (r == 0) {
+                r = dnswatch_start(watch);
+                if (r < 0)
+                        log_err("starting the DNS watcher: %s", strerror(errno));
+        }
         if (r == 0)
                 r = server_run(s);
 out:
         server_free(s);
+        /* Before the workers: it reads the registry, not the token. */
+        dnswatch_free(watch);
         if (workers_stop(w) > 0) {
                 /* Finalizing the module under a thread still inside it
                  * could crash; exiting is enough. */
@@ -318,6 +392,7 @@ out:
                 close(fd);
         sign_ctx_unref(ctx);
         keytab_free(keys);
+        keyreg_free(reg);
         hsm_close(h);
         config_free(c);
         return r < 0 ? 1 : 0;

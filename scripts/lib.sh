@@ -3,11 +3,13 @@
 # packages dkimsign needs, installed when missing.
 
 BUILD_PACKAGES="gcc clang valgrind libclang-rt-14-dev meson ninja-build pkg-config libssl-dev libinih-dev
-        libsystemd-dev libp11-kit-dev libcmocka-dev softhsm2 python3 python3-dkim python3-nacl libmilter-dev"
+        libsystemd-dev libp11-kit-dev libcmocka-dev softhsm2 python3 python3-dkim python3-nacl libmilter-dev
+        debhelper dpkg-dev fakeroot build-essential"
 # The independent verifiers the conformance tests run, and what the other
-# tests start: systemd-socket-activate, setpriv, Postfix, swaks, openssl.
+# tests start: systemd-socket-activate, setpriv, Postfix, swaks, openssl,
+# strace and man (tests/packaging).
 TEST_PACKAGES="libmail-dkim-perl libnet-dns-perl libopendkim-dev opensc opendkim-tools postfix swaks miltertest
-        systemd util-linux openssl python3-cryptography"
+        systemd util-linux openssl python3-cryptography dnsmasq-base strace man-db"
 
 # install_packages PKG...: apt-get install the ones not installed yet.
 install_packages() {

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "dkimsign-build.h"
 #include "dkimsign-errors.h"
 
 #define TOKEN "[token]\nmodule = /usr/lib/softhsm/libsofthsm2.so\nlabel = t\n"
@@ -103,6 +104,44 @@ static void test_allow_lists(void **state)
         config_free(c);
 }
 
+/* The key lifecycle's settings: defaults, values, per-domain overrides. */
+static void test_lifecycle(void **state)
+{
+        struct config *c = parse_ok(TOKEN);
+
+        assert_string_equal(c->state_dir, DKIMSIGN_DEFAULT_STATEDIR);
+        assert_null(c->dns_resolver);
+        assert_int_equal(c->dns_timeout_ms, 5000);
+        assert_int_equal(c->check_interval, 600);
+        assert_int_equal(c->publish_wait, 48 * 3600);
+        assert_int_equal(c->retire_grace, 7 * 86400);
+        assert_int_equal(c->unpublished, CONFIG_UNPUBLISHED_REFUSE);
+        assert_int_equal(config_unpublished(c, "example.com"), CONFIG_UNPUBLISHED_REFUSE);
+        config_free(c);
+
+        c = parse_ok(TOKEN "[daemon]\nstate_dir = /tmp/st\n"
+                     "[dns]\nresolver = 127.0.0.1:5353\ntimeout = 2s\ncheck_interval = 1s\npublish_wait = 0\n"
+                     "retire_grace = 30s\n[signing]\nunpublished = sign\n"
+                     "[domain strict.example]\nunpublished = refuse\npublish_wait = 1h\nretire_grace = 1d\n"
+                     "subdomains = yes\n");
+        assert_string_equal(c->state_dir, "/tmp/st");
+        assert_string_equal(c->dns_resolver, "127.0.0.1:5353");
+        assert_int_equal(c->dns_timeout_ms, 2000);
+        assert_int_equal(c->check_interval, 1);
+        assert_int_equal(config_publish_wait(c, "example.com"), 0);
+        assert_int_equal(config_retire_grace(c, "example.com"), 30);
+        assert_int_equal(config_unpublished(c, "example.com"), CONFIG_UNPUBLISHED_SIGN);
+        assert_int_equal(config_publish_wait(c, "strict.example"), 3600);
+        assert_int_equal(config_retire_grace(c, "a.strict.example"), 86400);
+        assert_int_equal(config_unpublished(c, "a.strict.example"), CONFIG_UNPUBLISHED_REFUSE);
+        config_free(c);
+
+        c = parse_ok(TOKEN "[dns]\nresolver = 127.0.0.1\nresolver = system\nwatch = timer\n");
+        assert_null(c->dns_resolver);
+        assert_int_equal(c->dns_watch, CONFIG_WATCH_TIMER);
+        config_free(c);
+}
+
 static void test_refusals_name_the_line(void **state)
 {
         static const struct { const char *text; const char *expect; } cases[] = {
@@ -123,6 +162,18 @@ static void test_refusals_name_the_line(void **state)
                 { TOKEN "[daemon]\nallow = root\n", "allow takes" },
                 { TOKEN "[daemon]\nuser = no-such-user-here\n", "no such user" },
                 { TOKEN "[limits]\nmax_frame = 2048\nmax_header_block = 4096\n", "max_frame must exceed" },
+                { TOKEN "[daemon]\nstate_dir = var/lib\n", "line 5: 'state_dir' must be an absolute path" },
+                { TOKEN "[dns]\nresolver = 1.2.3.4 5.6.7.8\n", "line 5: 'resolver' must be system" },
+                { TOKEN "[dns]\ntimeout = 0\n", "'timeout' must be" },
+                { TOKEN "[dns]\ntimeout = 2m\n", "'timeout' must be" },
+                { TOKEN "[dns]\ncheck_interval = 0\n", "'check_interval' must be" },
+                { TOKEN "[dns]\npublish_wait = soon\n", "'publish_wait' must be a duration" },
+                { TOKEN "[dns]\nretire_grace = 400d\n", "'retire_grace' must be a duration" },
+                { TOKEN "[dns]\nwait = 1h\n", "unknown key 'wait' in [dns]" },
+                { TOKEN "[dns]\nwatch = cron\n", "'watch' must be daemon or timer" },
+                { TOKEN "[signing]\nunpublished = maybe\n", "'unpublished' must be refuse or sign" },
+                { TOKEN "[domain a.example]\nunpublished = yes\n", "'unpublished' must be refuse or sign" },
+                { TOKEN "[domain a.example]\npublish_wait = -1\n", "'publish_wait' must be a duration" },
         };
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -159,6 +210,7 @@ int main(void)
                 cmocka_unit_test(test_shipped_example_parses),
                 cmocka_unit_test(test_values),
                 cmocka_unit_test(test_allow_lists),
+                cmocka_unit_test(test_lifecycle),
                 cmocka_unit_test(test_refusals_name_the_line),
                 cmocka_unit_test(test_nul_and_long_lines),
         };
