@@ -47,6 +47,7 @@ struct workers {
         struct job *head, *tail;     /* waiting */
         struct job *done;            /* finished, newest first */
         size_t queued, running, queue_max;
+        size_t idle;                 /* workers waiting on wake */
         int done_fd;
         bool stopping;
         struct hsm *h;
@@ -78,14 +79,16 @@ struct job *job_free(struct job *j)
         return NULL;
 }
 
-/* Lock held. */
+/* Lock held.  Only the first job on an empty list wakes the loop: it
+ * reads the eventfd before taking the list, so later ones ride along. */
 static void done_push_locked(struct workers *w, struct job *j)
 {
         uint64_t one = 1;
+        bool wake = !w->done;
 
         j->next = w->done;
         w->done = j;
-        if (write(w->done_fd, &one, sizeof(one)) < 0) {
+        if (wake && write(w->done_fd, &one, sizeof(one)) < 0) {
                 /* The counter saturating still leaves the fd readable. */
         }
 }
@@ -112,8 +115,11 @@ static void *worker_main(void *p)
         for (;;) {
                 struct job *j;
 
-                while (!w->head && !w->stopping)
+                while (!w->head && !w->stopping) {
+                        w->idle++;
                         pthread_cond_wait(&w->wake, &w->lock);
+                        w->idle--;
+                }
                 if (!w->head)
                         break;
                 j = w->head;
@@ -412,7 +418,9 @@ int workers_submit(struct workers *w, struct job *job)
                         w->head = job;
                 w->tail = job;
                 w->queued++;
-                pthread_cond_signal(&w->wake);
+                /* Busy workers come back for the queue by themselves. */
+                if (w->idle > 0)
+                        pthread_cond_signal(&w->wake);
         }
         pthread_mutex_unlock(&w->lock);
         return r;
