@@ -8,6 +8,9 @@
  *   sha256   raw OpenSSL SHA-256, MB/s on one core
  *   canon    libdkimsign's body canonicalization + SHA-256, MB/s
  *   client   whole messages signed through dkimsignd by N client threads
+ *            (--message may be given several times: used in turn)
+ *   populate N Ed25519 keys on the token, one per domain d<i>.<suffix>,
+ *            for the many-domains scenario (not a measurement)
  *
  * Not a test: it measures, scripts/bench compares.
  */
@@ -21,9 +24,14 @@
 #include "dkimsign.h"
 #include "hsm.h"
 
+#define MESSAGES_MAX 256
+
 struct opts {
-        const char *mode, *module, *label, *pin_file, *key, *alg, *socket, *message, *canon;
+        const char *mode, *module, *label, *pin_file, *key, *alg, *socket, *message, *canon, *suffix;
+        const char *messages[MESSAGES_MAX];
+        int nmessages;
         int threads;
+        long domains;
         double seconds;
 };
 
@@ -175,21 +183,27 @@ static int run_hash(const struct opts *o, bool raw)
 
 /* ---- whole messages through the daemon ---- */
 
+struct message {
+        uint8_t *data;
+        size_t len;
+};
+
 struct client_arg {
         dkimsign_client *client;
-        const uint8_t *msg;
-        size_t len;
+        const struct message *msgs;
+        size_t nmsgs, next;
 };
 
 static int client_op(void *p)
 {
         struct client_arg *a = p;
+        const struct message *msg = &a->msgs[a->next++ % a->nmsgs];
         dkimsign_message *m = NULL;
         char *fields = NULL;
         int r = dkimsign_message_new(&m);
 
-        for (size_t off = 0; r == 0 && off < a->len; off += 65536)
-                r = dkimsign_message_write(m, a->msg + off, a->len - off < 65536 ? a->len - off : 65536);
+        for (size_t off = 0; r == 0 && off < msg->len; off += 65536)
+                r = dkimsign_message_write(m, msg->data + off, msg->len - off < 65536 ? msg->len - off : 65536);
         if (r == 0)
                 r = dkimsign_sign(a->client, m, &fields);
         if (r < 0)
@@ -203,26 +217,72 @@ static int run_client(const struct opts *o)
 {
         struct client_arg *args = calloc((size_t) o->threads, sizeof(*args));
         void **ptrs = calloc((size_t) o->threads, sizeof(void *));
-        size_t len;
-        uint8_t *msg = bench_read_file(o->message, &len);
+        struct message msgs[MESSAGES_MAX];
         int r;
 
+        for (int i = 0; i < o->nmessages; i++) {
+                msgs[i].data = bench_read_file(o->messages[i], &msgs[i].len);
+                if (!msgs[i].data)
+                        return 1;
+        }
         for (int i = 0; i < o->threads; i++) {
                 if (dkimsign_client_open(o->socket, &args[i].client) < 0) {
                         fprintf(stderr, "bench: %s\n", dkimsign_client_error(args[i].client));
                         return 1;
                 }
-                args[i].msg = msg;
-                args[i].len = len;
+                args[i].msgs = msgs;
+                args[i].nmsgs = (size_t) o->nmessages;
+                args[i].next = (size_t) i;  /* spread the clients over the messages */
                 ptrs[i] = &args[i];
         }
         r = bench_run("client", client_op, ptrs, o->threads, o->seconds);
         for (int i = 0; i < o->threads; i++)
                 dkimsign_client_free(args[i].client);
-        free(msg);
+        for (int i = 0; i < o->nmessages; i++)
+                free(msgs[i].data);
         free(args);
         free(ptrs);
         return r;
+}
+
+/* ---- many domains ---- */
+
+static int run_populate(const struct opts *o)
+{
+        struct hsm *h = NULL;
+        struct timespec t0, t1;
+        long made = 0;
+
+        if (hsm_open(o->module, o->label, &h) < 0 || hsm_login_pin_file(h, o->pin_file) < 0) {
+                fprintf(stderr, "bench: token %s: cannot open\n", o->label);
+                hsm_close(h);
+                return 1;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (long i = 0; i < o->domains; i++) {
+                char domain[256], label[HSM_LABEL_MAX + 1];
+                struct hsm_key *k = NULL;
+                int r;
+
+                snprintf(domain, sizeof(domain), "d%ld.%s", i, o->suffix);
+                if (hsm_key_label("s", domain, label, sizeof(label)) < 0)
+                        break;
+                r = hsm_generate(h, label, HSM_ALG_ED25519, 0, &k);
+                hsm_key_free(k);
+                if (r == DKIMSIGN_E_EXISTS)
+                        continue;
+                if (r < 0) {
+                        fprintf(stderr, "bench: generating %s: %s\n", label, dkimsign_strerror(r));
+                        hsm_close(h);
+                        return 1;
+                }
+                made++;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        printf("{\"kernel\": \"populate\", \"keys\": %ld, \"seconds\": %.3f}\n", made,
+               (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9);
+        hsm_close(h);
+        return 0;
 }
 
 int main(int argc, char **argv)
@@ -233,6 +293,7 @@ int main(int argc, char **argv)
                 { "alg", required_argument, NULL, 'a' }, { "socket", required_argument, NULL, 's' },
                 { "message", required_argument, NULL, 'f' }, { "threads", required_argument, NULL, 't' },
                 { "seconds", required_argument, NULL, 'S' }, { "canon", required_argument, NULL, 'c' },
+                { "domains", required_argument, NULL, 'n' }, { "suffix", required_argument, NULL, 'x' },
                 { 0 },
         };
         struct opts o = { .threads = 1, .seconds = 3, .alg = "rsa" };
@@ -246,7 +307,13 @@ int main(int argc, char **argv)
                 case 'k': o.key = optarg; break;
                 case 'a': o.alg = optarg; break;
                 case 's': o.socket = optarg; break;
-                case 'f': o.message = optarg; break;
+                case 'f':
+                        o.message = optarg;
+                        if (o.nmessages < MESSAGES_MAX)
+                                o.messages[o.nmessages++] = optarg;
+                        break;
+                case 'n': o.domains = atol(optarg); break;
+                case 'x': o.suffix = optarg; break;
                 case 't': o.threads = atoi(optarg); break;
                 case 'S': o.seconds = atof(optarg); break;
                 case 'c': o.canon = optarg; break;
@@ -266,6 +333,8 @@ int main(int argc, char **argv)
                 return run_hash(&o, o.mode[0] == 's');
         if (strcmp(o.mode, "client") == 0 && o.message)
                 return run_client(&o);
+        if (strcmp(o.mode, "populate") == 0 && o.module && o.label && o.pin_file && o.domains > 0 && o.suffix)
+                return run_populate(&o);
         fprintf(stderr, "dkimsign-bench: missing options for %s\n", o.mode);
         return 2;
 }
