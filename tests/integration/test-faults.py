@@ -315,6 +315,11 @@ class Library:
 
 
 def test_library_reconnects_after_restart():
+    if os.environ.get("DKIMSIGN_SANITIZED") == "1":
+        # An ASan-built library can't be loaded into an uninstrumented
+        # Python; the gcc build runs this case.
+        print("  skipped in the sanitizer build: ctypes can't load an ASan library")
+        return
     with started_box() as box:
         lib = Library(box.socket)
         try:
