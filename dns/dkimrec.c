@@ -6,7 +6,6 @@
  * record their meaning.  DNS TXT text has no folding, but publishers paste
  * records with line breaks, so whitespace in p= is skipped.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,21 +13,10 @@
 #include <openssl/x509.h>
 
 #include "dkimsign-errors.h"
+#include "findings.h"
 #include "memdup.h"
 #include "dkimrec.h"
 #include "taglist.h"
-
-static void say(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *why, size_t whylen, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (!why || whylen == 0)
-                return;
-        va_start(ap, fmt);
-        vsnprintf(why, whylen, fmt, ap);
-        va_end(ap);
-}
 
 static bool is_wsp(char c)
 {
@@ -156,11 +144,11 @@ static int apply_tag(struct dkim_keyrec *rec, const char *name, const char *valu
 
         if (strcmp(name, "v") == 0) {
                 if (!first) {
-                        say(why, whylen, "v= must be the first tag of the record.");
+                        dns_reason(why, whylen, "v= must be the first tag of the record.");
                         return DKIMSIGN_E_FORMAT;
                 }
                 if (value_len != 5 || memcmp(value, "DKIM1", 5) != 0) {
-                        say(why, whylen, "v= must be \"DKIM1\", not \"%.*s\".",
+                        dns_reason(why, whylen, "v= must be \"DKIM1\", not \"%.*s\".",
                             (int) (value_len > 40 ? 40 : value_len), value);
                         return DKIMSIGN_E_FORMAT;
                 }
@@ -209,7 +197,7 @@ static int apply_tag(struct dkim_keyrec *rec, const char *name, const char *valu
                 }
                 r = base64_decode(value, value_len, &rec->p, &rec->p_len);
                 if (r == DKIMSIGN_E_FORMAT)
-                        say(why, whylen, "p= is not valid base64.");
+                        dns_reason(why, whylen, "p= is not valid base64.");
                 else if (r == 0 && rec->p_len == 0) {
                         free(rec->p);
                         rec->p = NULL;
@@ -237,12 +225,12 @@ static int parse_tags(const char *text, size_t len, struct dkim_keyrec *rec, cha
         while ((r = taglist_next(text, len, &pos, &tag, why, whylen)) == 1) {
                 for (size_t i = 0; i < seen.count; i++) {
                         if (strcmp(seen.names[i], tag.name) == 0) {
-                                say(why, whylen, "the tag %s= appears more than once.", tag.name);
+                                dns_reason(why, whylen, "the tag %s= appears more than once.", tag.name);
                                 return DKIMSIGN_E_FORMAT;
                         }
                 }
                 if (seen.count == sizeof(seen.names) / sizeof(seen.names[0])) {
-                        say(why, whylen, "the record has more than %zu tags.", seen.count);
+                        dns_reason(why, whylen, "the record has more than %zu tags.", seen.count);
                         return DKIMSIGN_E_FORMAT;
                 }
                 memcpy(seen.names[seen.count++], tag.name, sizeof(tag.name));
@@ -264,20 +252,20 @@ int dkim_keyrec_parse(const char *text, size_t len, struct dkim_keyrec *ret, cha
         bool has_p = false;
         int r;
 
-        say(why, whylen, "%s", "");
+        dns_reason(why, whylen, "%s", "");
         if (len > DKIM_KEYREC_MAX) {
-                say(why, whylen, "the record is longer than %d octets.", DKIM_KEYREC_MAX);
+                dns_reason(why, whylen, "the record is longer than %d octets.", DKIM_KEYREC_MAX);
                 return DKIMSIGN_E_FORMAT;
         }
         if (memchr(text, '\0', len)) {
-                say(why, whylen, "the record holds a NUL octet.");
+                dns_reason(why, whylen, "the record holds a NUL octet.");
                 return DKIMSIGN_E_FORMAT;
         }
         r = parse_tags(text, len, &rec, why, whylen);
         if (r == 0) {
                 has_p = rec.p != NULL || rec.revoked;
                 if (!has_p) {
-                        say(why, whylen, "the record has no p= tag (the public key).");
+                        dns_reason(why, whylen, "the record has no p= tag (the public key).");
                         r = DKIMSIGN_E_FORMAT;
                 }
         }
@@ -346,7 +334,7 @@ static int rsa_matches(const struct dkim_keyrec *r, EVP_PKEY *pub, char *why, si
         bool same;
 
         if (r->alg != DKIM_KEYREC_RSA) {
-                say(why, whylen, "the record is k=%s but the key is RSA.", r->k ? r->k : "?");
+                dns_reason(why, whylen, "the record is k=%s but the key is RSA.", r->k ? r->k : "?");
                 return DKIMSIGN_E_NO_KEY;
         }
         spki_len = i2d_PUBKEY(pub, &spki);
@@ -362,7 +350,7 @@ static int rsa_matches(const struct dkim_keyrec *r, EVP_PKEY *pub, char *why, si
         OPENSSL_free(spki);
         OPENSSL_free(pkcs1);
         if (!same) {
-                say(why, whylen, "the record's p= is a different RSA key than the token's.");
+                dns_reason(why, whylen, "the record's p= is a different RSA key than the token's.");
                 return DKIMSIGN_E_NO_KEY;
         }
         return 0;
@@ -374,13 +362,13 @@ static int ed25519_matches(const struct dkim_keyrec *r, EVP_PKEY *pub, char *why
         size_t raw_len = sizeof(raw);
 
         if (r->alg != DKIM_KEYREC_ED25519) {
-                say(why, whylen, "the record is k=%s but the key is Ed25519 (k=ed25519).", r->k ? r->k : "rsa");
+                dns_reason(why, whylen, "the record is k=%s but the key is Ed25519 (k=ed25519).", r->k ? r->k : "rsa");
                 return DKIMSIGN_E_NO_KEY;
         }
         if (!EVP_PKEY_get_raw_public_key(pub, raw, &raw_len) || raw_len != sizeof(raw))
                 return DKIMSIGN_E_INTERNAL;
         if (!bytes_equal(r->p, r->p_len, raw, raw_len)) {
-                say(why, whylen, "the record's p= is a different Ed25519 key than the token's.");
+                dns_reason(why, whylen, "the record's p= is a different Ed25519 key than the token's.");
                 return DKIMSIGN_E_NO_KEY;
         }
         return 0;
@@ -388,9 +376,9 @@ static int ed25519_matches(const struct dkim_keyrec *r, EVP_PKEY *pub, char *why
 
 int dkim_keyrec_matches(const struct dkim_keyrec *r, EVP_PKEY *pub, char *why, size_t whylen)
 {
-        say(why, whylen, "%s", "");
+        dns_reason(why, whylen, "%s", "");
         if (r->revoked || !r->p) {
-                say(why, whylen, "the record is revoked (its p= is empty).");
+                dns_reason(why, whylen, "the record is revoked (its p= is empty).");
                 return DKIMSIGN_E_NO_KEY;
         }
         switch (EVP_PKEY_get_base_id(pub)) {

@@ -111,3 +111,14 @@ const char *dns_verdict_name(enum dns_verdict v)
         default: return "error";
         }
 }
+
+void dns_reason(char *why, size_t whylen, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (!why || whylen == 0)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(why, whylen, fmt, ap);
+        va_end(ap);
+}

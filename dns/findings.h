@@ -53,4 +53,9 @@ const struct dns_finding *dns_findings_find(const struct dns_findings *f, const 
 void dns_findings_clear(struct dns_findings *f);
 const char *dns_verdict_name(enum dns_verdict v);   /* "ok", "warning", "error" */
 
+/* Write one reason sentence into a caller's buffer (why may be NULL or
+ * whylen 0: then nothing is written).  The record parsers use it to say
+ * why they refused a record. */
+void dns_reason(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif

@@ -9,7 +9,6 @@
  * the queries sent, so a hostile chain of records cannot make it run long.
  */
 #include <arpa/inet.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,20 +16,9 @@
 #include <sys/socket.h>
 
 #include "dkimsign-errors.h"
+#include "findings.h"
 #include "memdup.h"
 #include "spf.h"
-
-static void say(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *why, size_t whylen, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (!why || whylen == 0)
-                return;
-        va_start(ap, fmt);
-        vsnprintf(why, whylen, fmt, ap);
-        va_end(ap);
-}
 
 static bool is_alpha(char c)
 {
@@ -87,7 +75,7 @@ static int check_macro_string(const char *s, size_t len, bool exp, bool *ret_has
 
                 if (c != '%') {
                         if ((unsigned char) c < 0x21 || (unsigned char) c > 0x7e) {
-                                say(why, whylen, "it holds a character that is not printable ASCII");
+                                dns_reason(why, whylen, "it holds a character that is not printable ASCII");
                                 return DKIMSIGN_E_FORMAT;
                         }
                         ends_macro = false;
@@ -95,7 +83,7 @@ static int check_macro_string(const char *s, size_t len, bool exp, bool *ret_has
                         continue;
                 }
                 if (i + 1 >= len) {
-                        say(why, whylen, "a \"%%\" ends it (write %%%% for a percent sign)");
+                        dns_reason(why, whylen, "a \"%%\" ends it (write %%%% for a percent sign)");
                         return DKIMSIGN_E_FORMAT;
                 }
                 c = s[i + 1];
@@ -106,16 +94,16 @@ static int check_macro_string(const char *s, size_t len, bool exp, bool *ret_has
                         continue;
                 }
                 if (c != '{') {
-                        say(why, whylen, "\"%%%c\" is not a macro (use %%{letter}, %%%%, %%_ or %%-)", c);
+                        dns_reason(why, whylen, "\"%%%c\" is not a macro (use %%{letter}, %%%%, %%_ or %%-)", c);
                         return DKIMSIGN_E_FORMAT;
                 }
                 i += 2;
                 if (i >= len || !strchr("slodiphcrtvSLODIPHCRTV", s[i])) {
-                        say(why, whylen, "a macro needs one of the letters s l o d i p h c r t v after \"%%{\"");
+                        dns_reason(why, whylen, "a macro needs one of the letters s l o d i p h c r t v after \"%%{\"");
                         return DKIMSIGN_E_FORMAT;
                 }
                 if (!exp && strchr("crtCRT", s[i])) {
-                        say(why, whylen, "the macro letter '%c' is only allowed in explanation text", s[i]);
+                        dns_reason(why, whylen, "the macro letter '%c' is only allowed in explanation text", s[i]);
                         return DKIMSIGN_E_FORMAT;
                 }
                 i++;
@@ -123,12 +111,12 @@ static int check_macro_string(const char *s, size_t len, bool exp, bool *ret_has
                         unsigned digits = 0;
 
                         if (s[i] == '0') {
-                                say(why, whylen, "a macro's part count must not be 0");
+                                dns_reason(why, whylen, "a macro's part count must not be 0");
                                 return DKIMSIGN_E_FORMAT;
                         }
                         while (i < len && is_digit(s[i])) {
                                 if (++digits > 3) {
-                                        say(why, whylen, "a macro's part count is too large");
+                                        dns_reason(why, whylen, "a macro's part count is too large");
                                         return DKIMSIGN_E_FORMAT;
                                 }
                                 i++;
@@ -139,7 +127,7 @@ static int check_macro_string(const char *s, size_t len, bool exp, bool *ret_has
                 while (i < len && is_delimiter(s[i]))
                         i++;
                 if (i >= len || s[i] != '}') {
-                        say(why, whylen, "a macro is not closed by \"}\"");
+                        dns_reason(why, whylen, "a macro is not closed by \"}\"");
                         return DKIMSIGN_E_FORMAT;
                 }
                 i++;
@@ -198,7 +186,7 @@ static int check_domain_spec(const char *s, size_t len, bool *ret_has_macro, cha
         int r;
 
         if (len == 0) {
-                say(why, whylen, "the domain is empty");
+                dns_reason(why, whylen, "the domain is empty");
                 return DKIMSIGN_E_FORMAT;
         }
         r = check_macro_string(s, len, false, &has_macro, &ends_macro, why, whylen);
@@ -212,11 +200,11 @@ static int check_domain_spec(const char *s, size_t len, bool *ret_has_macro, cha
         for (dot = end; dot > 0 && s[dot - 1] != '.'; dot--)
                 ;
         if (dot == 0 || !is_toplabel(s + dot, end - dot)) {
-                say(why, whylen, "\"%.*s\" does not end in a top-level label (like .com)", (int) len, s);
+                dns_reason(why, whylen, "\"%.*s\" does not end in a top-level label (like .com)", (int) len, s);
                 return DKIMSIGN_E_FORMAT;
         }
         if (!has_macro && !literal_name_fits(s, len)) {
-                say(why, whylen, "\"%.*s\" is not a valid domain name (empty or over-long label)", (int) len, s);
+                dns_reason(why, whylen, "\"%.*s\" is not a valid domain name (empty or over-long label)", (int) len, s);
                 return DKIMSIGN_E_FORMAT;
         }
         return 0;
@@ -264,7 +252,7 @@ static int parse_a_mx(struct spf_term *t, const char *rest, size_t len, char *wh
                         if (!all_digits(rest + i, len - i))
                                 break;
                         if (parse_cidr(rest + i, len - i, 128, &t->cidr6) < 0) {
-                                say(why, whylen, "the IPv6 prefix length must be 0 to 128");
+                                dns_reason(why, whylen, "the IPv6 prefix length must be 0 to 128");
                                 return DKIMSIGN_E_FORMAT;
                         }
                         dlen = i - 2;
@@ -276,7 +264,7 @@ static int parse_a_mx(struct spf_term *t, const char *rest, size_t len, char *wh
                         if (!all_digits(rest + i, dlen - i))
                                 break;
                         if (parse_cidr(rest + i, dlen - i, 32, &t->cidr4) < 0) {
-                                say(why, whylen, "the IPv4 prefix length must be 0 to 32");
+                                dns_reason(why, whylen, "the IPv4 prefix length must be 0 to 32");
                                 return DKIMSIGN_E_FORMAT;
                         }
                         dlen = i - 1;
@@ -286,7 +274,7 @@ static int parse_a_mx(struct spf_term *t, const char *rest, size_t len, char *wh
         if (dlen == 0)
                 return 0;
         if (rest[0] != ':') {
-                say(why, whylen, "expected \":domain\" or \"/prefix\" after the mechanism name");
+                dns_reason(why, whylen, "expected \":domain\" or \"/prefix\" after the mechanism name");
                 return DKIMSIGN_E_FORMAT;
         }
         r = check_domain_spec(rest + 1, dlen - 1, &t->has_macro, why, whylen);
@@ -307,7 +295,7 @@ static int parse_colon_domain(struct spf_term *t, const char *rest, size_t len, 
         if (len == 0 && !required)
                 return 0;
         if (len == 0 || rest[0] != ':') {
-                say(why, whylen, "it needs \":domain\"");
+                dns_reason(why, whylen, "it needs \":domain\"");
                 return DKIMSIGN_E_FORMAT;
         }
         r = check_domain_spec(rest + 1, len - 1, &t->has_macro, why, whylen);
@@ -327,7 +315,7 @@ static int parse_ip(struct spf_term *t, const char *rest, size_t len, int family
         int max = family == AF_INET ? 32 : 128;
 
         if (len == 0 || rest[0] != ':') {
-                say(why, whylen, "it needs \":address\"");
+                dns_reason(why, whylen, "it needs \":address\"");
                 return DKIMSIGN_E_FORMAT;
         }
         rest++;
@@ -335,20 +323,20 @@ static int parse_ip(struct spf_term *t, const char *rest, size_t len, int family
         slash = memchr(rest, '/', len);
         alen = slash ? (size_t) (slash - rest) : len;
         if (alen == 0 || alen >= sizeof(addr)) {
-                say(why, whylen, "the address is missing or too long");
+                dns_reason(why, whylen, "the address is missing or too long");
                 return DKIMSIGN_E_FORMAT;
         }
         memcpy(addr, rest, alen);
         addr[alen] = '\0';
         if (inet_pton(family, addr, t->addr) != 1) {
-                say(why, whylen, "\"%s\" is not an %s address", addr, family == AF_INET ? "IPv4" : "IPv6");
+                dns_reason(why, whylen, "\"%s\" is not an %s address", addr, family == AF_INET ? "IPv4" : "IPv6");
                 return DKIMSIGN_E_FORMAT;
         }
         if (slash) {
                 int *slot = family == AF_INET ? &t->cidr4 : &t->cidr6;
 
                 if (parse_cidr(slash + 1, len - alen - 1, max, slot) < 0) {
-                        say(why, whylen, "the prefix length must be 0 to %d, without leading zeros", max);
+                        dns_reason(why, whylen, "the prefix length must be 0 to %d, without leading zeros", max);
                         return DKIMSIGN_E_FORMAT;
                 }
         }
@@ -387,7 +375,7 @@ static int parse_mechanism(struct spf_term *t, const char *s, size_t len, char *
                 switch (t->kind) {
                 case SPF_ALL:
                         if (nlen != len) {
-                                say(why, whylen, "\"all\" takes no argument");
+                                dns_reason(why, whylen, "\"all\" takes no argument");
                                 return DKIMSIGN_E_FORMAT;
                         }
                         return 0;
@@ -407,7 +395,7 @@ static int parse_mechanism(struct spf_term *t, const char *s, size_t len, char *
                         return DKIMSIGN_E_INTERNAL;
                 }
         }
-        say(why, whylen, "\"%.*s\" is not an SPF mechanism (all, include, a, mx, ptr, ip4, ip6, exists)",
+        dns_reason(why, whylen, "\"%.*s\" is not an SPF mechanism (all, include, a, mx, ptr, ip4, ip6, exists)",
             (int) (nlen ? nlen : len), s);
         return DKIMSIGN_E_FORMAT;
 }
@@ -458,18 +446,18 @@ int spf_parse(const char *text, size_t len, struct spf_record *ret, char *why, s
         bool exp_seen = false;
         int r = 0;
 
-        say(why, whylen, "%s", "");
+        dns_reason(why, whylen, "%s", "");
         if (len > SPF_RECORD_MAX) {
-                say(why, whylen, "the record is longer than %d octets", SPF_RECORD_MAX);
+                dns_reason(why, whylen, "the record is longer than %d octets", SPF_RECORD_MAX);
                 return DKIMSIGN_E_TOO_LARGE;
         }
         if (!spf_is_record(text, len)) {
-                say(why, whylen, "an SPF record starts with \"v=spf1\" and a space");
+                dns_reason(why, whylen, "an SPF record starts with \"v=spf1\" and a space");
                 return DKIMSIGN_E_FORMAT;
         }
         for (size_t i = 0; i < len; i++) {
                 if ((unsigned char) text[i] < 0x20 || (unsigned char) text[i] > 0x7e) {
-                        say(why, whylen, "the record holds a character that is not printable ASCII (or a "
+                        dns_reason(why, whylen, "the record holds a character that is not printable ASCII (or a "
                             "tab) at offset %zu", i);
                         return DKIMSIGN_E_FORMAT;
                 }
@@ -486,7 +474,7 @@ int spf_parse(const char *text, size_t len, struct spf_record *ret, char *why, s
                 for (end = pos; end < len && text[end] != ' '; end++)
                         ;
                 if (rec.count == SPF_TERMS_MAX) {
-                        say(why, whylen, "the record has more than %d terms", SPF_TERMS_MAX);
+                        dns_reason(why, whylen, "the record has more than %d terms", SPF_TERMS_MAX);
                         r = DKIMSIGN_E_TOO_LARGE;
                         break;
                 }
@@ -501,7 +489,7 @@ int spf_parse(const char *text, size_t len, struct spf_record *ret, char *why, s
                 r = parse_term(&grown[rec.count], text + pos, end - pos, term_why, sizeof(term_why));
                 rec.count++;   /* even on failure: clear frees what the term holds */
                 if (r == DKIMSIGN_E_FORMAT) {
-                        say(why, whylen, "the term \"%.*s\" is invalid: %s", (int) (end - pos > 80 ? 80 : end - pos),
+                        dns_reason(why, whylen, "the term \"%.*s\" is invalid: %s", (int) (end - pos > 80 ? 80 : end - pos),
                             text + pos, term_why);
                         break;
                 }
@@ -511,14 +499,14 @@ int spf_parse(const char *text, size_t len, struct spf_record *ret, char *why, s
                         rec.all_index = (int) rec.count - 1;
                 if (grown[rec.count - 1].kind == SPF_REDIRECT) {
                         if (rec.redirect_index >= 0) {
-                                say(why, whylen, "redirect= appears more than once");
+                                dns_reason(why, whylen, "redirect= appears more than once");
                                 r = DKIMSIGN_E_FORMAT;
                         }
                         rec.redirect_index = (int) rec.count - 1;
                 }
                 if (grown[rec.count - 1].kind == SPF_EXP) {
                         if (exp_seen) {
-                                say(why, whylen, "exp= appears more than once");
+                                dns_reason(why, whylen, "exp= appears more than once");
                                 r = DKIMSIGN_E_FORMAT;
                         }
                         exp_seen = true;

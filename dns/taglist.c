@@ -2,24 +2,12 @@
 /*
  * Tag-list tokenizer.  See taglist.h.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "dkimsign-errors.h"
+#include "findings.h"
 #include "taglist.h"
-
-static void say(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *why, size_t whylen, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (!why || whylen == 0)
-                return;
-        va_start(ap, fmt);
-        vsnprintf(why, whylen, fmt, ap);
-        va_end(ap);
-}
 
 bool taglist_is_wsp(char c)
 {
@@ -44,16 +32,16 @@ int taglist_next(const char *text, size_t len, size_t *pos, struct taglist_tag *
                 return 0;
         }
         if (text[p] == ';') {
-                say(why, whylen, "the record has an empty tag (two \";\" in a row, or a \";\" first).");
+                dns_reason(why, whylen, "the record has an empty tag (two \";\" in a row, or a \";\" first).");
                 return DKIMSIGN_E_FORMAT;
         }
         if (!is_name_char(text[p], true)) {
-                say(why, whylen, "a tag name must start with a letter (offset %zu).", p);
+                dns_reason(why, whylen, "a tag name must start with a letter (offset %zu).", p);
                 return DKIMSIGN_E_FORMAT;
         }
         while (p < len && is_name_char(text[p], nlen == 0)) {
                 if (nlen == TAGLIST_NAME_MAX) {
-                        say(why, whylen, "a tag name is longer than %d characters.", TAGLIST_NAME_MAX);
+                        dns_reason(why, whylen, "a tag name is longer than %d characters.", TAGLIST_NAME_MAX);
                         return DKIMSIGN_E_FORMAT;
                 }
                 ret->name[nlen++] = text[p++];
@@ -62,7 +50,7 @@ int taglist_next(const char *text, size_t len, size_t *pos, struct taglist_tag *
         while (p < len && taglist_is_wsp(text[p]))
                 p++;
         if (p == len || text[p] != '=') {
-                say(why, whylen, "the tag \"%s\" has no \"=\".", ret->name);
+                dns_reason(why, whylen, "the tag \"%s\" has no \"=\".", ret->name);
                 return DKIMSIGN_E_FORMAT;
         }
         p++;
@@ -70,7 +58,7 @@ int taglist_next(const char *text, size_t len, size_t *pos, struct taglist_tag *
                 unsigned char c = (unsigned char) text[end];
 
                 if (!taglist_is_wsp((char) c) && (c < 0x21 || c > 0x7e)) {
-                        say(why, whylen, "the value of %s= holds a character that is not printable ASCII.",
+                        dns_reason(why, whylen, "the value of %s= holds a character that is not printable ASCII.",
                             ret->name);
                         return DKIMSIGN_E_FORMAT;
                 }
@@ -90,7 +78,7 @@ int taglist_next(const char *text, size_t len, size_t *pos, struct taglist_tag *
                 while (look < len && taglist_is_wsp(text[look]))
                         look++;
                 if (look < len && text[look] == ';') {
-                        say(why, whylen, "the record has an empty tag (two \";\" in a row).");
+                        dns_reason(why, whylen, "the record has an empty tag (two \";\" in a row).");
                         return DKIMSIGN_E_FORMAT;
                 }
                 end++;
