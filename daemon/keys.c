@@ -199,13 +199,26 @@ static void view_of(const struct signer_key *k, struct key_view *v)
 }
 
 /* Views of the keys [first, end) of one domain; an owned array. */
-static struct key_view *domain_views(const struct keytab *t, size_t first, size_t end)
+/* Views of one domain's keys.  A domain has a few keys (with its retired
+ * ones), so the caller's stack array holds them on the signing path and
+ * the heap is only for a domain with more: free with views_free. */
+#define VIEWS_ON_STACK 16
+
+static struct key_view *domain_views(const struct keytab *t, size_t first, size_t end,
+                                     struct key_view stack[VIEWS_ON_STACK])
 {
-        struct key_view *v = calloc(end > first ? end - first : 1, sizeof(*v));
+        size_t n = end > first ? end - first : 0;
+        struct key_view *v = n <= VIEWS_ON_STACK ? stack : calloc(n, sizeof(*v));
 
         for (size_t i = first; v && i < end; i++)
                 view_of(&t->keys[i], &v[i - first]);
         return v;
+}
+
+static void views_free(struct key_view *v, const struct key_view *stack)
+{
+        if (v != stack)
+                free(v);
 }
 
 static size_t end_of_domain(const struct keytab *t, size_t first)
@@ -221,7 +234,8 @@ enum key_state keytab_key_state(const struct keytab *t, size_t i, int64_t now, i
                                 size_t *ret_successor)
 {
         size_t first = first_of_domain(t, t->keys[i].domain), end = end_of_domain(t, first);
-        struct key_view *v = domain_views(t, first, end);
+        struct key_view stack[VIEWS_ON_STACK];
+        struct key_view *v = domain_views(t, first, end, stack);
         enum key_state st;
         size_t next = (size_t) -1;
 
@@ -235,7 +249,7 @@ enum key_state keytab_key_state(const struct keytab *t, size_t i, int64_t now, i
         st = keystate_effective(v, end - first, i - first, now, ret_since, &next);
         if (ret_successor)
                 *ret_successor = next == (size_t) -1 ? next : next + first;
-        free(v);
+        views_free(v, stack);
         return st;
 }
 
@@ -301,7 +315,8 @@ int keytab_select(const struct keytab *t, const struct config *c, const char *do
         enum key_state waiting_state = KEY_PENDING;
         struct key_view waiting_view = { 0 };
         size_t first = first_of_domain(t, kd), end = first < t->count ? end_of_domain(t, first) : first;
-        struct key_view *views = domain_views(t, first, end);
+        struct key_view stack[VIEWS_ON_STACK];
+        struct key_view *views = domain_views(t, first, end, stack);
         int64_t now = (int64_t) time(NULL);
         size_t n = 0, retired = 0;
 
@@ -337,7 +352,7 @@ int keytab_select(const struct keytab *t, const struct config *c, const char *do
                         waiting_view = views[i - first];
                 }
         }
-        free(views);
+        views_free(views, stack);
         for (int a = HSM_ALG_RSA; a <= HSM_ALG_ED25519; a++)
                 if (best[a].tie) {
                         snprintf(why, whylen,
