@@ -217,8 +217,15 @@ static bool apply_dns(struct keyreg_entry *e, enum key_dns seen_now, enum key_dn
         if (seen_now == KEY_DNS_UNCHECKED || seen_now == KEY_DNS_FAILED)
                 return false;
         if (t.state == KEY_PENDING && seen_now == KEY_DNS_MATCH) {
-                set_state(&e->live, KEY_PUBLISHED, now, 0, 0);
-                utc(now + (int64_t) atomic_load(&e->live.wait), when);
+                /* Times are whole seconds and the record was seen somewhere
+                 * inside second now: counting a wait from the next one means
+                 * a key never signs before publish_wait has passed (at most
+                 * 1 s late instead of up to 1 s early). */
+                uint64_t wait = atomic_load(&e->live.wait);
+                int64_t seen = wait ? now + 1 : now;
+
+                set_state(&e->live, KEY_PUBLISHED, seen, 0, 0);
+                utc(seen + (int64_t) wait, when);
                 log_info("key %s: published: DNS shows its record; it signs from %s", e->label, when);
                 return true;
         }
