@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "ctl-lifecycle.h"
-#include "dkimrec.h"
 #include "dkimsign-errors.h"
 #include "dnswatch.h"
 #include "keystate.h"
@@ -147,9 +146,7 @@ int ctl_refresh(const struct config *c, struct keyreg *reg, char *why, size_t wh
 static enum key_dns lookup(const struct config *c, const char *label, EVP_PKEY *pub, char *why, size_t whylen)
 {
         struct dns_resolver *res = NULL;
-        struct dns_txt txt = { 0 };
-        enum key_dns out = KEY_DNS_BROKEN;
-        bool revoked = false, other = false;
+        enum key_dns out;
         int r = dns_resolver_new(c->dns_resolver, c->dns_timeout_ms, &res);
 
         if (r < 0) {
@@ -157,28 +154,8 @@ static enum key_dns lookup(const struct config *c, const char *label, EVP_PKEY *
                          dkimsign_strerror(r));
                 return KEY_DNS_FAILED;
         }
-        r = dns_txt_lookup(res, label, &txt);
+        out = dnswatch_lookup(res, label, pub);
         dns_resolver_free(res);
-        if (r == DKIMSIGN_E_DNS_NOT_FOUND)
-                return KEY_DNS_MISSING;
-        if (r < 0)
-                return KEY_DNS_FAILED;
-        for (size_t i = 0; i < txt.count && out != KEY_DNS_MATCH; i++) {
-                struct dkim_keyrec rec;
-
-                if (dkim_keyrec_parse(txt.records[i].text, txt.records[i].len, &rec, NULL, 0) < 0)
-                        continue;
-                if (dkim_keyrec_matches(&rec, pub, NULL, 0) == 0)
-                        out = KEY_DNS_MATCH;
-                else if (rec.revoked)
-                        revoked = true;
-                else
-                        other = true;
-                dkim_keyrec_clear(&rec);
-        }
-        dns_txt_clear(&txt);
-        if (out != KEY_DNS_MATCH)
-                out = revoked ? KEY_DNS_REVOKED : other ? KEY_DNS_MISMATCH : KEY_DNS_BROKEN;
         return out;
 }
 

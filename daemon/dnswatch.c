@@ -113,12 +113,12 @@ int dnswatch_new(struct keyreg *reg, const struct config *c, struct dnswatch **r
 
 /* ---- one key's record ---- */
 
-static enum key_dns check_record(struct dns_resolver *res, const struct keyreg_entry *e)
+enum key_dns dnswatch_lookup(struct dns_resolver *res, const char *label, EVP_PKEY *pub)
 {
         struct dns_txt txt = { 0 };
         enum key_dns out = KEY_DNS_BROKEN;
         bool revoked = false, other = false;
-        int r = dns_txt_lookup(res, e->label, &txt);
+        int r = dns_txt_lookup(res, label, &txt);
 
         if (r == DKIMSIGN_E_DNS_NOT_FOUND)
                 return KEY_DNS_MISSING;
@@ -129,7 +129,7 @@ static enum key_dns check_record(struct dns_resolver *res, const struct keyreg_e
 
                 if (dkim_keyrec_parse(txt.records[i].text, txt.records[i].len, &rec, NULL, 0) < 0)
                         continue;
-                if (dkim_keyrec_matches(&rec, e->pubkey, NULL, 0) == 0)
+                if (dkim_keyrec_matches(&rec, pub, NULL, 0) == 0)
                         out = KEY_DNS_MATCH;
                 else if (rec.revoked)
                         revoked = true;
@@ -165,7 +165,7 @@ static void observe(struct dnswatch *w, struct keyreg_entry **keys, size_t n, en
                                 skipped++;
                                 continue;
                         }
-                        obs[i] = check_record(w->res, e);
+                        obs[i] = dnswatch_lookup(w->res, e->label, e->pubkey);
                         failures = obs[i] == KEY_DNS_FAILED ? failures + 1 : 0;
                         if (obs[i] == KEY_DNS_FAILED)
                                 failed++;

@@ -27,8 +27,11 @@
 #ifndef DNSWATCH_H
 #define DNSWATCH_H
 
+#include <openssl/evp.h>
+
 #include "config.h"
 #include "keys.h"
+#include "resolve.h"
 
 struct dnswatch;
 
@@ -52,6 +55,11 @@ int dnswatch_run_once(struct dnswatch *w, char *why, size_t whylen);
 /* After a reload: take c's [dns] settings (state_dir stays until a
  * restart) and check the keys now.  Thread-safe. */
 void dnswatch_reconfigure(struct dnswatch *w, const struct config *c);
+
+/* What DNS shows at label (a key's <selector>._domainkey.<domain>) for the
+ * public key pub: a record with it, none, others, a revoked one, only
+ * unreadable ones, or no answer.  Used by the watcher and dkimsignctl. */
+enum key_dns dnswatch_lookup(struct dns_resolver *res, const char *label, EVP_PKEY *pub);
 
 /* Stop the thread (after the lookup it is in, at most [dns] timeout) and
  * free.  Accepts NULL; returns NULL. */
