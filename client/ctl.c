@@ -40,6 +40,7 @@
 #include "ctl-daemon.h"
 #include "ctl-lifecycle.h"
 #include "msg.h"
+#include "readfile.h"
 #include "dkimsign-build.h"
 #include "dkimsign-errors.h"
 #include "header.h"
@@ -319,52 +320,6 @@ static bool key_generated(const struct hsm_key *k)
 
 /* ---- reading key files ---- */
 
-/* A whole small file into an owned buffer (wipe it with OPENSSL_clear_free).
- * On failure a sentence in why. */
-static int file_read(const char *path, size_t max, char **ret, size_t *ret_len, char *why, size_t whylen)
-{
-        struct stat st;
-        size_t len = 0;
-        char *data;
-        int fd;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0 || fstat(fd, &st) < 0) {
-                snprintf(why, whylen, "%s: %s", path, strerror(errno));
-                if (fd >= 0)
-                        close(fd);
-                return -1;
-        }
-        if (!S_ISREG(st.st_mode) || (uint64_t) st.st_size > max) {
-                snprintf(why, whylen, "%s: %s", path, S_ISREG(st.st_mode) ? "too large" : "not a regular file");
-                close(fd);
-                return -1;
-        }
-        data = OPENSSL_zalloc((size_t) st.st_size + 1);
-        if (!data) {
-                snprintf(why, whylen, "%s: out of memory", path);
-                close(fd);
-                return -1;
-        }
-        while (len < (size_t) st.st_size) {
-                ssize_t n = read(fd, data + len, (size_t) st.st_size - len);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0) {
-                        snprintf(why, whylen, "%s: %s", path, n < 0 ? strerror(errno) : "shorter than announced");
-                        OPENSSL_clear_free(data, (size_t) st.st_size + 1);
-                        close(fd);
-                        return -1;
-                }
-                len += (size_t) n;
-        }
-        close(fd);
-        *ret = data;
-        *ret_len = len;
-        return 0;
-}
-
 /* The DER of one PEM private key block: PKCS#8 or PKCS#1 (RSA). */
 static EVP_PKEY *der_private_key(const char *name, const unsigned char *der, long len)
 {
@@ -430,7 +385,7 @@ static int pem_private_key(const char *path, EVP_PKEY **ret, char *why, size_t w
         bool encrypted = false, other = false, malformed = false;
         BIO *bio;
 
-        if (file_read(path, KEY_FILE_MAX, &text, &text_len, why, whylen) < 0)
+        if (readfile(path, KEY_FILE_MAX, 0, &text, &text_len, why, whylen) < 0)
                 return -1;
         bio = BIO_new_mem_buf(text, (int) text_len);
         while (bio) {
@@ -462,7 +417,7 @@ static int pem_private_key(const char *path, EVP_PKEY **ret, char *why, size_t w
         }
         BIO_free(bio);
         ERR_clear_error();
-        OPENSSL_clear_free(text, text_len + 1);
+        readfile_free(text, text_len);
 
         if (encrypted)
                 bad = "the key is encrypted; decrypt it to a private file first (openssl pkey), import that, "
@@ -935,13 +890,13 @@ static int table_read(struct migration *m, const char *path,
         size_t len = 0;
         unsigned n = 0;
 
-        if (file_read(path, TABLE_FILE_MAX, &text, &len, why, sizeof(why)) < 0) {
+        if (readfile(path, TABLE_FILE_MAX, 0, &text, &len, why, sizeof(why)) < 0) {
                 problem(m, "%s", why);
                 return -1;
         }
         if (memchr(text, '\0', len)) {
                 problem(m, "%s: not a text file", path);
-                OPENSSL_free(text);
+                readfile_free(text, len);
                 return -1;
         }
         /* strtok_r would merge empty lines and so shift the line numbers. */
@@ -955,7 +910,7 @@ static int table_read(struct migration *m, const char *path,
                 if (table_fields(line, &first, &rest))
                         fn(m, n, first, rest);
         }
-        OPENSSL_free(text);
+        readfile_free(text, len);
         return 0;
 }
 

@@ -25,6 +25,7 @@
 #include "dkimsign-errors.h"
 #include "frame.h"
 #include "header.h"
+#include "readfile.h"
 
 
 /* inih's compiled-in line limit: longer lines would be split silently. */
@@ -794,37 +795,13 @@ int config_load(const char *path, struct config **ret, char *err, size_t errlen)
         struct config *c = NULL;
         char *text = NULL;
         size_t len = 0;
-        struct stat st;
-        int fd, r;
+        int r;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-                snprintf(err, errlen, "%s: %s", path, strerror(errno));
-                return DKIMSIGN_E_CONFIG;
-        }
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > CONFIG_FILE_MAX) {
-                snprintf(err, errlen, "%s: not a regular file of at most %d octets", path, CONFIG_FILE_MAX);
-                close(fd);
-                return DKIMSIGN_E_CONFIG;
-        }
-        text = malloc((size_t) st.st_size + 1);
-        if (!text) {
-                close(fd);
-                return DKIMSIGN_E_NOMEM;
-        }
-        while (len < (size_t) st.st_size) {
-                ssize_t n = read(fd, text + len, (size_t) st.st_size - len);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        break;
-                len += (size_t) n;
-        }
-        close(fd);
-        text[len] = 0;
+        r = readfile(path, CONFIG_FILE_MAX, 0, &text, &len, err, errlen);
+        if (r < 0)
+                return r == DKIMSIGN_E_NOMEM ? r : DKIMSIGN_E_CONFIG;
         r = config_parse(text, len, &c, err, errlen);
-        free(text);
+        readfile_free(text, len);
         if (r == 0) {
                 c->path = strdup(path);
                 *ret = c;

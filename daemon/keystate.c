@@ -29,6 +29,7 @@
 
 #include "dkimsign-errors.h"
 #include "keystate.h"
+#include "readfile.h"
 
 static const char *const state_names[] = {
         [KEY_PENDING] = "pending", [KEY_PUBLISHED] = "published",
@@ -384,47 +385,22 @@ static int state_path(const char *dir, const char *name, char *ret, size_t size)
 int keystate_load(const char *dir, struct keystate *ret, char *why, size_t whylen)
 {
         char path[4096], inner[512], *text = NULL;
-        struct stat st;
         size_t len = 0;
-        int fd, r;
+        int r;
 
         if (state_path(dir, KEYSTATE_FILE, path, sizeof(path)) < 0) {
                 snprintf(why, whylen, "state_dir %s: path too long", dir);
                 return DKIMSIGN_E_CONFIG;
         }
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0 && errno == ENOENT) {
+        r = readfile(path, KEYSTATE_FILE_MAX, 1, &text, &len, why, whylen);
+        if (r == DKIMSIGN_E_SYSTEM && errno == ENOENT) {
                 *ret = (struct keystate) { 0 };
                 return 0;
         }
-        if (fd < 0 || fstat(fd, &st) < 0) {
-                snprintf(why, whylen, "%s: %s", path, strerror(errno));
-                if (fd >= 0)
-                        close(fd);
-                return DKIMSIGN_E_SYSTEM;
-        }
-        if (!S_ISREG(st.st_mode) || st.st_size > KEYSTATE_FILE_MAX) {
-                snprintf(why, whylen, "%s: not a regular file of at most %d octets", path, KEYSTATE_FILE_MAX);
-                close(fd);
-                return DKIMSIGN_E_STATE;
-        }
-        text = malloc((size_t) st.st_size + 1);
-        if (!text) {
-                close(fd);
-                return DKIMSIGN_E_NOMEM;
-        }
-        while (len < (size_t) st.st_size) {
-                ssize_t n = read(fd, text + len, (size_t) st.st_size - len);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0)
-                        break;
-                len += (size_t) n;
-        }
-        close(fd);
+        if (r < 0)
+                return r == DKIMSIGN_E_TOO_LARGE ? DKIMSIGN_E_STATE : r;
         r = keystate_parse(text, len, ret, inner, sizeof(inner));
-        free(text);
+        readfile_free(text, len);
         if (r < 0)
                 snprintf(why, whylen, "%s: %s", path, inner);
         return r;

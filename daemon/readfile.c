@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Bounded whole-file reads.  See readfile.h.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
+
+#include "dkimsign-errors.h"
+#include "readfile.h"
+
+/* Close fd keeping errno, so the caller sees the error that mattered. */
+static int fail(int fd, int r)
+{
+        int saved = errno;
+
+        if (fd >= 0)
+                close(fd);
+        errno = saved;
+        return r;
+}
+
+int readfile(const char *path, size_t max, int nofollow, char **ret, size_t *ret_len, char *why, size_t whylen)
+{
+        struct stat st;
+        size_t len = 0, size;
+        char *data;
+        int fd;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | (nofollow ? O_NOFOLLOW : 0));
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                int saved = errno;
+
+                snprintf(why, whylen, "%s: %s", path, strerror(saved));
+                errno = saved;
+                return fail(fd, DKIMSIGN_E_SYSTEM);
+        }
+        if (!S_ISREG(st.st_mode)) {
+                snprintf(why, whylen, "%s: not a regular file", path);
+                return fail(fd, DKIMSIGN_E_TOO_LARGE);
+        }
+        if ((uint64_t) st.st_size > max) {
+                snprintf(why, whylen, "%s: larger than %zu octets", path, max);
+                return fail(fd, DKIMSIGN_E_TOO_LARGE);
+        }
+        size = (size_t) st.st_size;
+        /* Zeroed, and freed wiped: key files pass through here. */
+        data = OPENSSL_zalloc(size + 1);
+        if (!data) {
+                snprintf(why, whylen, "%s: out of memory", path);
+                return fail(fd, DKIMSIGN_E_NOMEM);
+        }
+        while (len < size) {
+                ssize_t n = read(fd, data + len, size - len);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        int saved = errno;
+
+                        snprintf(why, whylen, "%s: %s", path, strerror(saved));
+                        OPENSSL_clear_free(data, size + 1);
+                        errno = saved;
+                        return fail(fd, DKIMSIGN_E_SYSTEM);
+                }
+                if (n == 0)
+                        break;  /* shrank while read: take what is there */
+                len += (size_t) n;
+        }
+        close(fd);
+        data[len] = 0;
+        *ret = data;
+        *ret_len = len;
+        return 0;
+}
+
+void readfile_free(char *data, size_t len)
+{
+        if (data)
+                OPENSSL_clear_free(data, len + 1);
+}

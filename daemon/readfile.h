@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Reading a whole small file (the configuration, the key state file, a key
+ * file to import) into memory, bounded: only a regular file, and only up to
+ * a size the caller names, so a mistaken path (a device, a FIFO, a huge
+ * log) is refused instead of read for ever.
+ */
+#ifndef READFILE_H
+#define READFILE_H
+
+#include <stddef.h>
+
+/*
+ * Read path (opened with O_NOFOLLOW when nofollow) into an owned buffer of
+ * *ret_len octets plus a terminating NUL.  The buffer may hold a secret:
+ * free it with readfile_free.  On failure a sentence naming path in why
+ * and: DKIMSIGN_E_SYSTEM (open, stat or read failed; errno is kept, so a
+ * caller can tell ENOENT), DKIMSIGN_E_TOO_LARGE (not a regular file, or
+ * larger than max), DKIMSIGN_E_NOMEM.
+ */
+int readfile(const char *path, size_t max, int nofollow, char **ret, size_t *ret_len, char *why, size_t whylen);
+
+/* Wipe and free a buffer from readfile.  Accepts NULL. */
+void readfile_free(char *data, size_t len);
+
+#endif
