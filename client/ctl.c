@@ -661,52 +661,86 @@ static void list_table(const struct keytab *t, const struct ctl_key_life *life, 
         list_life_notes(t, life);
 }
 
+/* The token's keys with their lifecycle, as list and refresh show them. */
+struct key_listing {
+        struct config *c;
+        struct hsm *h;
+        struct keytab *t;
+        struct keyreg *reg;
+        struct ctl_key_life *life;   /* one per key, from key_listing_lives */
+};
+
+/* Open the configuration and token, load the keys and their states.
+ * 0, or the exit status after saying why (free l with key_listing_close
+ * either way). */
+static int key_listing_open(const struct options *o, struct key_listing *l)
+{
+        char why[1024];
+        int r;
+
+        *l = (struct key_listing) { 0 };
+        if (open_all(o, &l->c, &l->h))
+                return EXIT_FAIL;
+        r = keytab_load(l->h, &l->t);
+        if (r < 0)
+                return die("listing keys: %s", dkimsign_strerror(r));
+        if (ctl_lifecycle_attach(l->c, l->t, &l->reg, why, sizeof(why)) < 0)
+                return die("%s", why);
+        return 0;
+}
+
+/* Each key's lifecycle as of now, into l->life. */
+static int key_listing_lives(struct key_listing *l)
+{
+        int64_t now = (int64_t) time(NULL);
+
+        free(l->life);
+        l->life = calloc(l->t->count ? l->t->count : 1, sizeof(*l->life));
+        if (!l->life)
+                return die("out of memory");
+        for (size_t i = 0; i < l->t->count; i++)
+                ctl_key_life(l->t, l->c, i, now, &l->life[i]);
+        return 0;
+}
+
+static void key_listing_close(struct key_listing *l)
+{
+        free(l->life);
+        keytab_free(l->t);
+        keyreg_free(l->reg);
+        hsm_close(l->h);
+        config_free(l->c);
+        *l = (struct key_listing) { 0 };
+}
+
 static int cmd_list(const struct options *o)
 {
-        char (*fps)[FINGERPRINT_SIZE] = NULL, why[1024];
-        struct ctl_key_life *life = NULL;
-        struct config *c = NULL;
-        struct hsm *h = NULL;
-        struct keytab *t = NULL;
-        struct keyreg *reg = NULL;
-        int r, status = 0;
+        char (*fps)[FINGERPRINT_SIZE] = NULL;
+        struct key_listing l;
+        int status = key_listing_open(o, &l);
 
-        if (open_all(o, &c, &h))
-                return EXIT_FAIL;
-        r = keytab_load(h, &t);
-        if (r < 0) {
-                status = die("listing keys: %s", dkimsign_strerror(r));
+        if (status == 0)
+                status = key_listing_lives(&l);
+        if (status)
                 goto out;
-        }
-        if (ctl_lifecycle_attach(c, t, &reg, why, sizeof(why)) < 0) {
-                status = die("%s", why);
-                goto out;
-        }
-        fps = calloc(t->count ? t->count : 1, sizeof(*fps));
-        life = calloc(t->count ? t->count : 1, sizeof(*life));
-        if (!fps || !life) {
+        fps = calloc(l.t->count ? l.t->count : 1, sizeof(*fps));
+        if (!fps) {
                 status = die("out of memory");
                 goto out;
         }
-        for (size_t i = 0; i < t->count; i++)
-                ctl_key_life(t, c, i, (int64_t) time(NULL), &life[i]);
-        for (size_t i = 0; i < t->count; i++)
-                if (fingerprint(t->keys[i].key->pubkey, fps[i]) < 0) {
+        for (size_t i = 0; i < l.t->count; i++)
+                if (fingerprint(l.t->keys[i].key->pubkey, fps[i]) < 0) {
                         status = die("fingerprint of %s._domainkey.%s: cannot encode its public key",
-                                     t->keys[i].selector, t->keys[i].domain);
+                                     l.t->keys[i].selector, l.t->keys[i].domain);
                         goto out;
                 }
         if (o->json)
-                list_json(t, life, fps);
+                list_json(l.t, l.life, fps);
         else
-                list_table(t, life, fps);
+                list_table(l.t, l.life, fps);
 out:
         free(fps);
-        free(life);
-        keytab_free(t);
-        keyreg_free(reg);
-        hsm_close(h);
-        config_free(c);
+        key_listing_close(&l);
         return status;
 }
 
@@ -1274,45 +1308,24 @@ static int cmd_import_opendkim(const struct options *o)
 static int cmd_refresh(const struct options *o)
 {
         char why[1024];
-        struct ctl_key_life *life = NULL;
-        struct config *c = NULL;
-        struct hsm *h = NULL;
-        struct keytab *t = NULL;
-        struct keyreg *reg = NULL;
-        int r, status = 0;
+        struct key_listing l;
+        int status = key_listing_open(o, &l);
 
-        if (open_all(o, &c, &h))
-                return EXIT_FAIL;
-        r = keytab_load(h, &t);
-        if (r < 0) {
-                status = die("listing keys: %s", dkimsign_strerror(r));
+        if (status)
                 goto out;
-        }
-        if (ctl_lifecycle_attach(c, t, &reg, why, sizeof(why)) < 0) {
-                status = die("%s", why);
-                goto out;
-        }
         /* The watcher's own lines (what moved, what DNS showed) go to stderr. */
         log_init("dkimsignctl", LOG_INFO);
-        if (ctl_refresh(c, reg, why, sizeof(why)) < 0) {
+        if (ctl_refresh(l.c, l.reg, why, sizeof(why)) < 0) {
                 status = die("%s", why);
                 goto out;
         }
-        life = calloc(t->count ? t->count : 1, sizeof(*life));
-        if (!life) {
-                status = die("out of memory");
+        status = key_listing_lives(&l);
+        if (status)
                 goto out;
-        }
-        for (size_t i = 0; i < t->count; i++)
-                ctl_key_life(t, c, i, (int64_t) time(NULL), &life[i]);
-        printf("checked %zu key(s) in DNS; states written to %s/%s\n", t->count, c->state_dir, KEYSTATE_FILE);
-        list_life_notes(t, life);
+        printf("checked %zu key(s) in DNS; states written to %s/%s\n", l.t->count, l.c->state_dir, KEYSTATE_FILE);
+        list_life_notes(l.t, l.life);
 out:
-        free(life);
-        keytab_free(t);
-        keyreg_free(reg);
-        hsm_close(h);
-        config_free(c);
+        key_listing_close(&l);
         return status;
 }
 
