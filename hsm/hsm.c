@@ -863,21 +863,6 @@ static int attr_read(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type
         return 0;
 }
 
-static int attr_bool(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type, bool *ret)
-{
-        CK_BBOOL v;
-        size_t len;
-        int r;
-
-        r = attr_read(h, obj, type, &v, sizeof(v), &len);
-        if (r < 0)
-                return r;
-        if (len != sizeof(v))
-                return DKIMSIGN_E_HSM;
-        *ret = v != CK_FALSE;
-        return 0;
-}
-
 static int attr_ulong(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type, CK_ULONG *ret)
 {
         CK_ULONG v;
@@ -890,36 +875,6 @@ static int attr_ulong(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE typ
         if (len != sizeof(v))
                 return DKIMSIGN_E_HSM;
         *ret = v;
-        return 0;
-}
-
-/* A date attribute as "YYYYMMDD" into ret, "" when empty, unsupported by
- * the token, all zeros or not digits (nothing a date can be read from). */
-static int attr_date(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type, char ret[HSM_DATE_LEN + 1])
-{
-        char buf[sizeof(CK_DATE)];
-        size_t len = 0;
-        bool digits = true, zero = true;
-        int r;
-
-        static_assert(sizeof(CK_DATE) == HSM_DATE_LEN, "CK_DATE is YYYYMMDD");
-        ret[0] = '\0';
-        last_ckr = 0;
-        r = attr_read(h, obj, type, buf, sizeof(buf), &len);
-        if (r == DKIMSIGN_E_TOO_LARGE || (r < 0 && last_ckr == CKR_ATTRIBUTE_TYPE_INVALID))
-                return 0;
-        if (r < 0)
-                return r;
-        if (len != HSM_DATE_LEN)
-                return 0;
-        for (size_t i = 0; i < len; i++) {
-                digits = digits && buf[i] >= '0' && buf[i] <= '9';
-                zero = zero && buf[i] == '0';
-        }
-        if (digits && !zero) {
-                memcpy(ret, buf, HSM_DATE_LEN);
-                ret[HSM_DATE_LEN] = '\0';
-        }
         return 0;
 }
 
@@ -942,6 +897,76 @@ static int attr_label(struct hsm *h, CK_OBJECT_HANDLE obj, char **ret)
                 return DKIMSIGN_E_NOMEM;
         *ret = s;
         return 0;
+}
+
+/*
+ * Several attributes of obj in one call, each into its caller-sized buffer
+ * (a[i].pValue, a[i].ulValueLen = its capacity): a token with many keys
+ * answers a key's description in two or three calls instead of twenty.
+ * An attribute the object does not have, or keeps sensitive, comes back
+ * with ulValueLen CK_UNAVAILABLE_INFORMATION (PKCS#11 2.40 5.7: the others
+ * are still filled); one larger than its buffer is DKIMSIGN_E_TOO_LARGE.
+ */
+static int attrs_read(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE *a, CK_ULONG n)
+{
+        CK_RV rv = h->p11->C_GetAttributeValue(h->admin, obj, a, n);
+
+        if (rv == CKR_BUFFER_TOO_SMALL)
+                return DKIMSIGN_E_TOO_LARGE;
+        if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_ATTRIBUTE_SENSITIVE)
+                return ckr_fail(rv);
+        return 0;
+}
+
+static bool attr_present(const CK_ATTRIBUTE *a)
+{
+        return a->ulValueLen != CK_UNAVAILABLE_INFORMATION;
+}
+
+/* A CK_BBOOL read by attrs_read; a missing or odd-sized one is malformed. */
+static int attr_got_bool(const CK_ATTRIBUTE *a, bool *ret)
+{
+        if (!attr_present(a) || a->ulValueLen != sizeof(CK_BBOOL))
+                return DKIMSIGN_E_HSM;
+        *ret = *(const CK_BBOOL *) a->pValue != CK_FALSE;
+        return 0;
+}
+
+/* A date read by attrs_read as "YYYYMMDD" into ret; "" when missing, all
+ * zeros or not digits (nothing a date can be read from). */
+static void attr_got_date(const CK_ATTRIBUTE *a, char ret[HSM_DATE_LEN + 1])
+{
+        const char *d = a->pValue;
+        bool digits = true, zero = true;
+
+        static_assert(sizeof(CK_DATE) == HSM_DATE_LEN, "CK_DATE is YYYYMMDD");
+        ret[0] = '\0';
+        if (!attr_present(a) || a->ulValueLen != HSM_DATE_LEN)
+                return;
+        for (size_t i = 0; i < HSM_DATE_LEN; i++) {
+                digits = digits && d[i] >= '0' && d[i] <= '9';
+                zero = zero && d[i] == '0';
+        }
+        if (digits && !zero) {
+                memcpy(ret, d, HSM_DATE_LEN);
+                ret[HSM_DATE_LEN] = '\0';
+        }
+}
+
+/* A date attribute as "YYYYMMDD" into ret, "" when empty, unsupported by
+ * the token or not a date. */
+static int attr_date(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type, char ret[HSM_DATE_LEN + 1])
+{
+        uint8_t buf[16];
+        CK_ATTRIBUTE a = { type, buf, sizeof(buf) };
+        int r = attrs_read(h, obj, &a, 1);
+
+        ret[0] = '\0';
+        if (r == DKIMSIGN_E_TOO_LARGE)
+                return 0;
+        if (r == 0)
+                attr_got_date(&a, ret);
+        return r;
 }
 
 /* ---- objects (admin session, h->lock held) ---- */
@@ -1078,21 +1103,6 @@ out:
 }
 
 /* RSA public half from obj (a public key, or the public attributes of a private one). */
-static int rsa_pubkey_read(struct hsm *h, CK_OBJECT_HANDLE obj, EVP_PKEY **ret)
-{
-        uint8_t n[RSA_MOD_MAX], e[RSA_EXP_MAX];
-        size_t n_len, e_len;
-        int r;
-
-        r = attr_read(h, obj, CKA_MODULUS, n, sizeof(n), &n_len);
-        if (r < 0)
-                return r;
-        r = attr_read(h, obj, CKA_PUBLIC_EXPONENT, e, sizeof(e), &e_len);
-        if (r < 0)
-                return r;
-        return rsa_pubkey(n, n_len, e, e_len, ret);
-}
-
 static bool ed25519_params(const uint8_t *p, size_t len)
 {
         return (len == sizeof(ed25519_oid) && memcmp(p, ed25519_oid, len) == 0) ||
@@ -1101,17 +1111,11 @@ static bool ed25519_params(const uint8_t *p, size_t len)
 
 /* CKA_EC_POINT: SoftHSM wraps the 32 octets in a DER OCTET STRING; PKCS#11
  * 3.0 allows them raw. */
-static int ed25519_pubkey_read(struct hsm *h, CK_OBJECT_HANDLE obj, EVP_PKEY **ret)
+static int ed25519_pubkey(const uint8_t *pt, size_t len, EVP_PKEY **ret)
 {
-        uint8_t pt[EC_POINT_MAX];
         const uint8_t *raw;
         EVP_PKEY *pkey;
-        size_t len;
-        int r;
 
-        r = attr_read(h, obj, CKA_EC_POINT, pt, sizeof(pt), &len);
-        if (r < 0)
-                return r;
         if (len == ED25519_LEN)
                 raw = pt;
         else if (len == ED25519_LEN + 2 && pt[0] == 0x04 && pt[1] == ED25519_LEN)
@@ -1127,48 +1131,118 @@ static int ed25519_pubkey_read(struct hsm *h, CK_OBJECT_HANDLE obj, EVP_PKEY **r
 
 /* ---- keys (h->lock held) ---- */
 
-static int key_alg(struct hsm *h, CK_OBJECT_HANDLE priv, enum hsm_alg *ret)
-{
-        uint8_t params[EC_PARAMS_MAX];
-        CK_ULONG type;
-        size_t len;
-        int r;
+/* What names a key pair on the token: the label and CKA_ID its two
+ * objects share. */
+struct key_name {
+        char label[HSM_LABEL_MAX + 1];
+        uint8_t id[KEY_ID_MAX];
+        size_t id_len;
+};
 
-        r = attr_ulong(h, priv, CKA_KEY_TYPE, &type);
-        if (r < 0)
-                return r;
-        if (type == CKK_RSA) {
-                *ret = HSM_ALG_RSA;
-                return 0;
-        }
-        if (type != CKK_EC_EDWARDS)
-                return DKIMSIGN_E_ALG;
-        /* CKK_EC_EDWARDS is also Ed448. */
-        r = attr_read(h, priv, CKA_EC_PARAMS, params, sizeof(params), &len);
-        if (r < 0)
-                return r;
-        if (!ed25519_params(params, len))
-                return DKIMSIGN_E_ALG;
-        *ret = HSM_ALG_ED25519;
+/* Every public key object of the token by name, sorted, so a listing of N
+ * keys finds each key's public half in memory: one search for all instead
+ * of one search per key, which a file-backed token answers by scanning
+ * every object (quadratic in the number of keys). */
+struct pub_index {
+        struct pub_entry {
+                struct key_name name;
+                CK_OBJECT_HANDLE obj;
+        } *items;   /* owned */
+        size_t count;
+};
+
+static int key_name_cmp(const struct key_name *x, const struct key_name *y)
+{
+        int c = strcmp(x->label, y->label);
+
+        if (c != 0)
+                return c;
+        if (x->id_len != y->id_len)
+                return x->id_len < y->id_len ? -1 : 1;
+        return memcmp(x->id, y->id, x->id_len);
+}
+
+static int pub_entry_cmp(const void *a, const void *b)
+{
+        return key_name_cmp(&((const struct pub_entry *) a)->name, &((const struct pub_entry *) b)->name);
+}
+
+/* Label (NUL-free) and CKA_ID as read by attrs_read into name. */
+static int key_name_from(const CK_ATTRIBUTE *label, const CK_ATTRIBUTE *id, struct key_name *name)
+{
+        if (!attr_present(label) || label->ulValueLen > HSM_LABEL_MAX ||
+            memchr(label->pValue, '\0', label->ulValueLen))
+                return DKIMSIGN_E_FORMAT;
+        name->label[label->ulValueLen] = '\0';
+        /* CKA_ID defaults to empty. */
+        name->id_len = attr_present(id) ? id->ulValueLen : 0;
         return 0;
 }
 
-/* The public key object with the label and CKA_ID of priv, or CK_INVALID_HANDLE. */
-static int key_pub_find(struct hsm *h, CK_OBJECT_HANDLE priv, const char *label, CK_OBJECT_HANDLE *ret)
+static void pub_index_clear(struct pub_index *x)
 {
-        uint8_t id[KEY_ID_MAX];
+        free(x->items);
+        *x = (struct pub_index) { 0 };
+}
+
+static int pub_index_load(struct hsm *h, struct pub_index *ret)
+{
+        _cleanup_(freep) CK_OBJECT_HANDLE *objs = NULL;
+        struct pub_index x = { 0 };
+        struct tmpl t = { 0 };
+        size_t n = 0;
+        int r;
+
+        tmpl_add(&t, CKA_CLASS, &class_public, sizeof(class_public));
+        r = objects_find_all(h, &t, &objs, &n);
+        if (r < 0)
+                return r;
+        x.items = calloc(n ? n : 1, sizeof(*x.items));
+        if (!x.items)
+                return DKIMSIGN_E_NOMEM;
+        for (size_t i = 0; i < n; i++) {
+                struct pub_entry *p = &x.items[x.count];
+                CK_ATTRIBUTE a[] = {
+                        { CKA_LABEL, p->name.label, HSM_LABEL_MAX },
+                        { CKA_ID, p->name.id, sizeof(p->name.id) },
+                };
+
+                r = attrs_read(h, objs[i], a, 2);
+                /* A public object no key of ours can be named by is no one's half. */
+                if (r == DKIMSIGN_E_TOO_LARGE || (r == 0 && key_name_from(&a[0], &a[1], &p->name) < 0))
+                        continue;
+                if (r < 0) {
+                        pub_index_clear(&x);
+                        return r;
+                }
+                p->obj = objs[i];
+                x.count++;
+        }
+        qsort(x.items, x.count, sizeof(*x.items), pub_entry_cmp);
+        *ret = x;
+        return 0;
+}
+
+/* The public key object named name: from the index when there is one, or
+ * by a search.  CK_INVALID_HANDLE when there is none. */
+static int key_pub_find(struct hsm *h, const struct pub_index *pubs, const struct key_name *name,
+                        CK_OBJECT_HANDLE *ret)
+{
         struct tmpl t = { 0 };
         CK_OBJECT_HANDLE pub;
-        size_t id_len;
         CK_ULONG n;
         int r;
 
-        r = attr_read(h, priv, CKA_ID, id, sizeof(id), &id_len);
-        if (r < 0)
-                return r;
+        if (pubs) {
+                struct pub_entry want = { .name = *name }, *hit;
+
+                hit = bsearch(&want, pubs->items, pubs->count, sizeof(*pubs->items), pub_entry_cmp);
+                *ret = hit ? hit->obj : CK_INVALID_HANDLE;
+                return 0;
+        }
         tmpl_add(&t, CKA_CLASS, &class_public, sizeof(class_public));
-        tmpl_add(&t, CKA_LABEL, label, strlen(label));
-        tmpl_add(&t, CKA_ID, id, id_len);
+        tmpl_add(&t, CKA_LABEL, name->label, strlen(name->label));
+        tmpl_add(&t, CKA_ID, name->id, name->id_len);
         r = objects_find(h, &t, &pub, 1, &n);
         if (r < 0)
                 return r;
@@ -1176,52 +1250,113 @@ static int key_pub_find(struct hsm *h, CK_OBJECT_HANDLE priv, const char *label,
         return 0;
 }
 
-static int key_pubkey_read(struct hsm *h, struct hsm_key *key)
+/* The private key's own attributes, in one read: algorithm, name and how
+ * it was made. */
+static int key_private_read(struct hsm *h, struct hsm_key *key, struct key_name *name)
 {
-        if (key->alg == HSM_ALG_ED25519)
-                /* No public point on an EdDSA private key object. */
-                return key->pub != CK_INVALID_HANDLE ? ed25519_pubkey_read(h, key->pub, &key->pubkey) : 0;
-        /* Modulus and exponent are public attributes of the private key too. */
-        return rsa_pubkey_read(h, key->pub != CK_INVALID_HANDLE ? key->pub : key->priv, &key->pubkey);
+        CK_ULONG type = 0;
+        uint8_t params[EC_PARAMS_MAX];
+        CK_BBOOL local, sensitive, never_extractable;
+        CK_ATTRIBUTE a[] = {
+                { CKA_KEY_TYPE, &type, sizeof(type) },
+                { CKA_LABEL, name->label, HSM_LABEL_MAX },
+                { CKA_ID, name->id, sizeof(name->id) },
+                { CKA_LOCAL, &local, sizeof(local) },
+                { CKA_ALWAYS_SENSITIVE, &sensitive, sizeof(sensitive) },
+                { CKA_NEVER_EXTRACTABLE, &never_extractable, sizeof(never_extractable) },
+                /* Only an EdDSA key has it (CKK_EC_EDWARDS is also Ed448). */
+                { CKA_EC_PARAMS, params, sizeof(params) },
+        };
+        int r = attrs_read(h, key->priv, a, sizeof(a) / sizeof(a[0]));
+
+        if (r < 0)
+                return r;
+        if (!attr_present(&a[0]) || a[0].ulValueLen != sizeof(type))
+                return DKIMSIGN_E_HSM;
+        if (type == CKK_RSA)
+                key->alg = HSM_ALG_RSA;
+        else if (type == CKK_EC_EDWARDS && attr_present(&a[6]) && ed25519_params(params, a[6].ulValueLen))
+                key->alg = HSM_ALG_ED25519;
+        else
+                return DKIMSIGN_E_ALG;
+        r = key_name_from(&a[1], &a[2], name);
+        if (r == 0)
+                r = attr_got_bool(&a[3], &key->local);
+        if (r == 0)
+                r = attr_got_bool(&a[4], &key->always_sensitive);
+        if (r == 0)
+                r = attr_got_bool(&a[5], &key->never_extractable);
+        if (r < 0)
+                return r;
+        key->label = strdup(name->label);
+        return key->label ? 0 : DKIMSIGN_E_NOMEM;
 }
 
-/* Describe the key pair around private key priv.  key->pubkey stays NULL
- * only for an Ed25519 key whose public object is missing. */
-static int key_load(struct hsm *h, CK_OBJECT_HANDLE priv, struct hsm_key **ret)
+/* The public half and the dates, in one read of the public object.  Only
+ * the public object carries the dates (see hsm.h); an RSA key without one
+ * still has its modulus and exponent as public attributes of the private
+ * key, an EdDSA private key has no public point. */
+static int key_public_read(struct hsm *h, struct hsm_key *key)
+{
+        uint8_t created[16], retired[16], n[RSA_MOD_MAX], e[RSA_EXP_MAX], pt[EC_POINT_MAX];
+        CK_ATTRIBUTE a[4] = {
+                { CKA_START_DATE, created, sizeof(created) },
+                { CKA_END_DATE, retired, sizeof(retired) },
+        };
+        CK_ATTRIBUTE *want = a;
+        CK_ULONG count = 2;
+        CK_OBJECT_HANDLE obj = key->pub;
+        int r;
+
+        if (key->alg == HSM_ALG_ED25519) {
+                a[count++] = (CK_ATTRIBUTE) { CKA_EC_POINT, pt, sizeof(pt) };
+        } else {
+                a[count++] = (CK_ATTRIBUTE) { CKA_MODULUS, n, sizeof(n) };
+                a[count++] = (CK_ATTRIBUTE) { CKA_PUBLIC_EXPONENT, e, sizeof(e) };
+        }
+        if (obj == CK_INVALID_HANDLE) {
+                if (key->alg == HSM_ALG_ED25519)
+                        return 0;
+                obj = key->priv;
+                want = a + 2;
+                count -= 2;
+        }
+        r = attrs_read(h, obj, want, count);
+        if (r < 0)
+                return r;
+        if (key->pub != CK_INVALID_HANDLE) {
+                attr_got_date(&a[0], key->created);
+                attr_got_date(&a[1], key->retired);
+        }
+        if (key->alg == HSM_ALG_ED25519)
+                return attr_present(&a[2]) ? ed25519_pubkey(pt, a[2].ulValueLen, &key->pubkey) : DKIMSIGN_E_FORMAT;
+        if (!attr_present(&a[2]) || !attr_present(&a[3]))
+                return DKIMSIGN_E_FORMAT;
+        return rsa_pubkey(n, a[2].ulValueLen, e, a[3].ulValueLen, &key->pubkey);
+}
+
+/* Describe the key pair around private key priv.  Its public object is pub
+ * when the caller knows it (it just made the pair), else CK_INVALID_HANDLE:
+ * then it is looked up in pubs, or searched for when pubs is NULL.
+ * key->pubkey stays NULL only for an Ed25519 key whose public object is
+ * missing. */
+static int key_load(struct hsm *h, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub, const struct pub_index *pubs,
+                    struct hsm_key **ret)
 {
         _cleanup_(hsm_key_freep) struct hsm_key *key = NULL;
+        struct key_name name;
         int r;
 
         key = calloc(1, sizeof(*key));
         if (!key)
                 return DKIMSIGN_E_NOMEM;
         key->priv = priv;
-        r = key_alg(h, priv, &key->alg);
-        if (r < 0)
-                return r;
-        r = attr_label(h, priv, &key->label);
-        if (r < 0)
-                return r;
-        r = attr_bool(h, priv, CKA_LOCAL, &key->local);
-        if (r < 0)
-                return r;
-        r = attr_bool(h, priv, CKA_ALWAYS_SENSITIVE, &key->always_sensitive);
-        if (r < 0)
-                return r;
-        r = attr_bool(h, priv, CKA_NEVER_EXTRACTABLE, &key->never_extractable);
-        if (r < 0)
-                return r;
-        r = key_pub_find(h, priv, key->label, &key->pub);
-        if (r < 0)
-                return r;
-        if (key->pub != CK_INVALID_HANDLE) {
-                r = attr_date(h, key->pub, CKA_START_DATE, key->created);
-                if (r == 0)
-                        r = attr_date(h, key->pub, CKA_END_DATE, key->retired);
-                if (r < 0)
-                        return r;
-        }
-        r = key_pubkey_read(h, key);
+        key->pub = pub;
+        r = key_private_read(h, key, &name);
+        if (r == 0 && pub == CK_INVALID_HANDLE)
+                r = key_pub_find(h, pubs, &name, &key->pub);
+        if (r == 0)
+                r = key_public_read(h, key);
         if (r < 0)
                 return r;
         if (key->alg == HSM_ALG_ED25519)
@@ -1327,7 +1462,7 @@ int hsm_generate(struct hsm *h, const char *label, enum hsm_alg alg, unsigned bi
         if (r == 0)
                 r = keypair_generate(h, label, alg, bits, id, &priv, &pub);
         if (r == 0) {
-                r = key_load(h, priv, &key);
+                r = key_load(h, priv, pub, NULL, &key);
                 /* Leave nothing half made behind. */
                 if (r < 0)
                         objects_destroy(h, priv, pub);
@@ -1530,7 +1665,7 @@ int hsm_import(struct hsm *h, const char *label, EVP_PKEY *pkey, struct hsm_key 
                 r = alg == HSM_ALG_RSA ? rsa_import(h, label, pkey, id, &priv, &pub)
                                        : ed25519_import(h, label, pkey, id, &priv, &pub);
         if (r == 0) {
-                r = key_load(h, priv, &key);
+                r = key_load(h, priv, pub, NULL, &key);
                 if (r < 0)
                         objects_destroy(h, priv, pub);
         }
@@ -1566,7 +1701,7 @@ int hsm_find(struct hsm *h, const char *label, struct hsm_key **ret)
         if (r == 0 && n != 1)
                 r = n == 0 ? DKIMSIGN_E_NO_KEY : DKIMSIGN_E_EXISTS;
         if (r == 0)
-                r = key_load(h, objs[0], &key);
+                r = key_load(h, objs[0], CK_INVALID_HANDLE, NULL, &key);
         pthread_mutex_unlock(&h->lock);
         if (r < 0)
                 return r;
@@ -1600,20 +1735,25 @@ static int key_cmp(const void *a, const void *b)
  * odd labels) are left out, any other failure fails the list. */
 static int keys_load(struct hsm *h, const CK_OBJECT_HANDLE *objs, size_t n, struct hsm_key **keys, size_t *ret_count)
 {
+        struct pub_index pubs = { 0 };
         size_t count = 0;
+        int r = pub_index_load(h, &pubs);
 
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < n; i++) {
-                int r = key_load(h, objs[i], &keys[count]);
-
+                r = key_load(h, objs[i], CK_INVALID_HANDLE, &pubs, &keys[count]);
                 if (r == DKIMSIGN_E_ALG || r == DKIMSIGN_E_FORMAT || r == DKIMSIGN_E_TOO_LARGE)
                         continue;
                 if (r < 0) {
                         for (size_t j = 0; j < count; j++)
                                 keys[j] = hsm_key_free(keys[j]);
+                        pub_index_clear(&pubs);
                         return r;
                 }
                 count++;
         }
+        pub_index_clear(&pubs);
         *ret_count = count;
         return 0;
 }

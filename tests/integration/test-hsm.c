@@ -478,10 +478,19 @@ static void test_find_list_destroy(void **state)
         assert_int_equal(n, before + 3);
         for (size_t i = 1; i < n; i++)
                 assert_true(strcmp(keys[i - 1]->label, keys[i]->label) <= 0);
+        /* The listing (one search for all public objects) and a find (a
+         * search for this key's) describe each key the same. */
         for (size_t i = 0; i < n; i++) {
                 assert_int_equal(hsm_find(h, keys[i]->label, &k), 0);
                 assert_int_equal(k->priv, keys[i]->priv);
+                assert_int_equal(k->pub, keys[i]->pub);
+                assert_true(k->pub != 0);
                 assert_int_equal(k->alg, keys[i]->alg);
+                assert_int_equal(k->bits, keys[i]->bits);
+                assert_string_equal(k->created, keys[i]->created);
+                assert_string_equal(k->retired, keys[i]->retired);
+                assert_int_equal(k->local, keys[i]->local);
+                assert_int_equal(EVP_PKEY_eq(k->pubkey, keys[i]->pubkey), 1);
                 k = hsm_key_free(k);
         }
         hsm_key_list_free(keys, n);
@@ -872,6 +881,102 @@ static void test_not_extractable(void **state)
         EVP_PKEY_free(ed);
 }
 
+static CK_OBJECT_HANDLE raw_find_class(struct raw *raw, const char *label, CK_OBJECT_CLASS cls)
+{
+        CK_ATTRIBUTE t[] = {
+                { CKA_CLASS, &cls, sizeof(cls) },
+                { CKA_LABEL, (void *) label, strlen(label) },
+        };
+        CK_OBJECT_HANDLE obj = CK_INVALID_HANDLE;
+        CK_ULONG n = 0;
+
+        assert_int_equal(raw->p11->C_FindObjectsInit(raw->s, t, 2), CKR_OK);
+        assert_int_equal(raw->p11->C_FindObjects(raw->s, &obj, 1, &n), CKR_OK);
+        assert_int_equal(raw->p11->C_FindObjectsFinal(raw->s), CKR_OK);
+        assert_int_equal(n, 1);
+        return obj;
+}
+
+static const struct hsm_key *listed(struct hsm_key **keys, size_t n, const char *label)
+{
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(keys[i]->label, label) == 0)
+                        return keys[i];
+        return NULL;
+}
+
+/* What else a shared token may hold: a key of another algorithm is left
+ * out of the listing; a key pair whose public object is gone is listed
+ * (an RSA key still has its public half from the private object, an
+ * Ed25519 key has none and can't sign here). */
+static void test_list_foreign_objects(void **state)
+{
+        static const uint8_t p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+        static const char ec[] = "x-p256", rsa_alone[] = "x-rsa-alone", ed_alone[] = "x-ed-alone";
+        CK_MECHANISM mech = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
+        CK_BBOOL yes = CK_TRUE;
+        CK_ATTRIBUTE pub_t[] = {
+                { CKA_TOKEN, &yes, sizeof(yes) },
+                { CKA_LABEL, (void *) ec, strlen(ec) },
+                { CKA_EC_PARAMS, (void *) p256, sizeof(p256) },
+        };
+        CK_ATTRIBUTE priv_t[] = {
+                { CKA_TOKEN, &yes, sizeof(yes) },
+                { CKA_LABEL, (void *) ec, strlen(ec) },
+                { CKA_SIGN, &yes, sizeof(yes) },
+        };
+        CK_OBJECT_HANDLE pub, priv;
+        struct hsm_key **keys = NULL, *k = NULL;
+        const struct hsm_key *got;
+        struct raw raw = { 0 };
+        size_t n = 0, before;
+        struct hsm *h = open_login();
+
+        (void) state;
+        before = key_count(h);
+        assert_int_equal(hsm_generate(h, rsa_alone, HSM_ALG_RSA, 1024, &k), 0);
+        k = hsm_key_free(k);
+        assert_int_equal(hsm_generate(h, ed_alone, HSM_ALG_ED25519, 0, &k), 0);
+        k = hsm_key_free(k);
+        h = hsm_close(h);
+
+        raw_open(&raw);
+        assert_int_equal(raw.p11->C_GenerateKeyPair(raw.s, &mech, pub_t, 3, priv_t, 3, &pub, &priv), CKR_OK);
+        assert_int_equal(raw.p11->C_DestroyObject(raw.s, raw_find_class(&raw, rsa_alone, CKO_PUBLIC_KEY)), CKR_OK);
+        assert_int_equal(raw.p11->C_DestroyObject(raw.s, raw_find_class(&raw, ed_alone, CKO_PUBLIC_KEY)), CKR_OK);
+        raw_close(&raw);
+
+        h = open_login();
+        assert_int_equal(hsm_list(h, &keys, &n), 0);
+        assert_int_equal(n, before + 2);
+        assert_null(listed(keys, n, ec));
+        got = listed(keys, n, rsa_alone);
+        assert_non_null(got);
+        assert_int_equal(got->pub, 0);
+        assert_non_null(got->pubkey);
+        assert_int_equal(got->bits, 1024);
+        assert_string_equal(got->created, "");
+        got = listed(keys, n, ed_alone);
+        assert_non_null(got);
+        assert_int_equal(got->pub, 0);
+        assert_null(got->pubkey);
+        hsm_key_list_free(keys, n);
+
+        destroy_label(h, rsa_alone);
+        /* hsm_find refuses a key without its public half; destroy it raw. */
+        assert_int_equal(hsm_find(h, ed_alone, &k), DKIMSIGN_E_NO_KEY);
+        h = hsm_close(h);
+        raw_open(&raw);
+        assert_int_equal(raw.p11->C_DestroyObject(raw.s, raw_find_class(&raw, ed_alone, CKO_PRIVATE_KEY)), CKR_OK);
+        /* Handles do not outlive a C_Finalize: by label again. */
+        assert_int_equal(raw.p11->C_DestroyObject(raw.s, raw_find_class(&raw, ec, CKO_PUBLIC_KEY)), CKR_OK);
+        assert_int_equal(raw.p11->C_DestroyObject(raw.s, raw_find_class(&raw, ec, CKO_PRIVATE_KEY)), CKR_OK);
+        raw_close(&raw);
+        h = open_login();
+        assert_int_equal(key_count(h), before);
+        hsm_close(h);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -885,6 +990,7 @@ int main(void)
                 cmocka_unit_test(test_sign),
                 cmocka_unit_test(test_import),
                 cmocka_unit_test(test_not_extractable),
+                cmocka_unit_test(test_list_foreign_objects),
         };
 
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
