@@ -9,7 +9,10 @@
  *
  *     fault = none | device_error | session_closed | session_handle_invalid
  *           | token_not_present | user_not_logged_in | hang | corrupt
- *     latency_ms = N   sleep N ms in every C_Sign (a network HSM)
+ *     latency_ms = N   every C_Sign returns N ms after it was called (a
+ *                      network HSM): the real module's signing is inside
+ *                      those N ms, not added to them; sessions wait them
+ *                      out concurrently, with no lock held
  *
  * What each fault does, as a real token would:
  *   device_error        C_SignInit and C_Sign fail with CKR_DEVICE_ERROR.
@@ -113,6 +116,29 @@ static void sleep_ms(unsigned ms)
         struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long) (ms % 1000) * 1000000L };
 
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+/* The moment ms from now, on the clock sleep_until() waits on. */
+static struct timespec deadline_in(unsigned ms)
+{
+        struct timespec t;
+
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        t.tv_sec += ms / 1000;
+        t.tv_nsec += (long) (ms % 1000) * 1000000L;
+        if (t.tv_nsec >= 1000000000L) {
+                t.tv_sec++;
+                t.tv_nsec -= 1000000000L;
+        }
+        return t;
+}
+
+/* An absolute deadline, so the time spent before it (the real module's
+ * signing, a wait for the CPU) is part of the latency, not added to it. */
+static void sleep_until(const struct timespec *deadline)
+{
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, deadline, NULL) == EINTR)
                 ;
 }
 
@@ -446,30 +472,28 @@ static CK_RV w_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HA
         return real->C_SignInit(h, mech, key);
 }
 
-static CK_RV w_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
+/* Block the first C_Sign after "hang_one" is set until it is cleared. */
+static void hang_one_if_first(void)
 {
-        unsigned latency;
-        enum fault f;
-        CK_RV rv;
-
-        hang_while_set();
         pthread_mutex_lock(&lock);
         control_poll_locked();
-        if (fault == FAULT_HANG_ONE && !hang_one_taken) {
-                hang_one_taken = true;
-                fault_counted_locked();
+        if (fault != FAULT_HANG_ONE || hang_one_taken) {
                 pthread_mutex_unlock(&lock);
-                while (fault_now(NULL) == FAULT_HANG_ONE)
-                        sleep_ms(POLL_MS);
-        } else {
-                pthread_mutex_unlock(&lock);
+                return;
         }
-        rv = session_check(h);
-        if (rv != CKR_OK)
-                return rv;
-        f = fault_now(&latency);
-        if (latency)
-                sleep_ms(latency);
+        hang_one_taken = true;
+        fault_counted_locked();
+        pthread_mutex_unlock(&lock);
+        while (fault_now(NULL) == FAULT_HANG_ONE)
+                sleep_ms(POLL_MS);
+}
+
+/* The real C_Sign, with fault f applied to it. */
+static CK_RV sign_faulted(enum fault f, CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+                          CK_ULONG_PTR sig_len)
+{
+        CK_RV rv;
+
         if (f == FAULT_DEVICE_ERROR) {
                 /* A failed C_Sign ends the operation (PKCS#11 2.40 5.2). */
                 CK_BYTE scratch[1024];
@@ -489,6 +513,28 @@ static CK_RV w_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE
         }
         pthread_mutex_unlock(&lock);
         return CKR_OK;
+}
+
+static CK_RV w_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
+{
+        struct timespec deadline;
+        unsigned latency;
+        enum fault f;
+        CK_RV rv;
+
+        hang_while_set();
+        hang_one_if_first();
+        rv = session_check(h);
+        if (rv != CKR_OK)
+                return rv;
+        f = fault_now(&latency);
+        /* A network HSM answers latency ms after it was asked: its own
+         * signing time is inside that, so the real module's is too. */
+        deadline = deadline_in(latency);
+        rv = sign_faulted(f, h, data, len, sig, sig_len);
+        if (latency)
+                sleep_until(&deadline);
+        return rv;
 }
 
 static CK_RV w_Finalize(CK_VOID_PTR reserved)
