@@ -357,6 +357,8 @@ static int handle_token(struct parse_state *s, const char *name, const char *val
                 return set_string(s, &c->pin_file, name, value);
         if (strcmp(name, "sessions") == 0)
                 return parse_size(s, name, value, 1, 1024, &c->sessions);
+        if (strcmp(name, "processes") == 0)
+                return parse_size(s, name, value, 1, 64, &c->processes);
         if (strcmp(name, "sign_timeout") == 0) {
                 uint64_t sec;
 
@@ -684,6 +686,7 @@ static struct config *config_new(void)
         c->socket_path = strdup(DKIMSIGN_DEFAULT_SOCKET);
         c->socket_mode = 0660;
         c->sessions = 4;
+        c->processes = 1;
         c->sign_timeout_ms = 10000;
         c->allow.any = true;  /* the socket's mode and group are the first gate */
         c->log_level = LOG_INFO;

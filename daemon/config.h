@@ -90,7 +90,8 @@ struct config {
         char *module;
         char *token_label;
         char *pin_file;             /* NULL: $CREDENTIALS_DIRECTORY/pin */
-        size_t sessions;            /* token sessions = worker threads */
+        size_t sessions;            /* token sessions = worker threads (per process) */
+        size_t processes;           /* signer processes (procs.h); 1: no supervisor */
         unsigned sign_timeout_ms;   /* a token call longer than this is answered with a temporary error */
         /* [limits] */
         struct config_limits limits;

@@ -3,6 +3,8 @@
  * dkimsignd: configuration, token login, the listening socket (inherited
  * from systemd or created), then the event loop.  Everything that can fail
  * at start-up fails here, loudly, before the daemon says it is ready.
+ * With [token] processes > 1 this process becomes the supervisor of that
+ * many signer processes, each of which logs in and serves (procs.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +29,7 @@
 #include "keys.h"
 #include "keystate.h"
 #include "log.h"
+#include "procs.h"
 #include "server.h"
 #include "workers.h"
 
@@ -184,9 +187,11 @@ struct reload_source {
         const struct config *running;
         struct keyreg *reg;
         struct dnswatch *watch;
+        bool supervised;        /* one of [token] processes: tell the others */
+        bool watch_file_only;   /* another process watches DNS (procs.h) */
 };
 
-static struct sign_ctx *reload_generation(void *userdata, char *why, size_t whylen)
+static struct sign_ctx *reload_generation(void *userdata, bool from_request, char *why, size_t whylen)
 {
         struct reload_source *src = userdata;
         struct config *c = NULL;
@@ -199,8 +204,10 @@ static struct sign_ctx *reload_generation(void *userdata, char *why, size_t whyl
                 return NULL;
         /* What was set up at start-up can't change without a restart. */
         if (strcmp(c->module, src->running->module) != 0 || strcmp(c->token_label, src->running->token_label) != 0 ||
-            c->sessions != src->running->sessions || strcmp(c->socket_path, src->running->socket_path) != 0)
-                log_warn("reload: [token] module/label/sessions and [daemon] socket take effect at the next restart");
+            c->sessions != src->running->sessions || c->processes != src->running->processes ||
+            strcmp(c->socket_path, src->running->socket_path) != 0)
+                log_warn("reload: [token] module/label/sessions/processes and [daemon] socket take effect at the next "
+                         "restart");
         r = keytab_load(src->h, &keys);
         if (r < 0) {
                 snprintf(why, whylen, "listing the keys on the token: %s (%s)", dkimsign_strerror(r),
@@ -214,6 +221,8 @@ static struct sign_ctx *reload_generation(void *userdata, char *why, size_t whyl
                 return NULL;
         }
         log_keys(keys);
+        if (src->watch_file_only)
+                c->dns_watch = CONFIG_WATCH_TIMER;
         if (src->watch)
                 dnswatch_reconfigure(src->watch, c);
         if (sign_ctx_new(c, keys, &ctx) < 0) {
@@ -221,6 +230,8 @@ static struct sign_ctx *reload_generation(void *userdata, char *why, size_t whyl
                 return NULL;
         }
         src->running = ctx->config;
+        if (from_request && src->supervised)
+                procs_reload_others();
         return ctx;
 }
 
@@ -272,6 +283,181 @@ static int open_listener(const struct config *c, int *ret_fd)
         return r;
 }
 
+/* One signer: the logged-in token, its keys and their states, the DNS
+ * watcher, the worker pool and the event loop.  dkimsignd runs one, or
+ * [token] processes of them under a supervisor (procs.h). */
+struct signer {
+        struct config *c;
+        struct hsm *h;
+        struct keytab *keys;
+        struct keyreg *reg;
+        struct dnswatch *watch;
+        struct workers *w;
+        struct server *s;
+        struct sign_ctx *ctx;
+        struct reload_source src;
+};
+
+/* The keys on sg->h with their lifecycle states, and the DNS watcher. */
+static int signer_load(struct signer *sg)
+{
+        char err[1024];
+        int r = keytab_load(sg->h, &sg->keys);
+
+        if (r < 0)
+                log_err("listing the keys on the token: %s (%s)", dkimsign_strerror(r), hsm_ckr_name(hsm_last_ckr()));
+        if (r == 0)
+                r = keyreg_new(&sg->reg);
+        if (r == 0) {
+                r = attach_states(sg->reg, sg->keys, sg->c, err, sizeof(err));
+                if (r < 0)
+                        log_err("%s; refusing to start", err);
+        }
+        if (r == 0) {
+                if (sg->src.watch_file_only)
+                        sg->c->dns_watch = CONFIG_WATCH_TIMER;
+                r = dnswatch_new(sg->reg, sg->c, &sg->watch, err, sizeof(err));
+                if (r < 0)
+                        log_err("%s", err);
+        }
+        if (r == 0)
+                log_keys(sg->keys);
+        return r;
+}
+
+/* Serve on fd (taken) until SIGTERM; ready_fd (>= 0) hears one byte once
+ * the loop is about to run. */
+static int signer_serve(struct signer *sg, int fd, int ready_fd)
+{
+        struct config *c = sg->c;
+        int r = workers_start(sg->h, c->sessions, c->limits.max_queue, c->sign_timeout_ms, &sg->w);
+
+        if (r < 0) {
+                log_err("starting %zu token sessions: %s (%s)", c->sessions, dkimsign_strerror(r),
+                        hsm_ckr_name(hsm_last_ckr()));
+                close(fd);
+                return r;
+        }
+        sg->src.h = sg->h;
+        sg->src.running = c;
+        sg->src.reg = sg->reg;
+        sg->src.watch = sg->watch;
+        r = sign_ctx_new(c, sg->keys, &sg->ctx);
+        sg->c = NULL;     /* transferred */
+        sg->keys = NULL;  /* transferred */
+        if (r == 0) {
+                r = server_new(sg->ctx, fd, sg->w, reload_generation, &sg->src, &sg->s);
+                sg->ctx = NULL;   /* transferred */
+        } else {
+                close(fd);
+        }
+        if (r == 0) {
+                r = dnswatch_start(sg->watch);
+                if (r < 0)
+                        log_err("starting the DNS watcher: %s", strerror(errno));
+        }
+        if (r == 0 && ready_fd >= 0) {
+                (void) !write(ready_fd, "1", 1);
+                close(ready_fd);
+        }
+        if (r == 0)
+                r = server_run(sg->s);
+        return r;
+}
+
+static void signer_close(struct signer *sg)
+{
+        server_free(sg->s);
+        /* Before the workers: it reads the registry, not the token. */
+        dnswatch_free(sg->watch);
+        if (workers_stop(sg->w) > 0) {
+                /* Finalizing the module under a thread still inside it
+                 * could crash; exiting is enough. */
+                log_err("exiting with a token call still hung");
+                sg->h = NULL;
+        }
+        sign_ctx_unref(sg->ctx);
+        keytab_free(sg->keys);
+        keyreg_free(sg->reg);
+        hsm_close(sg->h);
+        config_free(sg->c);
+}
+
+/* What every signer process starts from. */
+struct child_source {
+        const char *config_path;
+        struct hsm_pin *pin;
+        int listen_fd;
+};
+
+/* A signer process (procs.h): its own module instance and login. */
+static int signer_child(size_t index, int ready_fd, void *userdata)
+{
+        struct child_source *cs = userdata;
+        struct signer sg = { .src = { .config_path = cs->config_path, .supervised = true,
+                                      .watch_file_only = index > 0 } };
+        static char ident[32];
+        char err[1024];
+        int r;
+
+        /* Which signer said it, in the log: dkimsignd/0, dkimsignd/1, ... */
+        snprintf(ident, sizeof(ident), "dkimsignd/%zu", index);
+        log_init(ident, LOG_INFO);
+        r = config_load(cs->config_path, &sg.c, err, sizeof(err));
+        if (r < 0) {
+                log_err("configuration: %s", err);
+        } else {
+                log_init(ident, sg.c->log_level);
+                r = hsm_open(sg.c->module, sg.c->token_label, &sg.h);
+                if (r < 0)
+                        log_err("token '%s' in %s: %s", sg.c->token_label, sg.c->module, dkimsign_strerror(r));
+        }
+        if (r == 0) {
+                hsm_keep_pin(sg.h);
+                r = hsm_login_pin(sg.h, cs->pin);
+                if (r < 0)
+                        log_err("login to token '%s': %s", sg.c->token_label, dkimsign_strerror(r));
+        }
+        cs->pin = hsm_pin_free(cs->pin);   /* this process's copy */
+        if (r == 0)
+                r = signer_load(&sg);
+        if (r == 0) {
+                r = signer_serve(&sg, cs->listen_fd, ready_fd);
+                cs->listen_fd = -1;
+        }
+        if (cs->listen_fd >= 0)
+                close(cs->listen_fd);
+        signer_close(&sg);
+        return r < 0 ? 1 : 0;
+}
+
+/* [token] processes > 1: the PIN is read once, here, before the
+ * privileges go; each child logs in with it after. */
+static int run_supervised(struct config *c, const char *config_path, int fd)
+{
+        struct child_source cs = { .config_path = config_path, .listen_fd = fd };
+        char pin_path[4096];
+        int r = config_pin_path(c, pin_path, sizeof(pin_path));
+
+        if (r < 0)
+                log_err("no PIN: set [token] pin_file, or pass a 'pin' credential (LoadCredential=)");
+        if (r == 0) {
+                r = hsm_pin_read(pin_path, &cs.pin);
+                if (r < 0)
+                        log_err("reading the PIN in %s: %s", pin_path, dkimsign_strerror(r));
+        }
+        if (r == 0)
+                r = drop_privileges(c);
+        if (r == 0) {
+                prepare_state_dir(c);
+                log_info("starting %zu signer processes of %zu token session(s) each", c->processes, c->sessions);
+                r = procs_run(c->processes, signer_child, &cs);
+        }
+        hsm_pin_free(cs.pin);
+        close(fd);
+        return r;
+}
+
 int main(int argc, char **argv)
 {
         static const struct option opts[] = {
@@ -281,15 +467,8 @@ int main(int argc, char **argv)
                 { "version", no_argument, NULL, 'V' },
                 { 0 },
         };
-        struct reload_source src = { .config_path = DKIMSIGN_DEFAULT_CONFIG };
-        struct config *c = NULL;
-        struct hsm *h = NULL;
-        struct keytab *keys = NULL;
-        struct keyreg *reg = NULL;
-        struct dnswatch *watch = NULL;
-        struct workers *w = NULL;
-        struct server *s = NULL;
-        struct sign_ctx *ctx = NULL;
+        const char *config_path = DKIMSIGN_DEFAULT_CONFIG;
+        struct signer sg = { 0 };
         struct rlimit no_core = { 0, 0 };
         bool check_only = false;
         char err[1024];
@@ -297,7 +476,7 @@ int main(int argc, char **argv)
 
         while ((opt = getopt_long(argc, argv, "c:thV", opts, NULL)) != -1) {
                 switch (opt) {
-                case 'c': src.config_path = optarg; break;
+                case 'c': config_path = optarg; break;
                 case 't': check_only = true; break;
                 case 'h': usage(stdout); return 0;
                 case 'V': printf("dkimsignd %s\n", DKIMSIGN_VERSION); return 0;
@@ -315,85 +494,36 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_CORE, &no_core);
         prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
-        r = config_load(src.config_path, &c, err, sizeof(err));
+        r = config_load(config_path, &sg.c, err, sizeof(err));
         if (r < 0) {
                 log_err("configuration: %s", err);
                 return 1;
         }
-        log_init("dkimsignd", c->log_level);
-        raise_fd_limit(c);
-        r = open_token(c, &h);
-        if (r == 0) {
-                r = keytab_load(h, &keys);
-                if (r < 0)
-                        log_err("listing the keys on the token: %s (%s)", dkimsign_strerror(r),
-                                hsm_ckr_name(hsm_last_ckr()));
+        log_init("dkimsignd", sg.c->log_level);
+        raise_fd_limit(sg.c);
+        sg.src.config_path = config_path;
+        if (sg.c->processes > 1 && !check_only) {
+                /* No token module in this process: they do not survive a fork. */
+                r = open_listener(sg.c, &fd);
+                if (r == 0)
+                        r = run_supervised(sg.c, config_path, fd);
+                config_free(sg.c);
+                return r < 0 ? 1 : 0;
         }
+        r = open_token(sg.c, &sg.h);
         if (r == 0)
-                r = keyreg_new(&reg);
-        if (r == 0) {
-                r = attach_states(reg, keys, c, err, sizeof(err));
-                if (r < 0)
-                        log_err("%s; refusing to start", err);
-        }
-        if (r == 0) {
-                r = dnswatch_new(reg, c, &watch, err, sizeof(err));
-                if (r < 0)
-                        log_err("%s", err);
-        }
-        if (r == 0) {
-                log_keys(keys);
-                if (check_only)
-                        goto out;
-                r = open_listener(c, &fd);
-        }
-        if (r == 0)
-                r = drop_privileges(c);
-        if (r == 0)
-                prepare_state_dir(c);
-        if (r == 0) {
-                r = workers_start(h, c->sessions, c->limits.max_queue, c->sign_timeout_ms, &w);
-                if (r < 0)
-                        log_err("starting %zu token sessions: %s (%s)", c->sessions, dkimsign_strerror(r),
-                                hsm_ckr_name(hsm_last_ckr()));
-        }
-        if (r == 0) {
-                src.h = h;
-                src.running = c;
-                src.reg = reg;
-                src.watch = watch;
-                r = sign_ctx_new(c, keys, &ctx);
-                c = NULL;     /* transferred */
-                keys = NULL;  /* transferred */
-        }
-        if (r == 0) {
-                r = server_new(ctx, fd, w, reload_generation, &src, &s);
-                fd = -1;      /* transferred */
-                ctx = NULL;   /* transferred */
-        }
-        if (r == 0) {
-                r = dnswatch_start(watch);
-                if (r < 0)
-                        log_err("starting the DNS watcher: %s", strerror(errno));
-        }
-        if (r == 0)
-                r = server_run(s);
-out:
-        server_free(s);
-        /* Before the workers: it reads the registry, not the token. */
-        dnswatch_free(watch);
-        if (workers_stop(w) > 0) {
-                /* Finalizing the module under a thread still inside it
-                 * could crash; exiting is enough. */
-                log_err("exiting with a token call still hung");
-                h = NULL;
+                r = signer_load(&sg);
+        if (r == 0 && !check_only)
+                r = open_listener(sg.c, &fd);
+        if (r == 0 && !check_only)
+                r = drop_privileges(sg.c);
+        if (r == 0 && !check_only) {
+                prepare_state_dir(sg.c);
+                r = signer_serve(&sg, fd, -1);
+                fd = -1;   /* taken */
         }
         if (fd >= 0)
                 close(fd);
-        sign_ctx_unref(ctx);
-        keytab_free(keys);
-        keyreg_free(reg);
-        hsm_close(h);
-        config_free(c);
+        signer_close(&sg);
         return r < 0 ? 1 : 0;
 }

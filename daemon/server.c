@@ -282,7 +282,7 @@ static int do_reload(struct server *s, const char *why_started, char *why, size_
 
         sd_notify(0, "RELOADING=1");
         log_info("%s: reloading the configuration and keys", why_started);
-        next = s->reload(s->reload_userdata, why, whylen);
+        next = s->reload(s->reload_userdata, strcmp(why_started, "RELOAD request") == 0, why, whylen);
         if (!next) {
                 s->stats.reload_failures++;
                 log_err("reload refused, the running configuration stays: %s", why);

@@ -8,15 +8,17 @@
 #ifndef SERVER_H
 #define SERVER_H
 
+#include <stdbool.h>
+
 #include "config.h"
 #include "workers.h"
 
 struct server;
 
-/* Builds the next generation for a reload (SIGHUP or a RELOAD request):
- * NULL with a sentence in why when the new configuration or keys can't be
- * loaded, and the old generation stays. */
-typedef struct sign_ctx *(*server_reload_fn)(void *userdata, char *why, size_t whylen);
+/* Builds the next generation for a reload (SIGHUP, or a RELOAD request:
+ * from_request): NULL with a sentence in why when the new configuration or
+ * keys can't be loaded, and the old generation stays. */
+typedef struct sign_ctx *(*server_reload_fn)(void *userdata, bool from_request, char *why, size_t whylen);
 
 /* Listen on fd (already bound and listening).  The server owns fd and the
  * reference to ctx it is given. */

@@ -557,29 +557,88 @@ static int pin_read_line(int fd, char *buf, size_t size, size_t *ret_len)
         return 0;
 }
 
+/* The PIN in the first line of the file at path, into buf (wiped by the
+ * caller). */
+static int pin_file_read(const char *path, char buf[PIN_FILE_MAX], size_t *ret_len)
+{
+        int fd, r, saved_errno;
+
+        /* Not stdio: its buffer would keep a copy of the PIN we can't wipe. */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return DKIMSIGN_E_SYSTEM;
+        r = pin_read_line(fd, buf, PIN_FILE_MAX, ret_len);
+        saved_errno = errno;
+        close(fd);
+        errno = saved_errno;
+        if (r == 0 && *ret_len == 0)
+                r = DKIMSIGN_E_FORMAT;
+        return r;
+}
+
 int hsm_login_pin_file(struct hsm *h, const char *path)
 {
-        /* Not stdio: its buffer would keep a copy of the PIN we can't wipe. */
         char buf[PIN_FILE_MAX];
         size_t len = 0;
-        int fd, r, saved_errno;
+        int r;
 
         last_ckr = 0;
         if (!h || !path)
                 return DKIMSIGN_E_INTERNAL;
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return DKIMSIGN_E_SYSTEM;
-        r = pin_read_line(fd, buf, sizeof(buf), &len);
-        saved_errno = errno;
-        close(fd);
-        errno = saved_errno;
-        if (r == 0 && len == 0)
-                r = DKIMSIGN_E_FORMAT;
+        r = pin_file_read(path, buf, &len);
         if (r == 0)
                 r = hsm_login(h, buf, len);
         OPENSSL_cleanse(buf, sizeof(buf));
         return r;
+}
+
+struct hsm_pin {
+        struct kept_pin kept;
+};
+
+int hsm_pin_read(const char *path, struct hsm_pin **ret)
+{
+        char buf[PIN_FILE_MAX];
+        struct hsm_pin *p;
+        size_t len = 0;
+        int r;
+
+        if (!path || !ret)
+                return DKIMSIGN_E_INTERNAL;
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return DKIMSIGN_E_NOMEM;
+        r = pin_file_read(path, buf, &len);
+        if (r == 0)
+                r = pin_keep(&p->kept, buf, len);
+        OPENSSL_cleanse(buf, sizeof(buf));
+        if (r < 0) {
+                free(p);
+                return r;
+        }
+        *ret = p;
+        return 0;
+}
+
+int hsm_login_pin(struct hsm *h, const struct hsm_pin *pin)
+{
+        char buf[PIN_FILE_MAX];
+
+        last_ckr = 0;
+        if (!h || !pin || !pin->kept.page || pin->kept.len > sizeof(buf))
+                return DKIMSIGN_E_INTERNAL;
+        /* hsm_login wipes what it is given: a copy, so the held PIN stays. */
+        memcpy(buf, pin->kept.page, pin->kept.len);
+        return hsm_login(h, buf, pin->kept.len);
+}
+
+struct hsm_pin *hsm_pin_free(struct hsm_pin *p)
+{
+        if (p) {
+                pin_forget(&p->kept);
+                free(p);
+        }
+        return NULL;
 }
 
 /* ---- recovery after a token fault ---- */

@@ -141,6 +141,19 @@ int hsm_destroy(struct hsm *h, const struct hsm_key *key);
 int hsm_retire(struct hsm *h, const struct hsm_key *key);
 
 /*
+ * A PIN read once and held for logins made later, by processes started
+ * after the privileges to read the file are gone (dkimsignd with [token]
+ * processes > 1): in a page of its own, locked in memory, left out of
+ * core dumps, wiped by hsm_pin_free.  Errors as hsm_login_pin_file.
+ */
+struct hsm_pin;
+int hsm_pin_read(const char *path, struct hsm_pin **ret);
+/* Log in with a held PIN; it stays held.  As hsm_login. */
+int hsm_login_pin(struct hsm *h, const struct hsm_pin *pin);
+/* Wipe and free.  Accepts NULL; returns NULL. */
+struct hsm_pin *hsm_pin_free(struct hsm_pin *p);
+
+/*
  * Keep a copy of the PIN after the next hsm_login(), so signing can log in
  * again by itself when the token is reset or reinserted (a long-running
  * daemon that has dropped the privileges to read the PIN file).  The copy
