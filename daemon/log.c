@@ -57,6 +57,10 @@ void log_audit(const struct audit *a)
         struct timespec ts;
         struct tm tm;
 
+        /* An info line like any other: at log_level warning, nothing to
+         * format (it is on every signature's path). */
+        if (LOG_INFO > log_max)
+                return;
         /* journald stamps its records itself; a plain log line needs its own. */
         clock_gettime(CLOCK_REALTIME, &ts);
         gmtime_r(&ts.tv_sec, &tm);
