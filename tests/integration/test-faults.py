@@ -231,7 +231,10 @@ def test_one_hung_session_does_not_starve_the_others():
         signed = [r for r in load.between(t_on, t_off) if r[2] == "signed"]
         assert len(temp) >= 1, "the hung request was not answered with a temporary error"
         assert len(signed) >= 3, f"only {len(signed)} signatures while one session hung"
-        assert max(r[1] for r in temp) < SIGN_TIMEOUT_S + 2, "the hung request was answered too late"
+        # Measured by the client, from dkimsign's start: sign_timeout plus
+        # the supervisor's tick, queueing and a loaded (ASan) machine's
+        # process start; a request left waiting would take CLIENT_TIMEOUT_S.
+        assert max(r[1] for r in temp) < 2 * SIGN_TIMEOUT_S + 2, "the hung request was answered too late"
         assert "has hung" in box.log(), box.log()
         print(f"  hang_one: {len(signed)} signed by the other sessions while one hung, "
               f"{len(temp)} temporary error(s)")
