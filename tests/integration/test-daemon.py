@@ -10,7 +10,6 @@ refused and the old one stays; SIGTERM finishes the requests in flight;
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import wire  # noqa: E402
-from harness import Sandbox, binary, dkimpy_verify, run  # noqa: E402
+from harness import Notify, Sandbox, binary, dkimpy_verify, run  # noqa: E402
 
 HEADERS = (b"From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: load\r\n"
            b"Date: Sun, 29 Nov 2026 10:00:00 +0000\r\nMessage-ID: <d@example.com>\r\n")
@@ -49,43 +48,13 @@ def status(box):
     return dict(line.split("=", 1) for line in text.splitlines())
 
 
-class Notify:
-    """A NOTIFY_SOCKET to read what the daemon tells systemd."""
-
-    def __init__(self, path):
-        self.path = path
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.s.bind(path)
-        self.s.settimeout(0.2)
-        self.messages = []
-
-    def wait_for(self, needle, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(needle in m for m in self.messages):
-                return
-            try:
-                self.messages.append(self.s.recv(4096).decode())
-            except (socket.timeout, TimeoutError):
-                pass
-        raise AssertionError(f"no {needle!r} on NOTIFY_SOCKET; got {self.messages}")
-
-
 def test_socket_activation_and_notify():
     with Sandbox() as box:
         box.init_token()
         box.keygen("example.com", "sa")
         notify = Notify(os.path.join(box.dir, "notify.sock"))
-        log = open(box.log_path, "ab")
-        proc = subprocess.Popen(
-            ["systemd-socket-activate", "-l", box.socket, "-E", f"SOFTHSM2_CONF={box.env['SOFTHSM2_CONF']}",
-             "-E", f"NOTIFY_SOCKET={notify.path}", binary("dkimsignd"), "--config", box.config],
-            stdout=log, stderr=log)
-        log.close()
+        proc = box.socket_activate(notify)
         try:
-            deadline = time.monotonic() + 10
-            while not os.path.exists(box.socket) and time.monotonic() < deadline:
-                time.sleep(0.05)
             # The first connection starts the daemon; it must use the socket it was given.
             p = box.sign(MESSAGE)
             assert p.returncode == 0, p.stderr

@@ -11,14 +11,12 @@ them; a supervisor killed outright takes its signers with it."""
 import os
 import re
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import Sandbox, binary, dkimpy_verify, run  # noqa: E402
+from harness import Notify, Sandbox, dkimpy_verify, run  # noqa: E402
 
 MESSAGE = (b"From: Alice <alice@{domain}>\r\nTo: bob@example.net\r\nSubject: processes\r\n"
            b"Date: Sun, 29 Nov 2026 10:00:00 +0000\r\nMessage-ID: <p@example.com>\r\n\r\nHello.\r\n")
@@ -76,49 +74,14 @@ def signed_by(box):
     return counts
 
 
-class Notify:
-    """A NOTIFY_SOCKET that records each message with its sender's pid."""
-
-    def __init__(self, path):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.s.bind(path)
-        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self.s.settimeout(0.2)
-        self.path = path
-        self.messages = []   # (pid, text)
-
-    def wait_for(self, needle, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for pid, text in self.messages:
-                if needle in text:
-                    return pid
-            try:
-                data, anc, _, _ = self.s.recvmsg(4096, socket.CMSG_SPACE(12))
-            except (socket.timeout, TimeoutError):
-                continue
-            pid = None
-            for level, kind, value in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                    pid = int.from_bytes(value[0:4], sys.byteorder)
-            self.messages.append((pid, data.decode()))
-        raise AssertionError(f"no {needle!r} on NOTIFY_SOCKET; got {self.messages}")
-
-
 def test_supervisor_and_signers():
     with Sandbox(extra_config=CONFIG) as box:
         box.init_token()
         box.keygen("example.com", "p1")
         notify = Notify(os.path.join(box.dir, "notify.sock"))
-        log = open(box.log_path, "ab")
-        proc = subprocess.Popen(
-            ["systemd-socket-activate", "-l", box.socket, "-E", f"SOFTHSM2_CONF={box.env['SOFTHSM2_CONF']}",
-             "-E", f"NOTIFY_SOCKET={notify.path}", binary("dkimsignd"), "--config", box.config],
-            stdout=log, stderr=log)
-        log.close()
+        proc = box.socket_activate(notify)
         box.daemon = proc
         try:
-            wait_until(lambda: os.path.exists(box.socket), "the socket")
             p = box.sign(message("example.com"))   # the first connection starts the daemon
             assert p.returncode == 0, p.stderr + box.log().encode()
             assert notify.wait_for("READY=1") == proc.pid

@@ -109,6 +109,22 @@ class Sandbox:
                 time.sleep(0.05)
         raise AssertionError(f"dkimsignd did not listen within {timeout}s:\n{self.log()}")
 
+    def socket_activate(self, notify=None):
+        """dkimsignd under systemd-socket-activate, which listens on
+        self.socket and starts the daemon at the first connection (with
+        NOTIFY_SOCKET=notify.path when given).  Returns the Popen once the
+        socket exists; the caller stops it."""
+        log = open(self.log_path, "ab")
+        args = ["systemd-socket-activate", "-l", self.socket, "-E", f"SOFTHSM2_CONF={self.env['SOFTHSM2_CONF']}"]
+        if notify:
+            args += ["-E", f"NOTIFY_SOCKET={notify.path}"]
+        proc = subprocess.Popen(args + [binary("dkimsignd"), "--config", self.config], stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.socket) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return proc
+
     def stop(self, sig=signal.SIGTERM, timeout=30):
         if not self.daemon:
             return None
@@ -233,6 +249,37 @@ def keygen_corpus_domains(box, rows, keys):
         for selector, algorithm in keys:
             box.keygen(d, selector, algorithm)
     return domains
+
+
+class Notify:
+    """A NOTIFY_SOCKET: records what the daemon tells systemd, with each
+    message's sender pid (SCM_CREDENTIALS)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.s.bind(path)
+        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.s.settimeout(0.2)
+        self.messages = []   # (pid, text)
+
+    def wait_for(self, needle, timeout=30):
+        """Wait for a message containing needle; returns its sender's pid."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for pid, text in self.messages:
+                if needle in text:
+                    return pid
+            try:
+                data, anc, _, _ = self.s.recvmsg(4096, socket.CMSG_SPACE(12))
+            except (socket.timeout, TimeoutError):
+                continue
+            pid = None
+            for level, kind, value in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = int.from_bytes(value[0:4], sys.byteorder)
+            self.messages.append((pid, data.decode()))
+        raise AssertionError(f"no {needle!r} on NOTIFY_SOCKET; got {self.messages}")
 
 
 def run(tests):
