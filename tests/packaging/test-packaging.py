@@ -14,7 +14,9 @@ dkimsignd-refresh.timer runs) as user dkimsignd sees the keys' records on a
 real DNS server (dnsmasq on loopback), and /usr/sbin/dkimsignd runs under
 systemd-socket-activate as user dkimsignd with the installed default
 config, the PIN as a credential, a SoftHSM token made with the installed
-dkimsignctl, traced by strace: every system call it makes must pass the
+dkimsignctl, traced by strace (once as shipped, once with [token]
+processes = 2, the supervisor and its signers): every system call it
+makes must pass the
 unit's SystemCallFilter, it may open nothing in /proc or /dev that
 ProcSubset=pid and PrivateDevices=yes hide, write nowhere
 ProtectSystem=strict forbids, and open no IP socket.  The installed
@@ -268,21 +270,8 @@ def installed_daemon_signs(dns):
     for label in state["keytable"]:
         assert f"{label}: active since" in refresh.stdout, refresh.stdout + refresh.stderr
     sock = os.path.join(work, "dkimsignd.sock")
-    trace = os.path.join(work, "strace.log")
-    log = open(os.path.join(work, "dkimsignd.log"), "wb")
-    # As the unit runs it: user dkimsignd (strace -u also sets its groups),
-    # the socket passed by systemd's protocol; strace -D keeps the daemon's
-    # pid, which LISTEN_PID names.
-    daemon = subprocess.Popen(
-        ["systemd-socket-activate", "-l", sock, "-E", "SOFTHSM2_CONF", "-E", "CREDENTIALS_DIRECTORY",
-         "strace", "-D", "-f", "-qq", "-u", "dkimsignd", "-o", trace,
-         "/usr/sbin/dkimsignd", "--config", state["config"]],
-        env=env, stdout=log, stderr=log)
-    state["daemon"] = daemon
-    deadline = time.monotonic() + 30
-    while not os.path.exists(sock):
-        assert daemon.poll() is None and time.monotonic() < deadline, open(log.name).read()
-        time.sleep(0.05)
+    log_path = os.path.join(work, "dkimsignd.log")
+    start_traced(env, sock, "strace.log", log_path)
     signed = sh("/usr/bin/dkimsign", "--socket", sock, input=MESSAGE.decode(), timeout=60).stdout.encode()
     check_signed(signed, "dkimsign")
     state["socket"] = sock
@@ -304,12 +293,52 @@ def installed_daemon_signs(dns):
     other = MESSAGE.replace(b"@pkg.example", b"@nokey.example")
     assert sh("/usr/bin/dkimsign", "--socket", sock, input=other.decode(), check=False).returncode == 65
     assert subprocess.run([exe, sock], input=other, capture_output=True).returncode == 65
-
     stop_daemon()
+    check_trace(os.path.join(work, "strace.log"), log_path, "dkimsignd")
+
+    # [token] processes = 2: a supervisor and two signer processes, traced
+    # the same way (strace -f follows them), under the same filter.
+    with open(state["config"], "a") as f:
+        f.write("\n[token]\nprocesses = 2\n")
+    log_path = os.path.join(work, "dkimsignd-processes.log")
+    start_traced(env, sock, "strace-processes.log", log_path)
+    for _ in range(6):
+        signed = sh("/usr/bin/dkimsign", "--socket", sock, input=MESSAGE.decode(), timeout=60).stdout.encode()
+        check_signed(signed, "dkimsign, 2 signer processes")
+    stop_daemon()
+    logtext = open(log_path, errors="replace").read()
+    assert "2 signer processes serve" in logtext, logtext
+    check_trace(os.path.join(work, "strace-processes.log"), log_path, "dkimsignd with 2 signer processes")
+
+
+def start_traced(env, sock, trace_name, log_path):
+    """The installed daemon as the unit runs it: user dkimsignd (strace -u
+    also sets its groups), the socket passed by systemd's protocol; strace
+    -D keeps the daemon's pid, which LISTEN_PID names."""
+    trace = os.path.join(work, trace_name)
+    log = open(log_path, "wb")
+    # The last run's socket file outlives systemd-socket-activate.
+    if os.path.exists(sock):
+        os.unlink(sock)
+    daemon = subprocess.Popen(
+        ["systemd-socket-activate", "-l", sock, "-E", "SOFTHSM2_CONF", "-E", "CREDENTIALS_DIRECTORY",
+         "strace", "-D", "-f", "-qq", "-u", "dkimsignd", "-o", trace,
+         "/usr/sbin/dkimsignd", "--config", state["config"]],
+        env=env, stdout=log, stderr=log)
+    state["daemon"] = daemon
+    state["trace"] = trace
+    deadline = time.monotonic() + 30
+    while not os.path.exists(sock):
+        assert daemon.poll() is None and time.monotonic() < deadline, open(log_path).read()
+        time.sleep(0.05)
+
+
+def check_trace(trace, log_path, who):
+    """What the traced daemon did stays inside its unit's sandbox."""
     used = set(re.findall(r"^\d+\s+([a-z0-9_]+)\(", open(trace).read(), re.M))
     assert {"connect", "accept4", "sendmsg", "epoll_wait"} & used and len(used) > 20, sorted(used)
     blocked = sorted(used - allowed_syscalls())
-    print(f"     dkimsignd made {len(used)} distinct system calls, all in its SystemCallFilter")
+    print(f"     {who} made {len(used)} distinct system calls, all in its SystemCallFilter")
     assert not blocked, f"system calls the unit's SystemCallFilter blocks: {blocked}"
     # ProcSubset=pid and PrivateDevices=yes: only its own /proc entries
     # and the pseudo devices a private /dev has.
@@ -328,7 +357,7 @@ def installed_daemon_signs(dns):
     outside = sorted(p for p in opened if not (p in private_dev or re.match(r"/proc/(self|thread-self|\d+)/", p)))
     print(f"     /proc and /dev opened: {sorted(opened)}; files written: {len(written)}, all allowed")
     assert not outside, f"outside what the unit leaves visible: {outside}"
-    logtext = open(log.name, errors="replace").read()
+    logtext = open(log_path, errors="replace").read()
     assert "listening on the socket passed by systemd" in logtext, logtext
     assert open(os.path.join(work, "credentials", "pin")).read().strip() not in logtext, "the PIN is logged"
 
@@ -351,7 +380,7 @@ def stop_daemon():
             daemon.wait()
             raise
     # strace -D runs detached: wait until it has written the daemon's exit.
-    trace = os.path.join(work, "strace.log")
+    trace = state.get("trace", os.path.join(work, "strace.log"))
     deadline = time.monotonic() + 10
     while daemon and os.path.exists(trace) and time.monotonic() < deadline:
         if re.search(r"^%d\s+\+\+\+ exited" % daemon.pid, open(trace).read(), re.M):
