@@ -966,20 +966,32 @@ static int attr_label(struct hsm *h, CK_OBJECT_HANDLE obj, char **ret)
  * with ulValueLen CK_UNAVAILABLE_INFORMATION (PKCS#11 2.40 5.7: the others
  * are still filled); one larger than its buffer is DKIMSIGN_E_TOO_LARGE.
  */
-static int attrs_read(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE *a, CK_ULONG n)
-{
-        CK_RV rv = h->p11->C_GetAttributeValue(h->admin, obj, a, n);
-
-        if (rv == CKR_BUFFER_TOO_SMALL)
-                return DKIMSIGN_E_TOO_LARGE;
-        if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_ATTRIBUTE_SENSITIVE)
-                return ckr_fail(rv);
-        return 0;
-}
+#define ATTRS_MAX 8   /* attributes one attrs_read asks for */
 
 static bool attr_present(const CK_ATTRIBUTE *a)
 {
         return a->ulValueLen != CK_UNAVAILABLE_INFORMATION;
+}
+
+static int attrs_read(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE *a, CK_ULONG n)
+{
+        CK_ULONG cap[ATTRS_MAX];
+        CK_RV rv;
+
+        assert(n <= ATTRS_MAX);
+        for (CK_ULONG i = 0; i < n; i++)
+                cap[i] = a[i].ulValueLen;
+        rv = h->p11->C_GetAttributeValue(h->admin, obj, a, n);
+        if (rv == CKR_BUFFER_TOO_SMALL)
+                return DKIMSIGN_E_TOO_LARGE;
+        if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_ATTRIBUTE_SENSITIVE)
+                return ckr_fail(rv);
+        /* A module that says it wrote more than the buffer holds is broken:
+         * no length from it is used past what was given. */
+        for (CK_ULONG i = 0; i < n; i++)
+                if (attr_present(&a[i]) && a[i].ulValueLen > cap[i])
+                        return DKIMSIGN_E_HSM;
+        return 0;
 }
 
 /* A CK_BBOOL read by attrs_read; a missing or odd-sized one is malformed. */
@@ -1161,7 +1173,6 @@ out:
         return r;
 }
 
-/* RSA public half from obj (a public key, or the public attributes of a private one). */
 static bool ed25519_params(const uint8_t *p, size_t len)
 {
         return (len == sizeof(ed25519_oid) && memcmp(p, ed25519_oid, len) == 0) ||
