@@ -4,6 +4,7 @@
  * A signature is verified against the key's public half before it leaves,
  * so a faulty token can never release a wrong one.
  */
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,18 +82,14 @@ static void sodium_start(void)
 static bool ed25519_verify(const struct hsm_key *key, const uint8_t digest[DKIM_SHA256_LEN], const uint8_t *sig,
                            size_t sig_len)
 {
-        uint8_t pub[crypto_sign_PUBLICKEYBYTES];
-        size_t pub_len = sizeof(pub);
         EVP_MD_CTX *mctx;
         bool ok;
 
+        static_assert(HSM_ED25519_PUB_LEN == crypto_sign_PUBLICKEYBYTES, "an Ed25519 public key is 32 octets");
         pthread_once(&sodium_once, sodium_start);
-        if (sodium_state >= 0) {
-                if (sig_len != crypto_sign_BYTES ||
-                    EVP_PKEY_get_raw_public_key(key->pubkey, pub, &pub_len) != 1 || pub_len != sizeof(pub))
-                        return false;
-                return crypto_sign_verify_detached(sig, digest, DKIM_SHA256_LEN, pub) == 0;
-        }
+        if (sodium_state >= 0)
+                return sig_len == crypto_sign_BYTES &&
+                       crypto_sign_verify_detached(sig, digest, DKIM_SHA256_LEN, key->ed25519_pub) == 0;
         mctx = EVP_MD_CTX_new();
         ok = mctx && EVP_DigestVerifyInit(mctx, NULL, NULL, NULL, key->pubkey) > 0 &&
              EVP_DigestVerify(mctx, sig, sig_len, digest, DKIM_SHA256_LEN) == 1;
@@ -262,7 +259,7 @@ int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const
                 r = DKIMSIGN_E_DENIED;
         }
         if (r == 0)
-                r = keytab_select(ctx->keys, ctx->config, rq.domain, rq.keys, &rq.nkeys, &rq.d,
+                r = keytab_select(ctx->keys, ctx->config, rq.domain, (int64_t) now, rq.keys, &rq.nkeys, &rq.d,
                                   rq.why, sizeof(rq.why));
         if (r == 0) {
                 pol = policy_for(ctx->config, rq.domain, &plen);

@@ -198,7 +198,6 @@ static void view_of(const struct signer_key *k, struct key_view *v)
         }
 }
 
-/* Views of the keys [first, end) of one domain; an owned array. */
 /* Views of one domain's keys.  A domain has a few keys (with its retired
  * ones), so the caller's stack array holds them on the signing path and
  * the heap is only for a domain with more: free with views_free. */
@@ -301,7 +300,7 @@ static void consider(struct candidate *c, const struct signer_key *k, int rank, 
                 c->tie = k;
 }
 
-int keytab_select(const struct keytab *t, const struct config *c, const char *domain,
+int keytab_select(const struct keytab *t, const struct config *c, const char *domain, int64_t now,
                   const struct signer_key **ret, size_t *ret_count, const char **ret_domain,
                   char *why, size_t whylen)
 {
@@ -309,7 +308,6 @@ int keytab_select(const struct keytab *t, const struct config *c, const char *do
         /* A parent's section that covers its subdomains signs with d= parent. */
         const char *kd = d && d->key_domain ? d->key_domain
                        : d && strcmp(d->name, domain) != 0 ? d->name : domain;
-        bool sign_unpublished = config_unpublished(c, kd) == CONFIG_UNPUBLISHED_SIGN;
         struct candidate best[3] = { 0 };
         const struct signer_key *waiting = NULL;
         enum key_state waiting_state = KEY_PENDING;
@@ -317,7 +315,6 @@ int keytab_select(const struct keytab *t, const struct config *c, const char *do
         size_t first = first_of_domain(t, kd), end = first < t->count ? end_of_domain(t, first) : first;
         struct key_view stack[VIEWS_ON_STACK];
         struct key_view *views = domain_views(t, first, end, stack);
-        int64_t now = (int64_t) time(NULL);
         size_t n = 0, retired = 0;
 
         if (!views) {
@@ -344,7 +341,8 @@ int keytab_select(const struct keytab *t, const struct config *c, const char *do
                         retired++;
                 } else if (st == KEY_ACTIVE) {
                         consider(&best[a], k, 2, since);
-                } else if (sign_unpublished) {
+                } else if (config_unpublished(c, kd) == CONFIG_UNPUBLISHED_SIGN) {
+                        /* Looked up only here: a key not active yet is rare. */
                         consider(&best[a], k, 1, 0);
                 } else if (!waiting || st > waiting_state) {
                         waiting = k;
@@ -431,20 +429,21 @@ static struct keyreg_entry *entry_free(struct keyreg_entry *e)
         return NULL;
 }
 
-static struct keyreg_entry *entry_new(const struct signer_key *k, const char *fp, const struct keystate *file)
+/* A registry entry for key k, named label (<selector>._domainkey.<domain>). */
+static struct keyreg_entry *entry_new(const struct signer_key *k, const char *label, const char *fp,
+                                      const struct keystate *file)
 {
         struct keyreg_entry *e = calloc(1, sizeof(*e));
         const struct keystate_entry *f;
 
         if (!e)
                 return NULL;
-        e->label = malloc(strlen(k->selector) + strlen(k->domain) + sizeof("._domainkey."));
+        e->label = strdup(label);
         e->domain = strdup(k->domain);
         e->selector = strdup(k->selector);
         if (!e->label || !e->domain || !e->selector || EVP_PKEY_up_ref(k->key->pubkey) != 1)
                 return entry_free(e);
         e->pubkey = k->key->pubkey;
-        sprintf(e->label, "%s._domainkey.%s", k->selector, k->domain);
         e->alg = k->key->alg;
         memcpy(e->fingerprint, fp, sizeof(e->fingerprint));
         /* A state of another key under the same label (destroyed and made
@@ -513,7 +512,7 @@ int keyreg_attach(struct keyreg *g, struct keytab *t, const struct config *c, co
                         if (f && strcmp(f->fingerprint, fp) == 0)
                                 key_live_adopt(&e->live, &f->t, false);
                 } else {
-                        e = entry_new(k, fp, file);
+                        e = entry_new(k, label, fp, file);
                         if (!e) {
                                 r = DKIMSIGN_E_NOMEM;
                                 break;

@@ -276,13 +276,13 @@ static void handle_status(struct server *s, struct conn *c, struct frame *f)
 }
 
 /* Swap in a new generation; requests in flight finish with the old one. */
-static int do_reload(struct server *s, const char *why_started, char *why, size_t whylen)
+static int do_reload(struct server *s, const char *why_started, bool from_request, char *why, size_t whylen)
 {
         struct sign_ctx *next;
 
         sd_notify(0, "RELOADING=1");
         log_info("%s: reloading the configuration and keys", why_started);
-        next = s->reload(s->reload_userdata, strcmp(why_started, "RELOAD request") == 0, why, whylen);
+        next = s->reload(s->reload_userdata, from_request, why, whylen);
         if (!next) {
                 s->stats.reload_failures++;
                 log_err("reload refused, the running configuration stays: %s", why);
@@ -302,7 +302,7 @@ static int do_reload(struct server *s, const char *why_started, char *why, size_
 static void handle_reload(struct server *s, struct conn *c, struct frame *f)
 {
         char why[512] = "";
-        int r = do_reload(s, "RELOAD request", why, sizeof(why));
+        int r = do_reload(s, "RELOAD request", true, why, sizeof(why));
 
         if (r == 0)
                 msg_text_encode(&c->out, MSG_RELOADED, f->id, why, strlen(why));
@@ -581,7 +581,7 @@ static void handle_signal(struct server *s)
                 else if (si.ssi_signo == SIGHUP && !s->stopping) {
                         char why[512] = "";
 
-                        do_reload(s, "SIGHUP", why, sizeof(why));
+                        do_reload(s, "SIGHUP", false, why, sizeof(why));
                 }
         }
 }

@@ -1011,6 +1011,7 @@ static void attr_got_date(const CK_ATTRIBUTE *a, char ret[HSM_DATE_LEN + 1])
         bool digits = true, zero = true;
 
         static_assert(sizeof(CK_DATE) == HSM_DATE_LEN, "CK_DATE is YYYYMMDD");
+        static_assert(ED25519_LEN == HSM_ED25519_PUB_LEN, "an Ed25519 public key is 32 octets");
         ret[0] = '\0';
         if (!attr_present(a) || a->ulValueLen != HSM_DATE_LEN)
                 return;
@@ -1181,7 +1182,7 @@ static bool ed25519_params(const uint8_t *p, size_t len)
 
 /* CKA_EC_POINT: SoftHSM wraps the 32 octets in a DER OCTET STRING; PKCS#11
  * 3.0 allows them raw. */
-static int ed25519_pubkey(const uint8_t *pt, size_t len, EVP_PKEY **ret)
+static int ed25519_pubkey(const uint8_t *pt, size_t len, struct hsm_key *key)
 {
         const uint8_t *raw;
         EVP_PKEY *pkey;
@@ -1195,7 +1196,8 @@ static int ed25519_pubkey(const uint8_t *pt, size_t len, EVP_PKEY **ret)
         pkey = EVP_PKEY_new_raw_public_key_ex(NULL, "ED25519", NULL, raw, ED25519_LEN);
         if (!pkey)
                 return DKIMSIGN_E_FORMAT;
-        *ret = pkey;
+        key->pubkey = pkey;
+        memcpy(key->ed25519_pub, raw, ED25519_LEN);
         return 0;
 }
 
@@ -1399,7 +1401,7 @@ static int key_public_read(struct hsm *h, struct hsm_key *key)
                 attr_got_date(&a[1], key->retired);
         }
         if (key->alg == HSM_ALG_ED25519)
-                return attr_present(&a[2]) ? ed25519_pubkey(pt, a[2].ulValueLen, &key->pubkey) : DKIMSIGN_E_FORMAT;
+                return attr_present(&a[2]) ? ed25519_pubkey(pt, a[2].ulValueLen, key) : DKIMSIGN_E_FORMAT;
         if (!attr_present(&a[2]) || !attr_present(&a[3]))
                 return DKIMSIGN_E_FORMAT;
         return rsa_pubkey(n, a[2].ulValueLen, e, a[3].ulValueLen, &key->pubkey);

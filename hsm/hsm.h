@@ -30,6 +30,7 @@ enum hsm_alg {
 #define HSM_RSA_DEFAULT_BITS 2048
 #define HSM_SIG_MAX 512       /* a 4096-bit RSA signature */
 #define HSM_LABEL_MAX 255
+#define HSM_ED25519_PUB_LEN 32
 #define HSM_DATE_LEN 8        /* YYYYMMDD, as in a CK_DATE */
 
 struct hsm;          /* a loaded module, one token, logged in */
@@ -42,6 +43,7 @@ struct hsm_key {
         unsigned long priv;      /* CK_OBJECT_HANDLE of the private key */
         unsigned long pub;       /* CK_OBJECT_HANDLE of the public key, 0 if none */
         EVP_PKEY *pubkey;        /* owned: the public half, for DNS and self-checks */
+        uint8_t ed25519_pub[HSM_ED25519_PUB_LEN];   /* Ed25519: the same, raw (the per-signature check) */
         bool local;              /* CKA_LOCAL: generated on the token */
         bool always_sensitive;   /* CKA_ALWAYS_SENSITIVE */
         bool never_extractable;  /* CKA_NEVER_EXTRACTABLE */
