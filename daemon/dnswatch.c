@@ -51,6 +51,7 @@ struct dnswatch {
         struct dns_resolver *res;
         char last_file_error[768];
         bool dns_failing;          /* the last cycle had lookups without an answer */
+        bool files_only;           /* another process looks DNS up (dnswatch_files_only) */
         int file_result;           /* the last cycle's: 0 or the state file's problem */
 };
 
@@ -250,6 +251,27 @@ static bool apply_dns(struct keyreg_entry *e, enum key_dns seen_now, enum key_dn
 
 /* Record what the clock did: activation after the wait, retirement after
  * a successor's grace or on the token.  Returns true on a change. */
+static int by_domain(const void *a, const void *b)
+{
+        const struct keyreg_entry *x = *(struct keyreg_entry *const *) a, *y = *(struct keyreg_entry *const *) b;
+        int c = strcmp(x->domain, y->domain);
+
+        return c != 0 ? c : strcmp(x->label, y->label);
+}
+
+/* Where the domain of keys[first] ends (keys sorted by domain). */
+static size_t domain_end(struct keyreg_entry **keys, size_t n, size_t first)
+{
+        size_t end = first + 1;
+
+        while (end < n && strcmp(keys[end]->domain, keys[first]->domain) == 0)
+                end++;
+        return end;
+}
+
+/* The clock's moves (active after publish_wait, retired after
+ * retire_grace), keys sorted by domain: each key is weighed against its
+ * own domain's only, so a token of many domains costs linear time. */
 static bool apply_clock(struct keyreg_entry **keys, size_t n, struct key_view *views, int64_t now)
 {
         bool changed = false;
@@ -261,11 +283,19 @@ static bool apply_clock(struct keyreg_entry **keys, size_t n, struct key_view *v
                                                .grace = atomic_load(&keys[i]->live.grace) };
                 key_live_times(&keys[i]->live, &views[i].t);
         }
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0, first = 0, end = 0; i < n; i++) {
                 struct key_times *t = &views[i].t;
                 size_t next;
                 int64_t since;
-                enum key_state st = keystate_effective(views, n, i, now, &since, &next);
+                enum key_state st;
+
+                if (i == end) {
+                        first = i;
+                        end = domain_end(keys, n, i);
+                }
+                st = keystate_effective(views + first, end - first, i - first, now, &since, &next);
+                if (next != (size_t) -1)
+                        next += first;
 
                 if (st == t->state)
                         continue;
@@ -335,13 +365,14 @@ static void cycle(struct dnswatch *w)
         struct key_view *views = NULL;
         struct keystate file = { 0 };
         size_t n = 0;
-        bool changed = false, file_ok;
+        bool changed = false, moved = false, file_ok;
         char why[768];
         int64_t now;
         int fd = -1, r;
 
         if (keyreg_current(w->reg, &keys, &n) < 0)
                 return;
+        qsort(keys, n, sizeof(*keys), by_domain);
         obs = calloc(n ? n : 1, sizeof(*obs));
         before = calloc(n ? n : 1, sizeof(*before));
         views = calloc(n ? n : 1, sizeof(*views));
@@ -372,8 +403,12 @@ static void cycle(struct dnswatch *w)
          * record going away then only warns. */
         changed |= apply_clock(keys, n, views, now);
         for (size_t i = 0; i < n; i++)
-                changed |= apply_dns(keys[i], obs[i], before[i], now);
-        changed |= apply_clock(keys, n, views, now);
+                moved |= apply_dns(keys[i], obs[i], before[i], now);
+        /* Once more only after a DNS move (a wait of 0 is over at once):
+         * otherwise the clock has nothing new to say. */
+        if (moved)
+                changed |= apply_clock(keys, n, views, now);
+        changed |= moved;
         if (file_ok) {
                 /* Also when nothing moved here: the file may lack a key (the
                  * first cycle writes every one) or hold another key's state
@@ -492,6 +527,15 @@ int dnswatch_start(struct dnswatch *w)
         return 0;
 }
 
+void dnswatch_files_only(struct dnswatch *w)
+{
+        pthread_mutex_lock(&w->lock);
+        w->files_only = true;
+        w->have.lookups = false;
+        w->want.lookups = false;
+        pthread_mutex_unlock(&w->lock);
+}
+
 void dnswatch_reconfigure(struct dnswatch *w, const struct config *c)
 {
         struct dns_settings next;
@@ -502,6 +546,7 @@ void dnswatch_reconfigure(struct dnswatch *w, const struct config *c)
                 log_err("dns: out of memory; keeping the previous [dns] settings");
                 return;
         }
+        next.lookups = next.lookups && !w->files_only;
         pthread_mutex_lock(&w->lock);
         settings_clear(&w->want);
         w->want = next;

@@ -52,6 +52,12 @@ int dnswatch_start(struct dnswatch *w);
  */
 int dnswatch_run_once(struct dnswatch *w, char *why, size_t whylen);
 
+/* This process leaves the lookups to another (a signer process other
+ * than the first, procs.h): the watcher takes the states from the file
+ * only, whatever [dns] watch says, now and after reloads.  Call before
+ * dnswatch_start. */
+void dnswatch_files_only(struct dnswatch *w);
+
 /* After a reload: take c's [dns] settings (state_dir stays until a
  * restart) and check the keys now.  Thread-safe. */
 void dnswatch_reconfigure(struct dnswatch *w, const struct config *c);

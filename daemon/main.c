@@ -221,8 +221,6 @@ static struct sign_ctx *reload_generation(void *userdata, bool from_request, cha
                 return NULL;
         }
         log_keys(keys);
-        if (src->watch_file_only)
-                c->dns_watch = CONFIG_WATCH_TIMER;
         if (src->watch)
                 dnswatch_reconfigure(src->watch, c);
         if (sign_ctx_new(c, keys, &ctx) < 0) {
@@ -314,11 +312,11 @@ static int signer_load(struct signer *sg)
                         log_err("%s; refusing to start", err);
         }
         if (r == 0) {
-                if (sg->src.watch_file_only)
-                        sg->c->dns_watch = CONFIG_WATCH_TIMER;
                 r = dnswatch_new(sg->reg, sg->c, &sg->watch, err, sizeof(err));
                 if (r < 0)
                         log_err("%s", err);
+                else if (sg->src.watch_file_only)
+                        dnswatch_files_only(sg->watch);
         }
         if (r == 0)
                 log_keys(sg->keys);
