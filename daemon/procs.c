@@ -90,12 +90,31 @@ static bool ready_wait(int fd)
         return r == 1;
 }
 
-static int reap(struct procs *p, pid_t pid, int *ret_status);
+/* Forget child pid (it exited); its index, or p->n when it is not ours. */
+static size_t forget(struct procs *p, pid_t pid)
+{
+        for (size_t i = 0; i < p->n; i++)
+                if (p->kids[i].pid == pid) {
+                        p->kids[i].pid = 0;
+                        return i;
+                }
+        return p->n;
+}
+
+/* Wait for child pid to exit (blocking) and forget it. */
+static void reap(struct procs *p, pid_t pid)
+{
+        int status;
+
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        forget(p, pid);
+}
 
 /* Start child i and wait until it serves. */
 static int child_start(struct procs *p, size_t i)
 {
-        int fds[2], status;
+        int fds[2];
         pid_t pid;
 
         if (pipe2(fds, O_CLOEXEC) < 0) {
@@ -123,22 +142,8 @@ static int child_start(struct procs *p, size_t i)
         close(fds[0]);
         log_err("signer process %zu (pid %d) did not start (see its messages above)", i, (int) pid);
         kill(pid, SIGKILL);
-        reap(p, pid, &status);
+        reap(p, pid);
         return DKIMSIGN_E_SYSTEM;
-}
-
-/* Wait for pid (blocking) and forget it; its status in *ret_status. */
-static int reap(struct procs *p, pid_t pid, int *ret_status)
-{
-        pid_t got;
-
-        do
-                got = waitpid(pid, ret_status, 0);
-        while (got < 0 && errno == EINTR);
-        for (size_t i = 0; i < p->n; i++)
-                if (p->kids[i].pid == pid)
-                        p->kids[i].pid = 0;
-        return got;
 }
 
 static void signal_all(struct procs *p, int sig, pid_t except)
@@ -197,13 +202,12 @@ static int reap_exited(struct procs *p)
         int status, r = 0;
         pid_t pid;
 
-        while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-                for (size_t i = 0; i < p->n; i++)
-                        if (p->kids[i].pid == pid) {
-                                p->kids[i].pid = 0;
-                                if (r == 0)
-                                        r = child_replace(p, i, status);
-                        }
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+                size_t i = forget(p, pid);
+
+                if (i < p->n && r == 0)
+                        r = child_replace(p, i, status);
+        }
         return r;
 }
 
@@ -223,12 +227,8 @@ static int stop_all(struct procs *p, const char *why)
                         continue;
                 if (pid < 0)
                         break;
-                for (size_t i = 0; i < p->n; i++)
-                        if (p->kids[i].pid == pid) {
-                                p->kids[i].pid = 0;
-                                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                                        worst = DKIMSIGN_E_SYSTEM;
-                        }
+                if (forget(p, pid) < p->n && (!WIFEXITED(status) || WEXITSTATUS(status) != 0))
+                        worst = DKIMSIGN_E_SYSTEM;
         }
         return worst;
 }
