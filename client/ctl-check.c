@@ -8,7 +8,6 @@
  * verdict and its fix, as text or JSON.  records prints what to publish and
  * asks nothing.  Only public key material is read from the token.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +21,7 @@
 #include "header.h"
 #include "keys.h"
 #include "record.h"
+#include "ctl-report.h"
 #include "resolve.h"
 #include "spf.h"
 
@@ -29,43 +29,14 @@
 #define EXIT_USAGE 2
 #define RECORD_TEXT_MAX 8192
 
-static int fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(int status, const char *fmt, ...)
-{
-        va_list ap;
-
-        fputs("dkimsignctl: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-        return status;
-}
-
 /* ---- output helpers ---- */
 
 /* A JSON string; octets outside printable ASCII as \u00XX, so that DNS text
  * that is not UTF-8 still makes valid JSON. */
-static void json_str(const char *s)
-{
-        putchar('"');
-        for (; s && *s; s++) {
-                unsigned char c = (unsigned char) *s;
-
-                if (c == '"' || c == '\\')
-                        printf("\\%c", c);
-                else if (c < 0x20 || c >= 0x7f)
-                        printf("\\u%04x", c);
-                else
-                        putchar(c);
-        }
-        putchar('"');
-}
-
 static void json_str_or_null(const char *s)
 {
         if (s)
-                json_str(s);
+                ctl_json_string(s);
         else
                 fputs("null", stdout);
 }
@@ -94,9 +65,9 @@ static void json_findings(const struct dns_findings *f)
                 const struct dns_finding *d = &f->items[i];
 
                 printf("%s{\"verdict\": \"%s\", \"id\": ", i ? ", " : "", dns_verdict_name(d->verdict));
-                json_str(d->id);
+                ctl_json_string(d->id);
                 fputs(", \"message\": ", stdout);
-                json_str(d->message);
+                ctl_json_string(d->message);
                 fputs(", \"fix\": ", stdout);
                 json_str_or_null(d->fix);
                 printf(", \"incomplete\": %s}", d->incomplete ? "true" : "false");
@@ -262,9 +233,9 @@ static void print_json(const struct check_result *res, enum dns_verdict worst, b
         char all[2] = { res->spf.all, 0 };
 
         fputs("{\"domain\": ", stdout);
-        json_str(res->domain);
+        ctl_json_string(res->domain);
         fputs(", \"resolver\": ", stdout);
-        json_str(res->resolver);
+        ctl_json_string(res->resolver);
         printf(", \"verdict\": \"%s\", \"incomplete\": %s, \"exit_status\": %d,\n", dns_verdict_name(worst),
                incomplete ? "true" : "false", status);
 
@@ -286,9 +257,9 @@ static void print_json(const struct check_result *res, enum dns_verdict worst, b
                 fputs(i ? ",\n   {" : "\n   {", stdout);
                 snprintf(name, sizeof(name), "%s._domainkey.%s", s->key->selector, res->domain);
                 fputs("\"selector\": ", stdout);
-                json_str(s->key->selector);
+                ctl_json_string(s->key->selector);
                 fputs(", \"name\": ", stdout);
-                json_str(name);
+                ctl_json_string(name);
                 printf(", \"algorithm\": \"%s\", \"bits\": %u, \"retired\": %s, "
                        "\"verdict\": \"%s\", \"record\": ",
                        hsm_alg_name(s->key->key->alg), s->key->key->bits,
@@ -296,7 +267,7 @@ static void print_json(const struct check_result *res, enum dns_verdict worst, b
                 json_str_or_null(s->rep.record);
                 printf(", \"strings\": %zu, \"matches\": %s, \"testing\": %s, \"expected\": ", s->rep.strings,
                        s->rep.matches ? "true" : "false", s->rep.testing ? "true" : "false");
-                json_str(s->expected);
+                ctl_json_string(s->expected);
                 fputs(", \"findings\": ", stdout);
                 json_findings(&s->f);
                 fputs("}", stdout);
@@ -396,7 +367,7 @@ static int domain_arg(const char *arg, char *out, size_t outlen)
         if (len > 0 && arg[len - 1] == '.')
                 len--;   /* "example.com." is the same name */
         if (len >= outlen || !dkim_domain_is_valid(arg, len))
-                return fail(EXIT_USAGE, "'%s' is not a valid domain name", arg);
+                return ctl_report(EXIT_USAGE, "'%s' is not a valid domain name", arg);
         for (size_t i = 0; i < len; i++)
                 out[i] = (char) (arg[i] >= 'A' && arg[i] <= 'Z' ? arg[i] + 32 : arg[i]);
         out[len] = '\0';
@@ -421,12 +392,12 @@ int ctl_check(const struct config *c, struct hsm *h, const char *domain_in, cons
         res.resolver = resolver && *resolver ? resolver : "system";
         rc = dns_resolver_new(resolver, c->dns_timeout_ms ? c->dns_timeout_ms : DNS_TIMEOUT_DEFAULT_MS, &r);
         if (rc == DKIMSIGN_E_CONFIG)
-                return fail(EXIT_USAGE, "'%s' is not a resolver address (IPv4, IPv4:PORT or [IPv6]:PORT)", resolver);
+                return ctl_report(EXIT_USAGE, "'%s' is not a resolver address (IPv4, IPv4:PORT or [IPv6]:PORT)", resolver);
         if (rc < 0)
-                return fail(EXIT_FAIL, "cannot set up the DNS resolver: %s", dkimsign_strerror(rc));
+                return ctl_report(EXIT_FAIL, "cannot set up the DNS resolver: %s", dkimsign_strerror(rc));
         rc = keytab_load(h, &t);
         if (rc < 0) {
-                status = fail(EXIT_FAIL, "listing the token's keys: %s", dkimsign_strerror(rc));
+                status = ctl_report(EXIT_FAIL, "listing the token's keys: %s", dkimsign_strerror(rc));
                 goto out;
         }
         rc = domain_keys(t, domain, &res.sel, &res.nsel);
@@ -437,7 +408,7 @@ int ctl_check(const struct config *c, struct hsm *h, const char *domain_in, cons
         if (rc == 0)
                 rc = dmarc_check(r, domain, &res.dmarc, &res.dmarc_f);
         if (rc < 0) {
-                status = fail(EXIT_FAIL, "checking %s: %s", domain, dkimsign_strerror(rc));
+                status = ctl_report(EXIT_FAIL, "checking %s: %s", domain, dkimsign_strerror(rc));
                 goto out;
         }
         status = exit_status(&res, &incomplete);
@@ -476,15 +447,15 @@ static void print_suggestion_json(const struct suggestion *s, bool first)
 {
         fputs(first ? "\n  {" : ",\n  {", stdout);
         fputs("\"type\": ", stdout);
-        json_str(s->kind);
+        ctl_json_string(s->kind);
         fputs(", \"name\": ", stdout);
-        json_str(s->name);
+        ctl_json_string(s->name);
         fputs(", \"value\": ", stdout);
-        json_str(s->value);
+        ctl_json_string(s->value);
         fputs(", \"zone\": ", stdout);
-        json_str(s->zone);
+        ctl_json_string(s->zone);
         fputs(", \"note\": ", stdout);
-        json_str(s->note);
+        ctl_json_string(s->note);
         fputs("}", stdout);
 }
 
@@ -515,12 +486,12 @@ int ctl_records(const struct config *c, struct hsm *h, const char *domain_in, bo
         if (rc == 0)
                 rc = domain_keys(t, domain, &sel, &nsel);
         if (rc < 0) {
-                status = fail(EXIT_FAIL, "listing the token's keys: %s", dkimsign_strerror(rc));
+                status = ctl_report(EXIT_FAIL, "listing the token's keys: %s", dkimsign_strerror(rc));
                 goto out;
         }
         sugg = calloc(nsel + 2, sizeof(*sugg));
         if (!sugg) {
-                status = fail(EXIT_FAIL, "out of memory");
+                status = ctl_report(EXIT_FAIL, "out of memory");
                 goto out;
         }
         rc = simple_suggestion(&sugg[n], "spf", domain, "v=spf1 mx ~all");
@@ -560,12 +531,12 @@ int ctl_records(const struct config *c, struct hsm *h, const char *domain_in, bo
                 n++;
         }
         if (rc < 0) {
-                status = fail(EXIT_FAIL, "building the records: %s", dkimsign_strerror(rc));
+                status = ctl_report(EXIT_FAIL, "building the records: %s", dkimsign_strerror(rc));
                 goto out;
         }
         if (json) {
                 fputs("{\"domain\": ", stdout);
-                json_str(domain);
+                ctl_json_string(domain);
                 fputs(", \"records\": [", stdout);
                 for (size_t i = 0; i < n; i++)
                         print_suggestion_json(&sugg[i], i == 0);

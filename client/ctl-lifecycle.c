@@ -16,15 +16,6 @@
 #include "keystate.h"
 #include "resolve.h"
 
-void ctl_utc(int64_t t, char ret[24])
-{
-        struct tm tm;
-        time_t tt = (time_t) t;
-
-        if (!gmtime_r(&tt, &tm) || !strftime(ret, 24, "%Y-%m-%dT%H:%M:%SZ", &tm))
-                snprintf(ret, 24, "%lld", (long long) t);
-}
-
 void ctl_duration(uint64_t seconds, char ret[24])
 {
         if (seconds && seconds % 86400 == 0)

@@ -39,6 +39,7 @@
 #include "ctl-check.h"
 #include "ctl-daemon.h"
 #include "ctl-lifecycle.h"
+#include "ctl-report.h"
 #include "msg.h"
 #include "readfile.h"
 #include "dkimsign-build.h"
@@ -101,16 +102,6 @@ struct command {
         const char *help;
 };
 
-/* One line on stderr; returns status, so callers can `return die(...)`. */
-static int vreport(int status, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
-static int vreport(int status, const char *fmt, va_list ap)
-{
-        fputs("dkimsignctl: ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
-        return status;
-}
-
 static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int die(const char *fmt, ...)
 {
@@ -118,7 +109,7 @@ static int die(const char *fmt, ...)
         int r;
 
         va_start(ap, fmt);
-        r = vreport(EXIT_FAIL, fmt, ap);
+        r = ctl_vreport(EXIT_FAIL, fmt, ap);
         va_end(ap);
         return r;
 }
@@ -130,7 +121,7 @@ static int usage_error(const char *fmt, ...)
         int r;
 
         va_start(ap, fmt);
-        r = vreport(EXIT_USAGE, fmt, ap);
+        r = ctl_vreport(EXIT_USAGE, fmt, ap);
         va_end(ap);
         return r;
 }
@@ -287,28 +278,12 @@ static int fingerprint(EVP_PKEY *pub, char ret[FINGERPRINT_SIZE])
 }
 
 /* A JSON string: quotes, backslashes and control characters escaped. */
-static void json_string(const char *s)
-{
-        putchar('"');
-        for (; *s; s++) {
-                unsigned char c = (unsigned char) *s;
-
-                if (c == '"' || c == '\\')
-                        printf("\\%c", c);
-                else if (c < 0x20 || c == 0x7f)
-                        printf("\\u%04x", c);
-                else
-                        putchar(c);
-        }
-        putchar('"');
-}
-
 static void json_date(const char *d)
 {
         char buf[11];
 
         if (d[0])
-                json_string(date_show(d, buf));
+                ctl_json_string(date_show(d, buf));
         else
                 fputs("null", stdout);
 }
@@ -561,8 +536,8 @@ static void json_time(int64_t t)
                 fputs("null", stdout);
                 return;
         }
-        ctl_utc(t, buf);
-        json_string(buf);
+        keystate_utc(t, buf);
+        ctl_json_string(buf);
 }
 
 static void list_json(const struct keytab *t, const struct ctl_key_life *life, char (*fps)[FINGERPRINT_SIZE])
@@ -573,9 +548,9 @@ static void list_json(const struct keytab *t, const struct ctl_key_life *life, c
                 const struct ctl_key_life *l = &life[i];
 
                 printf("%s\n  {\"domain\": ", i ? "," : "");
-                json_string(k->domain);
+                ctl_json_string(k->domain);
                 printf(", \"selector\": ");
-                json_string(k->selector);
+                ctl_json_string(k->selector);
                 printf(", \"algorithm\": \"%s\", \"bits\": %u, \"state\": \"%s\", \"unpublished_signing\": %s",
                        hsm_alg_name(k->key->alg), k->key->bits, key_state_name(l->state),
                        l->unpublished ? "true" : "false");
@@ -592,7 +567,7 @@ static void list_json(const struct keytab *t, const struct ctl_key_life *life, c
                 printf(", \"retired\": ");
                 json_date(k->key->retired);
                 printf(", \"origin\": \"%s\", \"fingerprint\": ", key_generated(k->key) ? "generated" : "imported");
-                json_string(fps[i]);
+                ctl_json_string(fps[i]);
                 printf(", \"local\": %s, \"always_sensitive\": %s, \"never_extractable\": %s}",
                        k->key->local ? "true" : "false", k->key->always_sensitive ? "true" : "false",
                        k->key->never_extractable ? "true" : "false");
@@ -617,19 +592,19 @@ static void list_life_notes(const struct keytab *t, const struct ctl_key_life *l
                         header = true;
                 }
                 if (l->seen)
-                        ctl_utc(l->seen, seen);
+                        keystate_utc(l->seen, seen);
                 printf("  %s._domainkey.%s: ", t->keys[i].selector, t->keys[i].domain);
                 if (l->unpublished) {
                         printf("signs unpublished (unpublished = sign), first seen %s\n", seen);
                 } else if (l->state == KEY_ACTIVE && l->retires) {
-                        ctl_utc(l->active, a);
-                        ctl_utc(l->retires, b);
+                        keystate_utc(l->active, a);
+                        keystate_utc(l->retires, b);
                         printf("active since %s, first seen %s; a newer key is active: retires %s\n", a, seen, b);
                 } else if (l->state == KEY_ACTIVE) {
-                        ctl_utc(l->active, a);
+                        keystate_utc(l->active, a);
                         printf("active since %s, first seen %s\n", a, seen);
                 } else if (l->state == KEY_PUBLISHED) {
-                        ctl_utc(l->signs_from, a);
+                        keystate_utc(l->signs_from, a);
                         printf("published, first seen %s; signs from %s\n", seen, a);
                 } else {
                         printf("pending: its record has not been seen in DNS yet (dkimsignctl dns-record)\n");
@@ -768,8 +743,8 @@ static void import_lifecycle(const struct config *c, const char *label, EVP_PKEY
                 printf("%s is pending (%s): it signs once dkimsignd has seen its record for publish_wait\n", label,
                        why);
         else
-                fprintf(stderr, "dkimsignctl: warning: the state of %s was not recorded (%s); it starts pending\n",
-                        label, why);
+                ctl_report(0, "warning: the state of %s was not recorded (%s); it starts pending",
+                           label, why);
 }
 
 static int cmd_import(const struct options *o)
@@ -853,11 +828,9 @@ static void problem(struct migration *m, const char *fmt, ...)
 {
         va_list ap;
 
-        fputs("dkimsignctl: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        ctl_vreport(0, fmt, ap);
         va_end(ap);
-        fputc('\n', stderr);
         m->problems++;
 }
 
@@ -1789,8 +1762,7 @@ int main(int argc, char **argv)
         status = cmd->run(&o);
         /* Output that did not reach its reader is a failure too (a full disk, a closed pipe). */
         if (fflush(stdout) != 0 || ferror(stdout)) {
-                fprintf(stderr, "dkimsignctl: writing the output: %s\n", strerror(errno));
-                return EXIT_FAIL;
+                return die("writing the output: %s", strerror(errno));
         }
         return status;
 }

@@ -199,15 +199,6 @@ static void set_state(struct key_live *l, enum key_state st, int64_t seen, int64
         atomic_store(&l->state, (int) st);
 }
 
-static void utc(int64_t t, char ret[24])
-{
-        struct tm tm;
-        time_t tt = (time_t) t;
-
-        if (!gmtime_r(&tt, &tm) || !strftime(ret, 24, "%Y-%m-%dT%H:%M:%SZ", &tm))
-                snprintf(ret, 24, "%lld", (long long) t);
-}
-
 /* What DNS showed changes a pending or published key; returns true on a change. */
 static bool apply_dns(struct keyreg_entry *e, enum key_dns seen_now, enum key_dns before, int64_t now)
 {
@@ -226,7 +217,7 @@ static bool apply_dns(struct keyreg_entry *e, enum key_dns seen_now, enum key_dn
                 int64_t seen = wait ? now + 1 : now;
 
                 set_state(&e->live, KEY_PUBLISHED, seen, 0, 0);
-                utc(seen + (int64_t) wait, when);
+                keystate_utc(seen + (int64_t) wait, when);
                 log_info("key %s: published: DNS shows its record; it signs from %s", e->label, when);
                 return true;
         }

@@ -252,15 +252,6 @@ enum key_state keytab_key_state(const struct keytab *t, size_t i, int64_t now, i
         return st;
 }
 
-static void utc_time(int64_t t, char ret[24])
-{
-        struct tm tm;
-        time_t tt = (time_t) t;
-
-        if (!gmtime_r(&tt, &tm) || !strftime(ret, 24, "%Y-%m-%dT%H:%M:%SZ", &tm))
-                snprintf(ret, 24, "%lld", (long long) t);
-}
-
 /* Why a key that is not active does not sign. */
 static void explain_waiting(const struct signer_key *k, const struct key_view *v, enum key_state st, const char *kd,
                             char *why, size_t whylen)
@@ -268,8 +259,8 @@ static void explain_waiting(const struct signer_key *k, const struct key_view *v
         char when[24], from[24];
 
         if (st == KEY_PUBLISHED) {
-                utc_time(v->t.seen, when);
-                utc_time(v->t.seen + (int64_t) v->wait, from);
+                keystate_utc(v->t.seen, when);
+                keystate_utc(v->t.seen + (int64_t) v->wait, from);
                 snprintf(why, whylen, "no active key for domain %s: %s._domainkey.%s is published (first seen %s) "
                          "and signs from %s", kd, k->selector, k->domain, when, from);
                 return;
@@ -279,7 +270,7 @@ static void explain_waiting(const struct signer_key *k, const struct key_view *v
                          "yet); it signs once its record has been seen for publish_wait", kd, k->selector, k->domain);
                 return;
         }
-        utc_time(atomic_load(&k->reg->live.checked), when);
+        keystate_utc(atomic_load(&k->reg->live.checked), when);
         snprintf(why, whylen, "no active key for domain %s: %s._domainkey.%s is pending (DNS at %s: %s); "
                  "publish its record (dkimsignctl dns-record)", kd, k->selector, k->domain, when,
                  key_dns_phrase((enum key_dns) atomic_load(&k->reg->live.dns)));

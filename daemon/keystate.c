@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <openssl/x509.h>
 
@@ -541,4 +542,13 @@ enum key_state keystate_effective(const struct key_view *keys, size_t n, size_t 
         if (ret_successor)
                 *ret_successor = next;
         return st;
+}
+
+void keystate_utc(int64_t t, char ret[24])
+{
+        struct tm tm;
+        time_t tt = (time_t) t;
+
+        if (!gmtime_r(&tt, &tm) || !strftime(ret, 24, "%Y-%m-%dT%H:%M:%SZ", &tm))
+                snprintf(ret, 24, "%lld", (long long) t);
 }

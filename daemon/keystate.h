@@ -130,4 +130,8 @@ struct key_view {
 enum key_state keystate_effective(const struct key_view *keys, size_t n, size_t i, int64_t now,
                                   int64_t *ret_since, size_t *ret_successor);
 
+/* t (seconds since the epoch) as "YYYY-MM-DDTHH:MM:SSZ", for logs and
+ * listings; the number itself when it is out of range. */
+void keystate_utc(int64_t t, char ret[24]);
+
 #endif
