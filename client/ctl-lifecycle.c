@@ -39,14 +39,16 @@ int ctl_lifecycle_attach(const struct config *c, struct keytab *t, struct keyreg
                 /* Not the daemon's user: the states are unknown, not damaged. */
                 r = 0;
         }
-        if (r == 0)
-                r = keyreg_new(&reg);
+        if (r < 0) {
+                keystate_clear(&file);
+                return r;   /* keystate_load said why */
+        }
+        r = keyreg_new(&reg);
         if (r == 0)
                 r = keyreg_attach(reg, t, c, &file);
-        if (r < 0 && r != DKIMSIGN_E_STATE && r != DKIMSIGN_E_SYSTEM)
-                snprintf(why, whylen, "key states: %s", dkimsign_strerror(r));
         keystate_clear(&file);
         if (r < 0) {
+                snprintf(why, whylen, "key states: %s", dkimsign_strerror(r));
                 keyreg_free(reg);
                 return r;
         }
