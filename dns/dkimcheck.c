@@ -72,24 +72,20 @@ static void judge_record(struct dns_findings *f, const char *name, const struct 
         }
 }
 
-/* The TXT records at name that are meant as DKIM key records. */
+/* The one TXT record at name: any TXT there is taken as a key record (RFC
+ * 6376 3.6.2.2), so several are the publisher's mistake. */
 static int pick_record(struct dns_findings *f, const char *name, const struct dns_txt *txt, size_t *ret)
 {
         struct dns_finding *d;
-        size_t found = 0;
 
-        for (size_t i = 0; i < txt->count; i++) {
-                /* Any TXT there is taken as a key record (RFC 6376 3.6.2.2), but
-                 * a record of another kind is likely the publisher's mistake. */
-                found++;
-                *ret = i;
-        }
-        if (found > 1) {
+        if (txt->count > 1) {
                 d = dns_findings_add(f, DNS_VERDICT_ERROR, "dkim-multiple",
-                                     "%s has %zu TXT records: receivers may pick any of them.", name, found);
+                                     "%s has %zu TXT records: receivers may pick any of them.", name, txt->count);
                 dns_finding_fix(f, d, "Keep only the DKIM key record at %s.", name);
                 return DKIMSIGN_E_FORMAT;
         }
+        if (txt->count == 1)
+                *ret = 0;
         return 0;
 }
 

@@ -18,11 +18,6 @@
 #include "dkimrec.h"
 #include "taglist.h"
 
-static bool is_wsp(char c)
-{
-        return taglist_is_wsp(c);
-}
-
 void dkim_keyrec_clear(struct dkim_keyrec *r)
 {
         if (!r)
@@ -64,7 +59,7 @@ static int base64_decode(const char *s, size_t len, unsigned char **ret, size_t 
         for (size_t i = 0; i < len; i++) {
                 int v;
 
-                if (is_wsp(s[i]))
+                if (taglist_is_wsp(s[i]))
                         continue;
                 if (s[i] == '=') {
                         pad++;
@@ -118,10 +113,10 @@ static bool list_has(const char *list, const char *item)
 
                 if (!end)
                         end = p + strlen(p);
-                while (p < end && is_wsp(*p))
+                while (p < end && taglist_is_wsp(*p))
                         p++;
                 len = (size_t) (end - p);
-                while (len > 0 && is_wsp(p[len - 1]))
+                while (len > 0 && taglist_is_wsp(p[len - 1]))
                         len--;
                 if (len == ilen && strncmp(p, item, len) == 0)
                         return true;

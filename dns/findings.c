@@ -74,22 +74,6 @@ enum dns_verdict dns_findings_worst(const struct dns_findings *f)
         return worst;
 }
 
-bool dns_findings_incomplete(const struct dns_findings *f)
-{
-        for (size_t i = 0; i < f->count; i++)
-                if (f->items[i].incomplete)
-                        return true;
-        return false;
-}
-
-const struct dns_finding *dns_findings_find(const struct dns_findings *f, const char *id)
-{
-        for (size_t i = 0; i < f->count; i++)
-                if (strcmp(f->items[i].id, id) == 0)
-                        return &f->items[i];
-        return NULL;
-}
-
 void dns_findings_clear(struct dns_findings *f)
 {
         if (!f)

@@ -46,10 +46,6 @@ void dns_finding_fix(struct dns_findings *f, struct dns_finding *d, const char *
         __attribute__((format(printf, 3, 4)));
 /* The worst verdict in the list; DNS_VERDICT_OK when empty. */
 enum dns_verdict dns_findings_worst(const struct dns_findings *f);
-/* True when a finding says the check could not run. */
-bool dns_findings_incomplete(const struct dns_findings *f);
-/* Finding with this id, or NULL. */
-const struct dns_finding *dns_findings_find(const struct dns_findings *f, const char *id);
 void dns_findings_clear(struct dns_findings *f);
 const char *dns_verdict_name(enum dns_verdict v);   /* "ok", "warning", "error" */
 
