@@ -61,6 +61,7 @@
 #define PIN_FILE_MAX 256
 #define TMPL_MAX 24
 #define RECOVER_BACKOFF_MS 200    /* after a failed recovery, fail fast for this long */
+#define COPY_FILL 2               /* the key copy table keeps at most 1 / COPY_FILL of its slots in use */
 
 /* RFC 8410 id-Ed25519, the only CKA_EC_PARAMS written; PKCS#11 3.0 also
  * allows the curve name as a PrintableString, accepted when read. */
@@ -120,7 +121,35 @@ struct hsm {
         unsigned long recoveries;    /* sessions reopened or logins redone (atomic) */
         pthread_mutex_t sessions_lock;
         struct hsm_session *sessions;
+        struct key_copies *copies;   /* NULL: sign with the token objects (hsm_key_copies) */
 };
+
+/* A private key's session-object copy, made on the admin session. */
+struct key_copy {
+        CK_OBJECT_HANDLE token;  /* the token object; CK_INVALID_HANDLE: a free slot */
+        CK_OBJECT_HANDLE copy;   /* CK_INVALID_HANDLE: none now (it failed or vanished) */
+};
+
+/* The copies signing uses, by token handle: open addressing, linear
+ * probing, never more than max slots taken, so a probe always ends. */
+struct key_copies {
+        pthread_mutex_t lock;    /* guards the rest; h->lock is only ever tried under it */
+        struct key_copy *slots;
+        size_t mask;             /* slots - 1, a power of two minus one */
+        size_t max;              /* slots that may hold a token handle */
+        size_t used;
+        size_t live;             /* copies that exist now */
+        bool paused;             /* a copy failed: none until the next hsm_list() or login */
+};
+
+static void copies_free(struct key_copies *c)
+{
+        if (!c)
+                return;
+        pthread_mutex_destroy(&c->lock);
+        free(c->slots);
+        free(c);
+}
 
 struct hsm_session {
         struct hsm *h;           /* NULL once hsm_close() has closed the handle */
@@ -139,6 +168,14 @@ static void tmpl_add(struct tmpl *t, CK_ATTRIBUTE_TYPE type, const void *value, 
 {
         assert(t->n < TMPL_MAX);
         t->a[t->n++] = (CK_ATTRIBUTE) { .type = type, .pValue = (void *) value, .ulValueLen = len };
+}
+
+/* Searches name token objects only: never the session copies of keys
+ * that signing makes (see hsm_key_copies). */
+static void tmpl_class(struct tmpl *t, const CK_OBJECT_CLASS *cls)
+{
+        tmpl_add(t, CKA_CLASS, cls, sizeof(*cls));
+        tmpl_add(t, CKA_TOKEN, &ck_true, sizeof(ck_true));
 }
 
 static void freep(void *p)
@@ -490,6 +527,7 @@ struct hsm *hsm_close(struct hsm *h)
                         h->p11->C_CloseSession(h->admin);
                 module_put(h->mod);
         }
+        copies_free(h->copies);
         pin_forget(&h->pin);
         free(h->token_label);
         pthread_mutex_destroy(&h->sessions_lock);
@@ -641,6 +679,178 @@ struct hsm_pin *hsm_pin_free(struct hsm_pin *p)
         return NULL;
 }
 
+/* ---- session copies of the keys signing uses ----
+ *
+ * Signing with a token object costs SoftHSM a check of the object's file
+ * (about 14 system calls) on every C_SignInit; a session object of the
+ * same key does not.  So signing uses a copy of each key made with
+ * C_CopyObject (CKA_TOKEN false; everything else is the key's own, and
+ * PKCS#11 lets a copy be neither less sensitive nor extractable).  The
+ * copies are made on the admin session, so they live as long as it, are
+ * visible to every session of this process and to no other process, and
+ * vanish with the process.  Their number is bounded; past it, and when a
+ * copy fails, signing uses the token object as before.  Every search here
+ * asks for CKA_TOKEN true (tmpl_class), so a copy is never listed or
+ * found as a key of its own. */
+
+static size_t copy_home(const struct key_copies *c, CK_OBJECT_HANDLE token)
+{
+        return (size_t) (((uint64_t) token * UINT64_C(0x9e3779b97f4a7c15)) >> 32) & c->mask;
+}
+
+/* The slot holding token, or the free slot where it belongs. */
+static struct key_copy *copy_slot(struct key_copies *c, CK_OBJECT_HANDLE token)
+{
+        size_t i = copy_home(c, token);
+
+        while (c->slots[i].token != CK_INVALID_HANDLE && c->slots[i].token != token)
+                i = (i + 1) & c->mask;
+        return &c->slots[i];
+}
+
+int hsm_key_copies(struct hsm *h, size_t max)
+{
+        struct key_copies *c;
+        size_t slots = 1;
+
+        if (!h || h->copies || max > HSM_KEY_COPIES_MAX)
+                return DKIMSIGN_E_INTERNAL;
+        if (max == 0)
+                return 0;
+        while (slots < max * COPY_FILL)
+                slots *= 2;
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return DKIMSIGN_E_NOMEM;
+        c->slots = calloc(slots, sizeof(*c->slots));
+        if (!c->slots) {
+                free(c);
+                return DKIMSIGN_E_NOMEM;
+        }
+        if (pthread_mutex_init(&c->lock, NULL) != 0)
+                abort(); /* cannot fail with default attributes on Linux */
+        c->mask = slots - 1;
+        c->max = max;
+        h->copies = c;
+        return 0;
+}
+
+size_t hsm_key_copies_live(struct hsm *h)
+{
+        size_t n = 0;
+
+        if (h && h->copies) {
+                pthread_mutex_lock(&h->copies->lock);
+                n = h->copies->live;
+                pthread_mutex_unlock(&h->copies->lock);
+        }
+        return n;
+}
+
+/* The handle to sign with for the token key token: its copy, made now if
+ * there is none yet and room for one.  The copy is made only when the
+ * admin session is free (trylock): a listing in progress must not stall
+ * signing, which then uses the token object this once. */
+static CK_OBJECT_HANDLE copy_for_signing(struct hsm *h, CK_OBJECT_HANDLE token)
+{
+        CK_ATTRIBUTE session_object = { CKA_TOKEN, (void *) &ck_false, sizeof(ck_false) };
+        struct key_copies *c = h->copies;
+        CK_OBJECT_HANDLE use = token, made;
+        struct key_copy *e;
+        CK_RV rv;
+
+        if (!c || token == CK_INVALID_HANDLE)
+                return token;
+        pthread_mutex_lock(&c->lock);
+        e = copy_slot(c, token);
+        if (e->copy != CK_INVALID_HANDLE) {
+                use = e->copy;
+        } else if (!c->paused && (e->token == token || c->used < c->max) && pthread_mutex_trylock(&h->lock) == 0) {
+                rv = h->p11->C_CopyObject(h->admin, token, &session_object, 1, &made);
+                pthread_mutex_unlock(&h->lock);
+                if (rv == CKR_OK && made != CK_INVALID_HANDLE) {
+                        if (e->token != token)
+                                c->used++;
+                        *e = (struct key_copy) { .token = token, .copy = made };
+                        c->live++;
+                        use = made;
+                } else {
+                        c->paused = true;
+                }
+        }
+        pthread_mutex_unlock(&c->lock);
+        return use;
+}
+
+/* Signing found copy gone (the admin session or the login went): forget
+ * it, unless it was replaced meanwhile; the next signature makes another. */
+static void copy_gone(struct hsm *h, CK_OBJECT_HANDLE token, CK_OBJECT_HANDLE copy)
+{
+        struct key_copies *c = h->copies;
+        struct key_copy *e;
+
+        pthread_mutex_lock(&c->lock);
+        e = copy_slot(c, token);
+        if (e->token == token && e->copy == copy) {
+                e->copy = CK_INVALID_HANDLE;
+                c->live--;
+        }
+        pthread_mutex_unlock(&c->lock);
+}
+
+/* Is obj a session object of ours?  Only such a handle is ever destroyed
+ * here: a stale number must never take a key off the token. */
+static bool session_object(struct hsm *h, CK_OBJECT_HANDLE obj)
+{
+        CK_BBOOL token = CK_TRUE;
+        CK_ATTRIBUTE a = { CKA_TOKEN, &token, sizeof(token) };
+
+        return h->p11->C_GetAttributeValue(h->admin, obj, &a, 1) == CKR_OK && a.ulValueLen == sizeof(token) &&
+               token == CK_FALSE;
+}
+
+/* Drop every copy: destroyed when they are still alive (a new listing of
+ * the keys: the table starts afresh and keys gone from the token take no
+ * room), or only forgotten when the login or the admin session went with
+ * them.  h->lock held. */
+static void copies_reset_locked(struct hsm *h, bool destroy)
+{
+        struct key_copies *c = h->copies;
+
+        if (!c)
+                return;
+        pthread_mutex_lock(&c->lock);
+        for (size_t i = 0; destroy && c->live && i <= c->mask; i++) {
+                CK_OBJECT_HANDLE copy = c->slots[i].copy;
+
+                if (copy != CK_INVALID_HANDLE && session_object(h, copy))
+                        h->p11->C_DestroyObject(h->admin, copy);
+        }
+        memset(c->slots, 0, (c->mask + 1) * sizeof(*c->slots));
+        c->used = c->live = 0;
+        c->paused = false;
+        pthread_mutex_unlock(&c->lock);
+}
+
+/* The copy of one key that is being destroyed on the token. h->lock held. */
+static void copy_destroy_locked(struct hsm *h, CK_OBJECT_HANDLE token)
+{
+        struct key_copies *c = h->copies;
+        struct key_copy *e;
+
+        if (!c)
+                return;
+        pthread_mutex_lock(&c->lock);
+        e = copy_slot(c, token);
+        if (e->token == token && e->copy != CK_INVALID_HANDLE) {
+                if (session_object(h, e->copy))
+                        h->p11->C_DestroyObject(h->admin, e->copy);
+                e->copy = CK_INVALID_HANDLE;
+                c->live--;
+        }
+        pthread_mutex_unlock(&c->lock);
+}
+
 /* ---- recovery after a token fault ---- */
 
 static uint64_t now_ms(void)
@@ -699,6 +909,9 @@ static CK_RV login_restore_locked(struct hsm *h)
         rv = h->p11->C_GetSessionInfo(h->admin, &info);
         if (rv == CKR_OK && logged_in(&info))
                 return CKR_OK;
+        /* The key copies went with the admin session or with the login
+         * (private session objects end at logout). */
+        copies_reset_locked(h, false);
         if (rv != CKR_OK) {
                 if (h->admin_open && !handle_gone(rv))
                         h->p11->C_CloseSession(h->admin);
@@ -1129,7 +1342,7 @@ static int label_unused(struct hsm *h, const char *label)
         CK_ULONG n;
         int r;
 
-        tmpl_add(&t, CKA_CLASS, &class_private, sizeof(class_private));
+        tmpl_class(&t, &class_private);
         tmpl_add(&t, CKA_LABEL, label, strlen(label));
         r = objects_find(h, &t, &obj, 1, &n);
         if (r < 0)
@@ -1265,7 +1478,7 @@ static int pub_index_load(struct hsm *h, struct pub_index *ret)
         size_t n = 0;
         int r;
 
-        tmpl_add(&t, CKA_CLASS, &class_public, sizeof(class_public));
+        tmpl_class(&t, &class_public);
         r = objects_find_all(h, &t, &objs, &n);
         if (r < 0)
                 return r;
@@ -1312,7 +1525,7 @@ static int key_pub_find(struct hsm *h, const struct pub_index *pubs, const struc
                 *ret = hit ? hit->obj : CK_INVALID_HANDLE;
                 return 0;
         }
-        tmpl_add(&t, CKA_CLASS, &class_public, sizeof(class_public));
+        tmpl_class(&t, &class_public);
         tmpl_add(&t, CKA_LABEL, name->label, strlen(name->label));
         tmpl_add(&t, CKA_ID, name->id, name->id_len);
         r = objects_find(h, &t, &pub, 1, &n);
@@ -1764,7 +1977,7 @@ int hsm_find(struct hsm *h, const char *label, struct hsm_key **ret)
         r = label_check(label);
         if (r < 0)
                 return r;
-        tmpl_add(&t, CKA_CLASS, &class_private, sizeof(class_private));
+        tmpl_class(&t, &class_private);
         tmpl_add(&t, CKA_LABEL, label, strlen(label));
 
         pthread_mutex_lock(&h->lock);
@@ -1841,9 +2054,12 @@ int hsm_list(struct hsm *h, struct hsm_key ***ret, size_t *ret_count)
         last_ckr = 0;
         if (!h || !ret || !ret_count)
                 return DKIMSIGN_E_INTERNAL;
-        tmpl_add(&t, CKA_CLASS, &class_private, sizeof(class_private));
+        tmpl_class(&t, &class_private);
 
         pthread_mutex_lock(&h->lock);
+        /* A new listing, a new key table: copies of keys no longer listed
+         * (destroyed, or the old generation's) take no room. */
+        copies_reset_locked(h, true);
         r = objects_find_all(h, &t, &objs, &n);
         /* After a token reset the admin session or the login may be gone. */
         if (r == DKIMSIGN_E_HSM && session_lost(last_ckr) && login_restore_locked(h) == CKR_OK)
@@ -1890,8 +2106,10 @@ int hsm_destroy(struct hsm *h, const struct hsm_key *key)
         r = handle_check(h, key->priv, CKO_PRIVATE_KEY, key->label);
         if (r == 0 && key->pub != CK_INVALID_HANDLE)
                 r = handle_check(h, key->pub, CKO_PUBLIC_KEY, key->label);
-        /* Private half first: once it is gone the key can't sign, whatever follows. */
+        /* Private half first: once it is gone the key can't sign, whatever
+         * follows; its copy goes too, or signing would go on with it. */
         if (r == 0) {
+                copy_destroy_locked(h, key->priv);
                 rv = h->p11->C_DestroyObject(h->admin, key->priv);
                 if (rv != CKR_OK)
                         r = ckr_fail(rv);
@@ -2057,7 +2275,7 @@ static CK_RV key_refind(struct hsm_session *s, const struct hsm_key *key, CK_OBJ
         CK_ULONG count = 0;
         CK_RV rv;
 
-        tmpl_add(&t, CKA_CLASS, &class_private, sizeof(class_private));
+        tmpl_class(&t, &class_private);
         tmpl_add(&t, CKA_LABEL, key->label, strlen(key->label));
         rv = s->h->p11->C_FindObjectsInit(s->handle, t.a, t.n);
         if (rv != CKR_OK)
@@ -2094,7 +2312,7 @@ int hsm_sign(struct hsm_session *s, const struct hsm_key *key, const uint8_t dig
 {
         uint8_t in[sizeof(sha256_info) + 32];
         CK_MECHANISM mech = { 0 };
-        CK_OBJECT_HANDLE priv;
+        CK_OBJECT_HANDLE priv, use;
         CK_ULONG in_len, len = HSM_SIG_MAX;
         size_t want;
         CK_RV rv;
@@ -2130,7 +2348,13 @@ int hsm_sign(struct hsm_session *s, const struct hsm_key *key, const uint8_t dig
         }
         /* Workers share the key table; the handle is refreshed in place. */
         priv = __atomic_load_n(&key->priv, __ATOMIC_RELAXED);
-        rv = sign_call(s, &mech, priv, in, in_len, sig, &len);
+        use = copy_for_signing(s->h, priv);
+        rv = sign_call(s, &mech, use, in, in_len, sig, &len);
+        /* The copy is gone (token reset, lost login, listing): the key itself. */
+        if (use != priv && (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID)) {
+                copy_gone(s->h, priv, use);
+                rv = sign_call(s, &mech, priv, in, in_len, sig, &len);
+        }
         /* Signing is idempotent: after a lost session or login, once more. */
         if (session_lost(rv)) {
                 r = session_recover(s, rv);

@@ -164,6 +164,24 @@ struct hsm_pin *hsm_pin_free(struct hsm_pin *p);
  */
 void hsm_keep_pin(struct hsm *h);
 
+/*
+ * Sign with session-object copies of the keys (C_CopyObject, CKA_TOKEN
+ * false) rather than the token objects: SoftHSM checks a token object's
+ * file on every signature, about 10% of an Ed25519 signature's cost.  At
+ * most max keys get a copy (SoftHSM: about 8 KB each for Ed25519, 11 KB
+ * for RSA-2048); the rest, and every key when the token refuses to copy,
+ * sign with the token object.  A copy is as sensitive and unextractable as
+ * its key, is seen only by this process, and is gone when it ends.  Copies
+ * are made at a key's first signature and dropped by every hsm_list(), a
+ * lost login, and hsm_destroy() of their key.  Call once, before any
+ * signing; 0 (the default) signs with the token objects.
+ * DKIMSIGN_E_INTERNAL: called twice, or max > HSM_KEY_COPIES_MAX.
+ */
+#define HSM_KEY_COPIES_MAX 65536
+int hsm_key_copies(struct hsm *h, size_t max);
+/* How many copies exist now (for a status line and tests). */
+size_t hsm_key_copies_live(struct hsm *h);
+
 /* A session for signing, one per thread.  Accepts NULL in _close. */
 int hsm_session_open(struct hsm *h, struct hsm_session **ret);
 struct hsm_session *hsm_session_close(struct hsm_session *s);

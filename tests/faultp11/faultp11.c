@@ -459,6 +459,21 @@ static CK_RV w_FindObjectsFinal(CK_SESSION_HANDLE h)
         return rv != CKR_OK ? rv : real->C_FindObjectsFinal(h);
 }
 
+static CK_RV w_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                          CK_OBJECT_HANDLE_PTR ret)
+{
+        CK_RV rv = session_check(h);
+
+        return rv != CKR_OK ? rv : real->C_CopyObject(h, o, t, n, ret);
+}
+
+static CK_RV w_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
+{
+        CK_RV rv = session_check(h);
+
+        return rv != CKR_OK ? rv : real->C_DestroyObject(h, o);
+}
+
 static CK_RV w_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
 {
         CK_RV rv;
@@ -588,6 +603,8 @@ static CK_RV load_real(void)
         wrapped.C_FindObjectsInit = w_FindObjectsInit;
         wrapped.C_FindObjects = w_FindObjects;
         wrapped.C_FindObjectsFinal = w_FindObjectsFinal;
+        wrapped.C_CopyObject = w_CopyObject;
+        wrapped.C_DestroyObject = w_DestroyObject;
         wrapped.C_SignInit = w_SignInit;
         wrapped.C_Sign = w_Sign;
         return CKR_OK;

@@ -881,6 +881,162 @@ static void test_not_extractable(void **state)
         EVP_PKEY_free(ed);
 }
 
+/* ---- signing through session copies of the keys ---- */
+
+/* The raw path beside an open struct hsm: the module is initialized and
+ * logged in already, and must stay so. */
+static void raw_attach(struct raw *raw)
+{
+        CK_C_GetFunctionList get_list;
+        CK_SLOT_ID slots[64];
+        CK_ULONG n = 64;
+
+        raw->dl = dlopen(module, RTLD_NOW | RTLD_LOCAL);
+        assert_non_null(raw->dl);
+        get_list = (CK_C_GetFunctionList) dlsym(raw->dl, "C_GetFunctionList");
+        assert_non_null(get_list);
+        assert_int_equal(get_list(&raw->p11), CKR_OK);
+        assert_int_equal(raw->p11->C_GetSlotList(CK_TRUE, slots, &n), CKR_OK);
+        for (CK_ULONG i = 0; i < n; i++) {
+                CK_TOKEN_INFO info;
+
+                assert_int_equal(raw->p11->C_GetTokenInfo(slots[i], &info), CKR_OK);
+                if (memcmp(info.label, TOKEN " ", strlen(TOKEN) + 1) == 0) {
+                        assert_int_equal(raw->p11->C_OpenSession(slots[i], CKF_SERIAL_SESSION, NULL, NULL, &raw->s),
+                                         CKR_OK);
+                        return;
+                }
+        }
+        fail_msg("no token %s", TOKEN);
+}
+
+static void raw_detach(struct raw *raw)
+{
+        assert_int_equal(raw->p11->C_CloseSession(raw->s), CKR_OK);
+        dlclose(raw->dl);
+}
+
+/* How many session objects (copies) of the private key label there are. */
+static CK_ULONG raw_copies(struct raw *raw, const char *label, CK_OBJECT_HANDLE *ret)
+{
+        CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+        CK_BBOOL no = CK_FALSE;
+        CK_ATTRIBUTE t[] = {
+                { CKA_CLASS, &cls, sizeof(cls) },
+                { CKA_LABEL, (void *) label, strlen(label) },
+                { CKA_TOKEN, &no, sizeof(no) },
+        };
+        CK_OBJECT_HANDLE objs[2];
+        CK_ULONG n = 0;
+
+        assert_int_equal(raw->p11->C_FindObjectsInit(raw->s, t, 3), CKR_OK);
+        assert_int_equal(raw->p11->C_FindObjects(raw->s, objs, 2, &n), CKR_OK);
+        assert_int_equal(raw->p11->C_FindObjectsFinal(raw->s), CKR_OK);
+        if (ret && n > 0)
+                *ret = objs[0];
+        return n;
+}
+
+static size_t listed_with_prefix(struct hsm *h, const char *prefix)
+{
+        struct hsm_key **keys = NULL;
+        size_t n = 0, count = 0;
+
+        assert_int_equal(hsm_list(h, &keys, &n), 0);
+        for (size_t i = 0; i < n; i++)
+                count += strncmp(keys[i]->label, prefix, strlen(prefix)) == 0;
+        hsm_key_list_free(keys, n);
+        return count;
+}
+
+/* Copies sign as their keys do, are bounded, as locked down as the keys,
+ * never found or listed as keys of their own, and go with a listing and
+ * with their key. */
+static void test_key_copies(void **state)
+{
+        static const char *const labels[] = { "c-rsa._domainkey.example.net", "c-ed1._domainkey.example.net",
+                                              "c-ed2._domainkey.example.net" };
+        struct hsm_key *keys[3] = { 0 }, *found = NULL;
+        uint8_t digest[32], sig[HSM_SIG_MAX], plain[HSM_SIG_MAX];
+        struct hsm_session *s = NULL, *s0 = NULL;
+        struct hsm *h = open_login(), *h0 = NULL;
+        size_t len = 0, len0 = 0;
+        CK_OBJECT_HANDLE copy = CK_INVALID_HANDLE;
+        CK_BBOOL yes = CK_TRUE;
+        CK_ATTRIBUTE make_extractable = { CKA_EXTRACTABLE, &yes, sizeof(yes) };
+        struct raw raw = { 0 };
+
+        (void) state;
+        assert_int_equal(hsm_key_copies(h, HSM_KEY_COPIES_MAX + 1), DKIMSIGN_E_INTERNAL);
+        assert_int_equal(hsm_key_copies(h, 2), 0);
+        assert_int_equal(hsm_key_copies(h, 2), DKIMSIGN_E_INTERNAL);
+        assert_int_equal(hsm_generate(h, labels[0], HSM_ALG_RSA, 1024, &keys[0]), 0);
+        assert_int_equal(hsm_generate(h, labels[1], HSM_ALG_ED25519, 0, &keys[1]), 0);
+        assert_int_equal(hsm_generate(h, labels[2], HSM_ALG_ED25519, 0, &keys[2]), 0);
+        assert_int_equal(hsm_session_open(h, &s), 0);
+        assert_int_equal(hsm_key_copies_live(h), 0);
+
+        /* At most two copies: the third key signs with its token object. */
+        for (size_t i = 0; i < 3; i++)
+                sign_check(s, keys[i], (uint8_t) i);
+        assert_int_equal(hsm_key_copies_live(h), 2);
+
+        /* A copy signs as its key does: both schemes are deterministic, and
+         * h0 makes no copies. */
+        assert_int_equal(hsm_open(module, TOKEN, &h0), 0);
+        assert_int_equal(hsm_session_open(h0, &s0), 0);
+        for (size_t i = 0; i < 3; i++) {
+                digest_fill(digest, (uint8_t) (10 + i));
+                assert_int_equal(hsm_sign(s, keys[i], digest, sig, &len), 0);
+                assert_int_equal(hsm_sign(s0, keys[i], digest, plain, &len0), 0);
+                assert_int_equal(len, len0);
+                assert_memory_equal(sig, plain, len);
+        }
+        assert_int_equal(hsm_key_copies_live(h0), 0);
+        hsm_session_close(s0);
+        hsm_close(h0);
+
+        /* Through PKCS#11 directly: session objects, locked down as the keys. */
+        raw_attach(&raw);
+        assert_int_equal(raw_copies(&raw, labels[0], &copy), 1);
+        for (size_t i = 0; i < 6; i++)
+                raw_secret(&raw, copy, (CK_ATTRIBUTE_TYPE[]) { CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2,
+                                                               CKA_EXPONENT_1, CKA_EXPONENT_2, CKA_COEFFICIENT }[i]);
+        assert_int_equal(raw_copies(&raw, labels[1], &copy), 1);
+        raw_secret(&raw, copy, CKA_VALUE);
+        assert_int_equal(raw_bool(&raw, copy, CKA_SENSITIVE), CK_TRUE);
+        assert_int_equal(raw_bool(&raw, copy, CKA_EXTRACTABLE), CK_FALSE);
+        assert_int_equal(raw_bool(&raw, copy, CKA_PRIVATE), CK_TRUE);
+        assert_int_not_equal(raw.p11->C_SetAttributeValue(raw.s, copy, &make_extractable, 1), CKR_OK);
+        assert_int_equal(raw_copies(&raw, labels[2], NULL), 0);
+
+        /* Never found or listed as keys; a listing drops them all. */
+        assert_int_equal(hsm_find(h, labels[1], &found), 0);
+        assert_int_equal(found->priv, keys[1]->priv);
+        found = hsm_key_free(found);
+        assert_int_equal(listed_with_prefix(h, "c-"), 3);
+        assert_int_equal(hsm_key_copies_live(h), 0);
+        for (size_t i = 0; i < 3; i++)
+                assert_int_equal(raw_copies(&raw, labels[i], NULL), 0);
+
+        /* Made again at the next signature; destroying the key takes its
+         * copy along, so it stops signing at once. */
+        sign_check(s, keys[2], 7);
+        assert_int_equal(hsm_key_copies_live(h), 1);
+        assert_int_equal(hsm_destroy(h, keys[2]), 0);
+        assert_int_equal(hsm_key_copies_live(h), 0);
+        assert_int_equal(raw_copies(&raw, labels[2], NULL), 0);
+        assert_int_equal(hsm_sign(s, keys[2], digest, sig, &len), DKIMSIGN_E_NO_KEY);
+        raw_detach(&raw);
+
+        assert_int_equal(hsm_destroy(h, keys[0]), 0);
+        assert_int_equal(hsm_destroy(h, keys[1]), 0);
+        hsm_session_close(s);
+        hsm_close(h);
+        for (size_t i = 0; i < 3; i++)
+                hsm_key_free(keys[i]);
+}
+
 static CK_OBJECT_HANDLE raw_find_class(struct raw *raw, const char *label, CK_OBJECT_CLASS cls)
 {
         CK_ATTRIBUTE t[] = {
@@ -991,6 +1147,7 @@ int main(void)
                 cmocka_unit_test(test_import),
                 cmocka_unit_test(test_not_extractable),
                 cmocka_unit_test(test_list_foreign_objects),
+                cmocka_unit_test(test_key_copies),
         };
 
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
