@@ -1525,7 +1525,7 @@ static int cmd_destroy(const struct options *o)
                 status = die("destroying %s: %s (%s)", label, dkimsign_strerror(r), hsm_ckr_name(hsm_last_ckr()));
                 goto out;
         }
-        printf("destroyed key %s; its DNS record can be removed\n", label);
+        printf("destroyed key %s; its DNS record can be removed once dkimsignd has reloaded\n", label);
 out:
         hsm_key_free(k);
         hsm_close(h);

@@ -359,6 +359,8 @@ static int handle_token(struct parse_state *s, const char *name, const char *val
                 return parse_size(s, name, value, 1, 1024, &c->sessions);
         if (strcmp(name, "processes") == 0)
                 return parse_size(s, name, value, 1, 64, &c->processes);
+        if (strcmp(name, "key_copies") == 0)
+                return parse_size(s, name, value, 0, CONFIG_KEY_COPIES_MAX, &c->key_copies);
         if (strcmp(name, "sign_timeout") == 0) {
                 uint64_t sec;
 
@@ -687,6 +689,7 @@ static struct config *config_new(void)
         c->socket_mode = 0660;
         c->sessions = 4;
         c->processes = 1;
+        c->key_copies = CONFIG_KEY_COPIES_DEFAULT;
         c->sign_timeout_ms = 10000;
         c->allow.any = true;  /* the socket's mode and group are the first gate */
         c->log_level = LOG_INFO;

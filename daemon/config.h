@@ -23,6 +23,8 @@
 #define CONFIG_RETIRE_GRACE_DEFAULT (7 * 86400)
 #define CONFIG_CHECK_INTERVAL_DEFAULT 600
 #define CONFIG_DNS_TIMEOUT_DEFAULT_MS 5000
+#define CONFIG_KEY_COPIES_DEFAULT 1024    /* about 8-11 MB per signer process with SoftHSM, when all are made */
+#define CONFIG_KEY_COPIES_MAX 65536       /* HSM_KEY_COPIES_MAX */
 
 /* Who looks the keys' records up: dkimsignd's watcher thread, or
  * `dkimsignctl refresh` from a timer (the daemon then only reads the file). */
@@ -92,6 +94,7 @@ struct config {
         char *pin_file;             /* NULL: $CREDENTIALS_DIRECTORY/pin */
         size_t sessions;            /* token sessions = worker threads (per process) */
         size_t processes;           /* signer processes (procs.h); 1: no supervisor */
+        size_t key_copies;          /* keys signed with through session copies (hsm_key_copies), per process */
         unsigned sign_timeout_ms;   /* a token call longer than this is answered with a temporary error */
         /* [limits] */
         struct config_limits limits;

@@ -87,17 +87,35 @@ static int inherited_socket(int *ret_fd)
 #endif
 }
 
+_Static_assert(CONFIG_KEY_COPIES_MAX <= HSM_KEY_COPIES_MAX, "[token] key_copies beyond what hsm/ takes");
+
+/* The configured token, set to sign through copies of its keys; not yet
+ * logged in. */
+static int token_open(const struct config *c, struct hsm **ret)
+{
+        int r = hsm_open(c->module, c->token_label, ret);
+
+        if (r < 0) {
+                log_err("token '%s' in %s: %s", c->token_label, c->module, dkimsign_strerror(r));
+                return r;
+        }
+        r = hsm_key_copies(*ret, c->key_copies);
+        if (r < 0) {
+                log_err("[token] key_copies: %s", dkimsign_strerror(r));
+                *ret = hsm_close(*ret);
+        }
+        return r;
+}
+
 static int open_token(const struct config *c, struct hsm **ret)
 {
         char pin_path[4096];
         struct hsm *h = NULL;
         int r;
 
-        r = hsm_open(c->module, c->token_label, &h);
-        if (r < 0) {
-                log_err("token '%s' in %s: %s", c->token_label, c->module, dkimsign_strerror(r));
+        r = token_open(c, &h);
+        if (r < 0)
                 return r;
-        }
         r = config_pin_path(c, pin_path, sizeof(pin_path));
         if (r < 0) {
                 log_err("no PIN: set [token] pin_file, or pass a 'pin' credential (LoadCredential=)");
@@ -205,9 +223,9 @@ static struct sign_ctx *reload_generation(void *userdata, bool from_request, cha
         /* What was set up at start-up can't change without a restart. */
         if (strcmp(c->module, src->running->module) != 0 || strcmp(c->token_label, src->running->token_label) != 0 ||
             c->sessions != src->running->sessions || c->processes != src->running->processes ||
-            strcmp(c->socket_path, src->running->socket_path) != 0)
-                log_warn("reload: [token] module/label/sessions/processes and [daemon] socket take effect at the next "
-                         "restart");
+            c->key_copies != src->running->key_copies || strcmp(c->socket_path, src->running->socket_path) != 0)
+                log_warn("reload: [token] module/label/sessions/processes/key_copies and [daemon] socket take effect "
+                         "at the next restart");
         r = keytab_load(src->h, &keys);
         if (r < 0) {
                 snprintf(why, whylen, "listing the keys on the token: %s (%s)", dkimsign_strerror(r),
@@ -406,9 +424,7 @@ static int signer_child(size_t index, int ready_fd, void *userdata)
                 log_err("configuration: %s", err);
         } else {
                 log_init(ident, sg.c->log_level);
-                r = hsm_open(sg.c->module, sg.c->token_label, &sg.h);
-                if (r < 0)
-                        log_err("token '%s' in %s: %s", sg.c->token_label, sg.c->module, dkimsign_strerror(r));
+                r = token_open(sg.c, &sg.h);
         }
         if (r == 0) {
                 hsm_keep_pin(sg.h);

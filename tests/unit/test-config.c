@@ -35,6 +35,7 @@ static void test_defaults(void **state)
         assert_int_equal(c->socket_mode, 0660);
         assert_int_equal(c->sessions, 4);
         assert_int_equal(c->processes, 1);
+        assert_int_equal(c->key_copies, 1024);
         assert_int_equal(c->limits.max_frame, 1024 * 1024);
         assert_int_equal(c->limits.read_timeout_ms, 10000);
         assert_int_equal(c->expire, 0);
@@ -60,7 +61,7 @@ static void test_shipped_example_parses(void **state)
 
 static void test_values(void **state)
 {
-        struct config *c = parse_ok(TOKEN "processes = 2\n"
+        struct config *c = parse_ok(TOKEN "processes = 2\nkey_copies = 0\n"
                 "[daemon]\nsocket = /tmp/x.sock\nsocket_mode = 0600\nlog_level = debug\n"
                 "[limits]\nmax_frame = 65536\nmax_header_block = 32768\nread_timeout = 2s\nidle_timeout = 1m\n"
                 "[signing]\nheaders = From, Subject\n  Date\noversign = subject\nexpire = 7d\n"
@@ -70,6 +71,7 @@ static void test_values(void **state)
         assert_string_equal(c->socket_path, "/tmp/x.sock");
         assert_int_equal(c->socket_mode, 0600);
         assert_int_equal(c->processes, 2);
+        assert_int_equal(c->key_copies, 0);
         assert_int_equal(c->limits.read_timeout_ms, 2000);
         assert_int_equal(c->limits.idle_timeout_ms, 60000);
         assert_int_equal(c->expire, 7 * 86400);
@@ -169,6 +171,8 @@ static void test_refusals_name_the_line(void **state)
                 { TOKEN "[dns]\ntimeout = 0\n", "'timeout' must be" },
                 { TOKEN "processes = 0\n", "line 4: 'processes' must be" },
                 { TOKEN "processes = 65\n", "line 4: 'processes' must be" },
+                { TOKEN "key_copies = 65537\n", "line 4: 'key_copies' must be" },
+                { TOKEN "key_copies = -1\n", "line 4: 'key_copies' must be" },
                 { TOKEN "[dns]\ntimeout = 2m\n", "'timeout' must be" },
                 { TOKEN "[dns]\ncheck_interval = 0\n", "'check_interval' must be" },
                 { TOKEN "[dns]\npublish_wait = soon\n", "'publish_wait' must be a duration" },
