@@ -3,7 +3,8 @@
  * dkimsign-bench: the measurement kernels scripts/bench runs, each for a
  * given time, each printing one JSON line (ops/s, p50, p99):
  *
- *   token    C_Sign on the token through hsm/ (the token's own limit)
+ *   token    C_Sign on the token through hsm/ (the token's own limit), with the
+ *            token object or (--copy) a session copy of the key, as dkimsignd
  *   openssl  raw in-process OpenSSL signing of a SHA-256 digest
  *   sha256   raw OpenSSL SHA-256, MB/s on one core
  *   canon    libdkimsign's body canonicalization + SHA-256, MB/s
@@ -31,6 +32,7 @@ struct opts {
         const char *messages[MESSAGES_MAX];
         int nmessages;
         int threads;
+        bool copy;               /* token: sign with a session copy of the key, as dkimsignd does */
         long domains;
         double seconds;
 };
@@ -61,8 +63,8 @@ static int run_token(const struct opts *o)
         void **ptrs = calloc((size_t) o->threads, sizeof(void *));
         int r;
 
-        if (hsm_open(o->module, o->label, &h) < 0 || hsm_login_pin_file(h, o->pin_file) < 0 ||
-            hsm_find(h, o->key, &k) < 0) {
+        if (hsm_open(o->module, o->label, &h) < 0 || hsm_key_copies(h, o->copy ? 1 : 0) < 0 ||
+            hsm_login_pin_file(h, o->pin_file) < 0 || hsm_find(h, o->key, &k) < 0) {
                 fprintf(stderr, "bench: token %s, key %s: cannot open\n", o->label, o->key);
                 return 1;
         }
@@ -294,7 +296,7 @@ int main(int argc, char **argv)
                 { "message", required_argument, NULL, 'f' }, { "threads", required_argument, NULL, 't' },
                 { "seconds", required_argument, NULL, 'S' }, { "canon", required_argument, NULL, 'c' },
                 { "domains", required_argument, NULL, 'n' }, { "suffix", required_argument, NULL, 'x' },
-                { 0 },
+                { "copy", no_argument, NULL, 'C' }, { 0 },
         };
         struct opts o = { .threads = 1, .seconds = 3, .alg = "rsa" };
         int opt;
@@ -317,6 +319,7 @@ int main(int argc, char **argv)
                 case 't': o.threads = atoi(optarg); break;
                 case 'S': o.seconds = atof(optarg); break;
                 case 'c': o.canon = optarg; break;
+                case 'C': o.copy = true; break;
                 default: return 2;
                 }
         }
