@@ -1424,16 +1424,73 @@ struct key_name {
         size_t id_len;
 };
 
-/* Every public key object of the token by name, sorted, so a listing of N
- * keys finds each key's public half in memory: one search for all instead
- * of one search per key, which a file-backed token answers by scanning
- * every object (quadratic in the number of keys). */
-struct pub_index {
+/* A public key's material and dates as one read of an object returned
+ * them: borrowed pointers, NULL when absent. */
+struct pub_data {
+        char created[HSM_DATE_LEN + 1];
+        char retired[HSM_DATE_LEN + 1];
+        const uint8_t *point, *n, *e;    /* CKA_EC_POINT, CKA_MODULUS, CKA_PUBLIC_EXPONENT */
+        size_t point_len, n_len, e_len;
+};
+
+/* The buffers a pub_data read fills. */
+struct pub_bufs {
+        uint8_t start[16], end[16], point[EC_POINT_MAX], n[RSA_MOD_MAX], e[RSA_EXP_MAX];
+};
+
+/* The attributes a pub_data needs, into a (room for PUB_ATTRS): the dates
+ * only when with_dates, for only a public object carries them (hsm.h). */
+#define PUB_ATTRS 5
+static CK_ULONG pub_attrs(struct pub_bufs *b, CK_ATTRIBUTE *a, bool with_dates)
+{
+        CK_ULONG n = 0;
+
+        a[n++] = (CK_ATTRIBUTE) { CKA_EC_POINT, b->point, sizeof(b->point) };
+        a[n++] = (CK_ATTRIBUTE) { CKA_MODULUS, b->n, sizeof(b->n) };
+        a[n++] = (CK_ATTRIBUTE) { CKA_PUBLIC_EXPONENT, b->e, sizeof(b->e) };
+        if (with_dates) {
+                a[n++] = (CK_ATTRIBUTE) { CKA_START_DATE, b->start, sizeof(b->start) };
+                a[n++] = (CK_ATTRIBUTE) { CKA_END_DATE, b->end, sizeof(b->end) };
+        }
+        return n;
+}
+
+/* pub_data from what attrs_read left in the n attributes pub_attrs made. */
+static void pub_data_got(const CK_ATTRIBUTE *a, CK_ULONG n, struct pub_data *p)
+{
+        const uint8_t **value[] = { &p->point, &p->n, &p->e };
+        size_t *len[] = { &p->point_len, &p->n_len, &p->e_len };
+
+        *p = (struct pub_data) { 0 };
+        for (size_t i = 0; i < 3; i++)
+                if (attr_present(&a[i])) {
+                        *value[i] = a[i].pValue;
+                        *len[i] = a[i].ulValueLen;
+                }
+        if (n == PUB_ATTRS) {
+                attr_got_date(&a[3], p->created);
+                attr_got_date(&a[4], p->retired);
+        }
+}
+
+/* Every token object a listing needs, from one search: the private keys'
+ * handles, and each public key by name with its key material and dates
+ * from one read.  A file-backed token (SoftHSM) opens an object's files
+ * on every search that passes it and on every read of it, so a listing of
+ * N keys costs one pass and one read per object: not one search per key
+ * (quadratic), nor a search per class and a second read of each public
+ * object. */
+struct obj_index {
+        CK_OBJECT_HANDLE *privs;         /* owned */
+        size_t nprivs;
         struct pub_entry {
                 struct key_name name;
                 CK_OBJECT_HANDLE obj;
-        } *items;   /* owned */
-        size_t count;
+                bool read;               /* data holds what the object gave */
+                struct pub_data data;    /* pointing into value */
+                uint8_t *value;          /* owned: point, modulus, exponent */
+        } *pubs;                         /* owned, sorted by name */
+        size_t npubs;
 };
 
 static int key_name_cmp(const struct key_name *x, const struct key_name *y)
@@ -1464,65 +1521,122 @@ static int key_name_from(const CK_ATTRIBUTE *label, const CK_ATTRIBUTE *id, stru
         return 0;
 }
 
-static void pub_index_clear(struct pub_index *x)
+static void obj_index_clear(struct obj_index *x)
 {
-        free(x->items);
-        *x = (struct pub_index) { 0 };
+        for (size_t i = 0; i < x->npubs; i++)
+                free(x->pubs[i].value);
+        free(x->pubs);
+        free(x->privs);
+        *x = (struct obj_index) { 0 };
 }
 
-static int pub_index_load(struct hsm *h, struct pub_index *ret)
+/* Keep a public key's entry, its key material copied out of the read's
+ * buffers into value. */
+static int pub_keep(struct obj_index *x, const struct key_name *name, CK_OBJECT_HANDLE obj, bool read,
+                    const struct pub_data *d)
+{
+        struct pub_entry *p = &x->pubs[x->npubs];
+        uint8_t *v;
+
+        *p = (struct pub_entry) { .name = *name, .obj = obj, .read = read, .data = *d };
+        if (read) {
+                v = p->value = malloc(d->point_len + d->n_len + d->e_len + 1);
+                if (!v)
+                        return DKIMSIGN_E_NOMEM;
+                p->data.point = d->point ? memcpy(v, d->point, d->point_len) : NULL;
+                v += d->point_len;
+                p->data.n = d->n ? memcpy(v, d->n, d->n_len) : NULL;
+                v += d->n_len;
+                p->data.e = d->e ? memcpy(v, d->e, d->e_len) : NULL;
+        }
+        x->npubs++;
+        return 0;
+}
+
+/* One object into the index: its class and name, and for a public key
+ * its material and dates, in one read.  Objects that are not keys, or
+ * whose name no key of ours could have, stay out. */
+static int obj_index_add(struct hsm *h, struct obj_index *x, CK_OBJECT_HANDLE obj)
+{
+        CK_OBJECT_CLASS cls = 0;
+        struct key_name name;
+        struct pub_bufs b;
+        struct pub_data d = { 0 };
+        CK_ATTRIBUTE a[3 + PUB_ATTRS] = {
+                { CKA_CLASS, &cls, sizeof(cls) },
+                { CKA_LABEL, name.label, HSM_LABEL_MAX },
+                { CKA_ID, name.id, sizeof(name.id) },
+        };
+        CK_ULONG n = 3 + pub_attrs(&b, a + 3, true);
+        int r = attrs_read(h, obj, a, n);
+
+        /* SoftHSM 2.6.1 fails every read of a private object that carries
+         * dates (see hsm.h), which another tool may have set: then the
+         * class and name alone. */
+        if (r < 0 && r != DKIMSIGN_E_TOO_LARGE) {
+                n = 3;
+                r = attrs_read(h, obj, a, n);
+        }
+        if (r == DKIMSIGN_E_TOO_LARGE)
+                return 0;
+        if (r < 0)
+                return r;
+        if (!attr_present(&a[0]) || a[0].ulValueLen != sizeof(cls))
+                return 0;
+        if (cls == CKO_PRIVATE_KEY) {
+                x->privs[x->nprivs++] = obj;
+                return 0;
+        }
+        if (cls != CKO_PUBLIC_KEY || key_name_from(&a[1], &a[2], &name) < 0)
+                return 0;
+        if (n > 3)
+                pub_data_got(a + 3, n - 3, &d);
+        return pub_keep(x, &name, obj, n > 3, &d);
+}
+
+static int obj_index_load(struct hsm *h, struct obj_index *ret)
 {
         _cleanup_(freep) CK_OBJECT_HANDLE *objs = NULL;
-        struct pub_index x = { 0 };
+        struct obj_index x = { 0 };
         struct tmpl t = { 0 };
         size_t n = 0;
         int r;
 
-        tmpl_class(&t, &class_public);
+        tmpl_add(&t, CKA_TOKEN, &ck_true, sizeof(ck_true));
         r = objects_find_all(h, &t, &objs, &n);
         if (r < 0)
                 return r;
-        x.items = calloc(n ? n : 1, sizeof(*x.items));
-        if (!x.items)
-                return DKIMSIGN_E_NOMEM;
-        for (size_t i = 0; i < n; i++) {
-                struct pub_entry *p = &x.items[x.count];
-                CK_ATTRIBUTE a[] = {
-                        { CKA_LABEL, p->name.label, HSM_LABEL_MAX },
-                        { CKA_ID, p->name.id, sizeof(p->name.id) },
-                };
-
-                r = attrs_read(h, objs[i], a, 2);
-                /* A public object no key of ours can be named by is no one's half. */
-                if (r == DKIMSIGN_E_TOO_LARGE || (r == 0 && key_name_from(&a[0], &a[1], &p->name) < 0))
-                        continue;
-                if (r < 0) {
-                        pub_index_clear(&x);
-                        return r;
-                }
-                p->obj = objs[i];
-                x.count++;
+        x.privs = calloc(n ? n : 1, sizeof(*x.privs));
+        x.pubs = calloc(n ? n : 1, sizeof(*x.pubs));
+        r = x.privs && x.pubs ? 0 : DKIMSIGN_E_NOMEM;
+        for (size_t i = 0; r == 0 && i < n; i++)
+                r = obj_index_add(h, &x, objs[i]);
+        if (r < 0) {
+                obj_index_clear(&x);
+                return r;
         }
-        qsort(x.items, x.count, sizeof(*x.items), pub_entry_cmp);
+        qsort(x.pubs, x.npubs, sizeof(*x.pubs), pub_entry_cmp);
         *ret = x;
         return 0;
 }
 
-/* The public key object named name: from the index when there is one, or
- * by a search.  CK_INVALID_HANDLE when there is none. */
-static int key_pub_find(struct hsm *h, const struct pub_index *pubs, const struct key_name *name,
-                        CK_OBJECT_HANDLE *ret)
+/* The public key object named name: from the index when there is one
+ * (*ret_entry then points at it), or by a search.  CK_INVALID_HANDLE when
+ * there is none. */
+static int key_pub_find(struct hsm *h, const struct obj_index *index, const struct key_name *name,
+                        CK_OBJECT_HANDLE *ret, const struct pub_entry **ret_entry)
 {
         struct tmpl t = { 0 };
         CK_OBJECT_HANDLE pub;
         CK_ULONG n;
         int r;
 
-        if (pubs) {
-                struct pub_entry want = { .name = *name }, *hit;
+        *ret_entry = NULL;
+        if (index) {
+                struct pub_entry want = { .name = *name };
 
-                hit = bsearch(&want, pubs->items, pubs->count, sizeof(*pubs->items), pub_entry_cmp);
-                *ret = hit ? hit->obj : CK_INVALID_HANDLE;
+                *ret_entry = bsearch(&want, index->pubs, index->npubs, sizeof(*index->pubs), pub_entry_cmp);
+                *ret = *ret_entry ? (*ret_entry)->obj : CK_INVALID_HANDLE;
                 return 0;
         }
         tmpl_class(&t, &class_public);
@@ -1577,58 +1691,54 @@ static int key_private_read(struct hsm *h, struct hsm_key *key, struct key_name 
         return key->label ? 0 : DKIMSIGN_E_NOMEM;
 }
 
-/* The public half and the dates, in one read of the public object.  Only
- * the public object carries the dates (see hsm.h); an RSA key without one
- * still has its modulus and exponent as public attributes of the private
- * key, an EdDSA private key has no public point. */
-static int key_public_read(struct hsm *h, struct hsm_key *key)
+/* The key's public half and dates from d.  Only the public object carries
+ * the dates (see hsm.h); an RSA key without one still has its modulus and
+ * exponent as public attributes of the private key, an EdDSA private key
+ * has no public point. */
+static int key_public_set(struct hsm_key *key, const struct pub_data *d)
 {
-        uint8_t created[16], retired[16], n[RSA_MOD_MAX], e[RSA_EXP_MAX], pt[EC_POINT_MAX];
-        CK_ATTRIBUTE a[4] = {
-                { CKA_START_DATE, created, sizeof(created) },
-                { CKA_END_DATE, retired, sizeof(retired) },
-        };
-        CK_ATTRIBUTE *want = a;
-        CK_ULONG count = 2;
-        CK_OBJECT_HANDLE obj = key->pub;
-        int r;
-
-        if (key->alg == HSM_ALG_ED25519) {
-                a[count++] = (CK_ATTRIBUTE) { CKA_EC_POINT, pt, sizeof(pt) };
-        } else {
-                a[count++] = (CK_ATTRIBUTE) { CKA_MODULUS, n, sizeof(n) };
-                a[count++] = (CK_ATTRIBUTE) { CKA_PUBLIC_EXPONENT, e, sizeof(e) };
-        }
-        if (obj == CK_INVALID_HANDLE) {
-                if (key->alg == HSM_ALG_ED25519)
-                        return 0;
-                obj = key->priv;
-                want = a + 2;
-                count -= 2;
-        }
-        r = attrs_read(h, obj, want, count);
-        if (r < 0)
-                return r;
         if (key->pub != CK_INVALID_HANDLE) {
-                attr_got_date(&a[0], key->created);
-                attr_got_date(&a[1], key->retired);
+                memcpy(key->created, d->created, sizeof(key->created));
+                memcpy(key->retired, d->retired, sizeof(key->retired));
         }
         if (key->alg == HSM_ALG_ED25519)
-                return attr_present(&a[2]) ? ed25519_pubkey(pt, a[2].ulValueLen, key) : DKIMSIGN_E_FORMAT;
-        if (!attr_present(&a[2]) || !attr_present(&a[3]))
+                return d->point ? ed25519_pubkey(d->point, d->point_len, key) : DKIMSIGN_E_FORMAT;
+        if (!d->n || !d->e)
                 return DKIMSIGN_E_FORMAT;
-        return rsa_pubkey(n, a[2].ulValueLen, e, a[3].ulValueLen, &key->pubkey);
+        return rsa_pubkey(d->n, d->n_len, d->e, d->e_len, &key->pubkey);
+}
+
+/* The public half and the dates, in one read of the public object (or of
+ * the private key for an RSA key without one). */
+static int key_public_read(struct hsm *h, struct hsm_key *key)
+{
+        bool from_pub = key->pub != CK_INVALID_HANDLE;
+        CK_ATTRIBUTE a[PUB_ATTRS];
+        struct pub_bufs b;
+        struct pub_data d;
+        CK_ULONG n;
+        int r;
+
+        if (!from_pub && key->alg == HSM_ALG_ED25519)
+                return 0;
+        n = pub_attrs(&b, a, from_pub);
+        r = attrs_read(h, from_pub ? key->pub : key->priv, a, n);
+        if (r < 0)
+                return r;
+        pub_data_got(a, n, &d);
+        return key_public_set(key, &d);
 }
 
 /* Describe the key pair around private key priv.  Its public object is pub
  * when the caller knows it (it just made the pair), else CK_INVALID_HANDLE:
- * then it is looked up in pubs, or searched for when pubs is NULL.
+ * then it is looked up in index, or searched for when index is NULL.
  * key->pubkey stays NULL only for an Ed25519 key whose public object is
  * missing. */
-static int key_load(struct hsm *h, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub, const struct pub_index *pubs,
+static int key_load(struct hsm *h, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub, const struct obj_index *index,
                     struct hsm_key **ret)
 {
         _cleanup_(hsm_key_freep) struct hsm_key *key = NULL;
+        const struct pub_entry *entry = NULL;
         struct key_name name;
         int r;
 
@@ -1639,9 +1749,9 @@ static int key_load(struct hsm *h, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub, 
         key->pub = pub;
         r = key_private_read(h, key, &name);
         if (r == 0 && pub == CK_INVALID_HANDLE)
-                r = key_pub_find(h, pubs, &name, &key->pub);
+                r = key_pub_find(h, index, &name, &key->pub, &entry);
         if (r == 0)
-                r = key_public_read(h, key);
+                r = entry && entry->read ? key_public_set(key, &entry->data) : key_public_read(h, key);
         if (r < 0)
                 return r;
         if (key->alg == HSM_ALG_ED25519)
@@ -2018,57 +2128,53 @@ static int key_cmp(const void *a, const void *b)
 
 /* Load every handle; keys this module can't describe (other algorithms,
  * odd labels) are left out, any other failure fails the list. */
-static int keys_load(struct hsm *h, const CK_OBJECT_HANDLE *objs, size_t n, struct hsm_key **keys, size_t *ret_count)
+/* Every key pair in index, into keys (room for index->nprivs): keys the
+ * daemon can't use (another algorithm, a malformed object) are left out. */
+static int keys_load(struct hsm *h, const struct obj_index *index, struct hsm_key **keys, size_t *ret_count)
 {
-        struct pub_index pubs = { 0 };
         size_t count = 0;
-        int r = pub_index_load(h, &pubs);
 
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++) {
-                r = key_load(h, objs[i], CK_INVALID_HANDLE, &pubs, &keys[count]);
+        for (size_t i = 0; i < index->nprivs; i++) {
+                int r = key_load(h, index->privs[i], CK_INVALID_HANDLE, index, &keys[count]);
+
                 if (r == DKIMSIGN_E_ALG || r == DKIMSIGN_E_FORMAT || r == DKIMSIGN_E_TOO_LARGE)
                         continue;
                 if (r < 0) {
                         for (size_t j = 0; j < count; j++)
                                 keys[j] = hsm_key_free(keys[j]);
-                        pub_index_clear(&pubs);
                         return r;
                 }
                 count++;
         }
-        pub_index_clear(&pubs);
         *ret_count = count;
         return 0;
 }
 
 int hsm_list(struct hsm *h, struct hsm_key ***ret, size_t *ret_count)
 {
-        _cleanup_(freep) CK_OBJECT_HANDLE *objs = NULL;
+        struct obj_index index = { 0 };
         struct hsm_key **keys = NULL;
-        struct tmpl t = { 0 };
-        size_t n = 0, count = 0;
+        size_t count = 0;
         int r;
 
         last_ckr = 0;
         if (!h || !ret || !ret_count)
                 return DKIMSIGN_E_INTERNAL;
-        tmpl_class(&t, &class_private);
 
         pthread_mutex_lock(&h->lock);
         /* A new listing, a new key table: copies of keys no longer listed
          * (destroyed, or the old generation's) take no room. */
         copies_reset_locked(h, true);
-        r = objects_find_all(h, &t, &objs, &n);
+        r = obj_index_load(h, &index);
         /* After a token reset the admin session or the login may be gone. */
         if (r == DKIMSIGN_E_HSM && session_lost(last_ckr) && login_restore_locked(h) == CKR_OK)
-                r = objects_find_all(h, &t, &objs, &n);
+                r = obj_index_load(h, &index);
         if (r == 0) {
-                keys = calloc(n ? n : 1, sizeof(*keys));
-                r = keys ? keys_load(h, objs, n, keys, &count) : DKIMSIGN_E_NOMEM;
+                keys = calloc(index.nprivs ? index.nprivs : 1, sizeof(*keys));
+                r = keys ? keys_load(h, &index, keys, &count) : DKIMSIGN_E_NOMEM;
         }
         pthread_mutex_unlock(&h->lock);
+        obj_index_clear(&index);
         if (r < 0) {
                 free(keys);
                 return r;
