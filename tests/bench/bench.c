@@ -10,7 +10,8 @@
  *   canon    libdkimsign's body canonicalization + SHA-256, MB/s
  *   client   whole messages signed through dkimsignd by N client threads
  *            (--message may be given several times: used in turn)
- *   populate N Ed25519 keys on the token, one per domain d<i>.<suffix>,
+ *   populate N Ed25519 keys on the token, one per domain d<i>.<suffix>
+ *            (i from --first on),
  *            for the many-domains scenario (not a measurement)
  *
  * Not a test: it measures, scripts/bench compares.
@@ -34,6 +35,7 @@ struct opts {
         int threads;
         bool copy;               /* token: sign with a session copy of the key, as dkimsignd does */
         long domains;
+        long first;              /* populate: the first domain's number */
         double seconds;
 };
 
@@ -261,7 +263,7 @@ static int run_populate(const struct opts *o)
                 return 1;
         }
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        for (long i = 0; i < o->domains; i++) {
+        for (long i = o->first; i < o->first + o->domains; i++) {
                 char domain[256], label[HSM_LABEL_MAX + 1];
                 struct hsm_key *k = NULL;
                 int r;
@@ -296,7 +298,7 @@ int main(int argc, char **argv)
                 { "message", required_argument, NULL, 'f' }, { "threads", required_argument, NULL, 't' },
                 { "seconds", required_argument, NULL, 'S' }, { "canon", required_argument, NULL, 'c' },
                 { "domains", required_argument, NULL, 'n' }, { "suffix", required_argument, NULL, 'x' },
-                { "copy", no_argument, NULL, 'C' }, { 0 },
+                { "copy", no_argument, NULL, 'C' }, { "first", required_argument, NULL, 'F' }, { 0 },
         };
         struct opts o = { .threads = 1, .seconds = 3, .alg = "rsa" };
         int opt;
@@ -320,6 +322,7 @@ int main(int argc, char **argv)
                 case 'S': o.seconds = atof(optarg); break;
                 case 'c': o.canon = optarg; break;
                 case 'C': o.copy = true; break;
+                case 'F': o.first = atol(optarg); break;
                 default: return 2;
                 }
         }
