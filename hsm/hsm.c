@@ -49,7 +49,7 @@
 
 #define TOKEN_LABEL_LEN 32        /* CK_TOKEN_INFO.label: blank padded, not NUL terminated */
 #define SLOTS_MAX 1024
-#define KEYS_MAX 65536            /* private keys hsm_list() will enumerate */
+#define OBJECTS_MAX 262144        /* token objects hsm_list() will look at (keys: two each) */
 #define KEY_ID_LEN 16             /* CKA_ID of the keys made here */
 #define KEY_ID_MAX 256            /* CKA_ID accepted from the token */
 #define RSA_MOD_MAX (HSM_RSA_MAX_BITS / 8)
@@ -693,6 +693,12 @@ struct hsm_pin *hsm_pin_free(struct hsm_pin *p)
  * asks for CKA_TOKEN true (tmpl_class), so a copy is never listed or
  * found as a key of its own. */
 
+/* The object named by a handle is gone (destroyed meanwhile). */
+static bool handle_gone_obj(CK_RV rv)
+{
+        return rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID;
+}
+
 static size_t copy_home(const struct key_copies *c, CK_OBJECT_HANDLE token)
 {
         return (size_t) (((uint64_t) token * UINT64_C(0x9e3779b97f4a7c15)) >> 32) & c->mask;
@@ -1191,20 +1197,26 @@ static int attrs_read(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE *a, CK_U
         CK_ULONG cap[ATTRS_MAX];
         CK_RV rv;
 
+        int r = 0;
+
         assert(n <= ATTRS_MAX);
         for (CK_ULONG i = 0; i < n; i++)
                 cap[i] = a[i].ulValueLen;
         rv = h->p11->C_GetAttributeValue(h->admin, obj, a, n);
         if (rv == CKR_BUFFER_TOO_SMALL)
-                return DKIMSIGN_E_TOO_LARGE;
-        if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_ATTRIBUTE_SENSITIVE)
-                return ckr_fail(rv);
+                r = DKIMSIGN_E_TOO_LARGE;
+        else if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_ATTRIBUTE_SENSITIVE)
+                r = ckr_fail(rv);
         /* A module that says it wrote more than the buffer holds is broken:
          * no length from it is used past what was given. */
-        for (CK_ULONG i = 0; i < n; i++)
+        for (CK_ULONG i = 0; r == 0 && i < n; i++)
                 if (attr_present(&a[i]) && a[i].ulValueLen > cap[i])
-                        return DKIMSIGN_E_HSM;
-        return 0;
+                        r = DKIMSIGN_E_HSM;
+        /* After a failure the lengths are the module's, not the buffers':
+         * put the capacities back, so a read again of a is bounded too. */
+        for (CK_ULONG i = 0; r < 0 && i < n; i++)
+                a[i].ulValueLen = cap[i];
+        return r;
 }
 
 /* A CK_BBOOL read by attrs_read; a missing or odd-sized one is malformed. */
@@ -1275,8 +1287,8 @@ static int objects_find(struct hsm *h, struct tmpl *t, CK_OBJECT_HANDLE *out, CK
         return 0;
 }
 
-/* Every handle matching t, at most KEYS_MAX, in an owned array. */
-static int objects_find_all(struct hsm *h, struct tmpl *t, CK_OBJECT_HANDLE **ret, size_t *ret_count)
+/* Every handle matching t, at most max, in an owned array. */
+static int objects_find_all(struct hsm *h, struct tmpl *t, CK_OBJECT_HANDLE **ret, size_t *ret_count, size_t max)
 {
         _cleanup_(freep) CK_OBJECT_HANDLE *all = NULL;
         size_t count = 0, size = 0;
@@ -1292,7 +1304,7 @@ static int objects_find_all(struct hsm *h, struct tmpl *t, CK_OBJECT_HANDLE **re
                 if (count == size) {
                         CK_OBJECT_HANDLE *n;
 
-                        if (size >= KEYS_MAX) {
+                        if (size >= max) {
                                 r = DKIMSIGN_E_TOO_LARGE;
                                 break;
                         }
@@ -1490,7 +1502,7 @@ struct obj_index {
                 struct pub_data data;    /* pointing into value */
                 uint8_t *value;          /* owned: point, modulus, exponent */
         } *pubs;                         /* owned, sorted by name */
-        size_t npubs;
+        size_t npubs, pubs_size;
 };
 
 static int key_name_cmp(const struct key_name *x, const struct key_name *y)
@@ -1535,9 +1547,19 @@ static void obj_index_clear(struct obj_index *x)
 static int pub_keep(struct obj_index *x, const struct key_name *name, CK_OBJECT_HANDLE obj, bool read,
                     const struct pub_data *d)
 {
-        struct pub_entry *p = &x->pubs[x->npubs];
+        struct pub_entry *p;
         uint8_t *v;
 
+        if (x->npubs == x->pubs_size) {
+                size_t size = x->pubs_size ? x->pubs_size * 2 : 64;
+                struct pub_entry *grown = realloc(x->pubs, size * sizeof(*grown));
+
+                if (!grown)
+                        return DKIMSIGN_E_NOMEM;
+                x->pubs = grown;
+                x->pubs_size = size;
+        }
+        p = &x->pubs[x->npubs];
         *p = (struct pub_entry) { .name = *name, .obj = obj, .read = read, .data = *d };
         if (read) {
                 v = p->value = malloc(d->point_len + d->n_len + d->e_len + 1);
@@ -1560,7 +1582,7 @@ static int obj_index_add(struct hsm *h, struct obj_index *x, CK_OBJECT_HANDLE ob
 {
         CK_OBJECT_CLASS cls = 0;
         struct key_name name;
-        struct pub_bufs b;
+        struct pub_bufs b = { 0 };
         struct pub_data d = { 0 };
         CK_ATTRIBUTE a[3 + PUB_ATTRS] = {
                 { CKA_CLASS, &cls, sizeof(cls) },
@@ -1577,11 +1599,20 @@ static int obj_index_add(struct hsm *h, struct obj_index *x, CK_OBJECT_HANDLE ob
                 n = 3;
                 r = attrs_read(h, obj, a, n);
         }
-        if (r == DKIMSIGN_E_TOO_LARGE)
+        /* Gone since the search (another process destroyed it), or too
+         * large for any key of ours: not in the listing.  Any other
+         * failure fails it, for a key left out by a passing token error
+         * would stop signing for its domain. */
+        if (r == DKIMSIGN_E_TOO_LARGE || (r < 0 && handle_gone_obj(last_ckr)))
                 return 0;
         if (r < 0)
                 return r;
         if (!attr_present(&a[0]) || a[0].ulValueLen != sizeof(cls))
+                return 0;
+        /* Every key has a CKA_ID, empty by default: one the module could
+         * not give (too large, when it reports that as absent) would file
+         * the key under the wrong name. */
+        if (!attr_present(&a[2]))
                 return 0;
         if (cls == CKO_PRIVATE_KEY) {
                 x->privs[x->nprivs++] = obj;
@@ -1603,12 +1634,11 @@ static int obj_index_load(struct hsm *h, struct obj_index *ret)
         int r;
 
         tmpl_add(&t, CKA_TOKEN, &ck_true, sizeof(ck_true));
-        r = objects_find_all(h, &t, &objs, &n);
+        r = objects_find_all(h, &t, &objs, &n, OBJECTS_MAX);
         if (r < 0)
                 return r;
         x.privs = calloc(n ? n : 1, sizeof(*x.privs));
-        x.pubs = calloc(n ? n : 1, sizeof(*x.pubs));
-        r = x.privs && x.pubs ? 0 : DKIMSIGN_E_NOMEM;
+        r = x.privs ? 0 : DKIMSIGN_E_NOMEM;
         for (size_t i = 0; r == 0 && i < n; i++)
                 r = obj_index_add(h, &x, objs[i]);
         if (r < 0) {
@@ -2126,8 +2156,6 @@ static int key_cmp(const void *a, const void *b)
         return c != 0 ? c : (int) x->alg - (int) y->alg;
 }
 
-/* Load every handle; keys this module can't describe (other algorithms,
- * odd labels) are left out, any other failure fails the list. */
 /* Every key pair in index, into keys (room for index->nprivs): keys the
  * daemon can't use (another algorithm, a malformed object) are left out. */
 static int keys_load(struct hsm *h, const struct obj_index *index, struct hsm_key **keys, size_t *ret_count)
