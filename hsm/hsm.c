@@ -128,6 +128,8 @@ struct hsm {
 struct key_copy {
         CK_OBJECT_HANDLE token;  /* the token object; CK_INVALID_HANDLE: a free slot */
         CK_OBJECT_HANDLE copy;   /* CK_INVALID_HANDLE: none now (it failed or vanished) */
+        bool making;             /* a thread is making it: the others sign with the token object */
+        bool refused;            /* the token won't copy this key: sign with the token object */
 };
 
 /* The copies signing uses, by token handle: open addressing, linear
@@ -139,7 +141,7 @@ struct key_copies {
         size_t max;              /* slots that may hold a token handle */
         size_t used;
         size_t live;             /* copies that exist now */
-        bool paused;             /* a copy failed: none until the next hsm_list() or login */
+        bool paused;             /* copying failed: none until the next hsm_list() or login */
 };
 
 static void copies_free(struct key_copies *c)
@@ -753,39 +755,115 @@ size_t hsm_key_copies_live(struct hsm *h)
         return n;
 }
 
+/* Refusals that concern one key (CKA_COPYABLE false, or the key is
+ * gone): that key signs with its token object.  Any other refusal pauses
+ * copying. */
+static bool copy_refused_for_key(CK_RV rv)
+{
+        return rv == CKR_ACTION_PROHIBITED || handle_gone_obj(rv);
+}
+
+/* Is obj a session object of ours?  Only such a handle is ever destroyed
+ * here: a stale number must never take a key off the token. */
+static bool session_object(struct hsm *h, CK_OBJECT_HANDLE obj)
+{
+        CK_BBOOL token = CK_TRUE;
+        CK_ATTRIBUTE a = { CKA_TOKEN, &token, sizeof(token) };
+
+        return h->p11->C_GetAttributeValue(h->admin, obj, &a, 1) == CKR_OK && a.ulValueLen == sizeof(token) &&
+               token == CK_FALSE;
+}
+
+/* A session copy of token, or CK_INVALID_HANDLE and why in *ret_rv.
+ * h->lock held. */
+static CK_OBJECT_HANDLE copy_make_locked(struct hsm *h, CK_OBJECT_HANDLE token, CK_RV *ret_rv)
+{
+        CK_ATTRIBUTE not_token = { CKA_TOKEN, (void *) &ck_false, sizeof(ck_false) };
+        CK_OBJECT_HANDLE made = CK_INVALID_HANDLE;
+        CK_RV rv = h->p11->C_CopyObject(h->admin, token, &not_token, 1, &made);
+
+        /* A module that ignored CKA_TOKEN false made a token object, one
+         * more on every reload: it was made just now, so it goes. */
+        if (rv == CKR_OK && made != CK_INVALID_HANDLE && !session_object(h, made)) {
+                h->p11->C_DestroyObject(h->admin, made);
+                made = CK_INVALID_HANDLE;
+        }
+        if (rv == CKR_OK && made == CK_INVALID_HANDLE)
+                rv = CKR_TEMPLATE_INCONSISTENT;
+        *ret_rv = rv;
+        return made;
+}
+
+/* A slot for token in e, taking room in the table when it is new: false
+ * when the table is full. */
+static bool copy_claim(struct key_copies *c, struct key_copy *e, CK_OBJECT_HANDLE token)
+{
+        if (e->token == token)
+                return true;
+        if (c->used >= c->max)
+                return false;
+        *e = (struct key_copy) { .token = token };
+        c->used++;
+        return true;
+}
+
 /* The handle to sign with for the token key token: its copy, made now if
- * there is none yet and room for one.  The copy is made only when the
- * admin session is free (trylock): a listing in progress must not stall
- * signing, which then uses the token object this once. */
+ * there is none yet and room for one.  The copy is made outside c->lock,
+ * which every signature takes, with the slot marked so no other thread
+ * makes one too; and only when the admin session is free (trylock): a
+ * listing in progress must not stall signing, which then uses the token
+ * object this once. */
 static CK_OBJECT_HANDLE copy_for_signing(struct hsm *h, CK_OBJECT_HANDLE token)
 {
-        CK_ATTRIBUTE session_object = { CKA_TOKEN, (void *) &ck_false, sizeof(ck_false) };
         struct key_copies *c = h->copies;
-        CK_OBJECT_HANDLE use = token, made;
+        CK_OBJECT_HANDLE use, made = CK_INVALID_HANDLE;
         struct key_copy *e;
-        CK_RV rv;
+        bool make;
+        CK_RV rv = CKR_OK;
 
         if (!c || token == CK_INVALID_HANDLE)
                 return token;
         pthread_mutex_lock(&c->lock);
         e = copy_slot(c, token);
-        if (e->copy != CK_INVALID_HANDLE) {
-                use = e->copy;
-        } else if (!c->paused && (e->token == token || c->used < c->max) && pthread_mutex_trylock(&h->lock) == 0) {
-                rv = h->p11->C_CopyObject(h->admin, token, &session_object, 1, &made);
+        use = e->copy;
+        make = use == CK_INVALID_HANDLE && !e->making && !e->refused && !c->paused && copy_claim(c, e, token);
+        if (make)
+                e->making = true;
+        pthread_mutex_unlock(&c->lock);
+        if (!make)
+                return use != CK_INVALID_HANDLE ? use : token;
+
+        if (pthread_mutex_trylock(&h->lock) == 0) {
+                made = copy_make_locked(h, token, &rv);
                 pthread_mutex_unlock(&h->lock);
-                if (rv == CKR_OK && made != CK_INVALID_HANDLE) {
-                        if (e->token != token)
-                                c->used++;
-                        *e = (struct key_copy) { .token = token, .copy = made };
-                        c->live++;
-                        use = made;
-                } else {
+        } else {
+                rv = CKR_FUNCTION_FAILED;  /* busy: no copy this time, and no pause */
+        }
+
+        pthread_mutex_lock(&c->lock);
+        /* A reset meanwhile emptied the table: the slot is claimed anew. */
+        e = copy_slot(c, token);
+        if (e->token == token)
+                e->making = false;
+        if (made != CK_INVALID_HANDLE && copy_claim(c, e, token)) {
+                e->copy = made;
+                c->live++;
+                use = made;
+                made = CK_INVALID_HANDLE;
+        } else if (made == CK_INVALID_HANDLE && rv != CKR_FUNCTION_FAILED) {
+                if (copy_refused_for_key(rv) && copy_claim(c, e, token))
+                        e->refused = true;
+                else if (!copy_refused_for_key(rv))
                         c->paused = true;
-                }
         }
         pthread_mutex_unlock(&c->lock);
-        return use;
+        /* Made, but a reset filled the table meanwhile: ours goes. */
+        if (made != CK_INVALID_HANDLE) {
+                pthread_mutex_lock(&h->lock);
+                h->p11->C_DestroyObject(h->admin, made);
+                pthread_mutex_unlock(&h->lock);
+        }
+        return use != CK_INVALID_HANDLE ? use : token;
 }
 
 /* Signing found copy gone (the admin session or the login went): forget
@@ -804,38 +882,45 @@ static void copy_gone(struct hsm *h, CK_OBJECT_HANDLE token, CK_OBJECT_HANDLE co
         pthread_mutex_unlock(&c->lock);
 }
 
-/* Is obj a session object of ours?  Only such a handle is ever destroyed
- * here: a stale number must never take a key off the token. */
-static bool session_object(struct hsm *h, CK_OBJECT_HANDLE obj)
+/* Destroy the copies in slots (session objects only).  h->lock held. */
+static void copies_destroy_locked(struct hsm *h, const struct key_copy *slots, size_t n)
 {
-        CK_BBOOL token = CK_TRUE;
-        CK_ATTRIBUTE a = { CKA_TOKEN, &token, sizeof(token) };
-
-        return h->p11->C_GetAttributeValue(h->admin, obj, &a, 1) == CKR_OK && a.ulValueLen == sizeof(token) &&
-               token == CK_FALSE;
+        for (size_t i = 0; i < n; i++)
+                if (slots[i].copy != CK_INVALID_HANDLE && session_object(h, slots[i].copy))
+                        h->p11->C_DestroyObject(h->admin, slots[i].copy);
 }
 
 /* Drop every copy: destroyed when they are still alive (a new listing of
  * the keys: the table starts afresh and keys gone from the token take no
  * room), or only forgotten when the login or the admin session went with
- * them.  h->lock held. */
+ * them.  The table is swapped for an empty one under c->lock, and the old
+ * copies destroyed after it, so signing goes on meanwhile (with the token
+ * objects: no copy can be made while h->lock is held).  h->lock held. */
 static void copies_reset_locked(struct hsm *h, bool destroy)
 {
         struct key_copies *c = h->copies;
+        struct key_copy *old = NULL, *fresh;
+        size_t slots;
 
         if (!c)
                 return;
+        slots = c->mask + 1;
+        fresh = destroy ? calloc(slots, sizeof(*fresh)) : NULL;
         pthread_mutex_lock(&c->lock);
-        for (size_t i = 0; destroy && c->live && i <= c->mask; i++) {
-                CK_OBJECT_HANDLE copy = c->slots[i].copy;
-
-                if (copy != CK_INVALID_HANDLE && session_object(h, copy))
-                        h->p11->C_DestroyObject(h->admin, copy);
+        if (fresh) {
+                old = c->slots;
+                c->slots = fresh;
+        } else {
+                if (destroy)  /* no memory for a new table: destroy in place */
+                        copies_destroy_locked(h, c->slots, slots);
+                memset(c->slots, 0, slots * sizeof(*c->slots));
         }
-        memset(c->slots, 0, (c->mask + 1) * sizeof(*c->slots));
         c->used = c->live = 0;
         c->paused = false;
         pthread_mutex_unlock(&c->lock);
+        if (old)
+                copies_destroy_locked(h, old, slots);
+        free(old);
 }
 
 /* The copy of one key that is being destroyed on the token. h->lock held. */

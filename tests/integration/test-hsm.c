@@ -1010,6 +1010,16 @@ static void test_key_copies(void **state)
         assert_int_not_equal(raw.p11->C_SetAttributeValue(raw.s, copy, &make_extractable, 1), CKR_OK);
         assert_int_equal(raw_copies(&raw, labels[2], NULL), 0);
 
+        /* A copy that vanishes (destroyed behind hsm.c's back, as a token
+         * reset would) is forgotten: the key signs with its token object
+         * and gets a new copy at its next signature. */
+        assert_int_equal(raw.p11->C_DestroyObject(raw.s, copy), CKR_OK);
+        sign_check(s, keys[1], 20);
+        assert_int_equal(hsm_key_copies_live(h), 1);
+        sign_check(s, keys[1], 21);
+        assert_int_equal(hsm_key_copies_live(h), 2);
+        assert_int_equal(raw_copies(&raw, labels[1], NULL), 1);
+
         /* Never found or listed as keys; a listing drops them all. */
         assert_int_equal(hsm_find(h, labels[1], &found), 0);
         assert_int_equal(found->priv, keys[1]->priv);
