@@ -57,6 +57,31 @@ static int token_op(void *p)
         return hsm_sign(a->session, a->key, a->digest, sig, &len);
 }
 
+/* The token and the key.  SoftHSM rewrites its token file on C_Login, so
+ * a process that opens the token while another logs in (the two processes
+ * of a "2 processes" cell start together) may not see it: a few tries. */
+static int token_key_open(const struct opts *o, struct hsm **ret_h, struct hsm_key **ret_k)
+{
+        int r = 0;
+
+        for (int attempt = 0; attempt < 10; attempt++) {
+                if (attempt)
+                        nanosleep(&(struct timespec) { .tv_nsec = 50 * 1000 * 1000 }, NULL);
+                r = hsm_open(o->module, o->label, ret_h);
+                if (r == 0)
+                        r = hsm_key_copies(*ret_h, o->copy ? 1 : 0);
+                if (r == 0)
+                        r = hsm_login_pin_file(*ret_h, o->pin_file);
+                if (r == 0)
+                        r = hsm_find(*ret_h, o->key, ret_k);
+                if (r == 0)
+                        return 0;
+                *ret_h = hsm_close(*ret_h);
+        }
+        fprintf(stderr, "bench: token %s, key %s: %s\n", o->label, o->key, dkimsign_strerror(r));
+        return r;
+}
+
 static int run_token(const struct opts *o)
 {
         struct hsm *h = NULL;
@@ -65,11 +90,8 @@ static int run_token(const struct opts *o)
         void **ptrs = calloc((size_t) o->threads, sizeof(void *));
         int r;
 
-        if (hsm_open(o->module, o->label, &h) < 0 || hsm_key_copies(h, o->copy ? 1 : 0) < 0 ||
-            hsm_login_pin_file(h, o->pin_file) < 0 || hsm_find(h, o->key, &k) < 0) {
-                fprintf(stderr, "bench: token %s, key %s: cannot open\n", o->label, o->key);
+        if (token_key_open(o, &h, &k) < 0)
                 return 1;
-        }
         for (int i = 0; i < o->threads; i++) {
                 if (hsm_session_open(h, &args[i].session) < 0)
                         return 1;
