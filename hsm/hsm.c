@@ -818,7 +818,7 @@ static CK_OBJECT_HANDLE copy_for_signing(struct hsm *h, CK_OBJECT_HANDLE token)
         struct key_copies *c = h->copies;
         CK_OBJECT_HANDLE use, made = CK_INVALID_HANDLE;
         struct key_copy *e;
-        bool make;
+        bool make, tried = false;
         CK_RV rv = CKR_OK;
 
         if (!c || token == CK_INVALID_HANDLE)
@@ -833,31 +833,35 @@ static CK_OBJECT_HANDLE copy_for_signing(struct hsm *h, CK_OBJECT_HANDLE token)
         if (!make)
                 return use != CK_INVALID_HANDLE ? use : token;
 
+        /* Busy (a listing): no copy this time, and no pause. */
         if (pthread_mutex_trylock(&h->lock) == 0) {
                 made = copy_make_locked(h, token, &rv);
                 pthread_mutex_unlock(&h->lock);
-        } else {
-                rv = CKR_FUNCTION_FAILED;  /* busy: no copy this time, and no pause */
+                tried = true;
         }
 
         pthread_mutex_lock(&c->lock);
-        /* A reset meanwhile emptied the table: the slot is claimed anew. */
+        /* A reset meanwhile emptied the table (and the mark): the slot is
+         * claimed anew, unless another thread's copy is in it by now. */
         e = copy_slot(c, token);
         if (e->token == token)
                 e->making = false;
-        if (made != CK_INVALID_HANDLE && copy_claim(c, e, token)) {
+        if (made != CK_INVALID_HANDLE && e->copy == CK_INVALID_HANDLE && copy_claim(c, e, token)) {
                 e->copy = made;
                 c->live++;
                 use = made;
                 made = CK_INVALID_HANDLE;
-        } else if (made == CK_INVALID_HANDLE && rv != CKR_FUNCTION_FAILED) {
+        } else if (made != CK_INVALID_HANDLE) {
+                use = e->token == token ? e->copy : CK_INVALID_HANDLE;
+        } else if (tried) {
                 if (copy_refused_for_key(rv) && copy_claim(c, e, token))
                         e->refused = true;
                 else if (!copy_refused_for_key(rv))
                         c->paused = true;
         }
         pthread_mutex_unlock(&c->lock);
-        /* Made, but a reset filled the table meanwhile: ours goes. */
+        /* Made, but not needed (another copy, or a reset filled the
+         * table meanwhile): ours goes. */
         if (made != CK_INVALID_HANDLE) {
                 pthread_mutex_lock(&h->lock);
                 h->p11->C_DestroyObject(h->admin, made);
