@@ -1734,7 +1734,8 @@ static int obj_index_load(struct hsm *h, struct obj_index *ret)
                 obj_index_clear(&x);
                 return r;
         }
-        qsort(x.pubs, x.npubs, sizeof(*x.pubs), pub_entry_cmp);
+        if (x.npubs)  /* pubs is NULL on a token without public keys */
+                qsort(x.pubs, x.npubs, sizeof(*x.pubs), pub_entry_cmp);
         *ret = x;
         return 0;
 }
@@ -1754,7 +1755,8 @@ static int key_pub_find(struct hsm *h, const struct obj_index *index, const stru
         if (index) {
                 struct pub_entry want = { .name = *name };
 
-                *ret_entry = bsearch(&want, index->pubs, index->npubs, sizeof(*index->pubs), pub_entry_cmp);
+                if (index->npubs)
+                        *ret_entry = bsearch(&want, index->pubs, index->npubs, sizeof(*index->pubs), pub_entry_cmp);
                 *ret = *ret_entry ? (*ret_entry)->obj : CK_INVALID_HANDLE;
                 return 0;
         }
