@@ -140,7 +140,6 @@ struct key_copies {
         size_t mask;             /* slots - 1, a power of two minus one */
         size_t max;              /* slots that may hold a token handle */
         size_t used;
-        size_t live;             /* copies that exist now */
         bool paused;             /* copying failed: none until the next hsm_list() or login */
 };
 
@@ -749,7 +748,8 @@ size_t hsm_key_copies_live(struct hsm *h)
 
         if (h && h->copies) {
                 pthread_mutex_lock(&h->copies->lock);
-                n = h->copies->live;
+                for (size_t i = 0; i <= h->copies->mask; i++)
+                        n += h->copies->slots[i].copy != CK_INVALID_HANDLE;
                 pthread_mutex_unlock(&h->copies->lock);
         }
         return n;
@@ -848,7 +848,6 @@ static CK_OBJECT_HANDLE copy_for_signing(struct hsm *h, CK_OBJECT_HANDLE token)
                 e->making = false;
         if (made != CK_INVALID_HANDLE && e->copy == CK_INVALID_HANDLE && copy_claim(c, e, token)) {
                 e->copy = made;
-                c->live++;
                 use = made;
                 made = CK_INVALID_HANDLE;
         } else if (made != CK_INVALID_HANDLE) {
@@ -879,10 +878,8 @@ static void copy_gone(struct hsm *h, CK_OBJECT_HANDLE token, CK_OBJECT_HANDLE co
 
         pthread_mutex_lock(&c->lock);
         e = copy_slot(c, token);
-        if (e->token == token && e->copy == copy) {
+        if (e->token == token && e->copy == copy)
                 e->copy = CK_INVALID_HANDLE;
-                c->live--;
-        }
         pthread_mutex_unlock(&c->lock);
 }
 
@@ -919,7 +916,7 @@ static void copies_reset_locked(struct hsm *h, bool destroy)
                         copies_destroy_locked(h, c->slots, slots);
                 memset(c->slots, 0, slots * sizeof(*c->slots));
         }
-        c->used = c->live = 0;
+        c->used = 0;
         c->paused = false;
         pthread_mutex_unlock(&c->lock);
         if (old)
@@ -937,11 +934,9 @@ static void copy_destroy_locked(struct hsm *h, CK_OBJECT_HANDLE token)
                 return;
         pthread_mutex_lock(&c->lock);
         e = copy_slot(c, token);
-        if (e->token == token && e->copy != CK_INVALID_HANDLE) {
-                if (session_object(h, e->copy))
-                        h->p11->C_DestroyObject(h->admin, e->copy);
+        if (e->token == token) {
+                copies_destroy_locked(h, e, 1);
                 e->copy = CK_INVALID_HANDLE;
-                c->live--;
         }
         pthread_mutex_unlock(&c->lock);
 }
@@ -1285,7 +1280,6 @@ static int attrs_read(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE *a, CK_U
 {
         CK_ULONG cap[ATTRS_MAX];
         CK_RV rv;
-
         int r = 0;
 
         assert(n <= ATTRS_MAX);
@@ -2576,7 +2570,7 @@ int hsm_sign(struct hsm_session *s, const struct hsm_key *key, const uint8_t dig
         use = copy_for_signing(s->h, priv);
         rv = sign_call(s, &mech, use, in, in_len, sig, &len);
         /* The copy is gone (token reset, lost login, listing): the key itself. */
-        if (use != priv && (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID)) {
+        if (use != priv && handle_gone_obj(rv)) {
                 copy_gone(s->h, priv, use);
                 rv = sign_call(s, &mech, priv, in, in_len, sig, &len);
         }
@@ -2590,7 +2584,7 @@ int hsm_sign(struct hsm_session *s, const struct hsm_key *key, const uint8_t dig
         /* A module that hides private objects from a session that is not
          * logged in (SoftHSM) says "no such key" rather than "not logged
          * in": log in again first, then look the key up. */
-        if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID) {
+        if (handle_gone_obj(rv)) {
                 CK_SESSION_INFO info;
 
                 if (s->h->p11->C_GetSessionInfo(s->handle, &info) == CKR_OK && !logged_in(&info)) {
