@@ -31,8 +31,7 @@
 
 /* ---- output helpers ---- */
 
-/* A JSON string; octets outside printable ASCII as \u00XX, so that DNS text
- * that is not UTF-8 still makes valid JSON. */
+/* s as a JSON string (ctl_json_string), or null. */
 static void json_str_or_null(const char *s)
 {
         if (s)

@@ -55,7 +55,6 @@ int ctl_activate_if_published(const struct config *c, const char *label, EVP_PKE
  * timer).  The changes are logged on stderr. */
 int ctl_refresh(const struct config *c, struct keyreg *reg, char *why, size_t whylen);
 
-
 /* A duration as the configuration writes it: "48h", "7d", "90s". */
 void ctl_duration(uint64_t seconds, char ret[24]);
 

@@ -277,7 +277,7 @@ static int fingerprint(EVP_PKEY *pub, char ret[FINGERPRINT_SIZE])
         return 0;
 }
 
-/* A JSON string: quotes, backslashes and control characters escaped. */
+/* A CK_DATE as "YYYY-MM-DD", or null when unset. */
 static void json_date(const char *d)
 {
         char buf[11];

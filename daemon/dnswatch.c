@@ -240,8 +240,7 @@ static bool apply_dns(struct keyreg_entry *e, enum key_dns seen_now, enum key_dn
         return false;
 }
 
-/* Record what the clock did: activation after the wait, retirement after
- * a successor's grace or on the token.  Returns true on a change. */
+/* Keys by domain, then label: apply_clock weighs each domain's together. */
 static int by_domain(const void *a, const void *b)
 {
         const struct keyreg_entry *x = *(struct keyreg_entry *const *) a, *y = *(struct keyreg_entry *const *) b;
@@ -260,9 +259,10 @@ static size_t domain_end(struct keyreg_entry **keys, size_t n, size_t first)
         return end;
 }
 
-/* The clock's moves (active after publish_wait, retired after
- * retire_grace), keys sorted by domain: each key is weighed against its
- * own domain's only, so a token of many domains costs linear time. */
+/* Record what the clock did: activation after publish_wait, retirement
+ * after a successor's retire_grace or on the token.  Keys sorted by
+ * domain: each key is weighed against its own domain's only, so a token
+ * of many domains costs linear time.  Returns true on a change. */
 static bool apply_clock(struct keyreg_entry **keys, size_t n, struct key_view *views, int64_t now)
 {
         bool changed = false;
