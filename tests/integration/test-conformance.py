@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""DKIM conformance: every signable message of the shared corpus, signed by
+"""DKIM conformance: every signable message of the DKIM test corpus (tests/data/corpus), signed by
 the real daemon through the real token with each of the four
 canonicalization combinations, dual (rsa-sha256 + ed25519-sha256) from one
 request, then verified by three independent verifiers run as separate

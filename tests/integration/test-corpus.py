@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""Every signing input of the shared corpus (index.tsv), signed by the real
+"""Every signing input of the DKIM test corpus (tests/data/corpus) (index.tsv), signed by the real
 daemon through the real token, verified by python3-dkim.  Must-refuse
 messages must be refused with a clear error; 'either' messages may be
 refused, and if signed must verify (unless the verifier is listed as unable

@@ -19,7 +19,7 @@ import time
 BUILD = os.environ.get("DKIMSIGN_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 SOFTHSM = os.environ.get("SOFTHSM_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
 CORPUS = os.environ.get("DKIMSIGN_CORPUS",
-                        os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "corpus"))
+                        os.path.join(os.path.dirname(__file__), "..", "data", "corpus"))
 # Extra command prefix for the daemon, e.g. "valgrind --leak-check=full".
 DAEMON_WRAPPER = os.environ.get("DKIMSIGN_DAEMON_WRAPPER", "").split()
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Unit tests for dkim/canon.c: the RFC 6376 3.4.5 example and empty-body
- * hashes, every body hash of the shared corpus fed whole and in random
+ * hashes, every body hash of the DKIM test corpus (tests/data/corpus) fed whole and in random
  * chunks, hand-written edge cases, a differential test against a naive
  * per-line reference, and header field canonicalization.
  *

@@ -2,7 +2,7 @@
 /*
  * Unit tests for dkim/header.c: splitting header blocks into fields (limits
  * and malformed input), field name lookup, From-domain extraction and
- * domain syntax, plus every signing input of the shared corpus.
+ * domain syntax, plus every signing input of the DKIM test corpus (tests/data/corpus).
  *
  * Reads the corpus named by $DKIMSIGN_CORPUS; never writes anything.
  */
