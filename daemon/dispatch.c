@@ -29,6 +29,7 @@ struct request {
         struct dkim_headers headers;
         char from_domain[DKIM_DOMAIN_SIZE];
         char domain[DKIM_DOMAIN_SIZE];     /* the domain asked for */
+        const struct config_domain *section;  /* domain's section, resolved once; NULL: none */
         char msgid[MSGID_LOG_MAX + 1];     /* for the audit line only */
         const struct signer_key *keys[KEYS_PER_DOMAIN_MAX];
         size_t nkeys;
@@ -183,10 +184,9 @@ static int parse_request(const struct sign_ctx *ctx, struct request *rq, const u
         return 0;
 }
 
-static const struct dkim_hpolicy *policy_for(const struct config *c, const char *domain, size_t *ret_len)
+static const struct dkim_hpolicy *policy_for(const struct config *c, const struct config_domain *d,
+                                             size_t *ret_len)
 {
-        const struct config_domain *d = config_domain_for(c, domain);
-
         if (d && d->hpolicy_len) {
                 *ret_len = d->hpolicy_len;
                 return d->hpolicy;
@@ -253,16 +253,18 @@ int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const
         snprintf(rq.msgid, sizeof(rq.msgid), "-");
 
         r = parse_request(ctx, &rq, payload, len);
-        if (r == 0 && !pol_authorized(ctx->config, rq.domain, peer)) {
+        if (r == 0)
+                rq.section = config_domain_for(ctx->config, rq.domain);
+        if (r == 0 && !pol_authorized(ctx->config, rq.section, peer)) {
                 snprintf(rq.why, sizeof(rq.why), "uid %u is not authorized to sign for domain %s",
                          (unsigned) peer->uid, rq.domain);
                 r = DKIMSIGN_E_DENIED;
         }
         if (r == 0)
-                r = keytab_select(ctx->keys, ctx->config, rq.domain, (int64_t) now, rq.keys, &rq.nkeys, &rq.d,
-                                  rq.why, sizeof(rq.why));
+                r = keytab_select(ctx->keys, ctx->config, rq.domain, rq.section, (int64_t) now, rq.keys,
+                                  &rq.nkeys, &rq.d, rq.why, sizeof(rq.why));
         if (r == 0) {
-                pol = policy_for(ctx->config, rq.domain, &plen);
+                pol = policy_for(ctx->config, rq.section, &plen);
                 r = dkim_select_headers(&rq.headers, pol, plen, hnames, DKIM_HNAMES_MAX, &hcount);
                 if (r < 0)
                         snprintf(rq.why, sizeof(rq.why), "too many header fields to sign under the policy");

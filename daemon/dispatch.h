@@ -15,17 +15,7 @@
 #include "config.h"
 #include "hsm.h"
 #include "keys.h"
-
-#define PEER_GROUPS_MAX 64
-
-/* Who is on the other end of a connection (SO_PEERCRED, SO_PEERGROUPS). */
-struct peer {
-        uid_t uid;
-        gid_t gid;
-        pid_t pid;
-        size_t ngroups;
-        gid_t groups[PEER_GROUPS_MAX];  /* supplementary groups, as many as fit */
-};
+#include "peer.h"
 
 /*
  * One generation of configuration and keys.  A reload makes a new one;

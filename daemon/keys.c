@@ -291,11 +291,11 @@ static void consider(struct candidate *c, const struct signer_key *k, int rank, 
                 c->tie = k;
 }
 
-int keytab_select(const struct keytab *t, const struct config *c, const char *domain, int64_t now,
+int keytab_select(const struct keytab *t, const struct config *c, const char *domain,
+                  const struct config_domain *d, int64_t now,
                   const struct signer_key **ret, size_t *ret_count, const char **ret_domain,
                   char *why, size_t whylen)
 {
-        const struct config_domain *d = config_domain_for(c, domain);
         /* A parent's section that covers its subdomains signs with d= parent. */
         const char *kd = d && d->key_domain ? d->key_domain
                        : d && strcmp(d->name, domain) != 0 ? d->name : domain;

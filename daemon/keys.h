@@ -89,11 +89,13 @@ struct keytab *keytab_free(struct keytab *t);
  * key per algorithm (the newest active one), RSA first; with `unpublished =
  * sign`, a key that is not active yet signs when the algorithm has no
  * active key; the states are those at now (the request's t=).
- * *ret_domain is the d= domain (a [domain]'s key_domain, or domain
- * itself).  DKIMSIGN_E_NO_KEY with a sentence in why when there is none or
+ * section is domain's section (config_domain_for, resolved once per
+ * request; NULL when none governs it).  *ret_domain is the d= domain (a
+ * [domain]'s key_domain, or domain itself).  DKIMSIGN_E_NO_KEY with a sentence in why when there is none or
  * the choice is ambiguous.
  */
-int keytab_select(const struct keytab *t, const struct config *c, const char *domain, int64_t now,
+int keytab_select(const struct keytab *t, const struct config *c, const char *domain,
+                  const struct config_domain *section, int64_t now,
                   const struct signer_key **ret, size_t *ret_count, const char **ret_domain,
                   char *why, size_t whylen);
 

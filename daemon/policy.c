@@ -28,9 +28,7 @@ static bool acl_allows(const struct config_acl *acl, const struct peer *p)
         return false;
 }
 
-bool pol_authorized(const struct config *c, const char *domain, const struct peer *p)
+bool pol_authorized(const struct config *c, const struct config_domain *section, const struct peer *p)
 {
-        const struct config_domain *d = config_domain_for(c, domain);
-
-        return acl_allows(d && d->allow.set ? &d->allow : &c->allow, p);
+        return acl_allows(section && section->allow.set ? &section->allow : &c->allow, p);
 }

@@ -11,10 +11,11 @@
 #include <stdbool.h>
 
 #include "config.h"
-#include "dispatch.h"
+#include "peer.h"
 
-/* True when the peer (uid, primary gid, supplementary groups) may sign for
- * domain under c. */
-bool pol_authorized(const struct config *c, const char *domain, const struct peer *p);
+/* True when the peer (uid, primary gid, supplementary groups) may sign
+ * under section, the requested domain's section (config_domain_for; NULL
+ * when none governs it) of c. */
+bool pol_authorized(const struct config *c, const struct config_domain *section, const struct peer *p);
 
 #endif
