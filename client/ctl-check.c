@@ -18,12 +18,13 @@
 #include "dkimsign-errors.h"
 #include "memdup.h"
 #include "dmarc.h"
+#include "dmarccheck.h"
 #include "header.h"
 #include "keys.h"
 #include "record.h"
 #include "ctl-report.h"
 #include "resolve.h"
-#include "spf.h"
+#include "spfcheck.h"
 
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2

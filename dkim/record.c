@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * DKIM key record text.  See record.h.  Only public key material passes
- * through here.
+ * through here.  Parsing a published record is dkimrec.c's.
  */
 #include <string.h>
 #include <openssl/x509.h>

@@ -6,15 +6,12 @@
  * record their meaning.  DNS TXT text has no folding, but publishers paste
  * records with line breaks, so whitespace in p= is skipped.
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <openssl/x509.h>
 
 #include "dkimsign-errors.h"
-#include "findings.h"
-#include "memdup.h"
 #include "dkimrec.h"
 #include "taglist.h"
 
@@ -125,10 +122,17 @@ static bool list_has(const char *list, const char *item)
         return false;
 }
 
+/* A NUL-terminated copy of the len octets at v (never read past len). */
 static int set_string(char **slot, const char *v, size_t len)
 {
-        *slot = dns_memdup_str(v, len);
-        return *slot ? 0 : DKIMSIGN_E_NOMEM;
+        char *copy = malloc(len + 1);
+
+        if (!copy)
+                return DKIMSIGN_E_NOMEM;
+        memcpy(copy, v, len);
+        copy[len] = '\0';
+        *slot = copy;
+        return 0;
 }
 
 /* Interpret one tag.  value is value_len octets, outer whitespace trimmed. */
@@ -139,11 +143,11 @@ static int apply_tag(struct dkim_keyrec *rec, const char *name, const char *valu
 
         if (strcmp(name, "v") == 0) {
                 if (!first) {
-                        dns_reason(why, whylen, "v= must be the first tag of the record.");
+                        dkim_reason(why, whylen, "v= must be the first tag of the record.");
                         return DKIMSIGN_E_FORMAT;
                 }
                 if (value_len != 5 || memcmp(value, "DKIM1", 5) != 0) {
-                        dns_reason(why, whylen, "v= must be \"DKIM1\", not \"%.*s\".",
+                        dkim_reason(why, whylen, "v= must be \"DKIM1\", not \"%.*s\".",
                             (int) (value_len > 40 ? 40 : value_len), value);
                         return DKIMSIGN_E_FORMAT;
                 }
@@ -192,7 +196,7 @@ static int apply_tag(struct dkim_keyrec *rec, const char *name, const char *valu
                 }
                 r = base64_decode(value, value_len, &rec->p, &rec->p_len);
                 if (r == DKIMSIGN_E_FORMAT)
-                        dns_reason(why, whylen, "p= is not valid base64.");
+                        dkim_reason(why, whylen, "p= is not valid base64.");
                 else if (r == 0 && rec->p_len == 0) {
                         free(rec->p);
                         rec->p = NULL;
@@ -220,12 +224,12 @@ static int parse_tags(const char *text, size_t len, struct dkim_keyrec *rec, cha
         while ((r = taglist_next(text, len, &pos, &tag, why, whylen)) == 1) {
                 for (size_t i = 0; i < seen.count; i++) {
                         if (strcmp(seen.names[i], tag.name) == 0) {
-                                dns_reason(why, whylen, "the tag %s= appears more than once.", tag.name);
+                                dkim_reason(why, whylen, "the tag %s= appears more than once.", tag.name);
                                 return DKIMSIGN_E_FORMAT;
                         }
                 }
                 if (seen.count == sizeof(seen.names) / sizeof(seen.names[0])) {
-                        dns_reason(why, whylen, "the record has more than %zu tags.", seen.count);
+                        dkim_reason(why, whylen, "the record has more than %zu tags.", seen.count);
                         return DKIMSIGN_E_FORMAT;
                 }
                 memcpy(seen.names[seen.count++], tag.name, sizeof(tag.name));
@@ -247,20 +251,20 @@ int dkim_keyrec_parse(const char *text, size_t len, struct dkim_keyrec *ret, cha
         bool has_p = false;
         int r;
 
-        dns_reason(why, whylen, "%s", "");
+        dkim_reason(why, whylen, "%s", "");
         if (len > DKIM_KEYREC_MAX) {
-                dns_reason(why, whylen, "the record is longer than %d octets.", DKIM_KEYREC_MAX);
+                dkim_reason(why, whylen, "the record is longer than %d octets.", DKIM_KEYREC_MAX);
                 return DKIMSIGN_E_FORMAT;
         }
         if (memchr(text, '\0', len)) {
-                dns_reason(why, whylen, "the record holds a NUL octet.");
+                dkim_reason(why, whylen, "the record holds a NUL octet.");
                 return DKIMSIGN_E_FORMAT;
         }
         r = parse_tags(text, len, &rec, why, whylen);
         if (r == 0) {
                 has_p = rec.p != NULL || rec.revoked;
                 if (!has_p) {
-                        dns_reason(why, whylen, "the record has no p= tag (the public key).");
+                        dkim_reason(why, whylen, "the record has no p= tag (the public key).");
                         r = DKIMSIGN_E_FORMAT;
                 }
         }
@@ -329,7 +333,7 @@ static int rsa_matches(const struct dkim_keyrec *r, EVP_PKEY *pub, char *why, si
         bool same;
 
         if (r->alg != DKIM_KEYREC_RSA) {
-                dns_reason(why, whylen, "the record is k=%s but the key is RSA.", r->k ? r->k : "?");
+                dkim_reason(why, whylen, "the record is k=%s but the key is RSA.", r->k ? r->k : "?");
                 return DKIMSIGN_E_NO_KEY;
         }
         spki_len = i2d_PUBKEY(pub, &spki);
@@ -345,7 +349,7 @@ static int rsa_matches(const struct dkim_keyrec *r, EVP_PKEY *pub, char *why, si
         OPENSSL_free(spki);
         OPENSSL_free(pkcs1);
         if (!same) {
-                dns_reason(why, whylen, "the record's p= is a different RSA key than the token's.");
+                dkim_reason(why, whylen, "the record's p= is a different RSA key than the token's.");
                 return DKIMSIGN_E_NO_KEY;
         }
         return 0;
@@ -357,13 +361,13 @@ static int ed25519_matches(const struct dkim_keyrec *r, EVP_PKEY *pub, char *why
         size_t raw_len = sizeof(raw);
 
         if (r->alg != DKIM_KEYREC_ED25519) {
-                dns_reason(why, whylen, "the record is k=%s but the key is Ed25519 (k=ed25519).", r->k ? r->k : "rsa");
+                dkim_reason(why, whylen, "the record is k=%s but the key is Ed25519 (k=ed25519).", r->k ? r->k : "rsa");
                 return DKIMSIGN_E_NO_KEY;
         }
         if (!EVP_PKEY_get_raw_public_key(pub, raw, &raw_len) || raw_len != sizeof(raw))
                 return DKIMSIGN_E_INTERNAL;
         if (!bytes_equal(r->p, r->p_len, raw, raw_len)) {
-                dns_reason(why, whylen, "the record's p= is a different Ed25519 key than the token's.");
+                dkim_reason(why, whylen, "the record's p= is a different Ed25519 key than the token's.");
                 return DKIMSIGN_E_NO_KEY;
         }
         return 0;
@@ -371,9 +375,9 @@ static int ed25519_matches(const struct dkim_keyrec *r, EVP_PKEY *pub, char *why
 
 int dkim_keyrec_matches(const struct dkim_keyrec *r, EVP_PKEY *pub, char *why, size_t whylen)
 {
-        dns_reason(why, whylen, "%s", "");
+        dkim_reason(why, whylen, "%s", "");
         if (r->revoked || !r->p) {
-                dns_reason(why, whylen, "the record is revoked (its p= is empty).");
+                dkim_reason(why, whylen, "the record is revoked (its p= is empty).");
                 return DKIMSIGN_E_NO_KEY;
         }
         switch (EVP_PKEY_get_base_id(pub)) {

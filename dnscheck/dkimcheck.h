@@ -3,10 +3,10 @@
  * The check of one DKIM selector's published key record against the key
  * on the token: present, one record, parses, not revoked, the same key, a
  * sound key size, the t=y testing flag, h= and s= that allow our
- * signatures.  No logging.
+ * signatures.  The record is parsed by dkim/dkimrec.c.  No logging.
  */
-#ifndef DNS_DKIMCHECK_H
-#define DNS_DKIMCHECK_H
+#ifndef DNSCHECK_DKIMCHECK_H
+#define DNSCHECK_DKIMCHECK_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -2,12 +2,23 @@
 /*
  * Tag-list tokenizer.  See taglist.h.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "dkimsign-errors.h"
-#include "findings.h"
 #include "taglist.h"
+
+void dkim_reason(char *why, size_t whylen, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (!why || whylen == 0)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(why, whylen, fmt, ap);
+        va_end(ap);
+}
 
 bool taglist_is_wsp(char c)
 {
@@ -32,16 +43,16 @@ int taglist_next(const char *text, size_t len, size_t *pos, struct taglist_tag *
                 return 0;
         }
         if (text[p] == ';') {
-                dns_reason(why, whylen, "the record has an empty tag (two \";\" in a row, or a \";\" first).");
+                dkim_reason(why, whylen, "the record has an empty tag (two \";\" in a row, or a \";\" first).");
                 return DKIMSIGN_E_FORMAT;
         }
         if (!is_name_char(text[p], true)) {
-                dns_reason(why, whylen, "a tag name must start with a letter (offset %zu).", p);
+                dkim_reason(why, whylen, "a tag name must start with a letter (offset %zu).", p);
                 return DKIMSIGN_E_FORMAT;
         }
         while (p < len && is_name_char(text[p], nlen == 0)) {
                 if (nlen == TAGLIST_NAME_MAX) {
-                        dns_reason(why, whylen, "a tag name is longer than %d characters.", TAGLIST_NAME_MAX);
+                        dkim_reason(why, whylen, "a tag name is longer than %d characters.", TAGLIST_NAME_MAX);
                         return DKIMSIGN_E_FORMAT;
                 }
                 ret->name[nlen++] = text[p++];
@@ -50,7 +61,7 @@ int taglist_next(const char *text, size_t len, size_t *pos, struct taglist_tag *
         while (p < len && taglist_is_wsp(text[p]))
                 p++;
         if (p == len || text[p] != '=') {
-                dns_reason(why, whylen, "the tag \"%s\" has no \"=\".", ret->name);
+                dkim_reason(why, whylen, "the tag \"%s\" has no \"=\".", ret->name);
                 return DKIMSIGN_E_FORMAT;
         }
         p++;
@@ -58,7 +69,7 @@ int taglist_next(const char *text, size_t len, size_t *pos, struct taglist_tag *
                 unsigned char c = (unsigned char) text[end];
 
                 if (!taglist_is_wsp((char) c) && (c < 0x21 || c > 0x7e)) {
-                        dns_reason(why, whylen, "the value of %s= holds a character that is not printable ASCII.",
+                        dkim_reason(why, whylen, "the value of %s= holds a character that is not printable ASCII.",
                             ret->name);
                         return DKIMSIGN_E_FORMAT;
                 }
@@ -78,7 +89,7 @@ int taglist_next(const char *text, size_t len, size_t *pos, struct taglist_tag *
                 while (look < len && taglist_is_wsp(text[look]))
                         look++;
                 if (look < len && text[look] == ';') {
-                        dns_reason(why, whylen, "the record has an empty tag (two \";\" in a row).");
+                        dkim_reason(why, whylen, "the record has an empty tag (two \";\" in a row).");
                         return DKIMSIGN_E_FORMAT;
                 }
                 end++;

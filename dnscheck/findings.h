@@ -2,15 +2,16 @@
 /*
  * What a DNS check found: a list of findings, each with a verdict, a stable
  * short id (for scripts and tests), one sentence on what was found and the
- * exact fix.  The checks (spf.h, dmarc.h) append to a list; the front end
- * (dkimsignctl check) prints it.  Pure code: no I/O, no logging.
+ * exact fix.  The checks (spfcheck.h, dmarccheck.h, dkimcheck.h) append to
+ * a list; the front end (dkimsignctl check) prints it.  Pure code: no I/O,
+ * no logging.
  *
  * Appending never fails from the caller's view: on out-of-memory the list
  * remembers it (oom) and the check returns DKIMSIGN_E_NOMEM at its end, so
  * checks stay readable chains of "found this, say that".
  */
-#ifndef DNS_FINDINGS_H
-#define DNS_FINDINGS_H
+#ifndef DNSCHECK_FINDINGS_H
+#define DNSCHECK_FINDINGS_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -50,8 +51,8 @@ void dns_findings_clear(struct dns_findings *f);
 const char *dns_verdict_name(enum dns_verdict v);   /* "ok", "warning", "error" */
 
 /* Write one reason sentence into a caller's buffer (why may be NULL or
- * whylen 0: then nothing is written).  The record parsers use it to say
- * why they refused a record. */
+ * whylen 0: then nothing is written).  The SPF and DMARC parsers use it to
+ * say why they refused a record. */
 void dns_reason(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -2,13 +2,14 @@
 /*
  * DKIM key records as published in DNS (RFC 6376 3.6.1, RFC 8463 4): parse
  * the tag-list of a selector's TXT record and compare its key with ours.
+ * Building the record to publish is record.h's.
  *
  * The text is untrusted (it came from DNS): every tag is bounded, duplicate
  * tags are an error (RFC 6376 3.2), unknown tags are ignored.  Pure code: no
  * I/O, no logging.
  */
-#ifndef DNS_DKIMREC_H
-#define DNS_DKIMREC_H
+#ifndef DKIM_DKIMREC_H
+#define DKIM_DKIMREC_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -4,10 +4,12 @@
  * (RFC 7489 6.4) share: tag-spec *(";" tag-spec) [";"], a tag-spec being
  * [FWS] name [FWS] "=" [FWS] value [FWS], a name ALPHA *(ALPHA / DIGIT /
  * "_"), a value printable ASCII without ";" and with inner whitespace.
- * CR and LF count as whitespace, as in folded text.  Pure code.
+ * CR and LF count as whitespace, as in folded text.  Pure code: no I/O,
+ * no logging.  The DKIM key record parser (dkimrec.h) and the DMARC parser
+ * (dnscheck/) are built on it.
  */
-#ifndef DNS_TAGLIST_H
-#define DNS_TAGLIST_H
+#ifndef DKIM_TAGLIST_H
+#define DKIM_TAGLIST_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -29,5 +31,10 @@ struct taglist_tag {
 int taglist_next(const char *text, size_t len, size_t *pos, struct taglist_tag *ret, char *why, size_t whylen);
 
 bool taglist_is_wsp(char c);
+
+/* Write one reason sentence into a caller's buffer (why may be NULL or
+ * whylen 0: then nothing is written).  The tag-list parsers of dkim/ use it
+ * to say why they refused a record. */
+void dkim_reason(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif
