@@ -23,6 +23,7 @@
 #include "dkimsign-errors.h"
 #include "dnswatch.h"
 #include "keystate.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "resolve.h"
 
@@ -199,48 +200,7 @@ static void set_state(struct key_live *l, enum key_state st, int64_t seen, int64
         atomic_store(&l->state, (int) st);
 }
 
-/* What DNS showed changes a pending or published key; returns true on a change. */
-static bool apply_dns(struct keyreg_entry *e, enum key_dns seen_now, enum key_dns before, int64_t now)
-{
-        struct key_times t;
-        char when[24];
-
-        key_live_times(&e->live, &t);
-        if (seen_now == KEY_DNS_UNCHECKED || seen_now == KEY_DNS_FAILED)
-                return false;
-        if (t.state == KEY_PENDING && seen_now == KEY_DNS_MATCH) {
-                /* Times are whole seconds and the record was seen somewhere
-                 * inside second now: counting a wait from the next one means
-                 * a key never signs before publish_wait has passed (at most
-                 * 1 s late instead of up to 1 s early). */
-                uint64_t wait = atomic_load(&e->live.wait);
-                int64_t seen = wait ? now + 1 : now;
-
-                set_state(&e->live, KEY_PUBLISHED, seen, 0, 0);
-                keystate_utc(seen + (int64_t) wait, when);
-                log_info("key %s: published: DNS shows its record; it signs from %s", e->label, when);
-                return true;
-        }
-        if (t.state == KEY_PUBLISHED && seen_now != KEY_DNS_MATCH) {
-                /* The wait promises the record was visible all along: it
-                 * starts again when the record is back. */
-                set_state(&e->live, KEY_PENDING, 0, 0, 0);
-                log_warn("key %s: back to pending: DNS now shows %s; publish_wait starts again when the record "
-                         "is back", e->label, key_dns_phrase(seen_now));
-                return true;
-        }
-        if (t.state == KEY_ACTIVE && seen_now != KEY_DNS_MATCH)
-                log_warn("key %s is active but DNS shows %s: verifiers fail its signatures; it keeps signing "
-                         "(a DNS outage must not stop mail): publish the record again, or retire the key",
-                         e->label, key_dns_phrase(seen_now));
-        else if (t.state == KEY_ACTIVE && before != KEY_DNS_MATCH && before != KEY_DNS_UNCHECKED)
-                log_info("key %s: its DNS record is back", e->label);
-        else if (t.state == KEY_PENDING && seen_now != before)
-                log_info("key %s is pending: DNS shows %s", e->label, key_dns_phrase(seen_now));
-        return false;
-}
-
-/* Keys by domain, then label: apply_clock weighs each domain's together. */
+/* Keys by domain, then label: the lifecycle weighs each domain's together. */
 static int by_domain(const void *a, const void *b)
 {
         const struct keyreg_entry *x = *(struct keyreg_entry *const *) a, *y = *(struct keyreg_entry *const *) b;
@@ -249,64 +209,79 @@ static int by_domain(const void *a, const void *b)
         return c != 0 ? c : strcmp(x->label, y->label);
 }
 
-/* Where the domain of keys[first] ends (keys sorted by domain). */
-static size_t domain_end(struct keyreg_entry **keys, size_t n, size_t first)
+static void view_of(const struct keyreg_entry *e, struct key_view *ret)
 {
-        size_t end = first + 1;
-
-        while (end < n && strcmp(keys[end]->domain, keys[first]->domain) == 0)
-                end++;
-        return end;
+        *ret = (struct key_view) { .domain = e->domain, .alg = (int) e->alg,
+                                   .token_retired = atomic_load(&e->token_retired),
+                                   .wait = atomic_load(&e->live.wait), .grace = atomic_load(&e->live.grace) };
+        key_live_times(&e->live, &ret->t);
 }
 
-/* Record what the clock did: activation after publish_wait, retirement
- * after a successor's retire_grace or on the token.  Keys sorted by
- * domain: each key is weighed against its own domain's only, so a token
- * of many domains costs linear time.  Returns true on a change. */
-static bool apply_clock(struct keyreg_entry **keys, size_t n, struct key_view *views, int64_t now)
+static bool times_equal(const struct key_times *a, const struct key_times *b)
 {
-        bool changed = false;
+        return a->state == b->state && a->seen == b->seen && a->active == b->active && a->retired == b->retired;
+}
 
-        for (size_t i = 0; i < n; i++) {
-                views[i] = (struct key_view) { .domain = keys[i]->domain, .alg = (int) keys[i]->alg,
-                                               .token_retired = atomic_load(&keys[i]->token_retired),
-                                               .wait = atomic_load(&keys[i]->live.wait),
-                                               .grace = atomic_load(&keys[i]->live.grace) };
-                key_live_times(&keys[i]->live, &views[i].t);
+/* One line per event of the lifecycle step, at the level it deserves. */
+static void log_event(struct keyreg_entry **keys, const struct lifecycle_event *ev)
+{
+        const char *label = keys[ev->key]->label;
+        char when[24];
+
+        switch (ev->what) {
+        case LC_PUBLISHED:
+                keystate_utc(ev->when, when);
+                log_info("key %s: published: DNS shows its record; it signs from %s", label, when);
+                break;
+        case LC_BACK_TO_PENDING:
+                log_warn("key %s: back to pending: DNS now shows %s; publish_wait starts again when the record "
+                         "is back", label, key_dns_phrase(ev->dns));
+                break;
+        case LC_ACTIVE_NOT_IN_DNS:
+                log_warn("key %s is active but DNS shows %s: verifiers fail its signatures; it keeps signing "
+                         "(a DNS outage must not stop mail): publish the record again, or retire the key",
+                         label, key_dns_phrase(ev->dns));
+                break;
+        case LC_RECORD_BACK:
+                log_info("key %s: its DNS record is back", label);
+                break;
+        case LC_PENDING_SEES:
+                log_info("key %s is pending: DNS shows %s", label, key_dns_phrase(ev->dns));
+                break;
+        case LC_ACTIVE:
+                log_info("key %s is active: dkimsignd signs with it", label);
+                break;
+        case LC_RETIRED_SUCCEEDED:
+                log_info("key %s retired: %s has been active for retire_grace; its record may stay published",
+                         label, keys[ev->successor]->label);
+                break;
+        case LC_RETIRED_ON_TOKEN:
+                log_info("key %s retired (on the token)", label);
+                break;
         }
-        for (size_t i = 0, first = 0, end = 0; i < n; i++) {
-                struct key_times *t = &views[i].t;
-                size_t next;
-                int64_t since;
-                enum key_state st;
+}
 
-                if (i == end) {
-                        first = i;
-                        end = domain_end(keys, n, i);
-                }
-                st = keystate_effective(views + first, end - first, i - first, now, &since, &next);
-                if (next != (size_t) -1)
-                        next += first;
+/* Move the keys along (lifecycle_step), store the new times where the
+ * workers read them, and log what happened.  Returns true on a change. */
+static bool advance(struct keyreg_entry **keys, size_t n, struct key_view *views, const enum key_dns *before,
+                    const enum key_dns *obs, struct lifecycle_event *events, int64_t now)
+{
+        size_t nevents = 0;
+        bool changed;
 
-                if (st == t->state)
-                        continue;
-                if (st == KEY_ACTIVE) {
-                        set_state(&keys[i]->live, KEY_ACTIVE, t->seen, since, 0);
-                        log_info("key %s is active: dkimsignd signs with it", keys[i]->label);
-                } else if (st == KEY_RETIRED) {
-                        if (!since)
-                                since = now;
-                        set_state(&keys[i]->live, KEY_RETIRED, t->seen, t->active, since);
-                        if (next != (size_t) -1)
-                                log_info("key %s retired: %s has been active for retire_grace; its record may stay "
-                                         "published", keys[i]->label, keys[next]->label);
-                        else
-                                log_info("key %s retired (on the token)", keys[i]->label);
-                } else {
-                        continue;
-                }
-                changed = true;
+        for (size_t i = 0; i < n; i++)
+                view_of(keys[i], &views[i]);
+        changed = lifecycle_step(views, n, before, obs, now, events, &nevents);
+        for (size_t i = 0; changed && i < n; i++) {
+                struct key_times old;
+
+                key_live_times(&keys[i]->live, &old);
+                if (!times_equal(&old, &views[i].t))
+                        set_state(&keys[i]->live, views[i].t.state, views[i].t.seen, views[i].t.active,
+                                  views[i].t.retired);
         }
+        for (size_t e = 0; e < nevents; e++)
+                log_event(keys, &events[e]);
         return changed;
 }
 
@@ -354,9 +329,10 @@ static void cycle(struct dnswatch *w)
         struct keyreg_entry **keys = NULL;
         enum key_dns *obs = NULL, *before = NULL;
         struct key_view *views = NULL;
+        struct lifecycle_event *events = NULL;
         struct keystate file = { 0 };
         size_t n = 0;
-        bool changed = false, moved = false, file_ok;
+        bool changed, file_ok;
         char why[768];
         int64_t now;
         int fd = -1, r;
@@ -367,7 +343,8 @@ static void cycle(struct dnswatch *w)
         obs = calloc(n ? n : 1, sizeof(*obs));
         before = calloc(n ? n : 1, sizeof(*before));
         views = calloc(n ? n : 1, sizeof(*views));
-        if (!obs || !before || !views)
+        events = calloc(n ? LIFECYCLE_EVENTS_PER_KEY * n : 1, sizeof(*events));
+        if (!obs || !before || !views || !events)
                 goto out;
         for (size_t i = 0; i < n; i++)
                 before[i] = (enum key_dns) atomic_load(&keys[i]->live.dns);
@@ -390,16 +367,7 @@ static void cycle(struct dnswatch *w)
                         log_info("key %s: %s, as the state file says (dkimsignctl)", keys[i]->label,
                                  key_state_name(f->t.state));
         }
-        /* The clock first: a key whose wait is over is active, and a
-         * record going away then only warns. */
-        changed |= apply_clock(keys, n, views, now);
-        for (size_t i = 0; i < n; i++)
-                moved |= apply_dns(keys[i], obs[i], before[i], now);
-        /* Once more only after a DNS move (a wait of 0 is over at once):
-         * otherwise the clock has nothing new to say. */
-        if (moved)
-                changed |= apply_clock(keys, n, views, now);
-        changed |= moved;
+        changed = advance(keys, n, views, before, obs, events, now);
         if (file_ok) {
                 /* Also when nothing moved here: the file may lack a key (the
                  * first cycle writes every one) or hold another key's state
@@ -420,6 +388,7 @@ out:
         if (fd >= 0)
                 close(fd);
         keystate_clear(&file);
+        free(events);
         free(views);
         free(before);
         free(obs);

@@ -136,19 +136,6 @@ static bool selector_chosen(const struct config_domain *d, const char *selector)
         return false;
 }
 
-const char *key_dns_phrase(enum key_dns d)
-{
-        switch (d) {
-        case KEY_DNS_MATCH: return "a matching record";
-        case KEY_DNS_MISSING: return "no TXT record";
-        case KEY_DNS_MISMATCH: return "a record with another public key";
-        case KEY_DNS_REVOKED: return "a revoked record (empty p=)";
-        case KEY_DNS_BROKEN: return "a record that is not a valid DKIM key record";
-        case KEY_DNS_FAILED: return "no answer (timeout or server failure)";
-        default: return "nothing yet: not checked";
-        }
-}
-
 void key_live_times(const struct key_live *l, struct key_times *ret)
 {
         /* The state first: the watcher stores the times before it. */

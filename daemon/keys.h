@@ -28,22 +28,9 @@
 #include "config.h"
 #include "hsm.h"
 #include "keystate.h"
+#include "lifecycle.h"
 
 #define KEYS_PER_DOMAIN_MAX 4
-
-/* What the last DNS check of a key's record showed. */
-enum key_dns {
-        KEY_DNS_UNCHECKED = 0,   /* not checked yet */
-        KEY_DNS_MATCH,           /* a record with this key */
-        KEY_DNS_MISSING,         /* no TXT record at the name */
-        KEY_DNS_MISMATCH,        /* records, none with this key */
-        KEY_DNS_REVOKED,         /* the record has an empty p= */
-        KEY_DNS_BROKEN,          /* a record that is not a valid DKIM key record */
-        KEY_DNS_FAILED,          /* no answer (timeout, SERVFAIL): nothing known */
-};
-
-/* A short phrase for what DNS showed: "no TXT record", ... */
-const char *key_dns_phrase(enum key_dns d);
 
 /* A key's lifecycle as the running daemon knows it.  Written by the DNS
  * watcher (and a reload), read by every worker: atomics, no lock. */
