@@ -200,7 +200,7 @@ struct hsm_session *hsm_session_close(struct hsm_session *s);
  * updated in key (atomically: workers share keys).  While recovery fails
  * it fails fast (DKIMSIGN_E_HSM) and tries again a little later.
  */
-int hsm_sign(struct hsm_session *s, const struct hsm_key *key, const uint8_t digest[32],
+int hsm_sign(struct hsm_session *s, struct hsm_key *key, const uint8_t digest[32],
              uint8_t sig[HSM_SIG_MAX], size_t *ret_len);
 
 /* How many times sessions or the login were brought back after a token

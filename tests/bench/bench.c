@@ -43,7 +43,7 @@ struct opts {
 
 struct token_arg {
         struct hsm_session *session;
-        const struct hsm_key *key;
+        struct hsm_key *key;
         uint8_t digest[32];
 };
 

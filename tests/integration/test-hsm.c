@@ -2,8 +2,8 @@
 /*
  * hsm/ against a real SoftHSM token: token setup, login, key generation and
  * import, find/list/destroy, signing checked by OpenSSL and by the RFC 8463
- * test vectors, and, through a second PKCS#11 path that does not use hsm.c,
- * that no private key made or imported by hsm.c can be read off the token.
+ * test vectors, and, through a second PKCS#11 path that does not use hsm/,
+ * that no private key made or imported by hsm/ can be read off the token.
  *
  * Self-contained: it builds its own SoftHSM configuration and token in a
  * temporary directory (SOFTHSM2_CONF) and removes it at the end.  It must
@@ -250,7 +250,7 @@ static size_t openssl_sign(EVP_PKEY *pkey, const uint8_t digest[32], uint8_t *si
         return len;
 }
 
-static void sign_check(struct hsm_session *s, const struct hsm_key *key, uint8_t seed)
+static void sign_check(struct hsm_session *s, struct hsm_key *key, uint8_t seed)
 {
         uint8_t digest[32], sig[HSM_SIG_MAX];
         size_t len = 0;
@@ -719,7 +719,7 @@ static void test_import(void **state)
         hsm_close(h);
 }
 
-/* ---- the private keys can't be read: checked without hsm.c ---- */
+/* ---- the private keys can't be read: checked without hsm/ ---- */
 
 struct raw {
         void *dl;
@@ -1010,7 +1010,7 @@ static void test_key_copies(void **state)
         assert_int_not_equal(raw.p11->C_SetAttributeValue(raw.s, copy, &make_extractable, 1), CKR_OK);
         assert_int_equal(raw_copies(&raw, labels[2], NULL), 0);
 
-        /* A copy that vanishes (destroyed behind hsm.c's back, as a token
+        /* A copy that vanishes (destroyed behind hsm/'s back, as a token
          * reset would) is forgotten: the key signs with its token object
          * and gets a new copy at its next signature. */
         assert_int_equal(raw.p11->C_DestroyObject(raw.s, copy), CKR_OK);
@@ -1123,7 +1123,7 @@ static void test_list_foreign_objects(void **state)
         /* A key pair another tool made: a label too long for a DKIM key's,
          * and a date on its private half, which SoftHSM 2.6.1 stores but
          * fails every later read of it with (CKR_GENERAL_ERROR, after
-         * marking the too-long label unavailable): hsm.c reads it again
+         * marking the too-long label unavailable): hsm/ reads it again
          * for class and name, within its buffers. */
         static const uint8_t ed_oid[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
         char long_label[700];  /* past a name's label and CKA_ID buffers together */

@@ -113,7 +113,7 @@ static void tag_value(const uint8_t *field, size_t len, const char *name, char *
 }
 
 /* Reproduce signature `which` (a DKIM-Signature field index) of a message. */
-static void reproduce(const char *msg_rel, size_t which, const char *input_rel, const struct hsm_key *key,
+static void reproduce(const char *msg_rel, size_t which, const char *input_rel, struct hsm_key *key,
                       enum dkim_canon hcanon)
 {
         static const struct dkim_header_limits limits = { .max_fields = 100, .max_line = 1000 };

@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the files of hsm/ share, and nothing else: the structures behind
+ * the handles of hsm.h, the limits, the template and cleanup helpers, and
+ * the internal functions one file calls in another.  Only hsm/ includes
+ * it (it includes pkcs11.h, which only hsm/ gets on its include path; the
+ * #error below catches the rest).
+ *
+ * Naming: every internal function or variable with external linkage is
+ * hsmi_<name> ("hsm internal"), so it can never clash with hsm_ (the
+ * public API in hsm.h) or with anything else linked into the program.
+ * What a single file uses stays static in it, under its old name.  The
+ * constant values below are static (internal linkage) and keep theirs.
+ *
+ * Rules for every file here: never ask the token for a private attribute,
+ * never log (return dkimsign_err codes; hsmi_ckr_fail() remembers the
+ * failed CK_RV for hsm_last_ckr()), never trust a length the module
+ * reports.
+ *
+ * LOCKS, what each guards, and the only order in which they nest:
+ *
+ *   modules_lock (module.c, process-wide): the list of loaded modules and
+ *     their reference counts.  A leaf: none of ours is taken under it
+ *     (only the module's own, in C_Initialize and C_Finalize), and it is
+ *     taken with none of the locks below held.
+ *
+ *   h->lock: the admin session (h->admin, h->admin_open) and every PKCS#11
+ *     call made on it, h->slot once sessions exist, the kept PIN (h->pin),
+ *     h->recover_failed_ms.  Functions named *_locked expect it held.
+ *
+ *   h->sessions_lock: the list of signing sessions (h->sessions, s->prev,
+ *     s->next, s->h), and s->handle and s->broken where recovery replaces
+ *     them and hsm_close() reads them to close the handles it detaches.
+ *     A session's own thread marks it broken without it (sign_call).
+ *
+ *   copies->lock (h->copies, copies.c): the key copy table (slots, used,
+ *     paused, each slot's making/refused marks).  Held only for table
+ *     work, and for destroying session copies on the admin session when
+ *     h->lock is held already.
+ *
+ *   Order:  h->lock  ->  h->sessions_lock
+ *           h->lock  ->  copies->lock
+ *   h->sessions_lock and copies->lock never nest with each other, and
+ *   h->lock is never taken, nor even tried, while copies->lock is held.
+ *   Signing (hsmi_copy_for_signing) takes copies->lock, drops it, then
+ *   only *tries* h->lock to make a copy (pthread_mutex_trylock, no other
+ *   lock held: a signature does not wait behind a listing for a copy, it
+ *   signs with the token object this once), and takes copies->lock again
+ *   after releasing h->lock.  The PKCS#11 module's own locks
+ *   (CKF_OS_LOCKING_OK) are innermost.  Lock-free: h->recoveries and a
+ *   key's priv handle (hsm_sign refreshes it), both with __atomic builtins.
+ */
+#ifndef HSM_PRIVATE_H
+#define HSM_PRIVATE_H
+
+#ifndef DKIMSIGN_HSM_INTERNAL
+#error "hsm-private.h is for the files of hsm/ only: include hsm.h"
+#endif
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <openssl/bn.h>
+
+#include <p11-kit/pkcs11.h>
+
+#include "dkimsign-errors.h"
+#include "hsm.h"
+
+#ifndef _cleanup_
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#endif
+
+#define TOKEN_LABEL_LEN 32        /* CK_TOKEN_INFO.label: blank padded, not NUL terminated */
+#define SLOTS_MAX 1024
+#define OBJECTS_MAX 262144        /* token objects hsm_list() will look at (keys: two each) */
+#define KEY_ID_LEN 16             /* CKA_ID of the keys made here */
+#define KEY_ID_MAX 256            /* CKA_ID accepted from the token */
+#define RSA_MOD_MAX (HSM_RSA_MAX_BITS / 8)
+#define RSA_EXP_MAX 16
+#define EC_PARAMS_MAX 64
+#define EC_POINT_MAX 64
+#define ED25519_LEN 32
+#define ED25519_SIG_LEN 64
+#define PIN_FILE_MAX 256
+#define TMPL_MAX 24
+#define RECOVER_BACKOFF_MS 200    /* after a failed recovery, fail fast for this long */
+#define COPY_FILL 2               /* the key copy table keeps at most 1 / COPY_FILL of its slots in use */
+
+/* RFC 8410 id-Ed25519, the only CKA_EC_PARAMS written; PKCS#11 3.0 also
+ * allows the curve name as a PrintableString, accepted when read
+ * (keys-load.c). */
+static const uint8_t ed25519_oid[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
+
+static const CK_BBOOL ck_true = CK_TRUE;
+static const CK_BBOOL ck_false = CK_FALSE;
+static const CK_OBJECT_CLASS class_private = CKO_PRIVATE_KEY;
+static const CK_OBJECT_CLASS class_public = CKO_PUBLIC_KEY;
+
+/* One dlopen()ed, C_Initialize()d module, shared by every struct hsm (and
+ * hsm_init_token) that names it: the last user finalizes it.  Guarded by
+ * modules_lock (module.c). */
+struct module {
+        struct module *next;
+        void *dl;
+        CK_FUNCTION_LIST *p11;
+        unsigned refs;
+        bool finalize;           /* we initialized it, so we finalize it */
+};
+
+/* A copy of the PIN for logging in again after the token was reset, in a
+ * page of its own: locked (never swapped), left out of core dumps, wiped
+ * and unmapped by hsm_close(). */
+struct kept_pin {
+        char *page;
+        size_t page_size;
+        size_t len;
+};
+
+struct hsm {
+        struct module *mod;
+        CK_FUNCTION_LIST *p11;   /* borrowed from mod */
+        char *token_label;       /* to find the slot again after a reinsertion */
+        CK_SLOT_ID slot;         /* guarded by lock once sessions exist */
+        pthread_mutex_t lock;    /* guards admin, slot, pin and every call made on admin */
+        CK_SESSION_HANDLE admin;
+        bool admin_open;
+        bool keep_pin;
+        struct kept_pin pin;
+        uint64_t recover_failed_ms;  /* when the last recovery failed, 0 if it did not */
+        unsigned long recoveries;    /* sessions reopened or logins redone (atomic) */
+        pthread_mutex_t sessions_lock;
+        struct hsm_session *sessions;
+        struct key_copies *copies;   /* NULL: sign with the token objects (hsm_key_copies) */
+};
+
+/* A private key's session-object copy, made on the admin session. */
+struct key_copy {
+        CK_OBJECT_HANDLE token;  /* the token object; CK_INVALID_HANDLE: a free slot */
+        CK_OBJECT_HANDLE copy;   /* CK_INVALID_HANDLE: none now (it failed or vanished) */
+        bool making;             /* a thread is making it: the others sign with the token object */
+        bool refused;            /* the token won't copy this key: sign with the token object */
+};
+
+/* The copies signing uses, by token handle: open addressing, linear
+ * probing, never more than max slots taken, so a probe always ends. */
+struct key_copies {
+        pthread_mutex_t lock;    /* guards the rest; h->lock is never taken under it (above) */
+        struct key_copy *slots;
+        size_t mask;             /* slots - 1, a power of two minus one */
+        size_t max;              /* slots that may hold a token handle */
+        size_t used;
+        bool paused;             /* copying failed: none until the next hsm_list() or login */
+};
+
+struct hsm_session {
+        struct hsm *h;           /* NULL once hsm_close() has closed the handle */
+        CK_SESSION_HANDLE handle;
+        bool broken;             /* the handle is dead: reopen before use */
+        struct hsm_session *prev, *next;
+};
+
+/* A template whose values are borrowed: modules only read them. */
+struct tmpl {
+        CK_ATTRIBUTE a[TMPL_MAX];
+        CK_ULONG n;
+};
+
+/* ---- cleanup helpers (for _cleanup_) ---- */
+
+static inline void freep(void *p)
+{
+        free(*(void **) p);
+}
+
+static inline void bn_clear_freep(BIGNUM **p)
+{
+        BN_clear_free(*p);
+}
+
+static inline void hsm_key_freep(struct hsm_key **p)
+{
+        hsm_key_free(*p);
+}
+
+/* ---- ckr.c: what a CK_RV means ---- */
+
+/* The CK_RV of the last failed call in this thread (hsm_last_ckr());
+ * each public entry point clears it. */
+extern _Thread_local CK_RV hsmi_last_ckr;
+/* Remember rv and map it to the error the caller can act on. */
+int hsmi_ckr_fail(CK_RV rv);
+/* The same for signing: temporary (E_HSM) unless the key is gone or unusable. */
+int hsmi_sign_fail(CK_RV rv);
+/* The object named by a handle is gone (destroyed meanwhile). */
+bool hsmi_handle_gone_obj(CK_RV rv);
+/* The session handle no longer names a session: never close it. */
+bool hsmi_handle_gone(CK_RV rv);
+/* The session or the login is gone (reset, reinsertion, logout). */
+bool hsmi_session_lost(CK_RV rv);
+
+/* ---- module.c: modules, slots ---- */
+
+/* A reference on the module at path, loaded and initialized on first use. */
+int hsmi_module_get(const char *path, struct module **ret);
+/* Drop a reference; the last one finalizes and unloads.  Accepts NULL. */
+void hsmi_module_put(struct module *m);
+/* The first slot with an initialized token labelled label (want_free
+ * false), or with an uninitialized token (want_free true).
+ * DKIMSIGN_E_NO_TOKEN if none. */
+int hsmi_slot_find(CK_FUNCTION_LIST *p11, const char *label, bool want_free, CK_SLOT_ID *ret);
+
+/* ---- login.c: sessions and the login ---- */
+
+bool hsmi_logged_in(const CK_SESSION_INFO *info);
+/* Open a session, finding the token's slot again if it moved.  h->lock held. */
+CK_RV hsmi_session_open_locked(struct hsm *h, CK_FLAGS flags, CK_SESSION_HANDLE *ret);
+/* A live admin session, logged in (again, with the kept PIN, if the login
+ * went).  h->lock held; takes copies->lock. */
+CK_RV hsmi_login_restore_locked(struct hsm *h);
+
+/* ---- attrs.c: templates, attributes, dates, object searches ---- */
+
+void hsmi_tmpl_add(struct tmpl *t, CK_ATTRIBUTE_TYPE type, const void *value, size_t len);
+/* CKA_CLASS cls and CKA_TOKEN true: searches name token objects only,
+ * never the session copies of keys that signing makes. */
+void hsmi_tmpl_class(struct tmpl *t, const CK_OBJECT_CLASS *cls);
+
+/* Reads on the admin session: h->lock held. */
+int hsmi_attr_ulong(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type, CK_ULONG *ret);
+/* CKA_LABEL as an owned C string. */
+int hsmi_attr_label(struct hsm *h, CK_OBJECT_HANDLE obj, char **ret);
+#define ATTRS_MAX 8   /* attributes one hsmi_attrs_read asks for */
+/* Up to ATTRS_MAX attributes in one call, each into its caller-sized
+ * buffer (a[i].ulValueLen = its capacity); an absent or sensitive one
+ * comes back with CK_UNAVAILABLE_INFORMATION (see hsmi_attr_present). */
+int hsmi_attrs_read(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE *a, CK_ULONG n);
+bool hsmi_attr_present(const CK_ATTRIBUTE *a);
+int hsmi_attr_got_bool(const CK_ATTRIBUTE *a, bool *ret);
+void hsmi_attr_got_date(const CK_ATTRIBUTE *a, char ret[HSM_DATE_LEN + 1]);
+int hsmi_attr_date(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type, char ret[HSM_DATE_LEN + 1]);
+
+/* Today in UTC as a CK_DATE. */
+void hsmi_date_today(CK_DATE *ret);
+/* The token would not take a date attribute (a template's last: n--). */
+bool hsmi_date_refused(CK_RV rv);
+
+/* Searches and destruction on the admin session: h->lock held. */
+int hsmi_objects_find(struct hsm *h, struct tmpl *t, CK_OBJECT_HANDLE *out, CK_ULONG max, CK_ULONG *ret_count);
+/* Every match, at most max, in an owned array. */
+int hsmi_objects_find_all(struct hsm *h, struct tmpl *t, CK_OBJECT_HANDLE **ret, size_t *ret_count,
+                          size_t max);
+/* Either may be CK_INVALID_HANDLE. */
+void hsmi_objects_destroy(struct hsm *h, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub);
+
+/* ---- keys.c, keys-load.c ---- */
+
+/* 0, or why label can't name a key. */
+int hsmi_label_check(const char *label);
+/* Describe the key pair around private key priv (its public object pub
+ * when known, else CK_INVALID_HANDLE: searched for).  h->lock held. */
+int hsmi_key_load(struct hsm *h, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub, struct hsm_key **ret);
+
+/* ---- copies.c: session copies of keys ---- */
+
+/* Accepts NULL. */
+void hsmi_copies_free(struct key_copies *c);
+/* The handle to sign token with: its copy (made now if possible), else
+ * token.  Takes copies->lock; tries h->lock with no lock held. */
+CK_OBJECT_HANDLE hsmi_copy_for_signing(struct hsm *h, CK_OBJECT_HANDLE token);
+/* Signing found copy gone: forget it.  Takes copies->lock. */
+void hsmi_copy_gone(struct hsm *h, CK_OBJECT_HANDLE token, CK_OBJECT_HANDLE copy);
+/* Drop every copy, destroying them (destroy) or only forgetting them.
+ * h->lock held; takes copies->lock. */
+void hsmi_copies_reset_locked(struct hsm *h, bool destroy);
+/* Destroy the copy of token.  h->lock held; takes copies->lock. */
+void hsmi_copy_destroy_locked(struct hsm *h, CK_OBJECT_HANDLE token);
+
+#endif

@@ -1,0 +1,349 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Making key pairs on the token: generation (hsm_generate) and import of
+ * an existing private key (hsm_import), both as token objects that are
+ * CKA_PRIVATE, CKA_SENSITIVE, not CKA_EXTRACTABLE and can only sign, with
+ * today's date as the public half's CKA_START_DATE when the token takes
+ * it.
+ *
+ * It must never create a private key that is extractable or not
+ * sensitive, never leave a half-made pair on the token (a failure destroys
+ * what was made), never keep a copy of an imported key's secret parts
+ * (wiped before returning) and never log.  Every call on the token holds
+ * h->lock.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "hsm-private.h"
+
+static const uint8_t rsa_e65537[] = { 0x01, 0x00, 0x01 };
+static const CK_KEY_TYPE type_rsa = CKK_RSA;
+static const CK_KEY_TYPE type_eddsa = CKK_EC_EDWARDS;
+
+/* DKIMSIGN_E_EXISTS if a private key already carries label. */
+static int label_unused(struct hsm *h, const char *label)
+{
+        struct tmpl t = { 0 };
+        CK_OBJECT_HANDLE obj;
+        CK_ULONG n;
+        int r;
+
+        hsmi_tmpl_class(&t, &class_private);
+        hsmi_tmpl_add(&t, CKA_LABEL, label, strlen(label));
+        r = hsmi_objects_find(h, &t, &obj, 1, &n);
+        if (r < 0)
+                return r;
+        return n > 0 ? DKIMSIGN_E_EXISTS : 0;
+}
+
+/* The attributes of every private key made here: a token object that signs
+ * and can never be read, unwrapped into or used for anything else. */
+static void tmpl_private(struct tmpl *t, const char *label, const uint8_t id[KEY_ID_LEN])
+{
+        hsmi_tmpl_add(t, CKA_TOKEN, &ck_true, sizeof(ck_true));
+        hsmi_tmpl_add(t, CKA_PRIVATE, &ck_true, sizeof(ck_true));
+        hsmi_tmpl_add(t, CKA_SENSITIVE, &ck_true, sizeof(ck_true));
+        hsmi_tmpl_add(t, CKA_EXTRACTABLE, &ck_false, sizeof(ck_false));
+        hsmi_tmpl_add(t, CKA_SIGN, &ck_true, sizeof(ck_true));
+        hsmi_tmpl_add(t, CKA_SIGN_RECOVER, &ck_false, sizeof(ck_false));
+        hsmi_tmpl_add(t, CKA_DECRYPT, &ck_false, sizeof(ck_false));
+        hsmi_tmpl_add(t, CKA_UNWRAP, &ck_false, sizeof(ck_false));
+        hsmi_tmpl_add(t, CKA_DERIVE, &ck_false, sizeof(ck_false));
+        hsmi_tmpl_add(t, CKA_LABEL, label, strlen(label));
+        hsmi_tmpl_add(t, CKA_ID, id, KEY_ID_LEN);
+}
+
+static void tmpl_public(struct tmpl *t, const char *label, const uint8_t id[KEY_ID_LEN])
+{
+        hsmi_tmpl_add(t, CKA_TOKEN, &ck_true, sizeof(ck_true));
+        hsmi_tmpl_add(t, CKA_PRIVATE, &ck_false, sizeof(ck_false));
+        hsmi_tmpl_add(t, CKA_VERIFY, &ck_true, sizeof(ck_true));
+        hsmi_tmpl_add(t, CKA_VERIFY_RECOVER, &ck_false, sizeof(ck_false));
+        hsmi_tmpl_add(t, CKA_ENCRYPT, &ck_false, sizeof(ck_false));
+        hsmi_tmpl_add(t, CKA_WRAP, &ck_false, sizeof(ck_false));
+        hsmi_tmpl_add(t, CKA_DERIVE, &ck_false, sizeof(ck_false));
+        hsmi_tmpl_add(t, CKA_LABEL, label, strlen(label));
+        hsmi_tmpl_add(t, CKA_ID, id, KEY_ID_LEN);
+}
+
+static int keypair_generate(struct hsm *h, const char *label, enum hsm_alg alg, CK_ULONG bits,
+                            const uint8_t id[KEY_ID_LEN], CK_OBJECT_HANDLE *ret_priv, CK_OBJECT_HANDLE *ret_pub)
+{
+        CK_MECHANISM mech = { 0 };
+        struct tmpl pub = { 0 }, priv = { 0 };
+        CK_OBJECT_HANDLE hpub, hpriv;
+        CK_DATE today;
+        CK_RV rv;
+
+        tmpl_public(&pub, label, id);
+        tmpl_private(&priv, label, id);
+        if (alg == HSM_ALG_RSA) {
+                mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
+                hsmi_tmpl_add(&pub, CKA_MODULUS_BITS, &bits, sizeof(bits));
+                hsmi_tmpl_add(&pub, CKA_PUBLIC_EXPONENT, rsa_e65537, sizeof(rsa_e65537));
+        } else {
+                mech.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;
+                hsmi_tmpl_add(&pub, CKA_EC_PARAMS, ed25519_oid, sizeof(ed25519_oid));
+        }
+        hsmi_date_today(&today);
+        hsmi_tmpl_add(&pub, CKA_START_DATE, &today, sizeof(today));
+        rv = h->p11->C_GenerateKeyPair(h->admin, &mech, pub.a, pub.n, priv.a, priv.n, &hpub, &hpriv);
+        /* A token that keeps no dates still makes keys: without "created". */
+        if (hsmi_date_refused(rv)) {
+                pub.n--;
+                rv = h->p11->C_GenerateKeyPair(h->admin, &mech, pub.a, pub.n, priv.a, priv.n, &hpub, &hpriv);
+        }
+        if (rv != CKR_OK)
+                return hsmi_ckr_fail(rv);
+        *ret_priv = hpriv;
+        *ret_pub = hpub;
+        return 0;
+}
+
+int hsm_generate(struct hsm *h, const char *label, enum hsm_alg alg, unsigned bits, struct hsm_key **ret)
+{
+        CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE, pub = CK_INVALID_HANDLE;
+        struct hsm_key *key = NULL;
+        uint8_t id[KEY_ID_LEN];
+        int r;
+
+        hsmi_last_ckr = 0;
+        if (!h || !ret)
+                return DKIMSIGN_E_INTERNAL;
+        r = hsmi_label_check(label);
+        if (r < 0)
+                return r;
+        if (alg == HSM_ALG_RSA) {
+                bits = bits ? bits : HSM_RSA_DEFAULT_BITS;
+                if (bits < HSM_RSA_MIN_BITS || bits > HSM_RSA_MAX_BITS)
+                        return DKIMSIGN_E_ALG;
+        } else if (alg != HSM_ALG_ED25519)
+                return DKIMSIGN_E_ALG;
+        if (RAND_bytes(id, sizeof(id)) != 1)
+                return DKIMSIGN_E_INTERNAL;
+
+        pthread_mutex_lock(&h->lock);
+        r = label_unused(h, label);
+        if (r == 0)
+                r = keypair_generate(h, label, alg, bits, id, &priv, &pub);
+        if (r == 0) {
+                r = hsmi_key_load(h, priv, pub, &key);
+                /* Leave nothing half made behind. */
+                if (r < 0)
+                        hsmi_objects_destroy(h, priv, pub);
+        }
+        pthread_mutex_unlock(&h->lock);
+        if (r < 0)
+                return r;
+        *ret = key;
+        return 0;
+}
+
+/* ---- import ---- */
+
+static const struct {
+        const char *param;
+        CK_ATTRIBUTE_TYPE type;
+} rsa_parts[] = {
+        { OSSL_PKEY_PARAM_RSA_N, CKA_MODULUS },
+        { OSSL_PKEY_PARAM_RSA_E, CKA_PUBLIC_EXPONENT },
+        { OSSL_PKEY_PARAM_RSA_D, CKA_PRIVATE_EXPONENT },
+        { OSSL_PKEY_PARAM_RSA_FACTOR1, CKA_PRIME_1 },
+        { OSSL_PKEY_PARAM_RSA_FACTOR2, CKA_PRIME_2 },
+        { OSSL_PKEY_PARAM_RSA_EXPONENT1, CKA_EXPONENT_1 },
+        { OSSL_PKEY_PARAM_RSA_EXPONENT2, CKA_EXPONENT_2 },
+        { OSSL_PKEY_PARAM_RSA_COEFFICIENT1, CKA_COEFFICIENT },
+};
+#define RSA_PARTS (sizeof(rsa_parts) / sizeof(rsa_parts[0]))
+
+/* Big-endian octets of every RSA component; wiped and freed by rsa_parts_free(). */
+struct rsa_bytes {
+        uint8_t *v[RSA_PARTS];
+        size_t len[RSA_PARTS];
+};
+
+static void rsa_bytes_free(struct rsa_bytes *b)
+{
+        for (size_t i = 0; i < RSA_PARTS; i++)
+                OPENSSL_clear_free(b->v[i], b->len[i]);
+}
+
+static int rsa_bytes_get(EVP_PKEY *pkey, struct rsa_bytes *b)
+{
+        _cleanup_(bn_clear_freep) BIGNUM *extra = NULL;
+
+        /* A multi-prime key has no PKCS#11 form. */
+        if (EVP_PKEY_get_bn_param(pkey, OSSL_PKEY_PARAM_RSA_FACTOR3, &extra))
+                return DKIMSIGN_E_ALG;
+        for (size_t i = 0; i < RSA_PARTS; i++) {
+                _cleanup_(bn_clear_freep) BIGNUM *bn = NULL;
+                int len;
+
+                if (!EVP_PKEY_get_bn_param(pkey, rsa_parts[i].param, &bn))
+                        return DKIMSIGN_E_FORMAT;
+                len = BN_num_bytes(bn);
+                if (len <= 0 || len > RSA_MOD_MAX)
+                        return DKIMSIGN_E_FORMAT;
+                b->v[i] = OPENSSL_malloc((size_t) len);
+                if (!b->v[i])
+                        return DKIMSIGN_E_NOMEM;
+                b->len[i] = (size_t) len;
+                if (BN_bn2bin(bn, b->v[i]) != len)
+                        return DKIMSIGN_E_INTERNAL;
+        }
+        return 0;
+}
+
+static int object_create(struct hsm *h, struct tmpl *t, CK_OBJECT_HANDLE *ret)
+{
+        CK_OBJECT_HANDLE obj;
+        CK_RV rv;
+
+        rv = h->p11->C_CreateObject(h->admin, t->a, t->n, &obj);
+        if (rv != CKR_OK)
+                return hsmi_ckr_fail(rv);
+        *ret = obj;
+        return 0;
+}
+
+/* Create the private then the public object (with today's start date, or
+ * without if the token refuses it); on failure neither is left. */
+static int pair_create(struct hsm *h, struct tmpl *priv, struct tmpl *pub, CK_OBJECT_HANDLE *ret_priv,
+                       CK_OBJECT_HANDLE *ret_pub)
+{
+        CK_OBJECT_HANDLE hpriv = CK_INVALID_HANDLE, hpub = CK_INVALID_HANDLE;
+        CK_DATE today;
+        int r;
+
+        r = object_create(h, priv, &hpriv);
+        if (r < 0)
+                return r;
+        hsmi_date_today(&today);
+        hsmi_tmpl_add(pub, CKA_START_DATE, &today, sizeof(today));
+        r = object_create(h, pub, &hpub);
+        if (r < 0 && hsmi_date_refused(hsmi_last_ckr)) {
+                pub->n--;
+                r = object_create(h, pub, &hpub);
+        }
+        if (r < 0) {
+                hsmi_objects_destroy(h, hpriv, CK_INVALID_HANDLE);
+                return r;
+        }
+        *ret_priv = hpriv;
+        *ret_pub = hpub;
+        return 0;
+}
+
+static int rsa_import(struct hsm *h, const char *label, EVP_PKEY *pkey, const uint8_t id[KEY_ID_LEN],
+                      CK_OBJECT_HANDLE *ret_priv, CK_OBJECT_HANDLE *ret_pub)
+{
+        struct rsa_bytes b = { 0 };
+        struct tmpl priv = { 0 }, pub = { 0 };
+        int r;
+
+        r = rsa_bytes_get(pkey, &b);
+        if (r == 0) {
+                hsmi_tmpl_add(&priv, CKA_CLASS, &class_private, sizeof(class_private));
+                hsmi_tmpl_add(&priv, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
+                tmpl_private(&priv, label, id);
+                for (size_t i = 0; i < RSA_PARTS; i++)
+                        hsmi_tmpl_add(&priv, rsa_parts[i].type, b.v[i], b.len[i]);
+                hsmi_tmpl_add(&pub, CKA_CLASS, &class_public, sizeof(class_public));
+                hsmi_tmpl_add(&pub, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
+                tmpl_public(&pub, label, id);
+                hsmi_tmpl_add(&pub, CKA_MODULUS, b.v[0], b.len[0]);
+                hsmi_tmpl_add(&pub, CKA_PUBLIC_EXPONENT, b.v[1], b.len[1]);
+                r = pair_create(h, &priv, &pub, ret_priv, ret_pub);
+        }
+        rsa_bytes_free(&b);
+        return r;
+}
+
+static int ed25519_import(struct hsm *h, const char *label, EVP_PKEY *pkey, const uint8_t id[KEY_ID_LEN],
+                          CK_OBJECT_HANDLE *ret_priv, CK_OBJECT_HANDLE *ret_pub)
+{
+        uint8_t seed[ED25519_LEN], point[2 + ED25519_LEN] = { 0x04, ED25519_LEN };
+        size_t seed_len = sizeof(seed), pub_len = ED25519_LEN;
+        struct tmpl priv = { 0 }, pub = { 0 };
+        int r = DKIMSIGN_E_FORMAT;
+
+        if (EVP_PKEY_get_raw_private_key(pkey, seed, &seed_len) != 1 || seed_len != ED25519_LEN ||
+            EVP_PKEY_get_raw_public_key(pkey, point + 2, &pub_len) != 1 || pub_len != ED25519_LEN)
+                goto out;
+        hsmi_tmpl_add(&priv, CKA_CLASS, &class_private, sizeof(class_private));
+        hsmi_tmpl_add(&priv, CKA_KEY_TYPE, &type_eddsa, sizeof(type_eddsa));
+        tmpl_private(&priv, label, id);
+        hsmi_tmpl_add(&priv, CKA_EC_PARAMS, ed25519_oid, sizeof(ed25519_oid));
+        hsmi_tmpl_add(&priv, CKA_VALUE, seed, sizeof(seed));
+        hsmi_tmpl_add(&pub, CKA_CLASS, &class_public, sizeof(class_public));
+        hsmi_tmpl_add(&pub, CKA_KEY_TYPE, &type_eddsa, sizeof(type_eddsa));
+        tmpl_public(&pub, label, id);
+        hsmi_tmpl_add(&pub, CKA_EC_PARAMS, ed25519_oid, sizeof(ed25519_oid));
+        /* The DER OCTET STRING form, as SoftHSM and PKCS#11 2.40 write it. */
+        hsmi_tmpl_add(&pub, CKA_EC_POINT, point, sizeof(point));
+        r = pair_create(h, &priv, &pub, ret_priv, ret_pub);
+out:
+        OPENSSL_cleanse(seed, sizeof(seed));
+        return r;
+}
+
+static int import_alg(EVP_PKEY *pkey, enum hsm_alg *ret)
+{
+        if (EVP_PKEY_is_a(pkey, "RSA")) {
+                int bits = EVP_PKEY_get_bits(pkey);
+
+                if (bits < HSM_RSA_MIN_BITS || bits > HSM_RSA_MAX_BITS)
+                        return DKIMSIGN_E_ALG;
+                *ret = HSM_ALG_RSA;
+                return 0;
+        }
+        if (EVP_PKEY_is_a(pkey, "ED25519")) {
+                *ret = HSM_ALG_ED25519;
+                return 0;
+        }
+        return DKIMSIGN_E_ALG;
+}
+
+int hsm_import(struct hsm *h, const char *label, EVP_PKEY *pkey, struct hsm_key **ret)
+{
+        CK_OBJECT_HANDLE priv = CK_INVALID_HANDLE, pub = CK_INVALID_HANDLE;
+        struct hsm_key *key = NULL;
+        uint8_t id[KEY_ID_LEN];
+        enum hsm_alg alg;
+        int r;
+
+        hsmi_last_ckr = 0;
+        if (!h || !pkey || !ret)
+                return DKIMSIGN_E_INTERNAL;
+        r = hsmi_label_check(label);
+        if (r < 0)
+                return r;
+        r = import_alg(pkey, &alg);
+        if (r < 0)
+                return r;
+        if (RAND_bytes(id, sizeof(id)) != 1)
+                return DKIMSIGN_E_INTERNAL;
+
+        pthread_mutex_lock(&h->lock);
+        r = label_unused(h, label);
+        if (r == 0)
+                r = alg == HSM_ALG_RSA ? rsa_import(h, label, pkey, id, &priv, &pub)
+                                       : ed25519_import(h, label, pkey, id, &priv, &pub);
+        if (r == 0) {
+                r = hsmi_key_load(h, priv, pub, &key);
+                if (r < 0)
+                        hsmi_objects_destroy(h, priv, pub);
+        }
+        pthread_mutex_unlock(&h->lock);
+        if (r < 0)
+                return r;
+        *ret = key;
+        return 0;
+}

@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Modules, slots and tokens: load a PKCS#11 module by path (dlopen,
+ * C_Initialize with OS locking), shared and reference-counted
+ * process-wide, because PKCS#11 state (initialization, login) is per
+ * process, not per handle; find a slot by its token's label; initialize a
+ * new token (hsm_init_token).
+ *
+ * It must never dlopen() a bare name (that would search the library path),
+ * never C_Finalize a module it did not initialize, never keep the SO or
+ * user PIN after hsm_init_token returns (both are wiped, whatever the
+ * outcome) and never log.  modules_lock is a leaf lock (hsm-private.h).
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/crypto.h>
+
+#include "hsm-private.h"
+
+static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct module *modules;
+
+static int module_load(const char *path, void **ret_dl, CK_FUNCTION_LIST **ret_p11)
+{
+        CK_C_GetFunctionList get_list;
+        CK_FUNCTION_LIST *p11 = NULL;
+        struct stat st;
+        void *dl;
+        CK_RV rv;
+
+        /* A bare name would make dlopen() search the library path. */
+        if (!path || !strchr(path, '/')) {
+                errno = EINVAL;
+                return DKIMSIGN_E_SYSTEM;
+        }
+        if (stat(path, &st) < 0)
+                return DKIMSIGN_E_SYSTEM;
+        if (!S_ISREG(st.st_mode)) {
+                errno = ENOEXEC;
+                return DKIMSIGN_E_SYSTEM;
+        }
+        /* RTLD_NODELETE: some modules leave threads or atexit handlers
+         * behind after C_Finalize, so their code must stay mapped; it also
+         * keeps the module's symbols for leak reports at exit. */
+        dl = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+        if (!dl) {
+                errno = ELIBBAD;
+                return DKIMSIGN_E_SYSTEM;
+        }
+        get_list = (CK_C_GetFunctionList) dlsym(dl, "C_GetFunctionList");
+        if (!get_list) {
+                dlclose(dl);
+                errno = ELIBBAD;
+                return DKIMSIGN_E_SYSTEM;
+        }
+        rv = get_list(&p11);
+        if (rv != CKR_OK || !p11 || p11->version.major < 2) {
+                dlclose(dl);
+                return hsmi_ckr_fail(rv != CKR_OK ? rv : CKR_GENERAL_ERROR);
+        }
+        *ret_dl = dl;
+        *ret_p11 = p11;
+        return 0;
+}
+
+int hsmi_module_get(const char *path, struct module **ret)
+{
+        CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
+        CK_FUNCTION_LIST *p11 = NULL;
+        struct module *m;
+        void *dl = NULL;
+        CK_RV rv;
+        int r;
+
+        r = module_load(path, &dl, &p11);
+        if (r < 0)
+                return r;
+
+        pthread_mutex_lock(&modules_lock);
+        for (m = modules; m; m = m->next)
+                if (m->dl == dl)
+                        break;
+        if (m) {
+                m->refs++;
+                dlclose(dl); /* m holds a reference already */
+                goto out;
+        }
+        m = calloc(1, sizeof(*m));
+        if (!m) {
+                dlclose(dl);
+                r = DKIMSIGN_E_NOMEM;
+                goto out;
+        }
+        rv = p11->C_Initialize(&args);
+        /* Already initialized by someone else in this process (libp11, a
+         * test): use it, but leave C_Finalize to its owner. */
+        if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+                free(m);
+                dlclose(dl);
+                r = hsmi_ckr_fail(rv);
+                m = NULL;
+                goto out;
+        }
+        m->dl = dl;
+        m->p11 = p11;
+        m->refs = 1;
+        m->finalize = rv == CKR_OK;
+        m->next = modules;
+        modules = m;
+out:
+        pthread_mutex_unlock(&modules_lock);
+        if (r < 0)
+                return r;
+        *ret = m;
+        return 0;
+}
+
+void hsmi_module_put(struct module *m)
+{
+        struct module **p;
+
+        if (!m)
+                return;
+        pthread_mutex_lock(&modules_lock);
+        if (--m->refs == 0) {
+                for (p = &modules; *p; p = &(*p)->next)
+                        if (*p == m) {
+                                *p = m->next;
+                                break;
+                        }
+                if (m->finalize)
+                        m->p11->C_Finalize(NULL);
+                dlclose(m->dl);
+                free(m);
+        }
+        pthread_mutex_unlock(&modules_lock);
+}
+
+/* ---- slots and tokens ---- */
+
+static int slots_get(CK_FUNCTION_LIST *p11, CK_SLOT_ID **ret, CK_ULONG *ret_count)
+{
+        /* The list may grow between the two calls (SoftHSM adds a free
+         * slot after C_InitToken): retry a few times. */
+        for (int attempt = 0; attempt < 4; attempt++) {
+                CK_SLOT_ID *slots;
+                CK_ULONG n = 0, got;
+                CK_RV rv;
+
+                rv = p11->C_GetSlotList(CK_TRUE, NULL, &n);
+                if (rv != CKR_OK)
+                        return hsmi_ckr_fail(rv);
+                if (n > SLOTS_MAX)
+                        return DKIMSIGN_E_TOO_LARGE;
+                slots = calloc(n ? n : 1, sizeof(*slots));
+                if (!slots)
+                        return DKIMSIGN_E_NOMEM;
+                got = n;
+                rv = p11->C_GetSlotList(CK_TRUE, slots, &got);
+                if (rv == CKR_BUFFER_TOO_SMALL) {
+                        free(slots);
+                        continue;
+                }
+                if (rv != CKR_OK || got > n) {
+                        free(slots);
+                        return hsmi_ckr_fail(rv != CKR_OK ? rv : CKR_GENERAL_ERROR);
+                }
+                *ret = slots;
+                *ret_count = got;
+                return 0;
+        }
+        return DKIMSIGN_E_HSM;
+}
+
+static bool token_label_eq(const CK_UTF8CHAR field[TOKEN_LABEL_LEN], const char *label)
+{
+        size_t n = strlen(label);
+
+        if (n > TOKEN_LABEL_LEN || memcmp(field, label, n) != 0)
+                return false;
+        /* Blank padded by the standard; some modules pad with NULs. */
+        for (size_t i = n; i < TOKEN_LABEL_LEN; i++)
+                if (field[i] != ' ' && field[i] != '\0')
+                        return false;
+        return true;
+}
+
+/* The first slot with an initialized token labelled label (want_free false),
+ * or with an uninitialized token (want_free true).  DKIMSIGN_E_NO_TOKEN if none. */
+int hsmi_slot_find(CK_FUNCTION_LIST *p11, const char *label, bool want_free, CK_SLOT_ID *ret)
+{
+        _cleanup_(freep) CK_SLOT_ID *slots = NULL;
+        CK_ULONG n = 0;
+        int r;
+
+        r = slots_get(p11, &slots, &n);
+        if (r < 0)
+                return r;
+        for (CK_ULONG i = 0; i < n; i++) {
+                CK_TOKEN_INFO info;
+                bool initialized;
+
+                /* A slot whose token is gone or broken is simply not a match. */
+                if (p11->C_GetTokenInfo(slots[i], &info) != CKR_OK)
+                        continue;
+                initialized = info.flags & CKF_TOKEN_INITIALIZED;
+                if (want_free ? initialized : !initialized || !token_label_eq(info.label, label))
+                        continue;
+                *ret = slots[i];
+                return 0;
+        }
+        return DKIMSIGN_E_NO_TOKEN;
+}
+
+/* ---- token initialization ---- */
+
+static int token_init(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, const char *label, char *so_pin,
+                      size_t so_pin_len, char *user_pin, size_t user_pin_len)
+{
+        CK_UTF8CHAR padded[TOKEN_LABEL_LEN];
+        CK_SESSION_HANDLE s;
+        CK_RV rv;
+
+        memset(padded, ' ', sizeof(padded));
+        memcpy(padded, label, strlen(label));
+        rv = p11->C_InitToken(slot, (CK_UTF8CHAR *) so_pin, so_pin_len, padded);
+        if (rv != CKR_OK)
+                return hsmi_ckr_fail(rv);
+        rv = p11->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+        if (rv != CKR_OK)
+                return hsmi_ckr_fail(rv);
+        rv = p11->C_Login(s, CKU_SO, (CK_UTF8CHAR *) so_pin, so_pin_len);
+        if (rv == CKR_OK) {
+                rv = p11->C_InitPIN(s, (CK_UTF8CHAR *) user_pin, user_pin_len);
+                p11->C_Logout(s);
+        }
+        p11->C_CloseSession(s);
+        return rv == CKR_OK ? 0 : hsmi_ckr_fail(rv);
+}
+
+int hsm_init_token(const char *module_path, const char *label, char *so_pin, size_t so_pin_len,
+                   char *user_pin, size_t user_pin_len)
+{
+        struct module *m = NULL;
+        CK_SLOT_ID slot;
+        int r;
+
+        hsmi_last_ckr = 0;
+        if (!label || !so_pin || !user_pin) {
+                r = DKIMSIGN_E_INTERNAL;
+                goto out;
+        }
+        if (strlen(label) > TOKEN_LABEL_LEN) {
+                r = DKIMSIGN_E_TOO_LARGE;
+                goto out;
+        }
+        r = hsmi_module_get(module_path, &m);
+        if (r < 0)
+                goto out;
+        r = hsmi_slot_find(m->p11, label, false, &slot);
+        if (r == 0)
+                r = DKIMSIGN_E_EXISTS;
+        if (r != DKIMSIGN_E_NO_TOKEN)
+                goto out;
+        r = hsmi_slot_find(m->p11, NULL, true, &slot);
+        if (r < 0)
+                goto out;
+        r = token_init(m->p11, slot, label, so_pin, so_pin_len, user_pin, user_pin_len);
+out:
+        if (so_pin)
+                OPENSSL_cleanse(so_pin, so_pin_len);
+        if (user_pin)
+                OPENSSL_cleanse(user_pin, user_pin_len);
+        hsmi_module_put(m);
+        return r;
+}
