@@ -21,6 +21,7 @@
 #include "dkimsign-errors.h"
 #include "log.h"
 #include "procs.h"
+#include "clock.h"
 
 #if HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
@@ -48,14 +49,6 @@ struct procs {
         pid_t self;
         struct child kids[PROCS_MAX];
 };
-
-static uint64_t now_ms(void)
-{
-        struct timespec t;
-
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return (uint64_t) t.tv_sec * 1000 + (uint64_t) t.tv_nsec / 1000000;
-}
 
 /* In the new child: become child i and never return. */
 static void child_become(struct procs *p, size_t i, int ready_fd) __attribute__((noreturn));

@@ -30,6 +30,7 @@
 #include "dkimsign-errors.h"
 #include "frame.h"
 #include "log.h"
+#include "clock.h"
 #include "msg.h"
 #include "server.h"
 
@@ -89,14 +90,6 @@ struct server {
         size_t freed_since_trim;    /* connections freed since the last malloc_trim */
         uint8_t scratch[READ_CHUNK];
 };
-
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
 
 static int epoll_set(struct server *s, int op, int fd, uint32_t events, void *ptr)
 {

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "msg.h"
 #include "workers.h"
+#include "clock.h"
 
 #define SUPERVISE_MIN_MS 50
 #define SUPERVISE_MAX_MS 1000
@@ -59,14 +60,6 @@ struct workers {
         pthread_t supervisor;
         bool supervisor_started;
 };
-
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
 
 struct job *job_free(struct job *j)
 {

@@ -70,9 +70,7 @@
 #include "dkimsign-errors.h"
 #include "hsm.h"
 
-#ifndef _cleanup_
-#define _cleanup_(f) __attribute__((cleanup(f)))
-#endif
+#include "cleanup.h"
 
 #define TOKEN_LABEL_LEN 32        /* CK_TOKEN_INFO.label: blank padded, not NUL terminated */
 #define SLOTS_MAX 1024
@@ -171,19 +169,9 @@ struct tmpl {
 
 /* ---- cleanup helpers (for _cleanup_) ---- */
 
-static inline void freep(void *p)
-{
-        free(*(void **) p);
-}
-
 static inline void bn_clear_freep(BIGNUM **p)
 {
         BN_clear_free(*p);
-}
-
-static inline void hsm_key_freep(struct hsm_key **p)
-{
-        hsm_key_free(*p);
 }
 
 /* ---- ckr.c: what a CK_RV means ---- */

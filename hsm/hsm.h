@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <openssl/evp.h>
 
+#include "cleanup.h"
+
 enum hsm_alg {
         HSM_ALG_RSA = 1,     /* rsa-sha256: RSASSA-PKCS1-v1_5 over a SHA-256 digest */
         HSM_ALG_ED25519 = 2, /* ed25519-sha256: PureEdDSA over a SHA-256 digest (RFC 8463) */
@@ -62,6 +64,7 @@ struct hsm_key {
 
 /* Accepts NULL; returns NULL. */
 struct hsm_key *hsm_key_free(struct hsm_key *key);
+DEFINE_FREEP(struct hsm_key, hsm_key_free)
 
 /* "rsa" / "ed25519" */
 const char *hsm_alg_name(enum hsm_alg alg);
@@ -78,6 +81,7 @@ int hsm_open(const char *module_path, const char *token_label, struct hsm **ret)
 
 /* Logs out, closes every session, C_Finalize, dlclose.  Accepts NULL. */
 struct hsm *hsm_close(struct hsm *h);
+DEFINE_FREEP(struct hsm, hsm_close)
 
 /*
  * Log in as the user.  pin is wiped (overwritten with zeros) before

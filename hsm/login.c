@@ -25,11 +25,6 @@
 
 #include "hsm-private.h"
 
-static void hsm_closep(struct hsm **p)
-{
-        hsm_close(*p);
-}
-
 static void pin_forget(struct kept_pin *p)
 {
         if (!p->page)

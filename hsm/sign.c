@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "hsm-private.h"
+#include "clock.h"
 
 /* DER DigestInfo header for SHA-256 (RFC 8017 section 9.2, note 1):
  * CKM_RSA_PKCS pads but does not hash or wrap. */
@@ -24,14 +25,6 @@ static const uint8_t sha256_info[] = {
         0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
         0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20,
 };
-
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-}
 
 int hsm_session_open(struct hsm *h, struct hsm_session **ret)
 {

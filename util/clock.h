@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Clocks.  Timeouts and rate limits use the monotonic clock, which a change
+ * of the date does not move; Unix seconds (time()) are for what is recorded
+ * or sent (t=, key states).
+ */
+#ifndef UTIL_CLOCK_H
+#define UTIL_CLOCK_H
+
+#include <stdint.h>
+
+/* Milliseconds on CLOCK_MONOTONIC (since an arbitrary point). */
+uint64_t now_ms(void);
+
+#endif
