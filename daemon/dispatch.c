@@ -17,6 +17,7 @@
 #include "dispatch.h"
 #include "dkimsign-errors.h"
 #include "header.h"
+#include "audit.h"
 #include "log.h"
 #include "msg.h"
 #include "policy.h"

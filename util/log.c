@@ -2,8 +2,10 @@
 /*
  * Logging to stderr with "<N>" priority prefixes (sd-daemon(3) convention).
  * One write per line, so concurrent threads never interleave a line.
+ * See log.h.
  */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,10 +15,6 @@
 
 #include "dkimsign-build.h"
 #include "log.h"
-
-#if HAVE_SYSTEMD
-#include <systemd/sd-journal.h>
-#endif
 
 static const char *log_ident = "dkimsignd";
 static int log_max = LOG_INFO;
@@ -42,53 +40,6 @@ void log_init(const char *ident, int max_priority)
         /* On a terminal the bare "<6>" prefix is noise; journald wants it. */
         log_prefix = !isatty(STDERR_FILENO);
         log_journal = HAVE_SYSTEMD && stderr_is_journal();
-}
-
-static void sanitize(char *s)
-{
-        for (; *s; s++)
-                if ((unsigned char) *s < 0x20 || *s == 0x7f)
-                        *s = '?';
-}
-
-void log_audit(const struct audit *a)
-{
-        char line[1024], when[32];
-        struct timespec ts;
-        struct tm tm;
-
-        /* An info line like any other: at log_level warning, nothing to
-         * format (it is on every signature's path). */
-        if (LOG_INFO > log_max)
-                return;
-        /* journald stamps its records itself; a plain log line needs its own. */
-        clock_gettime(CLOCK_REALTIME, &ts);
-        gmtime_r(&ts.tv_sec, &tm);
-        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        if (a->error)
-                snprintf(line, sizeof(line), "audit: %s time=%s uid=%u pid=%d domain=%s message-id=%s error=\"%s\"",
-                         a->outcome, when, a->uid, a->pid, a->domain ? a->domain : "-",
-                         a->message_id ? a->message_id : "-", a->error);
-        else
-                snprintf(line, sizeof(line),
-                         "audit: %s time=%s uid=%u pid=%d domain=%s selector=%s alg=%s message-id=%s",
-                         a->outcome, when, a->uid, a->pid, a->domain ? a->domain : "-",
-                         a->selector ? a->selector : "-", a->algorithm ? a->algorithm : "-",
-                         a->message_id ? a->message_id : "-");
-        sanitize(line);
-#if HAVE_SYSTEMD
-        if (log_journal) {
-                sd_journal_send("MESSAGE=%s", line, "PRIORITY=%d", LOG_INFO, "SYSLOG_IDENTIFIER=%s", log_ident,
-                                "DKIMSIGN_OUTCOME=%s", a->outcome, "DKIMSIGN_PEER_UID=%u", a->uid,
-                                "DKIMSIGN_PEER_PID=%d", a->pid, "DKIMSIGN_DOMAIN=%s", a->domain ? a->domain : "",
-                                "DKIMSIGN_SELECTOR=%s", a->selector ? a->selector : "",
-                                "DKIMSIGN_ALGORITHM=%s", a->algorithm ? a->algorithm : "",
-                                "DKIMSIGN_MESSAGE_ID=%s", a->message_id ? a->message_id : "",
-                                "DKIMSIGN_ERROR=%s", a->error ? a->error : "", NULL);
-                return;
-        }
-#endif
-        log_msg(LOG_INFO, "%s", line);
 }
 
 void log_msg(int priority, const char *fmt, ...)
@@ -122,4 +73,19 @@ void log_msg(int priority, const char *fmt, ...)
         if (write(STDERR_FILENO, line, n) < 0) {
                 /* Nowhere left to report it. */
         }
+}
+
+bool log_enabled(int priority)
+{
+        return priority <= log_max;
+}
+
+bool log_to_journal(void)
+{
+        return log_journal;
+}
+
+const char *log_identity(void)
+{
+        return log_ident;
 }
