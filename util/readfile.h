@@ -5,8 +5,8 @@
  * a size the caller names, so a mistaken path (a device, a FIFO, a huge
  * log) is refused instead of read for ever.
  */
-#ifndef READFILE_H
-#define READFILE_H
+#ifndef UTIL_READFILE_H
+#define UTIL_READFILE_H
 
 #include <stddef.h>
 
