@@ -12,8 +12,9 @@
 
 #include "ctl-lifecycle.h"
 #include "dkimsign-errors.h"
-#include "dnswatch.h"
+#include "keycheck.h"
 #include "keystate.h"
+#include "log.h"
 #include "resolve.h"
 
 void ctl_duration(uint64_t seconds, char ret[24])
@@ -121,17 +122,49 @@ int ctl_next_selector(const struct keytab *t, const char *domain, enum hsm_alg a
 
 int ctl_refresh(const struct config *c, struct keyreg *reg, char *why, size_t whylen)
 {
-        struct dnswatch *w = NULL;
+        struct keycheck_report rep = { 0 };
+        struct dns_resolver *res = NULL;
+        struct keyreg_entry **keys = NULL;
+        const char *server = c->dns_resolver ? c->dns_resolver : "the system resolver";
+        size_t n = 0;
         int r;
 
         if (mkdir(c->state_dir, 0750) < 0 && errno != EEXIST) {
                 snprintf(why, whylen, "state_dir %s: %s", c->state_dir, strerror(errno));
                 return DKIMSIGN_E_SYSTEM;
         }
-        r = dnswatch_new(reg, c, &w, why, whylen);
+        r = dns_resolver_new(c->dns_resolver, c->dns_timeout_ms, &res);
+        if (r < 0) {
+                snprintf(why, whylen, "[dns] resolver %s: %s", c->dns_resolver ? c->dns_resolver : "system",
+                         dkimsign_strerror(r));
+                return r;
+        }
+        r = keyreg_current(reg, &keys, &n);
         if (r == 0)
-                r = dnswatch_run_once(w, why, whylen);
-        dnswatch_free(w);
+                r = keycheck_run(keys, n, res, c->state_dir, NULL, &rep);
+        if (r < 0)
+                snprintf(why, whylen, "%s", dkimsign_strerror(r));
+        if (r == 0) {
+                if (rep.failed)
+                        log_warn("dns: %zu lookup(s) got no answer from %s (timeout or server failure); no key "
+                                 "changes state until it answers", rep.failed, server);
+                if (rep.skipped)
+                        log_warn("dns: %u lookups in a row got no answer from %s; %zu key(s) not checked this "
+                                 "time", rep.failures_in_row, server, rep.skipped);
+                for (size_t i = 0; i < rep.nevents; i++) {
+                        char line[1024];
+                        bool warning;
+
+                        keycheck_event_sentence(&rep, &rep.events[i], line, sizeof(line), &warning);
+                        log_msg(warning ? LOG_WARNING : LOG_INFO, "%s", line);
+                }
+                r = rep.file_result;
+                if (r < 0)
+                        snprintf(why, whylen, "key states: %s; the state file was not written", rep.file_error);
+        }
+        keycheck_report_clear(&rep);
+        free(keys);
+        dns_resolver_free(res);
         return r;
 }
 
@@ -147,7 +180,7 @@ static enum key_dns lookup(const struct config *c, const char *label, EVP_PKEY *
                          dkimsign_strerror(r));
                 return KEY_DNS_FAILED;
         }
-        out = dnswatch_lookup(res, label, pub);
+        out = keycheck_lookup(res, label, pub);
         dns_resolver_free(res);
         return out;
 }

@@ -31,26 +31,24 @@
 
 #include "config.h"
 #include "keys.h"
+#include "keystate.h"
 #include "resolve.h"
 
 struct dnswatch;
 
 /*
- * A watcher over reg's newest generation, with c's [dns] settings and
- * state_dir (copied).  The resolver is made here, so a bad [dns] resolver
- * fails now: DKIMSIGN_E_CONFIG with a sentence in why.  The thread starts
- * with dnswatch_start.
+ * A watcher with c's [dns] settings and state_dir (copied), and a key
+ * registry of its own (keys.h), which it guards with a lock of its own.
+ * The resolver is made here, so a bad [dns] resolver fails now:
+ * DKIMSIGN_E_CONFIG with a sentence in why.  The thread starts with
+ * dnswatch_start.
  */
-int dnswatch_new(struct keyreg *reg, const struct config *c, struct dnswatch **ret, char *why, size_t whylen);
+int dnswatch_new(const struct config *c, struct dnswatch **ret, char *why, size_t whylen);
 int dnswatch_start(struct dnswatch *w);
 
-/*
- * One check in the caller's thread, with lookups whatever [dns] watch says:
- * `dkimsignctl refresh`, which a timer runs when [dns] watch = timer keeps
- * the daemon off the network.  0, or the state file's problem (logged,
- * and in why).
- */
-int dnswatch_run_once(struct dnswatch *w, char *why, size_t whylen);
+/* keyreg_attach on the watcher's registry: t becomes the generation the
+ * watcher checks.  Safe while the thread runs. */
+int dnswatch_attach(struct dnswatch *w, struct keytab *t, const struct config *c, const struct keystate *file);
 
 /* This process leaves the lookups to another (a signer process other
  * than the first, procs.h): the watcher takes the states from the file
@@ -61,11 +59,6 @@ void dnswatch_files_only(struct dnswatch *w);
 /* After a reload: take c's [dns] settings (state_dir stays until a
  * restart) and check the keys now.  Thread-safe. */
 void dnswatch_reconfigure(struct dnswatch *w, const struct config *c);
-
-/* What DNS shows at label (a key's <selector>._domainkey.<domain>) for the
- * public key pub: a record with it, none, others, a revoked one, only
- * unreadable ones, or no answer.  Used by the watcher and dkimsignctl. */
-enum key_dns dnswatch_lookup(struct dns_resolver *res, const char *label, EVP_PKEY *pub);
 
 /* Stop the thread (after the lookup it is in, at most [dns] timeout) and
  * free.  Accepts NULL; returns NULL. */

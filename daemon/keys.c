@@ -7,7 +7,6 @@
  * workers may keep pointers to them.
  */
 #include <ctype.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -357,7 +356,6 @@ int keytab_select(const struct keytab *t, const struct config *c, const char *do
 /* ---- the registry ---- */
 
 struct keyreg {
-        pthread_mutex_t lock;
         struct keyreg_entry **entries;  /* owned, sorted by label, then fingerprint */
         size_t count;
         unsigned generation;
@@ -442,7 +440,6 @@ int keyreg_new(struct keyreg **ret)
 
         if (!g)
                 return DKIMSIGN_E_NOMEM;
-        pthread_mutex_init(&g->lock, NULL);
         *ret = g;
         return 0;
 }
@@ -454,7 +451,6 @@ struct keyreg *keyreg_free(struct keyreg *g)
         for (size_t i = 0; i < g->count; i++)
                 entry_free(g->entries[i]);
         free(g->entries);
-        pthread_mutex_destroy(&g->lock);
         free(g);
         return NULL;
 }
@@ -466,12 +462,9 @@ int keyreg_attach(struct keyreg *g, struct keytab *t, const struct config *c, co
         unsigned gen;
         int r = 0;
 
-        pthread_mutex_lock(&g->lock);
         grown = realloc(g->entries, (g->count + t->count + 1) * sizeof(*grown));
-        if (!grown) {
-                pthread_mutex_unlock(&g->lock);
+        if (!grown)
                 return DKIMSIGN_E_NOMEM;
-        }
         g->entries = grown;
         gen = g->generation + 1;
         for (size_t i = 0; i < t->count; i++) {
@@ -508,7 +501,6 @@ int keyreg_attach(struct keyreg *g, struct keytab *t, const struct config *c, co
         qsort(g->entries, g->count, sizeof(*g->entries), reg_sort_cmp);
         if (r == 0)
                 g->generation = gen;
-        pthread_mutex_unlock(&g->lock);
         return r;
 }
 
@@ -517,12 +509,10 @@ int keyreg_current(struct keyreg *g, struct keyreg_entry ***ret, size_t *ret_cou
         struct keyreg_entry **list;
         size_t n = 0;
 
-        pthread_mutex_lock(&g->lock);
         list = calloc(g->count ? g->count : 1, sizeof(*list));
         for (size_t i = 0; list && i < g->count; i++)
                 if (atomic_load(&g->entries[i]->generation) == g->generation)
                         list[n++] = g->entries[i];
-        pthread_mutex_unlock(&g->lock);
         if (!list)
                 return DKIMSIGN_E_NOMEM;
         *ret = list;

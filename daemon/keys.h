@@ -101,7 +101,10 @@ void key_live_times(const struct key_live *l, struct key_times *ret);
  * says.  Returns true when something changed. */
 bool key_live_adopt(struct key_live *l, const struct key_times *file, bool dns_from_file);
 
-/* The registry of live key states, one entry per label and fingerprint. */
+/* The registry of live key states, one entry per label and fingerprint.
+ * Not thread-safe: a program with threads serializes its calls (dkimsignd's
+ * DNS watcher owns the registry and its lock, dnswatch.h).  The entries'
+ * key_live fields are atomics, read by any thread. */
 struct keyreg;
 
 int keyreg_new(struct keyreg **ret);
@@ -113,7 +116,7 @@ struct keyreg *keyreg_free(struct keyreg *g);
  * table, else a new one seeded from file (its entry, when the fingerprint
  * is the same key's; pending otherwise), and set each entry's wait and
  * grace from c.  t becomes the newest generation (the one the watcher
- * checks).  Safe while the watcher runs.
+ * checks).
  */
 int keyreg_attach(struct keyreg *g, struct keytab *t, const struct config *c, const struct keystate *file);
 

@@ -52,6 +52,7 @@ enum lifecycle_what {
         LC_ACTIVE,               /* the wait is over: it signs */
         LC_RETIRED_SUCCEEDED,    /* `successor` has been active for retire_grace */
         LC_RETIRED_ON_TOKEN,     /* dkimsignctl retired it on the token */
+        LC_FROM_FILE,            /* (a check, not the step) the state file's `state` was taken */
 };
 
 struct lifecycle_event {
@@ -60,10 +61,13 @@ struct lifecycle_event {
         enum key_dns dns;        /* LC_BACK_TO_PENDING, LC_ACTIVE_NOT_IN_DNS, LC_PENDING_SEES */
         int64_t when;            /* LC_PUBLISHED: when it will sign; LC_ACTIVE, LC_RETIRED_*: since when */
         size_t successor;        /* LC_RETIRED_SUCCEEDED: index of the newer key */
+        enum key_state state;    /* LC_FROM_FILE: the state taken */
 };
 
-/* At most this many events per key and step (clock, DNS, clock again). */
+/* At most this many events per key and step (clock, DNS, clock again),
+ * and one more per key for a check that reads the state file first. */
 #define LIFECYCLE_EVENTS_PER_KEY 3
+#define LIFECYCLE_EVENTS_PER_CHECK (LIFECYCLE_EVENTS_PER_KEY + 1)
 
 /*
  * One step at now.  keys[0..n) are sorted by domain (each key is weighed

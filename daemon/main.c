@@ -167,7 +167,8 @@ static void log_keys(const struct keytab *t)
 
 /* The keys' lifecycle states from the state file, attached to t.  A damaged
  * file is an error: nothing is reset behind the admin's back. */
-static int attach_states(struct keyreg *reg, struct keytab *t, const struct config *c, char *why, size_t whylen)
+static int attach_states(struct dnswatch *watch, struct keytab *t, const struct config *c, char *why,
+                         size_t whylen)
 {
         struct keystate file = { 0 };
         char inner[768];
@@ -178,7 +179,7 @@ static int attach_states(struct keyreg *reg, struct keytab *t, const struct conf
                          "every key as pending", inner, dkimsign_strerror(r));
                 return r;
         }
-        r = keyreg_attach(reg, t, c, &file);
+        r = dnswatch_attach(watch, t, c, &file);
         if (r < 0)
                 snprintf(why, whylen, "key states: %s", dkimsign_strerror(r));
         keystate_clear(&file);
@@ -203,7 +204,6 @@ struct reload_source {
         const char *config_path;
         struct hsm *h;
         const struct config *running;
-        struct keyreg *reg;
         struct dnswatch *watch;
         bool supervised;        /* one of [token] processes: tell the others */
         bool watch_file_only;   /* another process watches DNS (procs.h) */
@@ -233,7 +233,7 @@ static struct sign_ctx *reload_generation(void *userdata, bool from_request, cha
                 config_free(c);
                 return NULL;
         }
-        if (attach_states(src->reg, keys, c, why, whylen) < 0) {
+        if (attach_states(src->watch, keys, c, why, whylen) < 0) {
                 keytab_free(keys);
                 config_free(c);
                 return NULL;
@@ -306,7 +306,6 @@ struct signer {
         struct config *c;
         struct hsm *h;
         struct keytab *keys;
-        struct keyreg *reg;
         struct dnswatch *watch;
         struct workers *w;
         struct server *s;
@@ -322,19 +321,17 @@ static int signer_load(struct signer *sg)
 
         if (r < 0)
                 log_err("listing the keys on the token: %s (%s)", dkimsign_strerror(r), hsm_ckr_name(hsm_last_ckr()));
-        if (r == 0)
-                r = keyreg_new(&sg->reg);
         if (r == 0) {
-                r = attach_states(sg->reg, sg->keys, sg->c, err, sizeof(err));
-                if (r < 0)
-                        log_err("%s; refusing to start", err);
-        }
-        if (r == 0) {
-                r = dnswatch_new(sg->reg, sg->c, &sg->watch, err, sizeof(err));
+                r = dnswatch_new(sg->c, &sg->watch, err, sizeof(err));
                 if (r < 0)
                         log_err("%s", err);
                 else if (sg->src.watch_file_only)
                         dnswatch_files_only(sg->watch);
+        }
+        if (r == 0) {
+                r = attach_states(sg->watch, sg->keys, sg->c, err, sizeof(err));
+                if (r < 0)
+                        log_err("%s; refusing to start", err);
         }
         if (r == 0)
                 log_keys(sg->keys);
@@ -356,7 +353,6 @@ static int signer_serve(struct signer *sg, int fd, int ready_fd)
         }
         sg->src.h = sg->h;
         sg->src.running = c;
-        sg->src.reg = sg->reg;
         sg->src.watch = sg->watch;
         r = sign_ctx_new(c, sg->keys, &sg->ctx);
         sg->c = NULL;     /* transferred */
@@ -384,17 +380,16 @@ static int signer_serve(struct signer *sg, int fd, int ready_fd)
 static void signer_close(struct signer *sg)
 {
         server_free(sg->s);
-        /* Before the workers: it reads the registry, not the token. */
-        dnswatch_free(sg->watch);
         if (workers_stop(sg->w) > 0) {
                 /* Finalizing the module under a thread still inside it
                  * could crash; exiting is enough. */
                 log_err("exiting with a token call still hung");
                 sg->h = NULL;
         }
+        /* After the workers: they read the key states in its registry. */
+        dnswatch_free(sg->watch);
         sign_ctx_unref(sg->ctx);
         keytab_free(sg->keys);
-        keyreg_free(sg->reg);
         hsm_close(sg->h);
         config_free(sg->c);
 }
