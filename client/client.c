@@ -424,18 +424,43 @@ static int put_normalized(struct buf *b, const char *s)
         return r;
 }
 
-PUBLIC int dkimsign_message_add_header(dkimsign_message *m, const char *name, const char *value)
+/* A field name as RFC 5322 has it: printable US-ASCII, no colon. */
+static bool field_name_ok(const char *name)
+{
+        for (const unsigned char *p = (const unsigned char *) name; *p; p++)
+                if (*p < 33 || *p > 126 || *p == ':')
+                        return false;
+        return true;
+}
+
+/* Every line end in a value (LF or CRLF) must fold, i.e. be followed by a
+ * space or tab: any other would end the field, or the header block, where
+ * the MTA sends no such end. */
+static bool field_value_ok(const char *v)
+{
+        for (; *v; v++) {
+                if (*v == '\r' && v[1] == '\n')
+                        v++;
+                if (*v == '\n' && v[1] != ' ' && v[1] != '\t')
+                        return false;
+        }
+        return true;
+}
+
+/* One field: name, sep, value (line ends made CRLF), CRLF. */
+static int add_field(dkimsign_message *m, const char *name, const char *sep, const char *value)
 {
         size_t start = m->header.len;
         int r;
 
         if (m->state != IN_HEADER || (m->header.len && !m->headers_added) || !*name)
                 return DKIMSIGN_E_INTERNAL;
+        if (!field_name_ok(name) || !field_value_ok(value))
+                return DKIMSIGN_E_FORMAT;
         m->headers_added = true;
-        /* Milters get the value without the space after the colon. */
         r = buf_put(&m->header, name, strlen(name));
         if (r == 0)
-                r = buf_put(&m->header, ": ", 2);
+                r = buf_put(&m->header, sep, strlen(sep));
         if (r == 0)
                 r = put_normalized(&m->header, value);
         if (r == 0)
@@ -445,6 +470,18 @@ PUBLIC int dkimsign_message_add_header(dkimsign_message *m, const char *name, co
                 return r == DKIMSIGN_E_NOSPACE ? DKIMSIGN_E_TOO_LARGE : r;
         }
         return 0;
+}
+
+PUBLIC int dkimsign_message_add_header_raw(dkimsign_message *m, const char *name, const char *value)
+{
+        return add_field(m, name, ":", value);
+}
+
+/* A milter without SMFIP_HDR_LEADSPC gets the value without the
+ * whitespace after the colon; one space is put back. */
+PUBLIC int dkimsign_message_add_header(dkimsign_message *m, const char *name, const char *value)
+{
+        return add_field(m, name, ": ", value);
 }
 
 PUBLIC int dkimsign_message_write_body(dkimsign_message *m, const void *data, size_t len)

@@ -79,7 +79,27 @@ int dkimsign_message_set_max_header(dkimsign_message *m, size_t max);
 int dkimsign_message_write(dkimsign_message *m, const void *data, size_t len);
 
 /* The same message as an MTA hands it over (milter): header fields one by
- * one (value as received, folding kept, LF or CRLF), then the body. */
+ * one, in order, then the body.  Only on a message nothing was written to.
+ *
+ * dkimsign_message_add_header_raw() signs the field exactly as the MTA
+ * will send it: "name:value".  name is the field name (printable US-ASCII,
+ * no colon); value is everything after the colon as it stands: its leading
+ * whitespace (none, a space, a tab, several) and its folds, with LF or CRLF
+ * line ends (made CRLF), each followed by a space or tab.  A milter gets
+ * values so when it negotiates SMFIP_HDR_LEADSPC with the MTA.
+ *
+ * dkimsign_message_add_header() takes the value without its leading
+ * whitespace, as a milter gets it without SMFIP_HDR_LEADSPC, and signs
+ * "name: value": one space after the colon, whatever the field had.  That
+ * is the field as sent only when it had exactly one space there (Postfix
+ * drops one space, Sendmail all leading whitespace), so with simple header
+ * canonicalization a field written "Subject:x" fails verification; relaxed
+ * header canonicalization ignores that whitespace and is unaffected.
+ *
+ * Both return DKIMSIGN_E_FORMAT for a name or value that is no field (a
+ * colon, space or control character in the name, a line end in the value
+ * that does not fold) and DKIMSIGN_E_TOO_LARGE past the header limit. */
+int dkimsign_message_add_header_raw(dkimsign_message *m, const char *name, const char *value);
 int dkimsign_message_add_header(dkimsign_message *m, const char *name, const char *value);
 int dkimsign_message_write_body(dkimsign_message *m, const void *data, size_t len);
 
