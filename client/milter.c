@@ -9,18 +9,27 @@
  * from a client in internal_networks (or with no address: local
  * submission).  Everything else, and every message dkimsignd refuses for
  * good (no key for the From domain, no From, two From), passes unsigned
- * with one log line.  A temporary failure (dkimsignd down, token failure,
- * busy) tempfails the message, or accepts it unsigned (on_tempfail =
- * accept); an outage is logged when it starts and when it ends, never once
- * per message.  Message content is never logged.
+ * with one info line giving the reason (rate-limited per reason).  A
+ * temporary failure (dkimsignd down, token failure, busy) tempfails the
+ * message, or accepts it unsigned (on_tempfail = accept); an outage is
+ * logged when it starts and when it ends.  Message content is never
+ * logged, only the queue id and the From (or envelope sender) domain.
+ *
+ * Header fields are signed as the MTA will send them: the milter asks for
+ * SMFIP_HDR_LEADSPC, so a value comes with the whitespace after the colon.
+ * An MTA that does not grant it drops that whitespace, which simple header
+ * canonicalization would sign wrongly: header fields are then signed with
+ * relaxed canonicalization, and that is logged once.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <ini.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,6 +39,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libmilter/mfapi.h>
@@ -41,6 +51,8 @@
 #define DEFAULT_MILTER_SOCKET "unix:/run/dkimsign-milter/milter.sock"
 #define MAX_NETWORKS 64
 #define POOL_MAX 16
+#define UNSIGNED_BURST 100      /* info lines a reason, per window */
+#define UNSIGNED_WINDOW 60      /* seconds */
 #define EXIT_USAGE 64
 #define EXIT_CONFIG 78
 
@@ -381,8 +393,13 @@ static void pool_clear(void)
 
 struct conn {
         bool internal;
+        bool leadspc;           /* the MTA passes values with leading whitespace */
         bool sign;              /* this message is being signed */
+        bool external;          /* this message is not, and that is not logged yet */
         dkimsign_message *msg;
+        /* For the log: the first From field's domain of a message being
+         * signed, the envelope sender's of an external one; or "". */
+        char domain[254];
 };
 
 static struct conn *conn_get(SMFICTX *ctx)
@@ -390,11 +407,27 @@ static struct conn *conn_get(SMFICTX *ctx)
         return smfi_getpriv(ctx);
 }
 
+/* The connection's context, made by whichever callback comes first
+ * (negotiate, or connect when the MTA does not negotiate). */
+static struct conn *conn_attach(SMFICTX *ctx)
+{
+        struct conn *c = smfi_getpriv(ctx);
+
+        if (!c) {
+                c = calloc(1, sizeof(*c));
+                if (c)
+                        smfi_setpriv(ctx, c);
+        }
+        return c;
+}
+
 static void conn_reset(struct conn *c)
 {
         dkimsign_message_free(c->msg);
         c->msg = NULL;
         c->sign = false;
+        c->external = false;
+        c->domain[0] = 0;
 }
 
 static const char *queue_id(SMFICTX *ctx)
@@ -404,9 +437,104 @@ static const char *queue_id(SMFICTX *ctx)
         return id ? id : "-";
 }
 
+/* ---- unsigned mail: one line a message, at most UNSIGNED_BURST for each
+ * reason in UNSIGNED_WINDOW seconds; how many more were left out is said
+ * with the first line of that reason after the window ---- */
+
+enum why_unsigned {
+        WHY_EXTERNAL,           /* neither internal nor authenticated */
+        WHY_REFUSED,            /* dkimsignd refused for good (no key, no From...) */
+        WHY_INPUT,              /* the header or body could not be taken */
+        WHY_UNAVAILABLE,        /* dkimsignd down, on_tempfail = accept */
+        WHY_MAX,
+};
+
+static const char *const why_names[WHY_MAX] = {
+        [WHY_EXTERNAL] = "external", [WHY_REFUSED] = "refused by dkimsignd",
+        [WHY_INPUT] = "unreadable message", [WHY_UNAVAILABLE] = "dkimsignd unavailable",
+};
+
+static struct {
+        time_t start;
+        unsigned logged, dropped;
+} why_limit[WHY_MAX];
+static pthread_mutex_t why_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* "QUEUEID: not signed: REASON (DOMAIN_LABEL DOMAIN)": no content, the
+ * domain only when known. */
+static void log_unsigned(SMFICTX *ctx, enum why_unsigned why, int priority, const char *reason,
+                         const char *domain_label, const char *domain)
+{
+        struct timespec now;
+        unsigned dropped = 0;
+        bool log;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        pthread_mutex_lock(&why_lock);
+        if (why_limit[why].logged == 0 || now.tv_sec - why_limit[why].start >= UNSIGNED_WINDOW) {
+                dropped = why_limit[why].dropped;
+                why_limit[why].start = now.tv_sec;
+                why_limit[why].logged = 0;
+                why_limit[why].dropped = 0;
+        }
+        log = why_limit[why].logged < UNSIGNED_BURST;
+        if (log)
+                why_limit[why].logged++;
+        else
+                why_limit[why].dropped++;
+        pthread_mutex_unlock(&why_lock);
+        if (dropped)
+                log_msg(priority, "%u more messages not signed (%s) were not logged", dropped, why_names[why]);
+        if (log && domain[0])
+                log_msg(priority, "%s: not signed: %s (%s %s)", queue_id(ctx), reason, domain_label, domain);
+        else if (log)
+                log_msg(priority, "%s: not signed: %s", queue_id(ctx), reason);
+}
+
+/* The domain of the address in s (the one in angle brackets if any, else
+ * after the last '@'), lowercased, into ret (253 octets and a NUL); "" if
+ * there is none.  For the log only: it is not what dkimsignd signs for. */
+static void address_domain(const char *s, char ret[static 254])
+{
+        const char *lt = strrchr(s, '<');
+        const char *at = lt ? strchr(lt, '@') : strrchr(s, '@');
+        size_t n = 0;
+
+        if (at)
+                for (at++; n < 253 && (isalnum((unsigned char) at[n]) || at[n] == '.' || at[n] == '-'); n++)
+                        ret[n] = (char) tolower((unsigned char) at[n]);
+        ret[n] = 0;
+}
+
+/* Ask the MTA for header values with their leading whitespace
+ * (SMFIP_HDR_LEADSPC) and to skip the steps without a callback here. */
+static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
+                             unsigned long f3, unsigned long *pf0, unsigned long *pf1, unsigned long *pf2,
+                             unsigned long *pf3)
+{
+        const unsigned long skip = SMFIP_NOHELO | SMFIP_NORCPT | SMFIP_NOEOH | SMFIP_NOUNKNOWN;
+        struct conn *c;
+
+        (void) f2;
+        (void) f3;
+        if (!(f0 & SMFIF_ADDHDRS)) {
+                log_msg(LOG_ERR, "on_negotiate: the MTA does not let milters add header fields");
+                return SMFIS_REJECT;
+        }
+        c = conn_attach(ctx);
+        /* Without a context to remember it in, LEADSPC is not asked for. */
+        if (c)
+                c->leadspc = (f1 & SMFIP_HDR_LEADSPC) != 0;
+        *pf0 = SMFIF_ADDHDRS;
+        *pf1 = f1 & (skip | (c ? SMFIP_HDR_LEADSPC : 0));
+        *pf2 = 0;
+        *pf3 = 0;
+        return SMFIS_CONTINUE;
+}
+
 static sfsistat on_connect(SMFICTX *ctx, char *hostname, struct sockaddr *hostaddr)
 {
-        struct conn *c = calloc(1, sizeof(*c));
+        struct conn *c = conn_attach(ctx);
 
         (void) hostname;
         if (!c) {
@@ -414,7 +542,6 @@ static sfsistat on_connect(SMFICTX *ctx, char *hostname, struct sockaddr *hostad
                 return SMFIS_TEMPFAIL;
         }
         c->internal = is_internal(hostaddr);
-        smfi_setpriv(ctx, c);
         return SMFIS_CONTINUE;
 }
 
@@ -425,23 +552,43 @@ static sfsistat pass(struct conn *c)
         return SMFIS_ACCEPT;
 }
 
+/* Without SMFIP_HDR_LEADSPC the MTA drops the whitespace after a field's
+ * colon, and simple header canonicalization would sign the field with one
+ * space put back, which is wrong whenever it had none, a tab or more: the
+ * header fields are signed relaxed instead, which that whitespace does not
+ * change. */
+static enum dkimsign_canon header_canon(const struct conn *c)
+{
+        static atomic_bool warned;
+
+        if (cfg.header_canon == DKIMSIGN_CANON_RELAXED || c->leadspc)
+                return cfg.header_canon;
+        if (!atomic_exchange(&warned, true))
+                log_msg(LOG_WARNING, "the MTA does not pass header fields with the whitespace after the colon "
+                                     "(SMFIP_HDR_LEADSPC): signing header fields with relaxed canonicalization, "
+                                     "not simple");
+        return DKIMSIGN_CANON_RELAXED;
+}
+
 static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 {
         struct conn *c = conn_get(ctx);
         const char *auth = smfi_getsymval(ctx, (char *) "{auth_authen}");
         int r;
 
-        (void) argv;
         if (!c)
                 return SMFIS_ACCEPT;
         conn_reset(c);
         if (!c->internal && !(auth && *auth)) {
-                log_msg(LOG_DEBUG, "%s: external, unauthenticated sender: not signing", queue_id(ctx));
-                return SMFIS_ACCEPT;
+                /* Logged at the next step, which has the queue id. */
+                c->external = true;
+                if (argv && argv[0])
+                        address_domain(argv[0], c->domain);
+                return SMFIS_CONTINUE;
         }
         r = dkimsign_message_new(&c->msg);
         if (r == 0)
-                r = dkimsign_message_set_canon(c->msg, cfg.header_canon, cfg.body_canon);
+                r = dkimsign_message_set_canon(c->msg, header_canon(c), cfg.body_canon);
         if (r < 0) {
                 log_msg(LOG_ERR, "on_envfrom: %s", dkimsign_strerror(r));
                 conn_reset(c);
@@ -451,16 +598,44 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
         return SMFIS_CONTINUE;
 }
 
+/* A message that is not being signed.  An external one is logged at the
+ * first step after MAIL FROM that comes (DATA from Postfix and Sendmail):
+ * the queue id is known there (Postfix opens the queue file only after a
+ * valid recipient), and a transaction that ends before it, every
+ * recipient refused, leaves nothing unsigned. */
+static sfsistat not_signing(SMFICTX *ctx, struct conn *c, sfsistat status)
+{
+        if (c && c->external) {
+                c->external = false;
+                log_unsigned(ctx, WHY_EXTERNAL, LOG_INFO, "external client, not authenticated",
+                             "envelope sender domain", c->domain);
+        }
+        return status;
+}
+
+static sfsistat on_data(SMFICTX *ctx)
+{
+        struct conn *c = conn_get(ctx);
+
+        return !c || !c->sign ? not_signing(ctx, c, SMFIS_ACCEPT) : SMFIS_CONTINUE;
+}
+
 static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 {
         struct conn *c = conn_get(ctx);
         int r;
 
         if (!c || !c->sign)
-                return SMFIS_ACCEPT;
-        r = dkimsign_message_add_header(c->msg, name, value);
+                return not_signing(ctx, c, SMFIS_ACCEPT);
+        if (!c->domain[0] && strcasecmp(name, "From") == 0)
+                address_domain(value, c->domain);
+        r = c->leadspc ? dkimsign_message_add_header_raw(c->msg, name, value)
+                       : dkimsign_message_add_header(c->msg, name, value);
         if (r < 0) {
-                log_msg(LOG_WARNING, "%s: not signed: header: %s", queue_id(ctx), dkimsign_strerror(r));
+                log_unsigned(ctx, WHY_INPUT, LOG_WARNING,
+                             r == DKIMSIGN_E_TOO_LARGE ? "header block over its limit"
+                             : r == DKIMSIGN_E_FORMAT ? "malformed header field" : dkimsign_strerror(r),
+                             "From domain", c->domain);
                 return pass(c);
         }
         return SMFIS_CONTINUE;
@@ -472,19 +647,20 @@ static sfsistat on_body(SMFICTX *ctx, unsigned char *data, size_t len)
         int r;
 
         if (!c || !c->sign)
-                return SMFIS_ACCEPT;
+                return not_signing(ctx, c, SMFIS_ACCEPT);
         r = dkimsign_message_write_body(c->msg, data, len);
         if (r < 0) {
-                log_msg(LOG_WARNING, "%s: not signed: body: %s", queue_id(ctx), dkimsign_strerror(r));
+                log_unsigned(ctx, WHY_INPUT, LOG_WARNING, dkimsign_strerror(r), "From domain", c->domain);
                 return pass(c);
         }
         return SMFIS_CONTINUE;
 }
 
 /* One "DKIM-Signature: ...CRLF" field from fields into a milter header
- * value: no name, no space after the colon, CRLF folds as LF.  Returns
- * the start of the next field. */
-static const char *field_value(const char *fields, char **ret)
+ * value: no name, CRLF folds as LF, and the space after the colon only
+ * with leadspc (otherwise the MTA puts one there).  Returns the start of
+ * the next field. */
+static const char *field_value(const char *fields, bool leadspc, char **ret)
 {
         const char *p = fields, *end;
         char *v, *o;
@@ -493,7 +669,7 @@ static const char *field_value(const char *fields, char **ret)
                 p++;
         if (*p == ':')
                 p++;
-        if (*p == ' ')
+        if (*p == ' ' && !leadspc)
                 p++;
         /* The field ends at a CRLF not followed by a fold. */
         for (end = p; *end; end++)
@@ -510,14 +686,14 @@ static const char *field_value(const char *fields, char **ret)
         return *end ? end + 2 : end;
 }
 
-static int insert_fields(SMFICTX *ctx, const char *fields)
+static int insert_fields(SMFICTX *ctx, bool leadspc, const char *fields)
 {
         char *values[8];
         size_t n = 0;
         int r = 0;
 
         for (const char *p = fields; *p && n < 8;) {
-                p = field_value(p, &values[n]);
+                p = field_value(p, leadspc, &values[n]);
                 if (!p) {
                         r = -1;
                         break;
@@ -542,21 +718,25 @@ static sfsistat on_eom(SMFICTX *ctx)
         int r;
 
         if (!c || !c->sign)
-                return SMFIS_CONTINUE;
+                return not_signing(ctx, c, SMFIS_CONTINUE);
         r = client_get(&client);
         if (r == 0)
                 r = dkimsign_sign(client, c->msg, &fields);
         if (r < 0 && dkimsign_err_is_temporary(r)) {
                 outage_update(true, client ? dkimsign_client_error(client) : dkimsign_strerror(r));
                 status = cfg.tempfail_accept ? SMFIS_CONTINUE : SMFIS_TEMPFAIL;
-                log_msg(LOG_DEBUG, "%s: %s", queue_id(ctx), status == SMFIS_TEMPFAIL ? "tempfailed" : "not signed");
+                if (cfg.tempfail_accept)
+                        log_unsigned(ctx, WHY_UNAVAILABLE, LOG_INFO, "dkimsignd unavailable, on_tempfail = accept",
+                                     "From domain", c->domain);
+                else
+                        log_msg(LOG_DEBUG, "%s: tempfailed", queue_id(ctx));
         } else if (r < 0) {
                 outage_update(false, NULL);
-                log_msg(LOG_NOTICE, "%s: not signed: %s", queue_id(ctx),
-                        client ? dkimsign_client_error(client) : dkimsign_strerror(r));
+                log_unsigned(ctx, WHY_REFUSED, LOG_INFO,
+                             client ? dkimsign_client_error(client) : dkimsign_strerror(r), "From domain", c->domain);
         } else {
                 outage_update(false, NULL);
-                if (insert_fields(ctx, fields) < 0) {
+                if (insert_fields(ctx, c->leadspc, fields) < 0) {
                         log_msg(LOG_ERR, "%s: smfi_insheader failed", queue_id(ctx));
                         status = SMFIS_TEMPFAIL;
                 } else {
@@ -596,11 +776,13 @@ static struct smfiDesc filter = {
         .xxfi_flags = SMFIF_ADDHDRS,
         .xxfi_connect = on_connect,
         .xxfi_envfrom = on_envfrom,
+        .xxfi_data = on_data,
         .xxfi_header = on_header,
         .xxfi_body = on_body,
         .xxfi_eom = on_eom,
         .xxfi_abort = on_abort,
         .xxfi_close = on_close,
+        .xxfi_negotiate = on_negotiate,
 };
 
 /* ---- main ---- */

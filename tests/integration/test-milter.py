@@ -1,15 +1,18 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 """dkimsign-milter: at the milter protocol level (a minimal MTA side written
-here: folded headers as Postfix passes them, a 20 MB body), then end to end
-behind a private Postfix instance on loopback, submitted to with swaks,
-delivered to a Maildir and verified with python3-dkim and OpenDKIM.
+here: folded headers as Postfix passes them, with and without
+SMFIP_HDR_LEADSPC, a 20 MB body), then end to end behind a private Postfix
+instance on loopback, submitted to with swaks, delivered to a Maildir and
+verified with python3-dkim and OpenDKIM.  Every message the milter leaves
+unsigned must have its info line in the milter's log.
 
 Skips (exit 77) when dkimsign-milter was not built (no libmilter); the
 Postfix part skips its tests when postfix or swaks is missing, or when not
 run as root (Postfix needs its own users and root to start)."""
 import glob
 import os
+import re
 import shutil
 import socket
 import struct
@@ -35,14 +38,15 @@ tmp = None
 # --- the milter, run by the test -------------------------------------------
 
 class Milter:
-    def __init__(self, name, internal_networks="127.0.0.0/8, ::1/128", on_tempfail="tempfail", extra=""):
+    def __init__(self, name, internal_networks="127.0.0.0/8, ::1/128", on_tempfail="tempfail", extra="",
+                 log_level="debug"):
         self.socket = os.path.join(tmp, name + ".sock")
         self.config = os.path.join(tmp, name + ".conf")
         self.log_path = os.path.join(tmp, name + ".log")
         with open(self.config, "w") as f:
             f.write(f"[milter]\nsocket = unix:{self.socket}\ndkimsignd_socket = {box.socket}\n"
                     f"internal_networks = {internal_networks}\non_tempfail = {on_tempfail}\n"
-                    f"log_level = debug\n{extra}")
+                    f"log_level = {log_level}\n{extra}")
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([MILTER, "--config", self.config], stdout=log, stderr=log)
         log.close()
@@ -57,6 +61,13 @@ class Milter:
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
+    def unsigned_lines(self, reason, queue_id=None, priority=6):
+        """The lines that say a message was left unsigned for reason (at
+        <6>, info, unless told), of one queue id if given."""
+        qid = re.escape(queue_id) if queue_id else r"\S+"
+        return re.findall(rf"(?m)^<{priority}>dkimsign-milter: {qid}: not signed: {re.escape(reason)}.*$",
+                          self.log())
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -70,17 +81,31 @@ class Milter:
 
 # --- the MTA side of the milter protocol (version 6) -----------------------
 
+SMFIP_NORCPT = 0x8
+SMFIP_NOEOH = 0x40
+SMFIP_NODATA = 0x200
+SMFIP_HDR_LEADSPC = 0x100000
+queue_ids = 0
+
+
 class MilterClient:
-    def __init__(self, path):
+    """Header fields are given as (name, value as it stands after the
+    colon); the client passes them as Postfix does: as they stand when the
+    milter took SMFIP_HDR_LEADSPC, else with one leading space dropped."""
+
+    def __init__(self, path, leadspc=True):
         self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.s.settimeout(60)
         self.s.connect(path)
-        # Offer every "skip this step" flag (as Postfix does); honour the
-        # ones the milter takes.
-        self.send(b"O", struct.pack(">III", 6, 0x1ff, 0x37f))
+        # Offer every "skip this step" flag (as Postfix does), and header
+        # values with their leading space unless told not to; honour what
+        # the milter takes.
+        self.send(b"O", struct.pack(">III", 6, 0x1ff, 0x37f | (SMFIP_HDR_LEADSPC if leadspc else 0)))
         cmd, data = self.recv()
         assert cmd == b"O", cmd
         self.skip = struct.unpack(">III", data[:12])[2]
+        self.leadspc = bool(self.skip & SMFIP_HDR_LEADSPC)
+        assert self.leadspc == leadspc, hex(self.skip)
 
     def send(self, cmd, data=b""):
         self.s.sendall(struct.pack(">I", len(data) + 1) + cmd + data)
@@ -111,15 +136,22 @@ class MilterClient:
 
     def message(self, headers, body, auth=None):
         """One transaction; returns (final reply, inserted headers as
-        (index, name, value))."""
-        if auth:
-            self.macros(b"M", **{"{auth_authen}": auth})
+        (index, name, value)).  self.queue_id is its queue id, which the
+        milter gets from DATA on, as from Postfix."""
+        global queue_ids
+        queue_ids += 1
+        self.queue_id = f"QID{queue_ids}X"
+        # Each MAIL's macros replace the last one's, as from Postfix.
+        self.macros(b"M", **{"{mail_addr}": "alice@example.com", **({"{auth_authen}": auth} if auth else {})})
         r = self.step(b"M", b"<alice@example.com>\0")
         if r != b"c":
             return r, []
-        rcpt = [] if self.skip & 0x8 else [(b"R", b"<bob@example.net>\0")]
-        for cmd, data in rcpt + \
-                [(b"L", n.encode() + b"\0" + v.encode() + b"\0") for n, v in headers] + [(b"N", b"")]:
+        steps = [] if self.skip & SMFIP_NORCPT else [(b"R", b"<bob@example.net>\0")]
+        self.macros(b"T", i=self.queue_id)
+        steps += [] if self.skip & SMFIP_NODATA else [(b"T", b"")]
+        steps += [(b"L", n.encode() + b"\0" + self.passed_value(v).encode() + b"\0") for n, v in headers]
+        steps += [] if self.skip & SMFIP_NOEOH else [(b"N", b"")]
+        for cmd, data in steps:
             r = self.step(cmd, data)
             if r != b"c":
                 return r, []
@@ -140,27 +172,38 @@ class MilterClient:
             else:
                 raise AssertionError(f"unexpected milter reply {cmd}")
 
+    def passed_value(self, value):
+        """What Postfix passes: without SMFIP_HDR_LEADSPC it eats one
+        space (not a tab) after the colon (milter8.c)."""
+        return value if self.leadspc or not value.startswith(" ") else value[1:]
+
     def close(self):
         self.send(b"Q")
         self.s.close()
 
+    def rebuild(self, headers, body, inserted):
+        """The message as Postfix writes it after the milter's changes: the
+        fields as they were, an inserted value after "name:" as it stands
+        with SMFIP_HDR_LEADSPC, else after "name: "."""
+        fields = [f"{n}:{v}" for n, v in headers]
+        for idx, name, value in inserted:
+            fields.insert(idx, f"{name}:{value}" if self.leadspc else f"{name}: {value}")
+        head = "".join(f.replace("\n", "\r\n") + "\r\n" for f in fields)
+        return head.encode() + b"\r\n" + body
 
-def rebuild(headers, body, inserted):
-    """The message as the MTA writes it after the milter's changes."""
-    fields = [f"{n}: {v}" for n, v in headers]
-    for idx, name, value in inserted:
-        fields.insert(idx, f"{name}: {value}")
-    head = "".join(f.replace("\n", "\r\n") + "\r\n" for f in fields)
-    return head.encode() + b"\r\n" + body
 
-
-HEADERS = [("From", "Alice <alice@example.com>"),
-           ("To", "bob@example.net"),
+# (name, value as it stands after the colon)
+HEADERS = [("From", " Alice <alice@example.com>"),
+           ("To", " bob@example.net"),
            # Postfix passes a folded field with LF and the fold's own whitespace.
-           ("Subject", "a subject that is long enough\n\tto be folded\n  twice"),
-           ("Date", "Sun, 29 Nov 2026 10:00:00 +0000"),
-           ("Message-ID", "<1@example.com>")]
+           ("Subject", " a subject that is long enough\n\tto be folded\n  twice"),
+           ("Date", " Sun, 29 Nov 2026 10:00:00 +0000"),
+           ("Message-ID", " <1@example.com>")]
 BODY = b"Hello Bob.\r\n"
+# Subject fields as a client may write them, each a case that "name: value"
+# rebuilt from a value without its leading whitespace gets wrong.
+SUBJECTS = [" one space", "no space", "\ttab", "  two spaces", "", " ",
+            "\n\tfolded right after the colon", " folded\n\t  with a tab \n and trailing space"]
 
 
 def test_protocol_signs_internal():
@@ -171,12 +214,52 @@ def test_protocol_signs_internal():
         r, ins = c.message(HEADERS, BODY)
         assert r == b"c", r
         assert len(ins) == 1 and ins[0][0] == 0 and ins[0][1] == "DKIM-Signature", ins
-        assert "\r" not in ins[0][2] and not ins[0][2].startswith(" "), "milters use LF, no leading space"
-        msg = rebuild(HEADERS, BODY, ins)
+        # With SMFIP_HDR_LEADSPC the milter writes the space after the colon.
+        assert "\r" not in ins[0][2] and ins[0][2].startswith(" v=1;"), "milters use LF, leading space"
+        msg = c.rebuild(HEADERS, BODY, ins)
         assert dkimpy_verify(msg, box.keytable), msg
         # A second message on the same connection.
         r, ins = c.message(HEADERS[:1] + HEADERS[2:], b"second\r\n")
-        assert r == b"c" and dkimpy_verify(rebuild(HEADERS[:1] + HEADERS[2:], b"second\r\n", ins), box.keytable)
+        assert r == b"c" and dkimpy_verify(c.rebuild(HEADERS[:1] + HEADERS[2:], b"second\r\n", ins), box.keytable)
+        c.close()
+        # An MTA without SMFIP_HDR_LEADSPC puts the space there itself.
+        c = MilterClient(m.socket, leadspc=False)
+        assert c.connect() == b"c"
+        r, ins = c.message(HEADERS, BODY)
+        assert r == b"c" and len(ins) == 1 and ins[0][2].startswith("v=1;"), (r, ins)
+        assert dkimpy_verify(c.rebuild(HEADERS, BODY, ins), box.keytable)
+        c.close()
+    finally:
+        m.stop()
+
+
+def test_protocol_header_whitespace():
+    """simple/simple signs each field as the MTA passes it with
+    SMFIP_HDR_LEADSPC; without it the milter signs the header fields
+    relaxed (which that whitespace does not change), says so once, and
+    the signatures verify either way."""
+    m = Milter("proto-space", extra="canonicalization = simple/simple\n")
+    try:
+        for leadspc, expect in ((True, "simple/simple"), (False, "relaxed/simple"), (False, "relaxed/simple")):
+            c = MilterClient(m.socket, leadspc=leadspc)
+            assert c.connect() == b"c"
+            for subject in SUBJECTS:
+                headers = HEADERS[:2] + [("Subject", subject)] + HEADERS[3:]
+                r, ins = c.message(headers, BODY)
+                assert r == b"c" and len(ins) == 1, (r, ins)
+                assert tags(("DKIM-Signature:" + ins[0][2]).encode())["c"] == expect, (leadspc, ins)
+                msg = c.rebuild(headers, BODY, ins)
+                assert dkimpy_verify(msg, box.keytable), (leadspc, msg)
+            c.close()
+        log = m.log()
+        assert log.count("SMFIP_HDR_LEADSPC") == 1, log
+        # A field no MTA passes is refused, not signed as something else.
+        c = MilterClient(m.socket)
+        c.connect()
+        r, ins = c.message(HEADERS + [("X-Bad", " a\nb")], BODY)
+        assert r == b"a" and ins == [], (r, ins)
+        assert len(m.unsigned_lines("malformed header field (From domain example.com)", c.queue_id, 4)) == 1, \
+            m.log()
         c.close()
     finally:
         m.stop()
@@ -189,10 +272,17 @@ def test_protocol_external_unsigned_authenticated_signed():
         assert c.connect("192.0.2.1") == b"c"
         r, ins = c.message(HEADERS, BODY)
         assert r == b"a" and ins == [], (r, ins)
+        lines = m.unsigned_lines("external client, not authenticated", c.queue_id)
+        assert lines and lines[0].endswith("(envelope sender domain example.com)"), m.log()
         r, ins = c.message(HEADERS, BODY, auth="alice")
         assert r == b"c" and len(ins) == 1, (r, ins)
-        assert dkimpy_verify(rebuild(HEADERS, BODY, ins), box.keytable)
+        assert dkimpy_verify(c.rebuild(HEADERS, BODY, ins), box.keytable)
+        # A flood of unsigned mail: 100 lines a minute for each reason.
+        for _ in range(120):
+            r, ins = c.message(HEADERS, BODY)
+            assert r == b"a", r
         c.close()
+        assert len(m.unsigned_lines("external client")) == 100, m.log()
     finally:
         m.stop()
 
@@ -202,14 +292,16 @@ def test_protocol_no_key_and_no_from_pass_unsigned():
     try:
         c = MilterClient(m.socket)
         c.connect()
-        other = [("From", "x@example.org")] + HEADERS[1:]
+        other = [("From", " Xavier <X@Example.ORG>")] + HEADERS[1:]
         r, ins = c.message(other, BODY)
         assert r == b"c" and ins == [], (r, ins)
+        lines = m.unsigned_lines("dkimsignd: ", c.queue_id)
+        assert len(lines) == 1 and lines[0].endswith("(From domain example.org)"), m.log()
         r, ins = c.message(HEADERS[1:], BODY)
         assert r == b"c" and ins == [], (r, ins)
+        lines = m.unsigned_lines("dkimsignd: ", c.queue_id)
+        assert len(lines) == 1 and "From domain" not in lines[0], m.log()
         c.close()
-        log = m.log()
-        assert "not signed" in log, log
     finally:
         m.stop()
 
@@ -223,8 +315,8 @@ def test_protocol_20mb():
         body = line * (20 * 1024 * 1024 // len(line) + 1)
         r, ins = c.message(HEADERS, body)
         assert r == b"c" and len(ins) == 1, (r, ins)
-        assert tags(("DKIM-Signature: " + ins[0][2]).encode())["c"] == "simple/simple"
-        assert dkimpy_verify(rebuild(HEADERS, body, ins), box.keytable)
+        assert tags(("DKIM-Signature:" + ins[0][2]).encode())["c"] == "simple/simple"
+        assert dkimpy_verify(c.rebuild(HEADERS, body, ins), box.keytable)
         c.close()
     finally:
         m.stop()
@@ -261,6 +353,8 @@ def test_protocol_tempfail_accept():
         r, ins = c.message(HEADERS, BODY)
         assert r == b"c" and ins == [], (r, ins)
         c.close()
+        lines = m.unsigned_lines("dkimsignd unavailable, on_tempfail = accept", c.queue_id)
+        assert len(lines) == 1 and lines[0].endswith("(From domain example.com)"), m.log()
     finally:
         m.stop()
         if box.daemon is None:
@@ -308,7 +402,9 @@ postlog   unix-dgram n - n - 1 postlogd
 
 
 class Postfix:
-    def __init__(self, milter_socket):
+    def __init__(self, *milters):
+        """milters: the milters' sockets, or {unix:PATH, protocol=N}
+        entries, in smtpd_milters order."""
         self.dir = os.path.join(tmp, "postfix")
         self.conf = os.path.join(self.dir, "conf")
         self.mail = os.path.join(self.dir, "mail")
@@ -346,7 +442,7 @@ virtual_mailbox_base = {self.mail}
 virtual_mailbox_maps = static:bob/
 virtual_uid_maps = static:{pw.pw_uid}
 virtual_gid_maps = static:{pw.pw_gid}
-smtpd_milters = unix:{milter_socket}
+smtpd_milters = {" ".join(m if m.startswith("{") else "unix:" + m for m in milters)}
 milter_default_action = tempfail
 """)
         with open(os.path.join(self.conf, "master.cf"), "w") as f:
@@ -387,38 +483,48 @@ milter_default_action = tempfail
         raise AssertionError(f"no delivered message with {marker}:\n{self.log()}")
 
 
-def swaks(sender, marker, subject_sep=" "):
+def swaks(sender, marker, subject=None, head_extra=""):
     """Submit a message with folded header fields (as a real MUA writes
-    them); swaks reads it from stdin."""
+    them); swaks reads it from stdin.  subject: the Subject field's value
+    as it stands after the colon (default: one space, the marker, folded).
+    Returns the CompletedProcess and the queue id Postfix gave."""
+    if subject is None:
+        subject = f" test {marker} with a subject long enough\r\n  to be folded, twice\r\n\tover three lines"
     message = (f"From: Alice Example <{sender}>\r\n"
                "To: Bob <bob@local.test>,\r\n\tCarol <carol@local.test>\r\n"
-               f"Subject:{subject_sep}test {marker} with a subject long enough\r\n"
-               "  to be folded, twice\r\n\tover three lines\r\n"
+               f"Subject:{subject}\r\n"
                "Date: Sun, 29 Nov 2026 10:00:00 +0000\r\n"
                f"Message-ID: <{marker}@example.com>\r\n"
+               f"{head_extra}"
                "MIME-Version: 1.0\r\n"
                "Content-Type: text/plain; charset=us-ascii\r\n"
                "\r\n"
                "Hello Bob.\r\n\r\n  Indented line  with  spaces \r\n.dot-stuffed line\r\n\r\n\r\n")
-    return subprocess.run(["swaks", "--server", f"127.0.0.1:{SMTP_PORT}", "--from", sender,
-                           "--to", "bob@local.test", "--data", "-", "--timeout", "60"],
-                          input=message, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(["swaks", "--server", f"127.0.0.1:{SMTP_PORT}", "--from", sender,
+                        "--to", "bob@local.test", "--data", "-", "--timeout", "60"],
+                       input=message, capture_output=True, text=True, timeout=120)
+    queued = re.search(r"queued as ([0-9A-Za-z]+)", p.stdout)
+    return p, queued.group(1) if queued else None
 
 
-def verify_all(path):
+def verify_all(path, count=1):
+    """Every verifier passes each of the count signatures of path."""
     keytable = os.path.join(tmp, "keytable")
     with open(keytable, "w") as f:
         for name, txt in box.keytable.items():
             f.write(f"{name} {txt}\n")
-    p = subprocess.run(["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "..", "tools", "dkimpy-verify.py"),
-                        "--keytable", keytable, path], capture_output=True, text=True)
-    assert p.returncode == 0, ("dkimpy-verify", p.stdout, p.stderr)
+    verifiers = [("dkimpy-verify", ["/usr/bin/python3",
+                                    os.path.join(os.path.dirname(__file__), "..", "tools", "dkimpy-verify.py")])]
     opendkim = os.path.join(BUILD, "tests", "tools", "opendkim-verify")
     if os.path.exists(opendkim):
-        p = subprocess.run([opendkim, "--keytable", keytable, path], capture_output=True, text=True)
-        assert p.returncode == 0, ("opendkim-verify", p.stdout, p.stderr)
+        verifiers.append(("opendkim-verify", [opendkim]))
     else:
         print("note: opendkim-verify not built; python3-dkim only")
+    for name, command in verifiers:
+        p = subprocess.run(command + ["--keytable", keytable, path], capture_output=True, text=True)
+        # One line a message: "PATH<TAB>pass,fail,..." (a verdict a signature).
+        verdicts = p.stdout.rstrip("\n").rsplit("\t", 1)[-1].split(",")
+        assert p.returncode == 0 and verdicts == ["pass"] * count, (name, p.stdout, p.stderr)
 
 
 def postfix_available():
@@ -434,19 +540,28 @@ def test_postfix_end_to_end():
     m = Milter("pf-int")
     pf = Postfix(m.socket)
     try:
-        p = swaks("alice@example.com", "internal-1")
+        p, _qid = swaks("alice@example.com", "internal-1")
         assert p.returncode == 0, p.stdout + p.stderr
         path, data = pf.delivered("internal-1")
         assert data.startswith(b"DKIM-Signature:") or b"\nDKIM-Signature:" in data
         assert len(signature_fields(data)) == 1, data[:2000]
         verify_all(path)
 
+        # A domain without a key: delivered unsigned, and the milter says
+        # so at info level, with the queue id and the From domain.
+        p, qid = swaks("alice@example.org", "nokey-1")
+        assert p.returncode == 0 and qid, p.stdout + p.stderr
+        _path, data = pf.delivered("nokey-1")
+        assert signature_fields(data) == [], data[:2000]
+        lines = m.unsigned_lines("dkimsignd: ", qid)
+        assert len(lines) == 1 and lines[0].endswith("(From domain example.org)"), m.log()
+
         # dkimsignd down: 4xx at end of data, then success once it is back.
         box.stop()
-        p = swaks("alice@example.com", "outage-1")
+        p, _qid = swaks("alice@example.com", "outage-1")
         assert p.returncode != 0 and "\n<** 4" in p.stdout, p.stdout
         box.start()
-        p = swaks("alice@example.com", "outage-1")
+        p, _qid = swaks("alice@example.com", "outage-1")
         assert p.returncode == 0, p.stdout + p.stderr
         path, data = pf.delivered("outage-1")
         assert len(signature_fields(data)) == 1
@@ -462,38 +577,63 @@ def test_postfix_end_to_end():
 def test_postfix_outside_unsigned():
     """The loopback client is outside when internal_networks excludes it
     (no SMTP AUTH set up here: the {auth_authen} path is covered at the
-    protocol level)."""
+    protocol level).  The milter logs it at info level (log_level = info)."""
     if not postfix_available():
         return
-    m = Milter("pf-ext", internal_networks="10.0.0.0/8")
+    m = Milter("pf-ext", internal_networks="10.0.0.0/8", log_level="info")
     pf = Postfix(m.socket)
     try:
-        p = swaks("mallory@example.com", "external-1")
-        assert p.returncode == 0, p.stdout + p.stderr
+        p, qid = swaks("mallory@example.com", "external-1")
+        assert p.returncode == 0 and qid, p.stdout + p.stderr
         _path, data = pf.delivered("external-1")
         assert signature_fields(data) == [], data[:2000]
+        lines = m.unsigned_lines("external client, not authenticated", qid)
+        assert len(lines) == 1 and lines[0].endswith("(envelope sender domain example.com)"), m.log()
     finally:
         pf.stop()
         m.stop()
 
 
-def test_postfix_simple_canon_header_spacing():
-    """simple/simple signs the octets Postfix delivers: the space (or its
-    absence) after a field's colon survives the milter round trip."""
+CANONS = ["simple/simple", "simple/relaxed", "relaxed/simple", "relaxed/relaxed"]
+
+
+def test_postfix_header_whitespace_every_canon():
+    """Header fields written every way a client may write them (no space,
+    a tab, two spaces, empty, folded right after the colon, trailing space
+    before a fold), through one Postfix with five milters in a row: one for
+    each canonicalization, each taking SMFIP_HDR_LEADSPC, and one that
+    Postfix talks milter protocol 4 to (no SMFIP_HDR_LEADSPC), configured
+    simple/simple, which must sign the header fields relaxed.  Every
+    delivered message carries five signatures that each verifier passes."""
     if not postfix_available():
         return
-    m = Milter("pf-simple", extra="canonicalization = simple/simple\n")
-    pf = Postfix(m.socket)
+    milters, pf = [], None
     try:
-        for i, sep in enumerate((" ", "  ", "", "\t")):
-            p = swaks("alice@example.com", f"simple-{i}", sep)
+        for c in CANONS:
+            milters.append(Milter(f"pf-{c.replace('/', '-')}", extra=f"canonicalization = {c}\n"))
+        milters.append(Milter("pf-v4", extra="canonicalization = simple/simple\n"))
+        pf = Postfix(*[m.socket for m in milters[:-1]], f"{{ unix:{milters[-1].socket}, protocol=4 }}")
+        cases = [(" test {} one space", ""), ("  test {} two spaces", ""), ("test {} no space", ""),
+                 ("\ttest {} a tab", ""), ("", ""),
+                 ("\r\n\ttest {} folded right after the colon", ""),
+                 (" test {} folded with trailing space \r\n\t  and a tab\r\n over three lines",
+                  "Reply-To:\tAlice\r\n  <alice@example.com>\r\nCc:\r\n\tCarol <carol@local.test>\r\n")]
+        for i, (subject, extra) in enumerate(cases):
+            marker = f"ws-{i}"
+            subject = subject.format(marker)
+            p, _qid = swaks("alice@example.com", marker, subject, extra)
             assert p.returncode == 0, p.stdout + p.stderr
-            path, data = pf.delivered(f"simple-{i}")
-            assert tags(signature_fields(data)[0])["c"] == "simple/simple"
-            verify_all(path)
+            path, data = pf.delivered(marker)
+            assert sorted(tags(f)["c"] for f in signature_fields(data)) == sorted(CANONS + ["relaxed/simple"]), \
+                data[:3000]
+            verify_all(path, count=5)
+        assert milters[-1].log().count("SMFIP_HDR_LEADSPC") == 1, milters[-1].log()
+        assert all("SMFIP_HDR_LEADSPC" not in m.log() for m in milters[:-1])
     finally:
-        pf.stop()
-        m.stop()
+        if pf:
+            pf.stop()
+        for m in milters:
+            m.stop()
 
 
 def setup():
@@ -508,11 +648,12 @@ def setup():
 def main():
     setup()
     try:
-        run([test_protocol_signs_internal, test_protocol_external_unsigned_authenticated_signed,
+        run([test_protocol_signs_internal, test_protocol_header_whitespace,
+             test_protocol_external_unsigned_authenticated_signed,
              test_protocol_no_key_and_no_from_pass_unsigned, test_protocol_20mb,
              test_protocol_tempfail_once_per_outage, test_protocol_tempfail_accept,
              test_refuses_network_socket, test_postfix_end_to_end, test_postfix_outside_unsigned,
-             test_postfix_simple_canon_header_spacing])
+             test_postfix_header_whitespace_every_canon])
     finally:
         box.close()
         shutil.rmtree(tmp, ignore_errors=True)
