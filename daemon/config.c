@@ -28,15 +28,48 @@
 #include "readfile.h"
 
 
-/* inih's compiled-in line limit: longer lines would be split silently. */
-#define INI_LINE_MAX 199
+/* inih reads a line into INI_MAX_LINE (200) octets with its newline and
+ * NUL: a longer one would be split, and the lines after it miscounted. */
+#define INI_LINE_MAX 198
+
+/* A list of header field names as one key gave it (lowercased, in order). */
+struct hlist {
+        struct dkim_hpolicy *p;         /* .oversign unused */
+        size_t len;
+        size_t line;                    /* where the key is; 0: not set */
+};
+
+/* A section's headers and oversign, resolved once the whole file is read
+ * (resolve_policy), so their order in the file does not matter. */
+struct section_lists {
+        struct hlist headers, oversign;
+};
+
+/* The keys a section has set, each with its line: none may be set twice. */
+struct seen_keys {
+        struct {
+                char name[24];          /* longer names are unknown keys */
+                size_t line;
+        } key[24];
+        size_t n;
+};
+
+enum { SEEN_DAEMON, SEEN_TOKEN, SEEN_LIMITS, SEEN_SIGNING, SEEN_DNS, SEEN_DOMAIN, SEEN_COUNT };
 
 struct parse_state {
         struct config *c;
         struct config_domain *domain;   /* the [domain X] section being read */
         char *err;
         size_t errlen;
-        bool seen_headers;              /* [signing] headers replaced the default */
+        const char *text;               /* what the reader has not given inih yet */
+        size_t left;
+        size_t line;                    /* the line inih is on */
+        bool continued;                 /* it continues the key above it */
+        bool after_key;                 /* a key was set since the last [section] line */
+        size_t fail_line;               /* the first refusal's line; 0: none */
+        struct seen_keys seen[SEEN_COUNT];      /* SEEN_DOMAIN: the current [domain] */
+        struct section_lists signing;
+        struct section_lists *domain_lists;     /* one per c->domains entry, in file order */
 };
 
 static int fail(struct parse_state *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -47,6 +80,7 @@ static int fail(struct parse_state *s, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(s->err, s->errlen, fmt, ap);
         va_end(ap);
+        s->fail_line = s->line;
         return 0;  /* inih: stop, report this line */
 }
 
@@ -59,10 +93,9 @@ static char *lowercase_dup(const char *v)
         return p;
 }
 
+/* A key is set once (handle_key), so field is still NULL here. */
 static int set_string(struct parse_state *s, char **field, const char *name, const char *value)
 {
-        if (*field)
-                return fail(s, "'%s' is set twice", name);
         if (!*value)
                 return fail(s, "'%s' is empty", name);
         *field = strdup(value);
@@ -129,10 +162,8 @@ static bool valid_header_name(const char *n)
         return true;
 }
 
-/* Append a comma-, colon- or space-separated list of header names to a
- * policy; oversign marks names already there (or adds them). */
-static int add_header_list(struct parse_state *s, struct dkim_hpolicy **pol, size_t *len,
-                           const char *value, bool oversign)
+/* Append a comma-, colon- or space-separated list of header names. */
+static int add_header_list(struct parse_state *s, struct hlist *l, const char *value)
 {
         char *copy = strdup(value), *save = NULL;
         int ok = 1;
@@ -147,56 +178,34 @@ static int add_header_list(struct parse_state *s, struct dkim_hpolicy **pol, siz
                         ok = fail(s, "'%s' is not a valid header field name", tok);
                         break;
                 }
-                for (i = 0; i < *len; i++)
-                        if (strcasecmp((*pol)[i].name, tok) == 0)
+                for (i = 0; i < l->len; i++)
+                        if (strcasecmp(l->p[i].name, tok) == 0)
                                 break;
-                if (i < *len) {
-                        if (oversign)
-                                (*pol)[i].oversign = true;
-                        else
-                                ok = fail(s, "header field '%s' is listed twice", tok);
-                        continue;
+                if (i < l->len) {
+                        ok = fail(s, "header field '%s' is listed twice", tok);
+                        break;
                 }
-                if (*len >= DKIM_HNAMES_MAX / 2) {
+                if (l->len >= DKIM_HNAMES_MAX / 2) {
                         ok = fail(s, "too many header fields (at most %d)", DKIM_HNAMES_MAX / 2);
                         break;
                 }
-                p = realloc(*pol, (*len + 1) * sizeof(**pol));
+                p = realloc(l->p, (l->len + 1) * sizeof(*p));
                 if (!p) {
                         ok = fail(s, "out of memory");
                         break;
                 }
-                *pol = p;
-                p[*len] = (struct dkim_hpolicy) { .name = lowercase_dup(tok), .oversign = oversign };
-                if (!p[*len].name) {
+                l->p = p;
+                p[l->len] = (struct dkim_hpolicy) { .name = lowercase_dup(tok) };
+                if (!p[l->len].name) {
                         ok = fail(s, "out of memory");
                         break;
                 }
-                (*len)++;
+                l->len++;
         }
         free(copy);
+        if (ok && !l->line)
+                l->line = s->line;
         return ok;
-}
-
-/* Copy the built-in default policy (names duplicated, so all are owned). */
-static int default_policy(struct dkim_hpolicy **ret, size_t *ret_len)
-{
-        struct dkim_hpolicy *p = calloc(dkim_default_hpolicy_len, sizeof(*p));
-
-        if (!p)
-                return -1;
-        for (size_t i = 0; i < dkim_default_hpolicy_len; i++) {
-                p[i] = dkim_default_hpolicy[i];
-                p[i].name = strdup(dkim_default_hpolicy[i].name);
-                if (!p[i].name) {
-                        *ret = p;
-                        *ret_len = i;
-                        return -1;
-                }
-        }
-        *ret = p;
-        *ret_len = dkim_default_hpolicy_len;
-        return 0;
 }
 
 static void free_policy(struct dkim_hpolicy *p, size_t len)
@@ -204,6 +213,88 @@ static void free_policy(struct dkim_hpolicy *p, size_t len)
         for (size_t i = 0; i < len; i++)
                 free((char *) p[i].name);
         free(p);
+}
+
+static void section_lists_clear(struct section_lists *l)
+{
+        free_policy(l->headers.p, l->headers.len);
+        free_policy(l->oversign.p, l->oversign.len);
+}
+
+static bool hlist_has(const struct hlist *l, const char *name)
+{
+        for (size_t i = 0; i < l->len; i++)
+                if (strcmp(l->p[i].name, name) == 0)
+                        return true;
+        return false;
+}
+
+/* The built-in lists (RFC 6376 5.4.1's set, and the fields of it that the
+ * default over-signs), as a section that set both would have them. */
+static int default_lists(struct section_lists *ret)
+{
+        struct section_lists d = { 0 };
+        int r = 0;
+
+        d.headers.p = calloc(dkim_default_hpolicy_len, sizeof(*d.headers.p));
+        d.oversign.p = calloc(dkim_default_hpolicy_len, sizeof(*d.oversign.p));
+        if (!d.headers.p || !d.oversign.p)
+                r = DKIMSIGN_E_NOMEM;
+        for (size_t i = 0; i < dkim_default_hpolicy_len && r == 0; i++) {
+                const char *name = dkim_default_hpolicy[i].name;
+
+                if (!(d.headers.p[d.headers.len].name = strdup(name)))
+                        r = DKIMSIGN_E_NOMEM;
+                else
+                        d.headers.len++;
+                if (r == 0 && dkim_default_hpolicy[i].oversign) {
+                        if (!(d.oversign.p[d.oversign.len].name = strdup(name)))
+                                r = DKIMSIGN_E_NOMEM;
+                        else
+                                d.oversign.len++;
+                }
+        }
+        *ret = d;  /* even half-built: the caller clears it */
+        return r;
+}
+
+/* A section's policy: its signed fields (its own headers, else base's),
+ * each over-signed when its own oversign, else base's, names it.  A field
+ * in the section's own oversign that it does not sign is an error (the
+ * line would do nothing); one in base's oversign is simply not signed here. */
+static int resolve_policy(const struct section_lists *own, const struct section_lists *base, const char *section,
+                          struct dkim_hpolicy **ret, size_t *ret_len, char *err, size_t errlen)
+{
+        const struct hlist *sign = own->headers.line ? &own->headers : &base->headers;
+        const struct hlist *over = own->oversign.line ? &own->oversign : &base->oversign;
+        struct dkim_hpolicy *p;
+
+        if (!hlist_has(sign, "from")) {
+                snprintf(err, errlen, "line %zu: [%s] headers must include From (RFC 6376 5.4)", own->headers.line,
+                         section);
+                return DKIMSIGN_E_CONFIG;
+        }
+        for (size_t i = 0; i < own->oversign.len; i++)
+                if (!hlist_has(sign, own->oversign.p[i].name)) {
+                        snprintf(err, errlen, "line %zu: [%s] oversign names '%s', which is not signed: add it to "
+                                 "headers, or take it out of oversign", own->oversign.line, section,
+                                 own->oversign.p[i].name);
+                        return DKIMSIGN_E_CONFIG;
+                }
+        p = calloc(sign->len, sizeof(*p));
+        if (!p)
+                return DKIMSIGN_E_NOMEM;
+        for (size_t i = 0; i < sign->len; i++) {
+                p[i] = (struct dkim_hpolicy) { .name = strdup(sign->p[i].name),
+                                               .oversign = hlist_has(over, sign->p[i].name) };
+                if (!p[i].name) {
+                        free_policy(p, i);
+                        return DKIMSIGN_E_NOMEM;
+                }
+        }
+        *ret = p;
+        *ret_len = sign->len;
+        return 0;
 }
 
 static int acl_add(struct parse_state *s, struct config_acl *acl, const char *entry)
@@ -483,23 +574,17 @@ static int handle_signing(struct parse_state *s, const char *name, const char *v
                         return fail(s, "'expire' must be a duration such as 7d, or 0 for none");
                 return 1;
         }
-        if (strcmp(name, "headers") == 0) {
-                if (!s->seen_headers) {
-                        free_policy(c->hpolicy, c->hpolicy_len);
-                        c->hpolicy = NULL;
-                        c->hpolicy_len = 0;
-                        s->seen_headers = true;
-                }
-                return add_header_list(s, &c->hpolicy, &c->hpolicy_len, value, false);
-        }
+        if (strcmp(name, "headers") == 0)
+                return add_header_list(s, &s->signing.headers, value);
         if (strcmp(name, "oversign") == 0)
-                return add_header_list(s, &c->hpolicy, &c->hpolicy_len, value, true);
+                return add_header_list(s, &s->signing.oversign, value);
         return fail(s, "unknown key '%s' in [signing]", name);
 }
 
 static int handle_domain(struct parse_state *s, const char *name, const char *value)
 {
         struct config_domain *d = s->domain;
+        struct section_lists *lists = &s->domain_lists[d - s->c->domains];
 
         if (strcmp(name, "selector") == 0 || strcmp(name, "selectors") == 0) {
                 char *copy = strdup(value), *save = NULL;
@@ -521,13 +606,13 @@ static int handle_domain(struct parse_state *s, const char *name, const char *va
         if (strcmp(name, "key_domain") == 0) {
                 if (!dkim_domain_is_valid(value, strlen(value)))
                         return fail(s, "'%s' is not a valid domain name", value);
-                if (d->key_domain)
-                        return fail(s, "'key_domain' is set twice");
                 d->key_domain = lowercase_dup(value);
                 return d->key_domain ? 1 : fail(s, "out of memory");
         }
-        if (strcmp(name, "headers") == 0 || strcmp(name, "oversign") == 0)
-                return add_header_list(s, &d->hpolicy, &d->hpolicy_len, value, name[0] == 'o');
+        if (strcmp(name, "headers") == 0)
+                return add_header_list(s, &lists->headers, value);
+        if (strcmp(name, "oversign") == 0)
+                return add_header_list(s, &lists->oversign, value);
         if (strcmp(name, "allow") == 0)
                 return parse_acl(s, &d->allow, value);
         if (strcmp(name, "subdomains") == 0) {
@@ -557,6 +642,7 @@ static int open_domain(struct parse_state *s, const char *section)
         const char *dn = section + strlen("domain ");
         struct config *c = s->c;
         struct config_domain *p;
+        struct section_lists *l;
 
         while (*dn == ' ')
                 dn++;
@@ -567,6 +653,11 @@ static int open_domain(struct parse_state *s, const char *section)
                         return fail(s, "[domain %s] appears twice", dn);
         if (c->ndomains >= CONFIG_DOMAINS_MAX)
                 return fail(s, "too many [domain] sections (at most %d)", CONFIG_DOMAINS_MAX);
+        l = realloc(s->domain_lists, (c->ndomains + 1) * sizeof(*l));
+        if (!l)
+                return fail(s, "out of memory");
+        s->domain_lists = l;
+        l[c->ndomains] = (struct section_lists) { 0 };
         p = realloc(c->domains, (c->ndomains + 1) * sizeof(*p));
         if (!p)
                 return fail(s, "out of memory");
@@ -575,6 +666,46 @@ static int open_domain(struct parse_state *s, const char *section)
         if (!p[c->ndomains].name)
                 return fail(s, "out of memory");
         s->domain = &p[c->ndomains++];
+        s->seen[SEEN_DOMAIN].n = 0;
+        return 1;
+}
+
+/* The keys whose value is a list: only they continue on indented lines. */
+static bool is_list_key(const char *name)
+{
+        static const char *const lists[] = { "allow", "headers", "oversign", "selectors" };
+
+        for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+                if (strcmp(name, lists[i]) == 0)
+                        return true;
+        return false;
+}
+
+/* One key's line, or an indented line continuing it.  A key set again in
+ * its section, or a value that is not a list continued, would replace or
+ * extend the first silently: both are refused. */
+static int handle_key(struct parse_state *s, const char *section, struct seen_keys *seen,
+                      int (*handle)(struct parse_state *, const char *, const char *),
+                      const char *name, const char *value)
+{
+        const char *key = strcmp(name, "selector") == 0 ? "selectors" : name;
+        size_t i;
+
+        for (i = 0; i < seen->n; i++)
+                if (strcmp(seen->key[i].name, key) == 0)
+                        break;
+        if (s->continued && !is_list_key(key))
+                return fail(s, "'%s' takes one value: only a list continues on an indented line", name);
+        if (!s->continued && i < seen->n)
+                return fail(s, "'%s' is set twice in [%s] (first on line %zu)", name, section, seen->key[i].line);
+        if (!handle(s, name, value))
+                return 0;
+        /* Only known keys get here, and each section has fewer than fit. */
+        if (i == seen->n && seen->n < sizeof(seen->key) / sizeof(seen->key[0]) &&
+            strlen(key) < sizeof(seen->key[0].name)) {
+                strcpy(seen->key[seen->n].name, key);
+                seen->key[seen->n++].line = s->line;
+        }
         return 1;
 }
 
@@ -582,28 +713,64 @@ static int handler(void *user, const char *section, const char *name, const char
 {
         struct parse_state *s = user;
 
+        /* inih reads on after a refusal: the first is the one reported. */
+        if (s->fail_line)
+                return 0;
         if (!name)  /* a new section starts (INI_CALL_HANDLER_ON_NEW_SECTION) */
                 return 1;
         if (strcmp(section, "daemon") == 0)
-                return handle_daemon(s, name, value);
+                return handle_key(s, section, &s->seen[SEEN_DAEMON], handle_daemon, name, value);
         if (strcmp(section, "token") == 0)
-                return handle_token(s, name, value);
+                return handle_key(s, section, &s->seen[SEEN_TOKEN], handle_token, name, value);
         if (strcmp(section, "limits") == 0)
-                return handle_limits(s, name, value);
+                return handle_key(s, section, &s->seen[SEEN_LIMITS], handle_limits, name, value);
         if (strcmp(section, "signing") == 0)
-                return handle_signing(s, name, value);
+                return handle_key(s, section, &s->seen[SEEN_SIGNING], handle_signing, name, value);
         if (strcmp(section, "dns") == 0)
-                return handle_dns(s, name, value);
+                return handle_key(s, section, &s->seen[SEEN_DNS], handle_dns, name, value);
         if (strncmp(section, "domain ", 7) == 0) {
                 /* inih calls us per key; a section is new when its name changes. */
                 if (!s->domain || strcasecmp(s->domain->name, section + 7 + strspn(section + 7, " ")) != 0)
                         if (!open_domain(s, section))
                                 return 0;
-                return handle_domain(s, name, value);
+                return handle_key(s, section, &s->seen[SEEN_DOMAIN], handle_domain, name, value);
         }
         if (!*section)
                 return fail(s, "'%s' is outside any section", name);
         return fail(s, "unknown section [%s]", section);
+}
+
+/* inih's reader (an fgets over the text).  It counts the lines, and tells
+ * whether the line continues the key above it, by inih's own rule
+ * (INI_ALLOW_MULTILINE): indented, neither blank nor a comment, after a
+ * key of the same [section] line. */
+static char *read_line(char *str, int num, void *stream)
+{
+        struct parse_state *s = stream;
+        const char *p = str;
+        size_t n = 0;
+
+        if (!s->left || num < 2)
+                return NULL;
+        while (n < (size_t) num - 1 && n < s->left)
+                if (s->text[n++] == '\n')
+                        break;
+        memcpy(str, s->text, n);
+        str[n] = 0;
+        s->text += n;
+        s->left -= n;
+        if (++s->line == 1 && strncmp(p, "\xEF\xBB\xBF", 3) == 0)
+                p += 3;  /* inih skips a UTF-8 byte order mark */
+        while (*p && isspace((unsigned char) *p))
+                p++;
+        s->continued = false;
+        if (!*p || *p == ';' || *p == '#')
+                return str;
+        if (s->after_key && p > str)
+                s->continued = true;
+        else
+                s->after_key = *p != '[';
+        return str;
 }
 
 struct section_line {
@@ -710,7 +877,7 @@ static struct config *config_new(void)
                 .read_timeout_ms = 10 * 1000,
                 .idle_timeout_ms = 300 * 1000,
         };
-        if (!c->socket_path || !c->state_dir || default_policy(&c->hpolicy, &c->hpolicy_len) < 0)
+        if (!c->socket_path || !c->state_dir)
                 return config_free(c);
         return c;
 }
@@ -725,19 +892,43 @@ static int check_complete(struct config *c, char *err, size_t errlen)
                 snprintf(err, errlen, "[limits] max_frame must exceed max_header_block by 4096 at least");
                 return DKIMSIGN_E_CONFIG;
         }
-        for (size_t i = 0; i < c->hpolicy_len; i++)
-                if (strcmp(c->hpolicy[i].name, "from") == 0)
-                        return 0;
-        snprintf(err, errlen, "[signing] headers must include From (RFC 6376 5.4)");
-        return DKIMSIGN_E_CONFIG;
+        return 0;
+}
+
+/* Every section's header policy, from its lists and [signing]'s, now that
+ * the whole file is read. */
+static int resolve_policies(struct parse_state *s)
+{
+        struct config *c = s->c;
+        struct section_lists defaults, global;
+        int r = default_lists(&defaults);
+
+        if (r < 0)
+                goto out;
+        r = resolve_policy(&s->signing, &defaults, "signing", &c->hpolicy, &c->hpolicy_len, s->err, s->errlen);
+        /* What a [domain] inherits: [signing]'s lists, each else the default. */
+        global.headers = s->signing.headers.line ? s->signing.headers : defaults.headers;
+        global.oversign = s->signing.oversign.line ? s->signing.oversign : defaults.oversign;
+        for (size_t i = 0; i < c->ndomains && r == 0; i++) {
+                struct config_domain *d = &c->domains[i];
+                const struct section_lists *own = &s->domain_lists[i];
+                char section[DKIM_DOMAIN_SIZE + 8];
+
+                if (!own->headers.line && !own->oversign.line)
+                        continue;  /* hpolicy NULL: the global policy */
+                snprintf(section, sizeof(section), "domain %s", d->name);
+                r = resolve_policy(own, &global, section, &d->hpolicy, &d->hpolicy_len, s->err, s->errlen);
+        }
+out:
+        section_lists_clear(&defaults);
+        return r;
 }
 
 int config_parse(const char *text, size_t len, struct config **ret, char *err, size_t errlen)
 {
-        struct parse_state s = { .err = err, .errlen = errlen };
+        struct parse_state s = { .err = err, .errlen = errlen, .text = text, .left = len };
         struct config *c = NULL;
-        char *copy = NULL;
-        size_t line = 1, col = 0;
+        size_t line = 1, col = 0, ndomains = 0;
         int r = 0, k;
 
         if (errlen)
@@ -763,27 +954,26 @@ int config_parse(const char *text, size_t len, struct config **ret, char *err, s
         r = check_repeated_sections(text, len, err, errlen);
         if (r < 0)
                 return r;
-        copy = malloc(len + 1);
-        if (copy) {
-                memcpy(copy, text, len);
-                copy[len] = 0;
-        }
         c = config_new();
-        if (!copy || !c) {
+        if (!c) {
                 r = DKIMSIGN_E_NOMEM;
                 goto out;
         }
         s.c = c;
-        k = ini_parse_string(copy, handler, &s);
+        k = ini_parse_stream(read_line, &s, handler, &s);
+        ndomains = c->ndomains;
         if (k != 0) {
                 char why[256];
 
-                snprintf(why, sizeof(why), "%s", err[0] ? err : "syntax error");
+                /* A line inih could not read (no '=', no ']') has no message. */
+                snprintf(why, sizeof(why), "%s", s.fail_line == (size_t) k ? err : "syntax error");
                 snprintf(err, errlen, "line %d: %s", k, why);
                 r = DKIMSIGN_E_CONFIG;
                 goto out;
         }
         r = check_complete(c, err, errlen);
+        if (r == 0)
+                r = resolve_policies(&s);
         if (r < 0)
                 goto out;
         if (c->ndomains > 1)
@@ -791,7 +981,10 @@ int config_parse(const char *text, size_t len, struct config **ret, char *err, s
         *ret = c;
         c = NULL;
 out:
-        free(copy);
+        section_lists_clear(&s.signing);
+        for (size_t i = 0; i < ndomains; i++)
+                section_lists_clear(&s.domain_lists[i]);
+        free(s.domain_lists);
         config_free(c);
         return r;
 }

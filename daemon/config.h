@@ -67,7 +67,10 @@ struct config_domain {
         char *key_domain;                /* sign with this domain's keys (d=), NULL: name */
         char *selectors[CONFIG_SELECTORS_MAX];  /* keys to use; none: every key on the token */
         size_t nselectors;
-        struct dkim_hpolicy *hpolicy;    /* NULL: the global policy */
+        /* Set when the section has headers or oversign: its signed fields
+         * (its own headers, else [signing]'s), each over-signed when its
+         * own oversign, else [signing]'s, names it.  NULL: the global policy. */
+        struct dkim_hpolicy *hpolicy;
         size_t hpolicy_len;
         bool subdomains;                 /* also governs every subdomain without a section */
         struct config_acl allow;         /* unset: [daemon] allow */
@@ -100,7 +103,7 @@ struct config {
         struct config_limits limits;
         /* [signing] */
         uint64_t expire;            /* x= = t= + expire; 0: no x= */
-        struct dkim_hpolicy *hpolicy;
+        struct dkim_hpolicy *hpolicy;   /* headers (or the default), marked by oversign (or the default) */
         size_t hpolicy_len;
         enum config_unpublished unpublished;  /* REFUSE unless set to sign */
         /* [dns]: the key lifecycle's DNS watch (dnswatch.h) */

@@ -140,7 +140,7 @@ static void test_lifecycle(void **state)
         assert_int_equal(config_unpublished(c, "a.strict.example"), CONFIG_UNPUBLISHED_REFUSE);
         config_free(c);
 
-        c = parse_ok(TOKEN "[dns]\nresolver = 127.0.0.1\nresolver = system\nwatch = timer\n");
+        c = parse_ok(TOKEN "[dns]\nresolver = system\nwatch = timer\n");
         assert_null(c->dns_resolver);
         assert_int_equal(c->dns_watch, CONFIG_WATCH_TIMER);
         config_free(c);
@@ -182,6 +182,32 @@ static void test_refusals_name_the_line(void **state)
                 { TOKEN "[signing]\nunpublished = maybe\n", "'unpublished' must be refuse or sign" },
                 { TOKEN "[domain a.example]\nunpublished = yes\n", "'unpublished' must be refuse or sign" },
                 { TOKEN "[domain a.example]\npublish_wait = -1\n", "'publish_wait' must be a duration" },
+                /* A setting set again, or doing nothing where it stands. */
+                { TOKEN "[dns]\nresolver = 127.0.0.1\nresolver = system\n",
+                  "line 6: 'resolver' is set twice in [dns] (first on line 5)" },
+                { TOKEN "[signing]\nheaders = from\nheaders = to\n",
+                  "line 6: 'headers' is set twice in [signing] (first on line 5)" },
+                { TOKEN "[signing]\noversign = from\n[dns]\ntimeout = 2s\n[signing]\noversign = date\n",
+                  "line 9: 'oversign' is set twice in [signing] (first on line 5)" },
+                { TOKEN "sessions = 2\nsessions = 3\n", "line 5: 'sessions' is set twice in [token] (first on line 4)" },
+                { TOKEN "[limits]\nmax_line = 100\nmax_line = 200\n", "line 6: 'max_line' is set twice" },
+                { TOKEN "[daemon]\nallow = *\nallow = user:root\n", "line 6: 'allow' is set twice" },
+                { TOKEN "[domain a.example]\nselector = a\nselectors = b\n",
+                  "line 6: 'selectors' is set twice in [domain a.example] (first on line 5)" },
+                { TOKEN "[domain a.example]\nsubdomains = yes\nunpublished = sign\nsubdomains = no\n",
+                  "line 7: 'subdomains' is set twice" },
+                { TOKEN "[domain a.example]\nkey_domain = b.example\nkey_domain = c.example\n", "line 6: 'key_domain' is set twice" },
+                { TOKEN "[daemon]\nsocket = /a\n  /b\n", "line 6: 'socket' takes one value: only a list continues" },
+                { TOKEN "[signing]\nheaders = from\noversign = from, date\n",
+                  "line 6: [signing] oversign names 'date', which is not signed: add it to headers" },
+                { TOKEN "[signing]\noversign = from, x-mailer\n", "line 5: [signing] oversign names 'x-mailer'" },
+                { TOKEN "[signing]\nheaders = from, to\n[domain a.example]\noversign = date\n",
+                  "line 7: [domain a.example] oversign names 'date', which is not signed" },
+                { TOKEN "[domain a.example]\nheaders = subject\n", "line 5: [domain a.example] headers must include From" },
+                { TOKEN "[signing]\noversign = from, From\n", "line 5: header field 'From' is listed twice" },
+                /* The first refusal is reported, with its own line. */
+                { TOKEN "[limits]\ngarbage\nmax_frame = lots\n", "line 5: syntax error" },
+                { TOKEN "[limits]\nmax_line = 1\nmax_frame = lots\n", "line 5: 'max_line' must be" },
         };
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -198,6 +224,79 @@ static void test_refusals_name_the_line(void **state)
         }
 }
 
+/* A policy as "name" or "name+" (over-signed), comma-separated. */
+static void policy_string(const struct dkim_hpolicy *p, size_t len, char *ret, size_t size)
+{
+        size_t n = 0;
+
+        ret[0] = 0;
+        for (size_t i = 0; i < len && n < size; i++)
+                n += (size_t) snprintf(ret + n, size - n, "%s%s%s", i ? "," : "", p[i].name, p[i].oversign ? "+" : "");
+}
+
+/* RFC 6376 5.4.1's fields after Content-Type, in the default list's order. */
+#define DEFAULT_TAIL ",content-transfer-encoding,content-id,content-description,in-reply-to,references," \
+        "resent-date,resent-from,resent-sender,resent-to,resent-cc,resent-message-id,list-id,list-help," \
+        "list-unsubscribe,list-unsubscribe-post,list-subscribe,list-post,list-owner,list-archive,sender"
+
+/* headers and oversign, each replacing its default, in any order; a
+ * [domain] inherits each list it does not set from [signing]. */
+static void test_header_policy(void **state)
+{
+        static const struct { const char *text; const char *domain; const char *expect; } cases[] = {
+                { "", NULL,
+                  "from+,reply-to+,subject+,date+,to+,cc+,message-id+,mime-version+,content-type+" DEFAULT_TAIL },
+                /* oversign is the whole list: Date (and Reply-To ...) taken out. */
+                { "[signing]\noversign = from, to, cc, subject\n", NULL,
+                  "from+,reply-to,subject+,date,to+,cc+,message-id,mime-version,content-type" DEFAULT_TAIL },
+                { "[signing]\noversign =\n", NULL,
+                  "from,reply-to,subject,date,to,cc,message-id,mime-version,content-type" DEFAULT_TAIL },
+                /* headers before or after oversign: the same policy. */
+                { "[signing]\nheaders = from, subject, date, x-mailer\noversign = from, x-mailer\n", NULL,
+                  "from+,subject,date,x-mailer+" },
+                { "[signing]\noversign = from, x-mailer\nheaders = from, subject, date, x-mailer\n", NULL,
+                  "from+,subject,date,x-mailer+" },
+                { "[signing]\noversign = from, x-mailer\n[dns]\ntimeout = 2s\n[signing]\n"
+                  "headers = from, subject, date, x-mailer\n", NULL, "from+,subject,date,x-mailer+" },
+                /* headers alone: the default's over-signed fields among them. */
+                { "[signing]\nheaders = from, list-id, date\n", NULL, "from+,list-id,date+" },
+                /* A [domain] without either list signs with the global policy. */
+                { "[signing]\nheaders = from, date\n[domain a.example]\nselectors = s\n", "a.example", NULL },
+                /* Its own oversign over [signing]'s headers, wherever [signing] stands. */
+                { "[signing]\nheaders = from, date, subject\n[domain a.example]\noversign = subject\n", "a.example",
+                  "from,date,subject+" },
+                { "[domain a.example]\noversign = subject\n[signing]\nheaders = from, date, subject\n", "a.example",
+                  "from,date,subject+" },
+                /* Its own headers, over-signed as [signing] says (or the default). */
+                { "[signing]\noversign = from, subject\n[domain a.example]\nheaders = from, date, subject\n",
+                  "a.example", "from+,date,subject+" },
+                { "[domain a.example]\nheaders = from, date, x-mailer\n", "a.example", "from+,date+,x-mailer" },
+                { "[domain a.example]\nheaders = from, subject\noversign = from\n", "a.example", "from+,subject" },
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char text[1024], got[2048];
+                struct config *c;
+                const struct config_domain *d;
+
+                snprintf(text, sizeof(text), "%s%s", TOKEN, cases[i].text);
+                c = parse_ok(text);
+                d = cases[i].domain ? config_find_domain(c, cases[i].domain) : NULL;
+                if (cases[i].domain)
+                        assert_non_null(d);
+                if (d && !cases[i].expect) {
+                        if (d->hpolicy)
+                                fail_msg("case %zu: the domain has a policy of its own", i);
+                } else {
+                        policy_string(d ? d->hpolicy : c->hpolicy, d ? d->hpolicy_len : c->hpolicy_len, got,
+                                      sizeof(got));
+                        if (strcmp(got, cases[i].expect) != 0)
+                                fail_msg("case %zu: policy '%s', expected '%s'", i, got, cases[i].expect);
+                }
+                config_free(c);
+        }
+}
+
 static void test_nul_and_long_lines(void **state)
 {
         char text[600];
@@ -209,6 +308,14 @@ static void test_nul_and_long_lines(void **state)
         memset(text, 'a', sizeof(text));
         assert_int_equal(config_parse(text, sizeof(text), &c, err, sizeof(err)), DKIMSIGN_E_CONFIG);
         assert_non_null(strstr(err, "longer than"));
+
+        /* The longest line inih reads whole: the lines after it keep their numbers. */
+        snprintf(text, sizeof(text), TOKEN "[signing]\nexpire = 1d ;%0*d\nunpublished = bogus\n", 198 - 13, 0);
+        assert_int_equal(config_parse(text, strlen(text), &c, err, sizeof(err)), DKIMSIGN_E_CONFIG);
+        assert_non_null(strstr(err, "line 6: 'unpublished' must be"));
+        snprintf(text, sizeof(text), TOKEN "[signing]\nexpire = 1d ;%0*d\n", 199 - 13, 0);
+        assert_int_equal(config_parse(text, strlen(text), &c, err, sizeof(err)), DKIMSIGN_E_CONFIG);
+        assert_non_null(strstr(err, "line 5: longer than 198 characters"));
 }
 
 int main(void)
@@ -220,6 +327,7 @@ int main(void)
                 cmocka_unit_test(test_allow_lists),
                 cmocka_unit_test(test_lifecycle),
                 cmocka_unit_test(test_refusals_name_the_line),
+                cmocka_unit_test(test_header_policy),
                 cmocka_unit_test(test_nul_and_long_lines),
         };
 
