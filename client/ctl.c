@@ -134,6 +134,11 @@ static int load_config(const struct options *o, struct config **ret)
 
         if (config_load(o->config, ret, err, sizeof(err)) < 0)
                 return die("configuration: %s", err);
+        /* Before the module is loaded (init-token and every open_token). */
+        if (config_apply_module_env(*ret) < 0) {
+                *ret = config_free(*ret);
+                return die("[token] module_env: %s", strerror(errno));
+        }
         return 0;
 }
 

@@ -433,6 +433,64 @@ static int handle_daemon(struct parse_state *s, const char *name, const char *va
         return fail(s, "unknown key '%s' in [daemon]", name);
 }
 
+/* Names module_env refuses: they change how dkimsignd or dkimsignctl
+ * itself runs, not how the module finds its token.  The dynamic loader's
+ * and the C library's (glibc's list of variables unsafe for setuid
+ * programs, unsecvars.h), OpenSSL's (they load other code into the
+ * process), PATH (which programs run), and those that systemd passes and
+ * dkimsignd reads (socket activation, readiness, the PIN credential). */
+static bool env_name_refused(const char *name)
+{
+        static const char *const refused[] = {
+                "LD_*", "GLIBC_TUNABLES", "MALLOC_*", "GCONV_PATH", "GETCONF_DIR", "HOSTALIASES", "LOCALDOMAIN",
+                "LOCPATH", "NIS_PATH", "NLSPATH", "RESOLV_HOST_CONF", "RES_OPTIONS", "TMPDIR", "TZDIR",
+                "OPENSSL_*", "PATH",
+                "LISTEN_*", "NOTIFY_SOCKET", "WATCHDOG_*", "CREDENTIALS_DIRECTORY", "JOURNAL_STREAM",
+        };
+
+        for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+                size_t len = strlen(refused[i]);
+
+                if (refused[i][len - 1] == '*' ? strncmp(name, refused[i], len - 1) == 0
+                                               : strcmp(name, refused[i]) == 0)
+                        return true;
+        }
+        return false;
+}
+
+/* One module_env entry, NAME=VALUE; the line's limit bounds its length. */
+static int add_module_env(struct parse_state *s, const char *value)
+{
+        struct config *c = s->c;
+        const char *eq = strchr(value, '=');
+        size_t nlen = eq ? (size_t) (eq - value) : 0;
+        char name[CONFIG_ENV_NAME_MAX + 1];
+
+        if (!eq)
+                return fail(s, "'module_env' takes NAME=VALUE (one a line, more on indented lines)");
+        if (nlen == 0 || nlen > CONFIG_ENV_NAME_MAX || isdigit((unsigned char) value[0]) ||
+            strspn(value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") != nlen)
+                return fail(s, "module_env: '%.*s' is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*, "
+                            "at most %d characters)", (int) (nlen > 80 ? 80 : nlen), value, CONFIG_ENV_NAME_MAX);
+        memcpy(name, value, nlen);
+        name[nlen] = 0;
+        if (env_name_refused(name))
+                return fail(s, "module_env: %s would change how dkimsignd itself runs; it is refused", name);
+        for (const unsigned char *p = (const unsigned char *) eq + 1; *p; p++)
+                if (*p < ' ' || *p == 0x7f)
+                        return fail(s, "module_env: %s's value has a control character", name);
+        for (size_t i = 0; i < c->nmodule_env; i++)
+                if (strncmp(c->module_env[i], value, nlen + 1) == 0)
+                        return fail(s, "module_env: %s is set twice", name);
+        if (c->nmodule_env >= CONFIG_MODULE_ENV_MAX)
+                return fail(s, "module_env: at most %d variables", CONFIG_MODULE_ENV_MAX);
+        c->module_env[c->nmodule_env] = strdup(value);
+        if (!c->module_env[c->nmodule_env])
+                return fail(s, "out of memory");
+        c->nmodule_env++;
+        return 1;
+}
+
 static int handle_token(struct parse_state *s, const char *name, const char *value)
 {
         struct config *c = s->c;
@@ -446,6 +504,8 @@ static int handle_token(struct parse_state *s, const char *name, const char *val
         }
         if (strcmp(name, "pin_file") == 0)
                 return set_string(s, &c->pin_file, name, value);
+        if (strcmp(name, "module_env") == 0)
+                return add_module_env(s, value);
         if (strcmp(name, "sessions") == 0)
                 return parse_size(s, name, value, 1, 1024, &c->sessions);
         if (strcmp(name, "processes") == 0)
@@ -673,7 +733,7 @@ static int open_domain(struct parse_state *s, const char *section)
 /* The keys whose value is a list: only they continue on indented lines. */
 static bool is_list_key(const char *name)
 {
-        static const char *const lists[] = { "allow", "headers", "oversign", "selectors" };
+        static const char *const lists[] = { "allow", "headers", "oversign", "selectors", "module_env" };
 
         for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
                 if (strcmp(name, lists[i]) == 0)
@@ -1028,6 +1088,8 @@ struct config *config_free(struct config *c)
         free(c->module);
         free(c->token_label);
         free(c->pin_file);
+        for (size_t i = 0; i < c->nmodule_env; i++)
+                free(c->module_env[i]);
         free_policy(c->hpolicy, c->hpolicy_len);
         for (size_t i = 0; i < c->ndomains; i++) {
                 struct config_domain *d = &c->domains[i];
@@ -1085,6 +1147,21 @@ enum config_unpublished config_unpublished(const struct config *c, const char *k
         const struct config_domain *d = config_domain_for(c, key_domain);
 
         return d && d->unpublished != CONFIG_UNPUBLISHED_UNSET ? d->unpublished : c->unpublished;
+}
+
+int config_apply_module_env(const struct config *c)
+{
+        for (size_t i = 0; i < c->nmodule_env; i++) {
+                const char *entry = c->module_env[i], *eq = strchr(entry, '=');
+                char name[CONFIG_ENV_NAME_MAX + 1];
+
+                /* Parsed: a name of at most CONFIG_ENV_NAME_MAX, then '='. */
+                memcpy(name, entry, (size_t) (eq - entry));
+                name[eq - entry] = 0;
+                if (setenv(name, eq + 1, 1) < 0)
+                        return DKIMSIGN_E_SYSTEM;
+        }
+        return 0;
 }
 
 int config_pin_path(const struct config *c, char *ret, size_t size)

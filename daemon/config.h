@@ -25,6 +25,8 @@
 #define CONFIG_DNS_TIMEOUT_DEFAULT_MS 5000
 #define CONFIG_KEY_COPIES_DEFAULT 1024    /* about 8-11 MB per signer process with SoftHSM, when all are made */
 #define CONFIG_KEY_COPIES_MAX 65536       /* HSM_KEY_COPIES_MAX */
+#define CONFIG_MODULE_ENV_MAX 16          /* [token] module_env entries */
+#define CONFIG_ENV_NAME_MAX 64            /* an environment variable's name */
 
 /* Who looks the keys' records up: dkimsignd's watcher thread, or
  * `dkimsignctl refresh` from a timer (the daemon then only reads the file). */
@@ -95,6 +97,8 @@ struct config {
         char *module;
         char *token_label;
         char *pin_file;             /* NULL: $CREDENTIALS_DIRECTORY/pin */
+        char *module_env[CONFIG_MODULE_ENV_MAX];  /* "NAME=VALUE", for the module (config_apply_module_env) */
+        size_t nmodule_env;
         size_t sessions;            /* token sessions = worker threads (per process) */
         size_t processes;           /* signer processes (procs.h); 1: no supervisor */
         size_t key_copies;          /* keys signed with through session copies (hsm_key_copies), per process */
@@ -136,6 +140,12 @@ const struct config_domain *config_domain_for(const struct config *c, const char
 uint64_t config_publish_wait(const struct config *c, const char *key_domain);
 uint64_t config_retire_grace(const struct config *c, const char *key_domain);
 enum config_unpublished config_unpublished(const struct config *c, const char *key_domain);
+
+/* Put each [token] module_env entry into the environment (replacing a
+ * value already there), for the PKCS#11 module to read when it is loaded.
+ * setenv() is not thread-safe: call it once, before the module is loaded
+ * and before any thread starts.  0, or DKIMSIGN_E_SYSTEM (errno set). */
+int config_apply_module_env(const struct config *c);
 
 /* The PIN file to read: pin_file, else $CREDENTIALS_DIRECTORY/pin (systemd
  * LoadCredential=pin:...).  Into ret (size bytes); DKIMSIGN_E_CONFIG if none. */

@@ -209,6 +209,16 @@ struct reload_source {
         bool watch_file_only;   /* another process watches DNS (procs.h) */
 };
 
+static bool same_module_env(const struct config *a, const struct config *b)
+{
+        if (a->nmodule_env != b->nmodule_env)
+                return false;
+        for (size_t i = 0; i < a->nmodule_env; i++)
+                if (strcmp(a->module_env[i], b->module_env[i]) != 0)
+                        return false;
+        return true;
+}
+
 static struct sign_ctx *reload_generation(void *userdata, bool from_request, char *why, size_t whylen)
 {
         struct reload_source *src = userdata;
@@ -223,9 +233,10 @@ static struct sign_ctx *reload_generation(void *userdata, bool from_request, cha
         /* What was set up at start-up can't change without a restart. */
         if (strcmp(c->module, src->running->module) != 0 || strcmp(c->token_label, src->running->token_label) != 0 ||
             c->sessions != src->running->sessions || c->processes != src->running->processes ||
-            c->key_copies != src->running->key_copies || strcmp(c->socket_path, src->running->socket_path) != 0)
-                log_warn("reload: [token] module/label/sessions/processes/key_copies and [daemon] socket take effect "
-                         "at the next restart");
+            c->key_copies != src->running->key_copies || !same_module_env(c, src->running) ||
+            strcmp(c->socket_path, src->running->socket_path) != 0)
+                log_warn("reload: [token] module/label/module_env/sessions/processes/key_copies and [daemon] socket "
+                         "take effect at the next restart");
         r = keytab_load(src->h, &keys);
         if (r < 0) {
                 snprintf(why, whylen, "listing the keys on the token: %s (%s)", dkimsign_strerror(r),
@@ -509,6 +520,13 @@ int main(int argc, char **argv)
                 return 1;
         }
         log_init("dkimsignd", sg.c->log_level);
+        /* Now, while this is the only thread, and before the module is
+         * loaded or a signer process forked (they inherit it). */
+        if (config_apply_module_env(sg.c) < 0) {
+                log_err("[token] module_env: %s", strerror(errno));
+                config_free(sg.c);
+                return 1;
+        }
         raise_fd_limit(sg.c);
         sg.src.config_path = config_path;
         if (sg.c->processes > 1 && !check_only) {

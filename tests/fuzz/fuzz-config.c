@@ -19,6 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (config_parse((const char *) data, size, &c, err, sizeof(err)) == 0) {
                 size_t n = 0;
 
+                for (size_t i = 0; i < c->nmodule_env; i++)
+                        n += strlen(c->module_env[i]);
                 for (size_t i = 0; i < c->hpolicy_len; i++)
                         n += strlen(c->hpolicy[i].name) + c->hpolicy[i].oversign;
                 for (size_t i = 0; i < c->ndomains; i++) {

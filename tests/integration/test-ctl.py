@@ -9,7 +9,8 @@ through paths that do not use hsm.c (pkcs11-tool from OpenSC, and the
 PKCS#11 module called directly through ctypes); an OpenDKIM migration
 (opendkim-genkey keys imported, then mail signed by dkimsignd verified
 against the DNS records OpenDKIM wrote); and retirement taking a key out of
-signing."""
+signing; and [token] module_env, through which dkimsignctl and dkimsignd
+find a SoftHSM token whose configuration is not in their environment."""
 import base64
 import datetime
 import hashlib
@@ -23,7 +24,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import BUILD, SOFTHSM, Sandbox, binary, run, signature_fields, tags  # noqa: E402
+from harness import BUILD, SOFTHSM, Sandbox, binary, dkimpy_verify, run, signature_fields, tags  # noqa: E402
 
 TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
 VERIFIERS = {
@@ -656,11 +657,41 @@ def test_opendkim_migration():
                 assert verdicts[(name, path)] == ["pass"], (name, path, verdicts[(name, path)])
 
 
+def test_module_env_names_the_token_config():
+    """SOFTHSM2_CONF out of the environment, [token] module_env naming it:
+    init-token, list and keygen find the token, and the daemon signs, with
+    one signer process and with two (forked after it set the variable)."""
+    with Sandbox(label="dkimsign-env") as b:
+        softhsm_conf = b.env["SOFTHSM2_CONF"]
+        env = {k: v for k, v in b.env.items() if k != "SOFTHSM2_CONF"}
+        # What b.start() and b.keygen() run with too.
+        b.env = env
+        # Without the setting, SoftHSM reads its system-wide file: no such token.
+        assert ctl("list", sandbox=b, env=env, check=False).returncode != 0
+        setting = f"[token]\nmodule_env = SOFTHSM2_CONF={softhsm_conf}\n"
+        b.write_config(setting)
+        ctl("init-token", "--so-pin-file", b.so_pin_file, sandbox=b, env=env)
+        assert json.loads(ctl("list", "--json", sandbox=b, env=env).stdout) == []
+        ctl("keygen", "--domain", "example.com", "--selector", "env1", sandbox=b, env=env)
+        assert [k["selector"] for k in json.loads(ctl("list", "--json", sandbox=b, env=env).stdout)] == ["env1"]
+        b.keytable["env1._domainkey.example.com"] = b.dns_record("example.com", "env1")
+        for processes in (1, 2):
+            b.write_config(setting + f"processes = {processes}\n")
+            b.start()
+            try:
+                p = b.sign(MESSAGE)
+                assert p.returncode == 0, (processes, p.stderr, b.log())
+                assert tags(signature_fields(p.stdout)[0])["s"] == "env1"
+                assert dkimpy_verify(p.stdout, b.keytable), processes
+            finally:
+                assert b.stop() == 0, b.log()
+
+
 if __name__ == "__main__":
     setup()
     try:
         run([test_help_and_usage, test_keygen_list_and_dns_record, test_wrong_pin, test_missing_token_and_pin,
              test_import, test_retire_and_destroy, test_generated_keys_not_extractable,
-             test_retired_key_no_longer_signs, test_opendkim_migration])
+             test_retired_key_no_longer_signs, test_opendkim_migration, test_module_env_names_the_token_config])
     finally:
         box.close()

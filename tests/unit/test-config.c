@@ -208,6 +208,27 @@ static void test_refusals_name_the_line(void **state)
                 /* The first refusal is reported, with its own line. */
                 { TOKEN "[limits]\ngarbage\nmax_frame = lots\n", "line 5: syntax error" },
                 { TOKEN "[limits]\nmax_line = 1\nmax_frame = lots\n", "line 5: 'max_line' must be" },
+                /* [token] module_env */
+                { TOKEN "module_env = SOFTHSM2_CONF\n", "line 4: 'module_env' takes NAME=VALUE" },
+                { TOKEN "module_env = 2FA=x\n", "line 4: module_env: '2FA' is not an environment variable name" },
+                { TOKEN "module_env = SOFT-HSM=x\n", "is not an environment variable name" },
+                { TOKEN "module_env = SOFTHSM2_CONF = /x\n", "'SOFTHSM2_CONF ' is not an environment variable name" },
+                { TOKEN "module_env = =x\n", "'' is not an environment variable name" },
+                { TOKEN "module_env = A=1\n  AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=1\n",
+                  "line 5: module_env: 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' is not" },
+                { TOKEN "module_env = LD_PRELOAD=/tmp/x.so\n",
+                  "line 4: module_env: LD_PRELOAD would change how dkimsignd itself runs; it is refused" },
+                { TOKEN "module_env = A=1\n  LD_LIBRARY_PATH=/tmp\n", "line 5: module_env: LD_LIBRARY_PATH would change" },
+                { TOKEN "module_env = PATH=/tmp\n", "module_env: PATH would change" },
+                { TOKEN "module_env = OPENSSL_CONF=/tmp/o.cnf\n", "module_env: OPENSSL_CONF would change" },
+                { TOKEN "module_env = GLIBC_TUNABLES=x\n", "module_env: GLIBC_TUNABLES would change" },
+                { TOKEN "module_env = CREDENTIALS_DIRECTORY=/tmp\n", "module_env: CREDENTIALS_DIRECTORY would change" },
+                { TOKEN "module_env = A=1\n  B=2\n  A=3\n", "line 6: module_env: A is set twice" },
+                { TOKEN "module_env = A=1\nmodule_env = B=2\n", "line 5: 'module_env' is set twice in [token]" },
+                { TOKEN "module_env = A=x\ty\n", "line 4: module_env: A's value has a control character" },
+                { TOKEN "module_env = V0=0\n  V1=1\n  V2=2\n  V3=3\n  V4=4\n  V5=5\n  V6=6\n  V7=7\n  V8=8\n"
+                  "  V9=9\n  V10=10\n  V11=11\n  V12=12\n  V13=13\n  V14=14\n  V15=15\n  V16=16\n",
+                  "line 20: module_env: at most 16 variables" },
         };
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -297,6 +318,31 @@ static void test_header_policy(void **state)
         }
 }
 
+/* [token] module_env: NAME=VALUE a line, values kept whole, put into the
+ * environment by config_apply_module_env. */
+static void test_module_env(void **state)
+{
+        struct config *c = parse_ok(TOKEN "module_env = DKIMSIGN_TEST_CONF=/etc/softhsm/a b.conf\n"
+                                    "  DKIMSIGN_TEST_TCTI=swtpm:host=localhost,port=2321\n"
+                                    "  DKIMSIGN_TEST_EMPTY=\n"
+                                    "sessions = 2\n");
+
+        assert_int_equal(c->nmodule_env, 3);
+        assert_string_equal(c->module_env[0], "DKIMSIGN_TEST_CONF=/etc/softhsm/a b.conf");
+        assert_string_equal(c->module_env[1], "DKIMSIGN_TEST_TCTI=swtpm:host=localhost,port=2321");
+        assert_string_equal(c->module_env[2], "DKIMSIGN_TEST_EMPTY=");
+        assert_int_equal(c->sessions, 2);
+        setenv("DKIMSIGN_TEST_CONF", "replaced", 1);
+        assert_int_equal(config_apply_module_env(c), 0);
+        assert_string_equal(getenv("DKIMSIGN_TEST_CONF"), "/etc/softhsm/a b.conf");
+        assert_string_equal(getenv("DKIMSIGN_TEST_TCTI"), "swtpm:host=localhost,port=2321");
+        assert_string_equal(getenv("DKIMSIGN_TEST_EMPTY"), "");
+        config_free(c);
+        c = parse_ok(TOKEN);
+        assert_int_equal(c->nmodule_env, 0);
+        config_free(c);
+}
+
 static void test_nul_and_long_lines(void **state)
 {
         char text[600];
@@ -328,6 +374,7 @@ int main(void)
                 cmocka_unit_test(test_lifecycle),
                 cmocka_unit_test(test_refusals_name_the_line),
                 cmocka_unit_test(test_header_policy),
+                cmocka_unit_test(test_module_env),
                 cmocka_unit_test(test_nul_and_long_lines),
         };
 
