@@ -297,11 +297,12 @@ static int resolve_policy(const struct section_lists *own, const struct section_
         return 0;
 }
 
+static bool acl_add_id(struct config_acl *acl, bool is_user, unsigned long id);
+
 static int acl_add(struct parse_state *s, struct config_acl *acl, const char *entry)
 {
+        struct config_acl_name *p;
         const char *name;
-        char *end;
-        unsigned long id;
         bool is_user;
 
         if (strcmp(entry, "*") == 0) {
@@ -317,40 +318,39 @@ static int acl_add(struct parse_state *s, struct config_acl *acl, const char *en
         name = entry + (is_user ? 5 : 6);
         if (!*name)
                 return fail(s, "'%s': no name", entry);
-        errno = 0;
-        id = strtoul(name, &end, 10);
-        if (*end || errno || id > UINT32_MAX - 1) {
-                /* Names are resolved once, here, never per request. */
-                if (is_user) {
-                        struct passwd *pw = getpwnam(name);
+        /* Kept in order, as written: config_resolve makes them ids (a
+         * number as it is, a name through NSS), once, never per request;
+         * the parser itself stays pure. */
+        p = realloc(acl->names, (acl->nnames + 1) * sizeof(*p));
+        if (!p)
+                return fail(s, "out of memory");
+        acl->names = p;
+        p[acl->nnames] = (struct config_acl_name) { .is_user = is_user, .line = s->line, .name = strdup(name) };
+        if (!p[acl->nnames].name)
+                return fail(s, "out of memory");
+        acl->nnames++;
+        return 1;
+}
 
-                        if (!pw)
-                                return fail(s, "allow: no such user '%s'", name);
-                        id = pw->pw_uid;
-                } else {
-                        struct group *gr = getgrnam(name);
-
-                        if (!gr)
-                                return fail(s, "allow: no such group '%s'", name);
-                        id = gr->gr_gid;
-                }
-        }
+/* Add a resolved uid or gid; false when out of memory. */
+static bool acl_add_id(struct config_acl *acl, bool is_user, unsigned long id)
+{
         if (is_user) {
                 uid_t *p = realloc(acl->uids, (acl->nuids + 1) * sizeof(*p));
 
                 if (!p)
-                        return fail(s, "out of memory");
+                        return false;
                 acl->uids = p;
                 p[acl->nuids++] = (uid_t) id;
         } else {
                 gid_t *p = realloc(acl->gids, (acl->ngids + 1) * sizeof(*p));
 
                 if (!p)
-                        return fail(s, "out of memory");
+                        return false;
                 acl->gids = p;
                 p[acl->ngids++] = (gid_t) id;
         }
-        return 1;
+        return true;
 }
 
 static int parse_acl(struct parse_state *s, struct config_acl *acl, const char *value)
@@ -373,6 +373,9 @@ static void acl_free(struct config_acl *acl)
 {
         free(acl->uids);
         free(acl->gids);
+        for (size_t i = 0; i < acl->nnames; i++)
+                free(acl->names[i].name);
+        free(acl->names);
 }
 
 static int handle_daemon(struct parse_state *s, const char *name, const char *value)
@@ -403,8 +406,7 @@ static int handle_daemon(struct parse_state *s, const char *name, const char *va
         if (strcmp(name, "socket_user") == 0)
                 return set_string(s, &c->socket_user, name, value);
         if (strcmp(name, "user") == 0) {
-                if (!getpwnam(value))
-                        return fail(s, "'user': no such user '%s'", value);
+                c->user_line = s->line;
                 return set_string(s, &c->user, name, value);
         }
         if (strcmp(name, "allow") == 0)
@@ -1049,6 +1051,62 @@ out:
         return r;
 }
 
+/* The names of one allow list as ids; the first unknown name fails. */
+static int acl_resolve(struct config_acl *acl, char *err, size_t errlen)
+{
+        for (size_t i = 0; i < acl->nnames; i++) {
+                const struct config_acl_name *n = &acl->names[i];
+                unsigned long id;
+                char *end;
+
+                errno = 0;
+                id = strtoul(n->name, &end, 10);
+                if (!*end && !errno && id <= UINT32_MAX - 1) {
+                        /* A number is an id as it is. */
+                } else if (n->is_user) {
+                        struct passwd *pw = getpwnam(n->name);
+
+                        if (!pw) {
+                                snprintf(err, errlen, "line %u: allow: no such user '%s'", n->line, n->name);
+                                return DKIMSIGN_E_CONFIG;
+                        }
+                        id = pw->pw_uid;
+                } else {
+                        struct group *gr = getgrnam(n->name);
+
+                        if (!gr) {
+                                snprintf(err, errlen, "line %u: allow: no such group '%s'", n->line, n->name);
+                                return DKIMSIGN_E_CONFIG;
+                        }
+                        id = gr->gr_gid;
+                }
+                if (!acl_add_id(acl, n->is_user, id))
+                        return DKIMSIGN_E_NOMEM;
+        }
+        for (size_t i = 0; i < acl->nnames; i++)
+                free(acl->names[i].name);
+        free(acl->names);
+        acl->names = NULL;
+        acl->nnames = 0;
+        return 0;
+}
+
+int config_resolve(struct config *c, char *err, size_t errlen)
+{
+        int r;
+
+        if (c->user && !getpwnam(c->user)) {
+                snprintf(err, errlen, "line %u: 'user': no such user '%s'", c->user_line, c->user);
+                return DKIMSIGN_E_CONFIG;
+        }
+        r = acl_resolve(&c->allow, err, errlen);
+        for (size_t i = 0; r == 0 && i < c->ndomains; i++)
+                r = acl_resolve(&c->domains[i].allow, err, errlen);
+        if (r == DKIMSIGN_E_NOMEM)
+                snprintf(err, errlen, "out of memory");
+        return r;
+}
+
 int config_load(const char *path, struct config **ret, char *err, size_t errlen)
 {
         struct config *c = NULL;
@@ -1061,6 +1119,11 @@ int config_load(const char *path, struct config **ret, char *err, size_t errlen)
                 return r == DKIMSIGN_E_NOMEM ? r : DKIMSIGN_E_CONFIG;
         r = config_parse(text, len, &c, err, errlen);
         readfile_free(text, len);
+        if (r == 0) {
+                r = config_resolve(c, err, errlen);
+                if (r < 0)
+                        c = config_free(c);
+        }
         if (r == 0) {
                 c->path = strdup(path);
                 *ret = c;

@@ -3,8 +3,10 @@
  * dkimsignd.conf: the INI configuration shared by dkimsignd and dkimsignctl,
  * parsed with inih into a struct with every limit at a safe default.
  *
- * config_parse() is a pure function from text to a struct (fuzzed); it
- * never logs, it fills an error sentence naming the line instead.
+ * config_parse() is a pure function from text to a struct (fuzzed): no
+ * I/O, no NSS, no logging; it fills an error sentence naming the line
+ * instead.  config_resolve() is the one step that asks NSS (user and group
+ * names), and config_load() reads a file and does both.
  */
 #ifndef CONFIG_H
 #define CONFIG_H
@@ -54,7 +56,16 @@ struct config_limits {
         unsigned idle_timeout_ms;  /* a connection with nothing in flight is closed after this */
 };
 
-/* Who may sign: "*", user:NAME|UID, group:NAME|GID, resolved at load. */
+/* A user: or group: entry of an allow list (a name or a number), until
+ * config_resolve makes it an id. */
+struct config_acl_name {
+        bool is_user;
+        unsigned line;                   /* for the error sentence */
+        char *name;
+};
+
+/* Who may sign: "*", user:NAME|UID, group:NAME|GID.  Numbers are taken by
+ * config_parse, names by config_resolve (NSS), once, at load. */
 struct config_acl {
         bool set;                        /* the key was given */
         bool any;                        /* "*": whoever can reach the socket */
@@ -62,6 +73,8 @@ struct config_acl {
         size_t nuids;
         gid_t *gids;
         size_t ngids;
+        struct config_acl_name *names;   /* as written; empty after config_resolve */
+        size_t nnames;
 };
 
 struct config_domain {
@@ -90,6 +103,7 @@ struct config {
         char *socket_group;         /* NULL: the daemon's own group */
         char *socket_user;          /* NULL: the daemon's own user */
         char *user;                 /* started as root: drop to this user */
+        unsigned user_line;
         struct config_acl allow;    /* default: "*" */
         int log_level;              /* syslog priority, LOG_INFO by default */
         char *state_dir;            /* key states (keystate.h); DKIMSIGN_DEFAULT_STATEDIR */
@@ -122,9 +136,14 @@ struct config {
         size_t ndomains;
 };
 
-/* Parse text; on failure fills err (a sentence naming the line). */
+/* Parse text; on failure fills err (a sentence naming the line).  User and
+ * group names are kept as names (config_resolve). */
 int config_parse(const char *text, size_t len, struct config **ret, char *err, size_t errlen);
-/* Read and parse a file (at most CONFIG_FILE_MAX octets). */
+/* Look the names of c up in NSS: allow lists' user: and group: names
+ * become ids, [daemon] user must exist.  DKIMSIGN_E_CONFIG with a sentence
+ * naming the line in err. */
+int config_resolve(struct config *c, char *err, size_t errlen);
+/* Read, parse and resolve a file (at most CONFIG_FILE_MAX octets). */
 int config_load(const char *path, struct config **ret, char *err, size_t errlen);
 struct config *config_free(struct config *c);
 

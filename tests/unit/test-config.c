@@ -22,6 +22,8 @@ static struct config *parse_ok(const char *text)
         char err[512];
         int r = config_parse(text, strlen(text), &c, err, sizeof(err));
 
+        if (r == 0)
+                r = config_resolve(c, err, sizeof(err));
         if (r != 0)
                 fail_msg("unexpected refusal: %s", err);
         return c;
@@ -84,6 +86,22 @@ static void test_values(void **state)
         assert_string_equal(config_find_domain(c, "sub.example.com")->key_domain, "example.com");
         assert_int_equal(config_find_domain(c, "sub.example.com")->nselectors, 2);
         assert_null(config_find_domain(c, "other.example"));
+        config_free(c);
+}
+
+/* config_parse asks no one: a name stays a name until config_resolve,
+ * which looks it up and names the line of one that does not exist. */
+static void test_names_resolved_apart(void **state)
+{
+        static const char text[] = TOKEN "[daemon]\nallow = user:root, user:no-such-user-here\n";
+        struct config *c = NULL;
+        char err[512] = "";
+
+        assert_int_equal(config_parse(text, strlen(text), &c, err, sizeof(err)), 0);
+        assert_int_equal(c->allow.nnames, 2);
+        assert_int_equal(c->allow.nuids, 0);  /* nothing looked up yet */
+        assert_int_equal(config_resolve(c, err, sizeof(err)), DKIMSIGN_E_CONFIG);
+        assert_string_equal(err, "line 5: allow: no such user 'no-such-user-here'");
         config_free(c);
 }
 
@@ -236,6 +254,9 @@ static void test_refusals_name_the_line(void **state)
                 char err[512] = "";
                 int r = config_parse(cases[i].text, strlen(cases[i].text), &c, err, sizeof(err));
 
+                /* Names are looked up in a step of their own. */
+                if (r == 0 && (r = config_resolve(c, err, sizeof(err))) != 0)
+                        c = config_free(c);
                 if (r == 0)
                         fail_msg("case %zu accepted", i);
                 assert_null(c);
@@ -370,6 +391,7 @@ int main(void)
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_shipped_example_parses),
                 cmocka_unit_test(test_values),
+                cmocka_unit_test(test_names_resolved_apart),
                 cmocka_unit_test(test_allow_lists),
                 cmocka_unit_test(test_lifecycle),
                 cmocka_unit_test(test_refusals_name_the_line),
