@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fuzz target: the key state file parser (daemon/keystate.c), on any text.
+ * Fuzz target: the key state file parser (keys/keystate.c), on any text.
  * What parses must format back to text that parses to the same states.
  */
 #include <stdint.h>

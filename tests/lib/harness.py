@@ -25,7 +25,7 @@ DAEMON_WRAPPER = os.environ.get("DKIMSIGN_DAEMON_WRAPPER", "").split()
 
 
 def binary(name):
-    for sub in ("daemon", "client"):
+    for sub in ("daemon", "client", "ctl"):
         path = os.path.join(BUILD, sub, name)
         if os.path.exists(path):
             return path

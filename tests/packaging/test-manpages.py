@@ -17,7 +17,7 @@ SOURCE = os.environ.get("DKIMSIGN_SOURCE_DIR", os.path.join(os.path.dirname(__fi
 MAN = os.path.join(SOURCE, "packaging", "man")
 PAGES = {"dkimsignd": "dkimsignd.8", "dkimsign": "dkimsign.1", "dkimsignctl": "dkimsignctl.8",
          "dkimsign-milter": "dkimsign-milter.8", "dkimsignd.conf": "dkimsignd.conf.5"}
-PROGRAMS = {"dkimsignd": "daemon/main.c", "dkimsign": "client/dkimsign-cli.c", "dkimsignctl": "client/ctl.c",
+PROGRAMS = {"dkimsignd": "daemon/main.c", "dkimsign": "client/dkimsign-cli.c", "dkimsignctl": "ctl/main.c",
             "dkimsign-milter": "client/milter.c"}
 
 
@@ -37,7 +37,7 @@ def missing(words, text):
 
 
 def test_config_keys_documented():
-    code = source("daemon/config.c")
+    code = source("keys/config.c")
     keys = re.findall(r'strcmp\(name, "([a-z_]+)"\)', code)
     sections = re.findall(r'strcmp\(section, "([a-z]+)"\)', code)
     assert len(keys) > 30 and {"daemon", "token", "limits", "signing"} <= set(sections), (keys, sections)
@@ -60,7 +60,7 @@ def test_milter_keys_documented():
 
 
 def test_ctl_commands_documented():
-    commands = re.findall(r'\{ "([a-z-]+)", cmd_\w+,', source("client/ctl.c"))
+    commands = re.findall(r'\{ "([a-z-]+)", cmd_\w+,', source("ctl/main.c"))
     assert len(commands) >= 12, commands
     text = page_text("dkimsignctl")
     synopsis = text.split(".SH DESCRIPTION")[0]

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests for daemon/config.c: defaults, the shipped example, and every
+/* Unit tests for keys/config.c: defaults, the shipped example, and every
  * refusal naming its line. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests for dns/dkimrec.c: the tag-list of DKIM key records (RFC 6376
+ * Unit tests for dkim/dkimrec.c: the tag-list of DKIM key records (RFC 6376
  * 3.6.1) with its errors, the records dkim_record_text writes parsed back,
  * and the comparison with a public key: SubjectPublicKeyInfo and bare
  * RSAPublicKey forms, Ed25519, another key, the wrong k=, revocation.

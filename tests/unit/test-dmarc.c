@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests for dns/dmarc.c's parser: what is a DMARC record, which
+ * Unit tests for dnscheck/dmarc.c's parser: what is a DMARC record, which
  * records receivers would discard (refused with a reason), and how every
  * tag's value is read, including bad values (kept for the check to report),
  * the historic tags and the report addresses.  Policy discovery and the

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests for daemon/keystate.c: the state file's parser (every
+/* Unit tests for keys/keystate.c: the state file's parser (every
  * refusal naming its line), format/parse round trips, atomic saves in a
  * real directory, and the lifecycle's clock rules (activation after the
  * wait, retirement after a successor's grace). */

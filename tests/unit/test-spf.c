@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests for dns/spf.c's parser: which texts are SPF records, the
+ * Unit tests for dnscheck/spf.c's parser: which texts are SPF records, the
  * syntax of every mechanism and modifier (RFC 7208 section 12), qualifiers,
  * CIDR lengths, macros, duplicate modifiers and the limits.  The DNS walk
  * (lookup counts, loops) runs against a real server in

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * dkimsignctl's messages and JSON strings.  See ctl-report.h.
+ * dkimsignctl's messages and JSON strings.  See ctl.h.
  */
 #include <stdio.h>
 
-#include "ctl-report.h"
+#include "ctl.h"
 
 int ctl_vreport(int status, const char *fmt, va_list ap)
 {

@@ -4,9 +4,10 @@
  * registry (its recorded times, its domain's publish_wait and retire_grace,
  * whether the token retired it) and what DNS showed of each record in this
  * cycle, move the keys along and say what happened, as events.  No I/O, no
- * threads, no logging, no clock but the `now` it is given: the DNS watcher
- * (daemon/dnswatch.c) looks the records up, calls it, stores the new times
- * where the workers read them, and logs the events.
+ * threads, no logging, no clock but the `now` it is given: a key check
+ * (keycheck.h) looks the records up, calls it and stores the new times
+ * where the workers read them; dkimsignd's DNS watcher and dkimsignctl
+ * refresh log the events.
  *
  *   pending   + a matching record          -> published (seen: now, or now + 1
  *                                             when there is a wait to count)

@@ -1,5 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
+ * dkimsignctl check and records: a domain's SPF, DKIM and DMARC records,
+ * judged (check) or suggested (records); see docs/dns-check.md.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "dkimcheck.h"
+#include "dkimsign-errors.h"
+#include "dmarccheck.h"
+#include "memdup.h"
+#include "record.h"
+#include "spfcheck.h"
+
+/*
  * dkimsignctl check / records.  See ctl-check.h.
  *
  * check asks DNS (the resolver given, the configuration's [dns] resolver or
@@ -8,23 +24,7 @@
  * verdict and its fix, as text or JSON.  records prints what to publish and
  * asks nothing.  Only public key material is read from the token.
  */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-#include "ctl-check.h"
-#include "buf.h"
-#include "dkimcheck.h"
-#include "dkimsign-errors.h"
-#include "memdup.h"
-#include "dmarc.h"
-#include "dmarccheck.h"
-#include "header.h"
-#include "keys.h"
-#include "record.h"
-#include "ctl-report.h"
-#include "resolve.h"
-#include "spfcheck.h"
 
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2
@@ -563,5 +563,35 @@ out:
         }
         free(sel);
         keytab_free(t);
+        return status;
+}
+
+/* ---- DNS: check and records (ctl-check.c) ---- */
+
+int cmd_check(const struct options *o)
+{
+        struct config *c = NULL;
+        struct hsm *h = NULL;
+        int status;
+
+        if (open_all(o, &c, &h))
+                return EXIT_FAIL;
+        status = ctl_check(c, h, o->args[0], o->resolver, o->json);
+        hsm_close(h);
+        config_free(c);
+        return status;
+}
+
+int cmd_records(const struct options *o)
+{
+        struct config *c = NULL;
+        struct hsm *h = NULL;
+        int status;
+
+        if (open_all(o, &c, &h))
+                return EXIT_FAIL;
+        status = ctl_records(c, h, o->args[0], o->json);
+        hsm_close(h);
+        config_free(c);
         return status;
 }

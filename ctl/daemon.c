@@ -1,23 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * One administrative request to dkimsignd.  See ctl-daemon.h.  A blocking
- * socket with a timeout: a daemon that does not answer is reported, not
- * waited for forever.
+ * dkimsignctl status and reload: one administrative request to the
+ * running dkimsignd over its socket (docs/protocol.md).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "ctl-daemon.h"
+#include "ctl.h"
 #include "dkimsign-errors.h"
 #include "frame.h"
 #include "msg.h"
+
+/*
+ * One administrative request to dkimsignd.  See ctl-daemon.h.  A blocking
+ * socket with a timeout: a daemon that does not answer is reported, not
+ * waited for forever.
+ */
+
 
 #define TIMEOUT_S 30
 #define REPLY_MAX (MSG_REPORT_MAX + 64)
@@ -124,4 +128,35 @@ int ctl_daemon_request(const char *path, uint8_t type, char **ret_text, char *wh
         buf_deinit(&in);
         close(fd);
         return r;
+}
+
+/* ---- the running daemon ---- */
+
+static int cmd_daemon(const struct options *o, uint8_t type)
+{
+        struct config *c = NULL;
+        char why[1024], *text = NULL;
+        int r;
+
+        if (load_config(o, &c))
+                return EXIT_FAIL;
+        r = ctl_daemon_request(c->socket_path, type, &text, why, sizeof(why));
+        config_free(c);
+        if (r < 0)
+                return die("%s", why);
+        fputs(text, stdout);
+        if (*text && text[strlen(text) - 1] != '\n')
+                fputc('\n', stdout);
+        free(text);
+        return 0;
+}
+
+int cmd_status(const struct options *o)
+{
+        return cmd_daemon(o, MSG_STATUS);
+}
+
+int cmd_reload(const struct options *o)
+{
+        return cmd_daemon(o, MSG_RELOAD);
 }

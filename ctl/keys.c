@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dkimsignctl init-token, keygen, dns-record and list.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "dkimsign-errors.h"
+#include "keys.h"
+
+/* ---- init-token, keygen, dns-record ---- */
+
+int cmd_init_token(const struct options *o)
+{
+        char so_pin[PIN_MAX] = { 0 }, pin[PIN_MAX] = { 0 }, pin_path[4096];
+        size_t so_len = 0, pin_len = 0;
+        struct config *c = NULL;
+        int r, status = 0;
+
+        if (!o->so_pin_file)
+                return usage_error("init-token needs --so-pin-file FILE");
+        if (load_config(o, &c))
+                return EXIT_FAIL;
+        if (config_pin_path(c, pin_path, sizeof(pin_path)) < 0) {
+                status = die("no user PIN: set [token] pin_file in %s", c->path);
+        } else if (read_pin(o->so_pin_file, so_pin, &so_len) < 0) {
+                status = die("cannot read an SO PIN from %s", o->so_pin_file);
+        } else if (read_pin(pin_path, pin, &pin_len) < 0) {
+                status = die("cannot read a user PIN from %s", pin_path);
+        } else {
+                r = hsm_init_token(c->module, c->token_label, so_pin, so_len, pin, pin_len);
+                if (r < 0)
+                        status = die("initializing token '%s' in %s: %s", c->token_label, c->module,
+                                     dkimsign_strerror(r));
+                else
+                        printf("initialized token '%s'\n", c->token_label);
+        }
+        OPENSSL_cleanse(so_pin, sizeof(so_pin));
+        OPENSSL_cleanse(pin, sizeof(pin));
+        config_free(c);
+        return status;
+}
+
+int cmd_keygen(const struct options *o)
+{
+        char label[HSM_LABEL_MAX + 1];
+        enum hsm_alg alg = HSM_ALG_RSA;
+        struct config *c = NULL;
+        struct hsm *h = NULL;
+        struct hsm_key *k = NULL;
+        int r, status;
+
+        status = check_name_options(o, "keygen");
+        if (status)
+                return status;
+        if (o->algorithm && hsm_alg_from_string(o->algorithm, &alg) < 0)
+                return usage_error("--algorithm takes rsa or ed25519");
+        if (o->bits && (alg != HSM_ALG_RSA || o->bits < HSM_RSA_MIN_BITS || o->bits > HSM_RSA_MAX_BITS))
+                return usage_error("--bits is for RSA keys, from %d to %d (RFC 8301)", HSM_RSA_MIN_BITS,
+                                   HSM_RSA_MAX_BITS);
+        if (make_label(o->selector, o->domain, label, sizeof(label)) || open_all(o, &c, &h))
+                return EXIT_FAIL;
+        r = hsm_generate(h, label, alg, o->bits, &k);
+        if (r == DKIMSIGN_E_EXISTS)
+                status = die("a key named %s already exists on the token; choose another selector", label);
+        else if (r < 0)
+                status = die("generating %s key %s: %s (%s)", hsm_alg_name(alg), label, dkimsign_strerror(r),
+                             hsm_ckr_name(hsm_last_ckr()));
+        else {
+                printf("generated %s %u-bit key %s on token '%s'\n", hsm_alg_name(alg), k->bits, label,
+                       c->token_label);
+                printf("publish this record, then sign:\n");
+                status = print_record(k, label);
+        }
+        hsm_key_free(k);
+        hsm_close(h);
+        config_free(c);
+        return status;
+}
+
+/* The key S._domainkey.D named by --domain and --selector, on an open token. */
+int find_named(const struct config *c, struct hsm *h, const char *label, struct hsm_key **ret)
+{
+        int r = hsm_find(h, label, ret);
+
+        if (r == DKIMSIGN_E_NO_KEY)
+                return die("no key named %s on token '%s'", label, c->token_label);
+        if (r == DKIMSIGN_E_EXISTS)
+                return die("several keys are named %s on token '%s'; dkimsignctl will not guess", label,
+                           c->token_label);
+        if (r < 0)
+                return die("finding key %s: %s", label, dkimsign_strerror(r));
+        return 0;
+}
+
+int cmd_dns_record(const struct options *o)
+{
+        char label[HSM_LABEL_MAX + 1];
+        struct config *c = NULL;
+        struct hsm *h = NULL;
+        struct hsm_key *k = NULL;
+        int status;
+
+        status = check_name_options(o, "dns-record");
+        if (status)
+                return status;
+        if (make_label(o->selector, o->domain, label, sizeof(label)) || open_all(o, &c, &h))
+                return EXIT_FAIL;
+        status = find_named(c, h, label, &k);
+        if (status == 0)
+                status = print_record(k, label);
+        hsm_key_free(k);
+        hsm_close(h);
+        config_free(c);
+        return status;
+}
+
+/* ---- list ---- */
+
+/* A lifecycle time as JSON: "YYYY-MM-DDTHH:MM:SSZ" or null. */
+static void json_time(int64_t t)
+{
+        char buf[24];
+
+        if (!t) {
+                fputs("null", stdout);
+                return;
+        }
+        keystate_utc(t, buf);
+        ctl_json_string(buf);
+}
+
+static void list_json(const struct keytab *t, const struct ctl_key_life *life, char (*fps)[FINGERPRINT_SIZE])
+{
+        printf("[");
+        for (size_t i = 0; i < t->count; i++) {
+                const struct signer_key *k = &t->keys[i];
+                const struct ctl_key_life *l = &life[i];
+
+                printf("%s\n  {\"domain\": ", i ? "," : "");
+                ctl_json_string(k->domain);
+                printf(", \"selector\": ");
+                ctl_json_string(k->selector);
+                printf(", \"algorithm\": \"%s\", \"bits\": %u, \"state\": \"%s\", \"unpublished_signing\": %s",
+                       hsm_alg_name(k->key->alg), k->key->bits, key_state_name(l->state),
+                       l->unpublished ? "true" : "false");
+                printf(", \"first_seen\": ");
+                json_time(l->seen);
+                printf(", \"active_since\": ");
+                json_time(l->active);
+                printf(", \"signs_from\": ");
+                json_time(l->signs_from);
+                printf(", \"retires\": ");
+                json_time(l->retires);
+                printf(", \"created\": ");
+                json_date(k->key->created);
+                printf(", \"retired\": ");
+                json_date(k->key->retired);
+                printf(", \"origin\": \"%s\", \"fingerprint\": ", key_generated(k->key) ? "generated" : "imported");
+                ctl_json_string(fps[i]);
+                printf(", \"local\": %s, \"always_sensitive\": %s, \"never_extractable\": %s}",
+                       k->key->local ? "true" : "false", k->key->always_sensitive ? "true" : "false",
+                       k->key->never_extractable ? "true" : "false");
+        }
+        printf("%s]\n", t->count ? "\n" : "");
+}
+
+/* One line under the table for each key that is not retired: what the
+ * lifecycle says about it, and when it was first seen in DNS. */
+void list_life_notes(const struct keytab *t, const struct ctl_key_life *life)
+{
+        bool header = false;
+
+        for (size_t i = 0; i < t->count; i++) {
+                const struct ctl_key_life *l = &life[i];
+                char seen[24] = "not yet", a[24], b[24];
+
+                if (l->state == KEY_RETIRED)
+                        continue;
+                if (!header) {
+                        printf("\nDNS lifecycle (first seen = when dkimsignd first saw the record in DNS):\n");
+                        header = true;
+                }
+                if (l->seen)
+                        keystate_utc(l->seen, seen);
+                printf("  %s._domainkey.%s: ", t->keys[i].selector, t->keys[i].domain);
+                if (l->unpublished) {
+                        printf("signs unpublished (unpublished = sign), first seen %s\n", seen);
+                } else if (l->state == KEY_ACTIVE && l->retires) {
+                        keystate_utc(l->active, a);
+                        keystate_utc(l->retires, b);
+                        printf("active since %s, first seen %s; a newer key is active: retires %s\n", a, seen, b);
+                } else if (l->state == KEY_ACTIVE) {
+                        keystate_utc(l->active, a);
+                        printf("active since %s, first seen %s\n", a, seen);
+                } else if (l->state == KEY_PUBLISHED) {
+                        keystate_utc(l->signs_from, a);
+                        printf("published, first seen %s; signs from %s\n", seen, a);
+                } else {
+                        printf("pending: its record has not been seen in DNS yet (dkimsignctl dns-record)\n");
+                }
+        }
+}
+
+static void list_table(const struct keytab *t, const struct ctl_key_life *life, char (*fps)[FINGERPRINT_SIZE])
+{
+        int dw = (int) strlen("DOMAIN"), sw = (int) strlen("SELECTOR");
+
+        for (size_t i = 0; i < t->count; i++) {
+                if ((int) strlen(t->keys[i].domain) > dw)
+                        dw = (int) strlen(t->keys[i].domain);
+                if ((int) strlen(t->keys[i].selector) > sw)
+                        sw = (int) strlen(t->keys[i].selector);
+        }
+        printf("%-*s %-*s %-9s %4s %-9s %-10s %-9s %s\n", dw, "DOMAIN", sw, "SELECTOR", "ALG", "BITS", "STATE",
+               "CREATED", "ORIGIN", "FINGERPRINT");
+        for (size_t i = 0; i < t->count; i++) {
+                const struct signer_key *k = &t->keys[i];
+                char created[11];
+
+                printf("%-*s %-*s %-9s %4u %-9s %-10s %-9s %s\n", dw, k->domain, sw, k->selector,
+                       hsm_alg_name(k->key->alg), k->key->bits, key_state_name(life[i].state),
+                       k->key->created[0] ? date_show(k->key->created, created) : "-",
+                       key_generated(k->key) ? "generated" : "imported", fps[i]);
+        }
+        list_life_notes(t, life);
+}
+
+int cmd_list(const struct options *o)
+{
+        char (*fps)[FINGERPRINT_SIZE] = NULL;
+        struct key_listing l;
+        int status = key_listing_open(o, &l);
+
+        if (status == 0)
+                status = key_listing_lives(&l);
+        if (status)
+                goto out;
+        fps = calloc(l.t->count ? l.t->count : 1, sizeof(*fps));
+        if (!fps) {
+                status = die("out of memory");
+                goto out;
+        }
+        for (size_t i = 0; i < l.t->count; i++)
+                if (fingerprint(l.t->keys[i].key->pubkey, fps[i]) < 0) {
+                        status = die("fingerprint of %s._domainkey.%s: cannot encode its public key",
+                                     l.t->keys[i].selector, l.t->keys[i].domain);
+                        goto out;
+                }
+        if (o->json)
+                list_json(l.t, l.life, fps);
+        else
+                list_table(l.t, l.life, fps);
+out:
+        free(fps);
+        key_listing_close(&l);
+        return status;
+}
