@@ -46,6 +46,7 @@
 
 #include "dkimsign-build.h"
 #include "dkimsign.h"
+#include "log.h"
 
 #define DEFAULT_CONFIG "/etc/dkimsign/dkimsign-milter.conf"
 #define DEFAULT_MILTER_SOCKET "unix:/run/dkimsign-milter/milter.sock"
@@ -62,7 +63,7 @@ struct network {
         unsigned prefix;
 };
 
-struct config {
+struct milter_config {
         char *milter_socket;
         char *dkimsignd_socket; /* NULL: the library's default */
         struct network networks[MAX_NETWORKS];
@@ -76,36 +77,12 @@ struct config {
         char error[160];
 };
 
-static struct config cfg = {
+static struct milter_config cfg = {
         .header_canon = DKIMSIGN_CANON_RELAXED,
         .body_canon = DKIMSIGN_CANON_RELAXED,
         .log_level = LOG_INFO,
         .timeout = 300,
 };
-
-/* ---- logging: stderr, "<N>" prefix, one write per line ---- */
-
-static void log_msg(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void log_msg(int priority, const char *fmt, ...)
-{
-        char line[1024];
-        va_list ap;
-        int n;
-
-        if (priority > cfg.log_level)
-                return;
-        n = snprintf(line, sizeof(line), "<%d>dkimsign-milter: ", priority);
-        va_start(ap, fmt);
-        vsnprintf(line + n, sizeof(line) - (size_t) n - 1, fmt, ap);
-        va_end(ap);
-        for (char *p = line + n; *p; p++)
-                if ((unsigned char) *p < 0x20 || *p == 0x7f)
-                        *p = '?';
-        strcat(line, "\n");
-        if (write(STDERR_FILENO, line, strlen(line)) < 0) {
-                /* nowhere left to say it */
-        }
-}
 
 /* ---- configuration ---- */
 
@@ -140,7 +117,7 @@ static int parse_network(const char *s, size_t len, struct network *ret)
         return 0;
 }
 
-static int parse_networks(struct config *c, const char *value)
+static int parse_networks(struct milter_config *c, const char *value)
 {
         const char *p = value;
 
@@ -211,7 +188,7 @@ static int set_string(char **dst, const char *value)
 
 static int config_handler(void *user, const char *section, const char *name, const char *value)
 {
-        struct config *c = user;
+        struct milter_config *c = user;
         int r = -1;
 
         if (strcmp(section, "milter") != 0) {
@@ -254,7 +231,7 @@ static int config_handler(void *user, const char *section, const char *name, con
         return r == 0;
 }
 
-static int config_load(const char *path, bool must_exist)
+static int milter_config_load(const char *path, bool must_exist)
 {
         FILE *f = fopen(path, "re");
         int r;
@@ -827,8 +804,10 @@ int main(int argc, char **argv)
                 usage(stderr);
                 return EXIT_USAGE;
         }
-        if (config_load(config_path, config_given) < 0)
+        log_init("dkimsign-milter", LOG_INFO);
+        if (milter_config_load(config_path, config_given) < 0)
                 return EXIT_CONFIG;
+        log_init("dkimsign-milter", cfg.log_level);
         if (check)
                 return 0;
 
