@@ -18,11 +18,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "canon.h"
-#include "dkimsign.h"
-#include "frame.h"
-#include "msg.h"
+#include "protocol/buf.h"
+#include "dkim/canon.h"
+#include "client/dkimsign.h"
+#include "protocol/frame.h"
+#include "protocol/msg.h"
 
 #define PUBLIC __attribute__((visibility("default")))
 

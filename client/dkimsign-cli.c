@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "dkimsign-build.h"
-#include "dkimsign.h"
+#include "client/dkimsign.h"
 
 #define EXIT_USAGE 64
 #define EXIT_DATAERR 65

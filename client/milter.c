@@ -45,8 +45,8 @@
 #include <libmilter/mfapi.h>
 
 #include "dkimsign-build.h"
-#include "dkimsign.h"
-#include "log.h"
+#include "client/dkimsign.h"
+#include "util/log.h"
 
 #define DEFAULT_CONFIG "/etc/dkimsign/dkimsign-milter.conf"
 #define DEFAULT_MILTER_SOCKET "unix:/run/dkimsign-milter/milter.sock"

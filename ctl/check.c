@@ -7,13 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl.h"
-#include "dkimcheck.h"
-#include "dkimsign-errors.h"
-#include "dmarccheck.h"
-#include "memdup.h"
-#include "record.h"
-#include "spfcheck.h"
+#include "ctl/ctl.h"
+#include "dnscheck/dkimcheck.h"
+#include "protocol/dkimsign-errors.h"
+#include "dnscheck/dmarccheck.h"
+#include "util/memdup.h"
+#include "dkim/record.h"
+#include "dnscheck/spfcheck.h"
 
 /*
  * dkimsignctl check / records.  See ctl-check.h.

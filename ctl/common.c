@@ -13,9 +13,9 @@
 #include <unistd.h>
 #include <openssl/x509.h>
 
-#include "ctl.h"
-#include "dkimsign-errors.h"
-#include "record.h"
+#include "ctl/ctl.h"
+#include "protocol/dkimsign-errors.h"
+#include "dkim/record.h"
 
 int die(const char *fmt, ...)
 {

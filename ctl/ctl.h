@@ -17,9 +17,9 @@
 #include <stdint.h>
 #include <openssl/evp.h>
 
-#include "config.h"
-#include "hsm.h"
-#include "keys.h"
+#include "keys/config.h"
+#include "hsm/hsm.h"
+#include "keys/keys.h"
 
 #define EXIT_FAIL 1
 #define EXIT_USAGE 2

@@ -11,10 +11,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "ctl.h"
-#include "dkimsign-errors.h"
-#include "frame.h"
-#include "msg.h"
+#include "ctl/ctl.h"
+#include "protocol/dkimsign-errors.h"
+#include "protocol/frame.h"
+#include "protocol/msg.h"
 
 /*
  * One administrative request to dkimsignd.  See ctl-daemon.h.  A blocking

@@ -11,9 +11,9 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "ctl.h"
-#include "dkimsign-errors.h"
-#include "readfile.h"
+#include "ctl/ctl.h"
+#include "protocol/dkimsign-errors.h"
+#include "util/readfile.h"
 
 /* ---- import-opendkim ---- */
 

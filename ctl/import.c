@@ -10,9 +10,9 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
-#include "ctl.h"
-#include "dkimsign-errors.h"
-#include "readfile.h"
+#include "ctl/ctl.h"
+#include "protocol/dkimsign-errors.h"
+#include "util/readfile.h"
 
 /* ---- reading key files ---- */
 

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl.h"
-#include "dkimsign-errors.h"
-#include "keys.h"
+#include "ctl/ctl.h"
+#include "protocol/dkimsign-errors.h"
+#include "keys/keys.h"
 
 /* ---- init-token, keygen, dns-record ---- */
 

@@ -12,10 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ctl.h"
-#include "dkimsign-errors.h"
-#include "keycheck.h"
-#include "log.h"
+#include "ctl/ctl.h"
+#include "protocol/dkimsign-errors.h"
+#include "keys/keycheck.h"
+#include "util/log.h"
 
 /*
  * dkimsignctl's side of the key lifecycle.  See ctl-lifecycle.h.

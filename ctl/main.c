@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl.h"
+#include "ctl/ctl.h"
 #include "dkimsign-build.h"
 
 static const char *const opt_names[] = {

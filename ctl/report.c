@@ -4,7 +4,7 @@
  */
 #include <stdio.h>
 
-#include "ctl.h"
+#include "ctl/ctl.h"
 
 int ctl_vreport(int status, const char *fmt, va_list ap)
 {

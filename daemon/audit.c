@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "audit.h"
+#include "daemon/audit.h"
 #include "dkimsign-build.h"
-#include "log.h"
+#include "util/log.h"
 
 #if HAVE_SYSTEMD
 #include <systemd/sd-journal.h>

@@ -5,8 +5,8 @@
  * DKIMSIGN_PEER_UID=, ...), so `journalctl DKIMSIGN_DOMAIN=example.com`
  * finds them.  Never pass message content but the Message-ID.
  */
-#ifndef AUDIT_H
-#define AUDIT_H
+#ifndef DAEMON_AUDIT_H
+#define DAEMON_AUDIT_H
 
 struct audit {
         const char *outcome;    /* "signed" or "refused" */

@@ -14,14 +14,14 @@
 #include <openssl/rsa.h>
 #include <sodium.h>
 
-#include "dispatch.h"
-#include "dkimsign-errors.h"
-#include "header.h"
-#include "audit.h"
-#include "log.h"
-#include "msg.h"
-#include "policy.h"
-#include "sign.h"
+#include "daemon/dispatch.h"
+#include "protocol/dkimsign-errors.h"
+#include "dkim/header.h"
+#include "daemon/audit.h"
+#include "util/log.h"
+#include "protocol/msg.h"
+#include "daemon/policy.h"
+#include "dkim/sign.h"
 
 #define MSGID_LOG_MAX 128
 

@@ -4,18 +4,18 @@
  * Runs on a worker thread with that worker's token session; everything it
  * reads besides its arguments is immutable while it runs.
  */
-#ifndef DISPATCH_H
-#define DISPATCH_H
+#ifndef DAEMON_DISPATCH_H
+#define DAEMON_DISPATCH_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "buf.h"
-#include "config.h"
-#include "hsm.h"
-#include "keys.h"
-#include "peer.h"
+#include "protocol/buf.h"
+#include "keys/config.h"
+#include "hsm/hsm.h"
+#include "keys/keys.h"
+#include "daemon/peer.h"
 
 /*
  * One generation of configuration and keys.  A reload makes a new one;

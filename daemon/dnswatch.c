@@ -15,12 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dkimsign-errors.h"
-#include "dnswatch.h"
-#include "keycheck.h"
-#include "keystate.h"
-#include "log.h"
-#include "resolve.h"
+#include "protocol/dkimsign-errors.h"
+#include "daemon/dnswatch.h"
+#include "keys/keycheck.h"
+#include "keys/keystate.h"
+#include "util/log.h"
+#include "dns/resolve.h"
 
 struct dns_settings {
         bool lookups;              /* false: [dns] watch = timer, the file has what DNS shows */

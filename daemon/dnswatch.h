@@ -24,15 +24,15 @@
  * retire_grace) go to the state file only; the token's end date is set by
  * dkimsignctl retire alone, so the daemon never writes to the token.
  */
-#ifndef DNSWATCH_H
-#define DNSWATCH_H
+#ifndef DAEMON_DNSWATCH_H
+#define DAEMON_DNSWATCH_H
 
 #include <openssl/evp.h>
 
-#include "config.h"
-#include "keys.h"
-#include "keystate.h"
-#include "resolve.h"
+#include "keys/config.h"
+#include "keys/keys.h"
+#include "keys/keystate.h"
+#include "dns/resolve.h"
 
 struct dnswatch;
 

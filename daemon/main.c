@@ -21,17 +21,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "keys/config.h"
 #include "dkimsign-build.h"
-#include "dkimsign-errors.h"
-#include "dnswatch.h"
-#include "hsm.h"
-#include "keys.h"
-#include "keystate.h"
-#include "log.h"
-#include "procs.h"
-#include "server.h"
-#include "workers.h"
+#include "protocol/dkimsign-errors.h"
+#include "daemon/dnswatch.h"
+#include "hsm/hsm.h"
+#include "keys/keys.h"
+#include "keys/keystate.h"
+#include "util/log.h"
+#include "daemon/procs.h"
+#include "daemon/server.h"
+#include "daemon/workers.h"
 
 #if HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>

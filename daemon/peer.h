@@ -4,8 +4,8 @@
  * (SO_PEERCRED, SO_PEERGROUPS): filled in at accept, read by the policy.
  * A plain struct: no I/O, nothing to free.
  */
-#ifndef PEER_H
-#define PEER_H
+#ifndef DAEMON_PEER_H
+#define DAEMON_PEER_H
 
 #include <stddef.h>
 #include <sys/types.h>

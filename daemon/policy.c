@@ -3,7 +3,7 @@
  * Peer authorization.  See policy.h.  Names were resolved to ids when the
  * configuration was loaded: nothing here touches NSS or the disk.
  */
-#include "policy.h"
+#include "daemon/policy.h"
 
 static bool acl_has_gid(const struct config_acl *acl, gid_t gid)
 {

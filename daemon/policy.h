@@ -5,13 +5,13 @@
  * `allow` list; otherwise [daemon] allow applies ("*" by default: the
  * socket's owner, group and mode are then the only gate).
  */
-#ifndef POLICY_H
-#define POLICY_H
+#ifndef DAEMON_POLICY_H
+#define DAEMON_POLICY_H
 
 #include <stdbool.h>
 
-#include "config.h"
-#include "peer.h"
+#include "keys/config.h"
+#include "daemon/peer.h"
 
 /* True when the peer (uid, primary gid, supplementary groups) may sign
  * under section, the requested domain's section (config_domain_for; NULL

@@ -18,10 +18,10 @@
 #include <unistd.h>
 
 #include "dkimsign-build.h"
-#include "dkimsign-errors.h"
-#include "log.h"
-#include "procs.h"
-#include "clock.h"
+#include "protocol/dkimsign-errors.h"
+#include "util/log.h"
+#include "daemon/procs.h"
+#include "util/clock.h"
 
 #if HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>

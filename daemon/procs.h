@@ -15,8 +15,8 @@
  * died again.  A child that asks (SIGUSR1, after a RELOAD request it
  * answered) has the others reloaded too.
  */
-#ifndef PROCS_H
-#define PROCS_H
+#ifndef DAEMON_PROCS_H
+#define DAEMON_PROCS_H
 
 #include <stddef.h>
 

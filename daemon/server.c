@@ -27,12 +27,12 @@
 #include <unistd.h>
 
 #include "dkimsign-build.h"
-#include "dkimsign-errors.h"
-#include "frame.h"
-#include "log.h"
-#include "clock.h"
-#include "msg.h"
-#include "server.h"
+#include "protocol/dkimsign-errors.h"
+#include "protocol/frame.h"
+#include "util/log.h"
+#include "util/clock.h"
+#include "protocol/msg.h"
+#include "daemon/server.h"
 
 #if HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>

@@ -5,13 +5,13 @@
  * at accept, answers HELLO itself and hands SIGN to the worker pool; it
  * never waits for the token.
  */
-#ifndef SERVER_H
-#define SERVER_H
+#ifndef DAEMON_SERVER_H
+#define DAEMON_SERVER_H
 
 #include <stdbool.h>
 
-#include "config.h"
-#include "workers.h"
+#include "keys/config.h"
+#include "daemon/workers.h"
 
 struct server;
 

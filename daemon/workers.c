@@ -21,11 +21,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dkimsign-errors.h"
-#include "log.h"
-#include "msg.h"
-#include "workers.h"
-#include "clock.h"
+#include "protocol/dkimsign-errors.h"
+#include "util/log.h"
+#include "protocol/msg.h"
+#include "daemon/workers.h"
+#include "util/clock.h"
 
 #define SUPERVISE_MIN_MS 50
 #define SUPERVISE_MAX_MS 1000

@@ -4,15 +4,15 @@
  * jobs from one bounded queue and handing finished jobs back to the event
  * loop through an eventfd.  The loop never waits for the token.
  */
-#ifndef WORKERS_H
-#define WORKERS_H
+#ifndef DAEMON_WORKERS_H
+#define DAEMON_WORKERS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
-#include "dispatch.h"
+#include "protocol/buf.h"
+#include "daemon/dispatch.h"
 
 struct job {
         struct job *next;

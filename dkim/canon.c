@@ -13,7 +13,7 @@
  * Only dkim_body_hash_new() allocates.  Nothing here does I/O or logs, and
  * nothing buffers a line or the body: held-back empty lines are counted.
  */
-#include "canon.h"
+#include "dkim/canon.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +24,7 @@
 #include <emmintrin.h>
 #endif
 
-#include "dkimsign-errors.h"
+#include "protocol/dkimsign-errors.h"
 
 /* Runs at least this long skip the stage and go straight to the sink. */
 #define STAGE_DIRECT_MIN 4096

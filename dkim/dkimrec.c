@@ -11,9 +11,9 @@
 #include <strings.h>
 #include <openssl/x509.h>
 
-#include "dkimsign-errors.h"
-#include "dkimrec.h"
-#include "taglist.h"
+#include "protocol/dkimsign-errors.h"
+#include "dkim/dkimrec.h"
+#include "dkim/taglist.h"
 
 void dkim_keyrec_clear(struct dkim_keyrec *r)
 {

@@ -9,12 +9,12 @@
  * From domain it had to guess.  It must never read past the block, recurse
  * on input, do I/O or log.
  */
-#include "header.h"
+#include "dkim/header.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "dkimsign-errors.h"
+#include "protocol/dkimsign-errors.h"
 
 static bool is_wsp(uint8_t c)
 {

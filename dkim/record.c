@@ -6,9 +6,9 @@
 #include <string.h>
 #include <openssl/x509.h>
 
-#include "dkimsign-errors.h"
-#include "record.h"
-#include "sign.h"
+#include "protocol/dkimsign-errors.h"
+#include "dkim/record.h"
+#include "dkim/sign.h"
 
 int dkim_record_text(EVP_PKEY *pub, struct buf *out)
 {

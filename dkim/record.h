@@ -8,7 +8,7 @@
 
 #include <openssl/evp.h>
 
-#include "buf.h"
+#include "protocol/buf.h"
 
 /* "v=DKIM1; k=rsa; p=<base64 SubjectPublicKeyInfo>" or
  * "v=DKIM1; k=ed25519; p=<base64 of the 32-octet key>", appended to out. */

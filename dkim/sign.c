@@ -10,8 +10,8 @@
 #include <strings.h>
 #include <openssl/evp.h>
 
-#include "dkimsign-errors.h"
-#include "sign.h"
+#include "protocol/dkimsign-errors.h"
+#include "dkim/sign.h"
 
 /* Folding keeps lines under 78 octets (RFC 5322 2.1.1's recommendation). */
 #define FOLD_WIDTH 76

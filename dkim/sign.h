@@ -14,9 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
-#include "canon.h"
-#include "header.h"
+#include "protocol/buf.h"
+#include "dkim/canon.h"
+#include "dkim/header.h"
 
 #define DKIM_HNAMES_MAX 128    /* entries of an h= list */
 #define DKIM_SELECTOR_MAX 63

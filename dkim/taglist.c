@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "dkimsign-errors.h"
-#include "taglist.h"
+#include "protocol/dkimsign-errors.h"
+#include "dkim/taglist.h"
 
 void dkim_reason(char *why, size_t whylen, const char *fmt, ...)
 {

@@ -33,8 +33,9 @@ int taglist_next(const char *text, size_t len, size_t *pos, struct taglist_tag *
 bool taglist_is_wsp(char c);
 
 /* Write one reason sentence into a caller's buffer (why may be NULL or
- * whylen 0: then nothing is written).  The tag-list parsers of dkim/ use it
- * to say why they refused a record. */
+ * whylen 0: then nothing is written).  The record parsers (dkim/'s
+ * tag-lists, dnscheck/'s SPF and DMARC) use it to say why they refused a
+ * record. */
 void dkim_reason(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

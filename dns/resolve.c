@@ -20,8 +20,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "dkimsign-errors.h"
-#include "resolve.h"
+#include "protocol/dkimsign-errors.h"
+#include "dns/resolve.h"
 
 /* The largest DNS message (TCP length is 16 bits). */
 #define ANSWER_MAX 65536

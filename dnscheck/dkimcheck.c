@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dkimcheck.h"
-#include "dkimrec.h"
-#include "dkimsign-errors.h"
-#include "memdup.h"
+#include "dnscheck/dkimcheck.h"
+#include "dkim/dkimrec.h"
+#include "protocol/dkimsign-errors.h"
+#include "util/memdup.h"
 
 void dkim_selector_report_clear(struct dkim_selector_report *rep)
 {

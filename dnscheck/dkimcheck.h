@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <openssl/evp.h>
 
-#include "findings.h"
-#include "resolve.h"
+#include "dnscheck/findings.h"
+#include "dns/resolve.h"
 
 struct dkim_selector_check {
         const char *selector;        /* borrowed */

@@ -13,11 +13,11 @@
 #include <string.h>
 #include <strings.h>
 
-#include "dkimsign-errors.h"
-#include "findings.h"
-#include "memdup.h"
-#include "dmarc.h"
-#include "taglist.h"
+#include "protocol/dkimsign-errors.h"
+#include "dnscheck/findings.h"
+#include "util/memdup.h"
+#include "dnscheck/dmarc.h"
+#include "dkim/taglist.h"
 
 static bool value_is(const struct taglist_tag *t, const char *word)
 {
@@ -212,7 +212,7 @@ static int parse_uris(const struct taglist_tag *t, struct dmarc_uri *uris, size_
                         b--;
                 if (b > a) {
                         if (*ret_count == DMARC_URIS_MAX) {
-                                dns_reason(why, whylen, "%s= lists more than %d addresses.", t->name, DMARC_URIS_MAX);
+                                dkim_reason(why, whylen, "%s= lists more than %d addresses.", t->name, DMARC_URIS_MAX);
                                 return DKIMSIGN_E_TOO_LARGE;
                         }
                         r = parse_uri(t->value + a, b - a, &uris[*ret_count]);
@@ -279,32 +279,32 @@ int dmarc_parse(const char *text, size_t len, struct dmarc_record *ret, char *wh
         struct taglist_tag t;
         int r;
 
-        dns_reason(why, whylen, "%s", "");
+        dkim_reason(why, whylen, "%s", "");
         if (len > DMARC_RECORD_MAX) {
-                dns_reason(why, whylen, "the record is longer than %d octets.", DMARC_RECORD_MAX);
+                dkim_reason(why, whylen, "the record is longer than %d octets.", DMARC_RECORD_MAX);
                 return DKIMSIGN_E_TOO_LARGE;
         }
         if (memchr(text, '\0', len)) {
-                dns_reason(why, whylen, "the record holds a NUL octet.");
+                dkim_reason(why, whylen, "the record holds a NUL octet.");
                 return DKIMSIGN_E_FORMAT;
         }
         while ((r = taglist_next(text, len, &pos, &t, why, whylen)) == 1) {
                 if (nseen == 0 && (strcasecmp(t.name, "v") != 0 || t.value_len != 6 ||
                                    memcmp(t.value, "DMARC1", 6) != 0)) {
-                        dns_reason(why, whylen, "a DMARC record starts with exactly \"v=DMARC1\" (then \";\"), not "
+                        dkim_reason(why, whylen, "a DMARC record starts with exactly \"v=DMARC1\" (then \";\"), not "
                             "\"%s=%.*s\".", t.name, (int) (t.value_len > 30 ? 30 : t.value_len), t.value);
                         r = DKIMSIGN_E_FORMAT;
                         break;
                 }
                 for (size_t i = 0; i < nseen; i++)
                         if (strcasecmp(seen[i], t.name) == 0) {
-                                dns_reason(why, whylen, "the tag %s= appears more than once.", t.name);
+                                dkim_reason(why, whylen, "the tag %s= appears more than once.", t.name);
                                 r = DKIMSIGN_E_FORMAT;
                         }
                 if (r < 0)
                         break;
                 if (nseen == sizeof(seen) / sizeof(seen[0])) {
-                        dns_reason(why, whylen, "the record has more than %zu tags.", nseen);
+                        dkim_reason(why, whylen, "the record has more than %zu tags.", nseen);
                         r = DKIMSIGN_E_FORMAT;
                         break;
                 }
@@ -318,7 +318,7 @@ int dmarc_parse(const char *text, size_t len, struct dmarc_record *ret, char *wh
                 }
         }
         if (r == 0 && nseen == 0) {
-                dns_reason(why, whylen, "the record is empty.");
+                dkim_reason(why, whylen, "the record is empty.");
                 r = DKIMSIGN_E_FORMAT;
         }
         if (r < 0) {

@@ -11,12 +11,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "dkimsign-errors.h"
-#include "dmarc.h"
-#include "dmarccheck.h"
-#include "findings.h"
-#include "memdup.h"
-#include "taglist.h"
+#include "protocol/dkimsign-errors.h"
+#include "dnscheck/dmarc.h"
+#include "dnscheck/dmarccheck.h"
+#include "dnscheck/findings.h"
+#include "util/memdup.h"
+#include "dkim/taglist.h"
 
 /* Text that its publisher meant as a DMARC record: "v=DMARC1" first, in any
  * case and spacing.  Such text that does not parse is reported as broken,

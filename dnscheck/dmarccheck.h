@@ -17,9 +17,9 @@
 #ifndef DNSCHECK_DMARCCHECK_H
 #define DNSCHECK_DMARCCHECK_H
 
-#include "dmarc.h"
-#include "findings.h"
-#include "resolve.h"
+#include "dnscheck/dmarc.h"
+#include "dnscheck/findings.h"
+#include "dns/resolve.h"
 
 #define DMARC_WALK_MAX 8             /* DMARCbis tree walk: names queried at most */
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "findings.h"
+#include "dnscheck/findings.h"
 
 static char *vformat(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 static char *vformat(const char *fmt, va_list ap)
@@ -94,15 +94,4 @@ const char *dns_verdict_name(enum dns_verdict v)
         case DNS_VERDICT_WARNING: return "warning";
         default: return "error";
         }
-}
-
-void dns_reason(char *why, size_t whylen, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (!why || whylen == 0)
-                return;
-        va_start(ap, fmt);
-        vsnprintf(why, whylen, fmt, ap);
-        va_end(ap);
 }

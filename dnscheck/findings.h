@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "dkim/taglist.h"
+
 #define DNS_FINDINGS_MAX 256   /* a check that finds more stops listing */
 
 enum dns_verdict {
@@ -50,9 +52,5 @@ enum dns_verdict dns_findings_worst(const struct dns_findings *f);
 void dns_findings_clear(struct dns_findings *f);
 const char *dns_verdict_name(enum dns_verdict v);   /* "ok", "warning", "error" */
 
-/* Write one reason sentence into a caller's buffer (why may be NULL or
- * whylen 0: then nothing is written).  The SPF and DMARC parsers use it to
- * say why they refused a record. */
-void dns_reason(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

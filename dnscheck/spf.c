@@ -12,10 +12,10 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include "dkimsign-errors.h"
-#include "findings.h"
-#include "memdup.h"
-#include "spf.h"
+#include "protocol/dkimsign-errors.h"
+#include "dnscheck/findings.h"
+#include "util/memdup.h"
+#include "dnscheck/spf.h"
 
 static bool is_alpha(char c)
 {
@@ -72,7 +72,7 @@ static int check_macro_string(const char *s, size_t len, bool exp, bool *ret_has
 
                 if (c != '%') {
                         if ((unsigned char) c < 0x21 || (unsigned char) c > 0x7e) {
-                                dns_reason(why, whylen, "it holds a character that is not printable ASCII");
+                                dkim_reason(why, whylen, "it holds a character that is not printable ASCII");
                                 return DKIMSIGN_E_FORMAT;
                         }
                         ends_macro = false;
@@ -80,7 +80,7 @@ static int check_macro_string(const char *s, size_t len, bool exp, bool *ret_has
                         continue;
                 }
                 if (i + 1 >= len) {
-                        dns_reason(why, whylen, "a \"%%\" ends it (write %%%% for a percent sign)");
+                        dkim_reason(why, whylen, "a \"%%\" ends it (write %%%% for a percent sign)");
                         return DKIMSIGN_E_FORMAT;
                 }
                 c = s[i + 1];
@@ -91,16 +91,16 @@ static int check_macro_string(const char *s, size_t len, bool exp, bool *ret_has
                         continue;
                 }
                 if (c != '{') {
-                        dns_reason(why, whylen, "\"%%%c\" is not a macro (use %%{letter}, %%%%, %%_ or %%-)", c);
+                        dkim_reason(why, whylen, "\"%%%c\" is not a macro (use %%{letter}, %%%%, %%_ or %%-)", c);
                         return DKIMSIGN_E_FORMAT;
                 }
                 i += 2;
                 if (i >= len || !strchr("slodiphcrtvSLODIPHCRTV", s[i])) {
-                        dns_reason(why, whylen, "a macro needs one of the letters s l o d i p h c r t v after \"%%{\"");
+                        dkim_reason(why, whylen, "a macro needs one of the letters s l o d i p h c r t v after \"%%{\"");
                         return DKIMSIGN_E_FORMAT;
                 }
                 if (!exp && strchr("crtCRT", s[i])) {
-                        dns_reason(why, whylen, "the macro letter '%c' is only allowed in explanation text", s[i]);
+                        dkim_reason(why, whylen, "the macro letter '%c' is only allowed in explanation text", s[i]);
                         return DKIMSIGN_E_FORMAT;
                 }
                 i++;
@@ -108,12 +108,12 @@ static int check_macro_string(const char *s, size_t len, bool exp, bool *ret_has
                         unsigned digits = 0;
 
                         if (s[i] == '0') {
-                                dns_reason(why, whylen, "a macro's part count must not be 0");
+                                dkim_reason(why, whylen, "a macro's part count must not be 0");
                                 return DKIMSIGN_E_FORMAT;
                         }
                         while (i < len && is_digit(s[i])) {
                                 if (++digits > 3) {
-                                        dns_reason(why, whylen, "a macro's part count is too large");
+                                        dkim_reason(why, whylen, "a macro's part count is too large");
                                         return DKIMSIGN_E_FORMAT;
                                 }
                                 i++;
@@ -124,7 +124,7 @@ static int check_macro_string(const char *s, size_t len, bool exp, bool *ret_has
                 while (i < len && is_delimiter(s[i]))
                         i++;
                 if (i >= len || s[i] != '}') {
-                        dns_reason(why, whylen, "a macro is not closed by \"}\"");
+                        dkim_reason(why, whylen, "a macro is not closed by \"}\"");
                         return DKIMSIGN_E_FORMAT;
                 }
                 i++;
@@ -183,7 +183,7 @@ static int check_domain_spec(const char *s, size_t len, bool *ret_has_macro, cha
         int r;
 
         if (len == 0) {
-                dns_reason(why, whylen, "the domain is empty");
+                dkim_reason(why, whylen, "the domain is empty");
                 return DKIMSIGN_E_FORMAT;
         }
         r = check_macro_string(s, len, false, &has_macro, &ends_macro, why, whylen);
@@ -197,11 +197,11 @@ static int check_domain_spec(const char *s, size_t len, bool *ret_has_macro, cha
         for (dot = end; dot > 0 && s[dot - 1] != '.'; dot--)
                 ;
         if (dot == 0 || !is_toplabel(s + dot, end - dot)) {
-                dns_reason(why, whylen, "\"%.*s\" does not end in a top-level label (like .com)", (int) len, s);
+                dkim_reason(why, whylen, "\"%.*s\" does not end in a top-level label (like .com)", (int) len, s);
                 return DKIMSIGN_E_FORMAT;
         }
         if (!has_macro && !literal_name_fits(s, len)) {
-                dns_reason(why, whylen, "\"%.*s\" is not a valid domain name (empty or over-long label)", (int) len, s);
+                dkim_reason(why, whylen, "\"%.*s\" is not a valid domain name (empty or over-long label)", (int) len, s);
                 return DKIMSIGN_E_FORMAT;
         }
         return 0;
@@ -249,7 +249,7 @@ static int parse_a_mx(struct spf_term *t, const char *rest, size_t len, char *wh
                         if (!all_digits(rest + i, len - i))
                                 break;
                         if (parse_cidr(rest + i, len - i, 128, &t->cidr6) < 0) {
-                                dns_reason(why, whylen, "the IPv6 prefix length must be 0 to 128");
+                                dkim_reason(why, whylen, "the IPv6 prefix length must be 0 to 128");
                                 return DKIMSIGN_E_FORMAT;
                         }
                         dlen = i - 2;
@@ -261,7 +261,7 @@ static int parse_a_mx(struct spf_term *t, const char *rest, size_t len, char *wh
                         if (!all_digits(rest + i, dlen - i))
                                 break;
                         if (parse_cidr(rest + i, dlen - i, 32, &t->cidr4) < 0) {
-                                dns_reason(why, whylen, "the IPv4 prefix length must be 0 to 32");
+                                dkim_reason(why, whylen, "the IPv4 prefix length must be 0 to 32");
                                 return DKIMSIGN_E_FORMAT;
                         }
                         dlen = i - 1;
@@ -271,7 +271,7 @@ static int parse_a_mx(struct spf_term *t, const char *rest, size_t len, char *wh
         if (dlen == 0)
                 return 0;
         if (rest[0] != ':') {
-                dns_reason(why, whylen, "expected \":domain\" or \"/prefix\" after the mechanism name");
+                dkim_reason(why, whylen, "expected \":domain\" or \"/prefix\" after the mechanism name");
                 return DKIMSIGN_E_FORMAT;
         }
         r = check_domain_spec(rest + 1, dlen - 1, &t->has_macro, why, whylen);
@@ -292,7 +292,7 @@ static int parse_colon_domain(struct spf_term *t, const char *rest, size_t len, 
         if (len == 0 && !required)
                 return 0;
         if (len == 0 || rest[0] != ':') {
-                dns_reason(why, whylen, "it needs \":domain\"");
+                dkim_reason(why, whylen, "it needs \":domain\"");
                 return DKIMSIGN_E_FORMAT;
         }
         r = check_domain_spec(rest + 1, len - 1, &t->has_macro, why, whylen);
@@ -312,7 +312,7 @@ static int parse_ip(struct spf_term *t, const char *rest, size_t len, int family
         int max = family == AF_INET ? 32 : 128;
 
         if (len == 0 || rest[0] != ':') {
-                dns_reason(why, whylen, "it needs \":address\"");
+                dkim_reason(why, whylen, "it needs \":address\"");
                 return DKIMSIGN_E_FORMAT;
         }
         rest++;
@@ -320,20 +320,20 @@ static int parse_ip(struct spf_term *t, const char *rest, size_t len, int family
         slash = memchr(rest, '/', len);
         alen = slash ? (size_t) (slash - rest) : len;
         if (alen == 0 || alen >= sizeof(addr)) {
-                dns_reason(why, whylen, "the address is missing or too long");
+                dkim_reason(why, whylen, "the address is missing or too long");
                 return DKIMSIGN_E_FORMAT;
         }
         memcpy(addr, rest, alen);
         addr[alen] = '\0';
         if (inet_pton(family, addr, t->addr) != 1) {
-                dns_reason(why, whylen, "\"%s\" is not an %s address", addr, family == AF_INET ? "IPv4" : "IPv6");
+                dkim_reason(why, whylen, "\"%s\" is not an %s address", addr, family == AF_INET ? "IPv4" : "IPv6");
                 return DKIMSIGN_E_FORMAT;
         }
         if (slash) {
                 int *slot = family == AF_INET ? &t->cidr4 : &t->cidr6;
 
                 if (parse_cidr(slash + 1, len - alen - 1, max, slot) < 0) {
-                        dns_reason(why, whylen, "the prefix length must be 0 to %d, without leading zeros", max);
+                        dkim_reason(why, whylen, "the prefix length must be 0 to %d, without leading zeros", max);
                         return DKIMSIGN_E_FORMAT;
                 }
         }
@@ -372,7 +372,7 @@ static int parse_mechanism(struct spf_term *t, const char *s, size_t len, char *
                 switch (t->kind) {
                 case SPF_ALL:
                         if (nlen != len) {
-                                dns_reason(why, whylen, "\"all\" takes no argument");
+                                dkim_reason(why, whylen, "\"all\" takes no argument");
                                 return DKIMSIGN_E_FORMAT;
                         }
                         return 0;
@@ -392,7 +392,7 @@ static int parse_mechanism(struct spf_term *t, const char *s, size_t len, char *
                         return DKIMSIGN_E_INTERNAL;
                 }
         }
-        dns_reason(why, whylen, "\"%.*s\" is not an SPF mechanism (all, include, a, mx, ptr, ip4, ip6, exists)",
+        dkim_reason(why, whylen, "\"%.*s\" is not an SPF mechanism (all, include, a, mx, ptr, ip4, ip6, exists)",
             (int) (nlen ? nlen : len), s);
         return DKIMSIGN_E_FORMAT;
 }
@@ -443,18 +443,18 @@ int spf_parse(const char *text, size_t len, struct spf_record *ret, char *why, s
         bool exp_seen = false;
         int r = 0;
 
-        dns_reason(why, whylen, "%s", "");
+        dkim_reason(why, whylen, "%s", "");
         if (len > SPF_RECORD_MAX) {
-                dns_reason(why, whylen, "the record is longer than %d octets", SPF_RECORD_MAX);
+                dkim_reason(why, whylen, "the record is longer than %d octets", SPF_RECORD_MAX);
                 return DKIMSIGN_E_TOO_LARGE;
         }
         if (!spf_is_record(text, len)) {
-                dns_reason(why, whylen, "an SPF record starts with \"v=spf1\" and a space");
+                dkim_reason(why, whylen, "an SPF record starts with \"v=spf1\" and a space");
                 return DKIMSIGN_E_FORMAT;
         }
         for (size_t i = 0; i < len; i++) {
                 if ((unsigned char) text[i] < 0x20 || (unsigned char) text[i] > 0x7e) {
-                        dns_reason(why, whylen, "the record holds a character that is not printable ASCII (or a "
+                        dkim_reason(why, whylen, "the record holds a character that is not printable ASCII (or a "
                             "tab) at offset %zu", i);
                         return DKIMSIGN_E_FORMAT;
                 }
@@ -471,7 +471,7 @@ int spf_parse(const char *text, size_t len, struct spf_record *ret, char *why, s
                 for (end = pos; end < len && text[end] != ' '; end++)
                         ;
                 if (rec.count == SPF_TERMS_MAX) {
-                        dns_reason(why, whylen, "the record has more than %d terms", SPF_TERMS_MAX);
+                        dkim_reason(why, whylen, "the record has more than %d terms", SPF_TERMS_MAX);
                         r = DKIMSIGN_E_TOO_LARGE;
                         break;
                 }
@@ -486,7 +486,7 @@ int spf_parse(const char *text, size_t len, struct spf_record *ret, char *why, s
                 r = parse_term(&grown[rec.count], text + pos, end - pos, term_why, sizeof(term_why));
                 rec.count++;   /* even on failure: clear frees what the term holds */
                 if (r == DKIMSIGN_E_FORMAT) {
-                        dns_reason(why, whylen, "the term \"%.*s\" is invalid: %s", (int) (end - pos > 80 ? 80 : end - pos),
+                        dkim_reason(why, whylen, "the term \"%.*s\" is invalid: %s", (int) (end - pos > 80 ? 80 : end - pos),
                             text + pos, term_why);
                         break;
                 }
@@ -496,14 +496,14 @@ int spf_parse(const char *text, size_t len, struct spf_record *ret, char *why, s
                         rec.all_index = (int) rec.count - 1;
                 if (grown[rec.count - 1].kind == SPF_REDIRECT) {
                         if (rec.redirect_index >= 0) {
-                                dns_reason(why, whylen, "redirect= appears more than once");
+                                dkim_reason(why, whylen, "redirect= appears more than once");
                                 r = DKIMSIGN_E_FORMAT;
                         }
                         rec.redirect_index = (int) rec.count - 1;
                 }
                 if (grown[rec.count - 1].kind == SPF_EXP) {
                         if (exp_seen) {
-                                dns_reason(why, whylen, "exp= appears more than once");
+                                dkim_reason(why, whylen, "exp= appears more than once");
                                 r = DKIMSIGN_E_FORMAT;
                         }
                         exp_seen = true;

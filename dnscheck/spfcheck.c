@@ -13,10 +13,10 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include "dkimsign-errors.h"
-#include "findings.h"
-#include "spf.h"
-#include "spfcheck.h"
+#include "protocol/dkimsign-errors.h"
+#include "dnscheck/findings.h"
+#include "dnscheck/spf.h"
+#include "dnscheck/spfcheck.h"
 
 struct walk {
         struct dns_resolver *r;

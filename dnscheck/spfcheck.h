@@ -14,8 +14,8 @@
 #ifndef DNSCHECK_SPFCHECK_H
 #define DNSCHECK_SPFCHECK_H
 
-#include "findings.h"
-#include "resolve.h"
+#include "dnscheck/findings.h"
+#include "dns/resolve.h"
 
 #define SPF_LOOKUP_LIMIT 10         /* RFC 7208 4.6.4 */
 #define SPF_VOID_LIMIT 2            /* RFC 7208 4.6.4 */

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "hsm-private.h"
+#include "hsm/hsm-private.h"
 
 void hsmi_tmpl_add(struct tmpl *t, CK_ATTRIBUTE_TYPE type, const void *value, size_t len)
 {

@@ -8,7 +8,7 @@
  * It makes no PKCS#11 call and never logs: a name is returned, never
  * printed.
  */
-#include "hsm-private.h"
+#include "hsm/hsm-private.h"
 
 _Thread_local CK_RV hsmi_last_ckr;
 

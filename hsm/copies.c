@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hsm-private.h"
+#include "hsm/hsm-private.h"
 
 void hsmi_copies_free(struct key_copies *c)
 {

@@ -50,8 +50,8 @@
  *   (CKF_OS_LOCKING_OK) are innermost.  Lock-free: h->recoveries and a
  *   key's priv handle (hsm_sign refreshes it), both with __atomic builtins.
  */
-#ifndef HSM_PRIVATE_H
-#define HSM_PRIVATE_H
+#ifndef HSM_HSM_PRIVATE_H
+#define HSM_HSM_PRIVATE_H
 
 #ifndef DKIMSIGN_HSM_INTERNAL
 #error "hsm-private.h is for the files of hsm/ only: include hsm.h"
@@ -67,10 +67,10 @@
 
 #include <p11-kit/pkcs11.h>
 
-#include "dkimsign-errors.h"
-#include "hsm.h"
+#include "protocol/dkimsign-errors.h"
+#include "hsm/hsm.h"
 
-#include "cleanup.h"
+#include "util/cleanup.h"
 
 #define TOKEN_LABEL_LEN 32        /* CK_TOKEN_INFO.label: blank padded, not NUL terminated */
 #define SLOTS_MAX 1024

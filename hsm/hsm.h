@@ -12,15 +12,15 @@
  * the PKCS#11 return value of the last failed call, for a log line).
  * The PIN is wiped from memory as soon as C_Login returns.
  */
-#ifndef HSM_H
-#define HSM_H
+#ifndef HSM_HSM_H
+#define HSM_HSM_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <openssl/evp.h>
 
-#include "cleanup.h"
+#include "util/cleanup.h"
 
 enum hsm_alg {
         HSM_ALG_RSA = 1,     /* rsa-sha256: RSASSA-PKCS1-v1_5 over a SHA-256 digest */

@@ -21,7 +21,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include "hsm-private.h"
+#include "hsm/hsm-private.h"
 
 static const uint8_t rsa_e65537[] = { 0x01, 0x00, 0x01 };
 static const CK_KEY_TYPE type_rsa = CKK_RSA;

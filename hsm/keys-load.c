@@ -19,7 +19,7 @@
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 
-#include "hsm-private.h"
+#include "hsm/hsm-private.h"
 
 /* The other CKA_EC_PARAMS of Ed25519 (PKCS#11 3.0): the curve name as a
  * PrintableString.  Accepted when read, never written. */

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hsm-private.h"
+#include "hsm/hsm-private.h"
 
 struct hsm_key *hsm_key_free(struct hsm_key *key)
 {

@@ -23,7 +23,7 @@
 
 #include <openssl/crypto.h>
 
-#include "hsm-private.h"
+#include "hsm/hsm-private.h"
 
 static void pin_forget(struct kept_pin *p)
 {

@@ -19,7 +19,7 @@
 
 #include <openssl/crypto.h>
 
-#include "hsm-private.h"
+#include "hsm/hsm-private.h"
 
 static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct module *modules;

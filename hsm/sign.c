@@ -16,8 +16,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "hsm-private.h"
-#include "clock.h"
+#include "hsm/hsm-private.h"
+#include "util/clock.h"
 
 /* DER DigestInfo header for SHA-256 (RFC 8017 section 9.2, note 1):
  * CKM_RSA_PKCS pads but does not hash or wrap. */

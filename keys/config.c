@@ -20,12 +20,12 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "keys/config.h"
 #include "dkimsign-build.h"
-#include "dkimsign-errors.h"
-#include "frame.h"
-#include "header.h"
-#include "readfile.h"
+#include "protocol/dkimsign-errors.h"
+#include "protocol/frame.h"
+#include "dkim/header.h"
+#include "util/readfile.h"
 
 
 /* inih reads a line into INI_MAX_LINE (200) octets with its newline and

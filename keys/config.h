@@ -8,15 +8,15 @@
  * instead.  config_resolve() is the one step that asks NSS (user and group
  * names), and config_load() reads a file and does both.
  */
-#ifndef CONFIG_H
-#define CONFIG_H
+#ifndef KEYS_CONFIG_H
+#define KEYS_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "sign.h"
+#include "dkim/sign.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)
 #define CONFIG_DOMAINS_MAX 100000

@@ -9,10 +9,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "dkimrec.h"
-#include "dkimsign-errors.h"
-#include "keycheck.h"
-#include "keystate.h"
+#include "dkim/dkimrec.h"
+#include "protocol/dkimsign-errors.h"
+#include "keys/keycheck.h"
+#include "keys/keystate.h"
 
 enum key_dns keycheck_lookup(struct dns_resolver *res, const char *label, EVP_PKEY *pub)
 {

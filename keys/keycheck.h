@@ -13,17 +13,17 @@
  * happened comes back in a report, as events and counts, for the caller to
  * log or print (keys_event_sentence).
  */
-#ifndef KEYCHECK_H
-#define KEYCHECK_H
+#ifndef KEYS_KEYCHECK_H
+#define KEYS_KEYCHECK_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <openssl/evp.h>
 
-#include "keys.h"
-#include "lifecycle.h"
-#include "resolve.h"
+#include "keys/keys.h"
+#include "keys/lifecycle.h"
+#include "dns/resolve.h"
 
 /* Lookups in a row that got no answer before a check gives up. */
 #define KEYCHECK_FAILURES_MAX 3

@@ -12,10 +12,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "dkimsign-errors.h"
-#include "header.h"
-#include "keys.h"
-#include "sign.h"
+#include "protocol/dkimsign-errors.h"
+#include "dkim/header.h"
+#include "keys/keys.h"
+#include "dkim/sign.h"
 
 #define DOMAINKEY_INFIX "._domainkey."
 

@@ -18,17 +18,17 @@
  * generations.  When a key becomes active or retires by the clock alone is
  * computed at selection time (keystate_effective): it needs no DNS.
  */
-#ifndef KEYS_H
-#define KEYS_H
+#ifndef KEYS_KEYS_H
+#define KEYS_KEYS_H
 
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
-#include "hsm.h"
-#include "keystate.h"
-#include "lifecycle.h"
+#include "keys/config.h"
+#include "hsm/hsm.h"
+#include "keys/keystate.h"
+#include "keys/lifecycle.h"
 
 #define KEYS_PER_DOMAIN_MAX 4
 

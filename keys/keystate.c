@@ -28,9 +28,9 @@
 #include <unistd.h>
 #include <openssl/x509.h>
 
-#include "dkimsign-errors.h"
-#include "keystate.h"
-#include "readfile.h"
+#include "protocol/dkimsign-errors.h"
+#include "keys/keystate.h"
+#include "util/readfile.h"
 
 static const char *const state_names[] = {
         [KEY_PENDING] = "pending", [KEY_PUBLISHED] = "published",

@@ -18,8 +18,8 @@
  *
  * Pure functions (parse, format, effective state) do no I/O and never log.
  */
-#ifndef KEYSTATE_H
-#define KEYSTATE_H
+#ifndef KEYS_KEYSTATE_H
+#define KEYS_KEYSTATE_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -5,7 +5,7 @@
  */
 #include <string.h>
 
-#include "lifecycle.h"
+#include "keys/lifecycle.h"
 
 const char *key_dns_phrase(enum key_dns d)
 {

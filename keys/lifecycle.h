@@ -21,14 +21,14 @@
  *                                             not stop mail), with an event
  *   no answer (KEY_DNS_FAILED) or not looked up: nothing changes.
  */
-#ifndef LIFECYCLE_H
-#define LIFECYCLE_H
+#ifndef KEYS_LIFECYCLE_H
+#define KEYS_LIFECYCLE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "keystate.h"
+#include "keys/keystate.h"
 
 /* What one lookup of a key's record showed. */
 enum key_dns {

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "dkimsign-errors.h"
+#include "protocol/buf.h"
+#include "protocol/dkimsign-errors.h"
 
 void buf_init(struct buf *b, size_t max)
 {

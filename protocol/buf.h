@@ -8,8 +8,8 @@
  * advances only on success and zeroes its outputs on failure; a failed put
  * leaves the buffer unchanged.  No I/O, no logging, no globals.
  */
-#ifndef BUF_H
-#define BUF_H
+#ifndef PROTOCOL_BUF_H
+#define PROTOCOL_BUF_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -4,8 +4,8 @@
  * client library and its users.  0 is success, every failure is negative.
  * This header is installed with dkimsign.h, so it must stay self-contained.
  */
-#ifndef DKIMSIGN_ERRORS_H
-#define DKIMSIGN_ERRORS_H
+#ifndef PROTOCOL_DKIMSIGN_ERRORS_H
+#define PROTOCOL_DKIMSIGN_ERRORS_H
 
 #ifdef __cplusplus
 extern "C" {

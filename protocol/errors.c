@@ -3,7 +3,7 @@
  * Names and classes of the dkimsign error codes.  Static strings only: no
  * allocation, no formatting, so it is safe anywhere, signal handlers included.
  */
-#include "dkimsign-errors.h"
+#include "protocol/dkimsign-errors.h"
 
 const char *dkimsign_strerror(int r)
 {

@@ -3,8 +3,8 @@
  * Frame boundaries of the wire protocol.  See frame.h.  Never reads past the
  * octets it is given and never trusts a length before comparing it.
  */
-#include "dkimsign-errors.h"
-#include "frame.h"
+#include "protocol/dkimsign-errors.h"
+#include "protocol/frame.h"
 
 int frame_peek(const uint8_t *data, size_t len, size_t max_frame, size_t *ret_total)
 {

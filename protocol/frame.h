@@ -7,13 +7,13 @@
  * is checked against the receiver's maximum before any of the body is
  * buffered.  Pure code: no I/O.
  */
-#ifndef FRAME_H
-#define FRAME_H
+#ifndef PROTOCOL_FRAME_H
+#define PROTOCOL_FRAME_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
+#include "protocol/buf.h"
 
 #define FRAME_LEN_SIZE 4
 #define FRAME_HEAD_SIZE 5            /* type + request id */

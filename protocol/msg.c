@@ -6,9 +6,9 @@
  */
 #include <string.h>
 
-#include "dkimsign-errors.h"
-#include "frame.h"
-#include "msg.h"
+#include "protocol/dkimsign-errors.h"
+#include "protocol/frame.h"
+#include "protocol/msg.h"
 
 /* Encoding: a failed put rolls the output back to where the frame began. */
 #define ENCODE_BEGIN(out, type, id)                                     \

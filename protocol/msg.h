@@ -9,14 +9,14 @@
  * protocol's bounds and refuse trailing octets.  Encoders append one whole
  * frame to an output buffer.  No I/O, no allocation besides the buffer's.
  */
-#ifndef MSG_H
-#define MSG_H
+#ifndef PROTOCOL_MSG_H
+#define PROTOCOL_MSG_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "buf.h"
+#include "protocol/buf.h"
 
 #define PROTO_VERSION_MIN 1
 #define PROTO_VERSION_MAX 1

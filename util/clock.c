@@ -2,7 +2,7 @@
 /* Clocks.  See clock.h. */
 #include <time.h>
 
-#include "clock.h"
+#include "util/clock.h"
 
 uint64_t now_ms(void)
 {

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "dkimsign-build.h"
-#include "log.h"
+#include "util/log.h"
 
 static const char *log_ident = "dkimsignd";
 static int log_max = LOG_INFO;

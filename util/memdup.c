@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "memdup.h"
+#include "util/memdup.h"
 
 char *dns_memdup_str(const char *s, size_t len)
 {

@@ -11,8 +11,8 @@
 #include <unistd.h>
 #include <openssl/crypto.h>
 
-#include "dkimsign-errors.h"
-#include "readfile.h"
+#include "protocol/dkimsign-errors.h"
+#include "util/readfile.h"
 
 /* Close fd keeping errno, so the caller sees the error that mattered. */
 static int fail(int fd, int r)

@@ -22,9 +22,9 @@
 #include <openssl/rsa.h>
 
 #include "bench-common.h"
-#include "canon.h"
-#include "dkimsign.h"
-#include "hsm.h"
+#include "dkim/canon.h"
+#include "client/dkimsign.h"
+#include "hsm/hsm.h"
 
 #define MESSAGES_MAX 256
 

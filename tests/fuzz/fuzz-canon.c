@@ -16,7 +16,7 @@
 
 #include <openssl/evp.h>
 
-#include "canon.h"
+#include "dkim/canon.h"
 
 #define INPUT_MAX (1024 * 1024)
 

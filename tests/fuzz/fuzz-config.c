@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "config.h"
+#include "keys/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

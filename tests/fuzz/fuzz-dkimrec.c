@@ -15,8 +15,8 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#include "dkimrec.h"
-#include "dkimsign-errors.h"
+#include "dkim/dkimrec.h"
+#include "protocol/dkimsign-errors.h"
 
 #define INPUT_MAX (DKIM_KEYREC_MAX + 64)
 

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dkimsign-errors.h"
-#include "dmarc.h"
+#include "protocol/dkimsign-errors.h"
+#include "dnscheck/dmarc.h"
 
 #define INPUT_MAX (DMARC_RECORD_MAX + 64)
 

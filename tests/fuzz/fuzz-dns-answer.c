@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dkimsign-errors.h"
-#include "resolve.h"
+#include "protocol/dkimsign-errors.h"
+#include "dns/resolve.h"
 
 #define INPUT_MAX 65535
 

@@ -9,10 +9,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "buf.h"
-#include "dkimsign-errors.h"
-#include "frame.h"
-#include "msg.h"
+#include "protocol/buf.h"
+#include "protocol/dkimsign-errors.h"
+#include "protocol/frame.h"
+#include "protocol/msg.h"
 
 #define INPUT_MAX (1024 * 1024)
 

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "canon.h"
-#include "dkimsign-errors.h"
-#include "header.h"
+#include "dkim/canon.h"
+#include "protocol/dkimsign-errors.h"
+#include "dkim/header.h"
 
 #define INPUT_MAX (1024 * 1024)
 

@@ -6,11 +6,11 @@
  */
 #include <stdint.h>
 
-#include "buf.h"
-#include "dkimsign-errors.h"
-#include "header.h"
-#include "msg.h"
-#include "sign.h"
+#include "protocol/buf.h"
+#include "protocol/dkimsign-errors.h"
+#include "dkim/header.h"
+#include "protocol/msg.h"
+#include "dkim/sign.h"
 
 #define INPUT_MAX (1024 * 1024)
 

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dkimsign-errors.h"
-#include "spf.h"
+#include "protocol/dkimsign-errors.h"
+#include "dnscheck/spf.h"
 
 #define INPUT_MAX (SPF_RECORD_MAX + 64)
 

@@ -33,8 +33,8 @@
 
 #include <p11-kit/pkcs11.h>
 
-#include "dkimsign-errors.h"
-#include "hsm.h"
+#include "protocol/dkimsign-errors.h"
+#include "hsm/hsm.h"
 
 #define TOKEN "dkimsign-test"
 #define SO_PIN "87654321"

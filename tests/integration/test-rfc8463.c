@@ -26,12 +26,12 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "buf.h"
-#include "dkimsign-errors.h"
+#include "protocol/buf.h"
+#include "protocol/dkimsign-errors.h"
 #include "test-util.h"
-#include "header.h"
-#include "hsm.h"
-#include "sign.h"
+#include "dkim/header.h"
+#include "hsm/hsm.h"
+#include "dkim/sign.h"
 
 static char tmpdir[PATH_MAX];
 static struct hsm *token;

@@ -7,8 +7,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "buf.h"
-#include "dkimsign-errors.h"
+#include "protocol/buf.h"
+#include "protocol/dkimsign-errors.h"
 
 static void test_integers_roundtrip(void **state)
 {

@@ -18,10 +18,10 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
-#include "canon.h"
-#include "dkimsign-errors.h"
+#include "dkim/canon.h"
+#include "protocol/dkimsign-errors.h"
 #include "test-util.h"
-#include "header.h"
+#include "dkim/header.h"
 
 /* ---- helpers ---- */
 

@@ -24,10 +24,10 @@
 
 #include <cmocka.h>
 
-#include "buf.h"
-#include "dkimsign.h"
-#include "frame.h"
-#include "msg.h"
+#include "protocol/buf.h"
+#include "client/dkimsign.h"
+#include "protocol/frame.h"
+#include "protocol/msg.h"
 
 #define BLOCK_MAX 8192
 

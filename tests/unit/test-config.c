@@ -10,9 +10,9 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "config.h"
+#include "keys/config.h"
 #include "dkimsign-build.h"
-#include "dkimsign-errors.h"
+#include "protocol/dkimsign-errors.h"
 
 #define TOKEN "[token]\nmodule = /usr/lib/softhsm/libsofthsm2.so\nlabel = t\n"
 

@@ -18,11 +18,11 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#include "buf.h"
-#include "dkimrec.h"
-#include "dkimsign-errors.h"
-#include "record.h"
-#include "sign.h"
+#include "protocol/buf.h"
+#include "dkim/dkimrec.h"
+#include "protocol/dkimsign-errors.h"
+#include "dkim/record.h"
+#include "dkim/sign.h"
 
 struct parse_case {
         const char *text;

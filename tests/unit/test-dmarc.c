@@ -17,8 +17,8 @@
 
 #include <cmocka.h>
 
-#include "dkimsign-errors.h"
-#include "dmarc.h"
+#include "protocol/dkimsign-errors.h"
+#include "dnscheck/dmarc.h"
 
 static void test_is_record(void **state)
 {

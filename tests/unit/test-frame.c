@@ -9,10 +9,10 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "buf.h"
-#include "dkimsign-errors.h"
-#include "frame.h"
-#include "msg.h"
+#include "protocol/buf.h"
+#include "protocol/dkimsign-errors.h"
+#include "protocol/frame.h"
+#include "protocol/msg.h"
 
 static void test_peek_bounds(void **state)
 {

@@ -18,9 +18,9 @@
 
 #include <cmocka.h>
 
-#include "dkimsign-errors.h"
+#include "protocol/dkimsign-errors.h"
 #include "test-util.h"
-#include "header.h"
+#include "dkim/header.h"
 
 #define S(x) (const uint8_t *)(x), sizeof(x) - 1
 

@@ -16,8 +16,8 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
-#include "dkimsign-errors.h"
-#include "keystate.h"
+#include "protocol/dkimsign-errors.h"
+#include "keys/keystate.h"
 
 #define FP_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define FP_B "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "lifecycle.h"
+#include "keys/lifecycle.h"
 
 #define NOW 1800000000
 #define DAY 86400

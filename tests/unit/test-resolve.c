@@ -16,8 +16,8 @@
 
 #include <cmocka.h>
 
-#include "dkimsign-errors.h"
-#include "resolve.h"
+#include "protocol/dkimsign-errors.h"
+#include "dns/resolve.h"
 
 static void test_server_strings(void **state)
 {

@@ -14,12 +14,12 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
-#include "buf.h"
-#include "dkimsign-errors.h"
+#include "protocol/buf.h"
+#include "protocol/dkimsign-errors.h"
 #include "test-util.h"
-#include "header.h"
-#include "record.h"
-#include "sign.h"
+#include "dkim/header.h"
+#include "dkim/record.h"
+#include "dkim/sign.h"
 
 static const struct dkim_header_limits limits = { .max_fields = 100, .max_line = 1000 };
 

@@ -16,8 +16,8 @@
 
 #include <cmocka.h>
 
-#include "dkimsign-errors.h"
-#include "spf.h"
+#include "protocol/dkimsign-errors.h"
+#include "dnscheck/spf.h"
 
 struct is_case {
         const char *text;
