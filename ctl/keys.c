@@ -160,9 +160,14 @@ static void list_json(const struct keytab *t, const struct ctl_key_life *life, c
                 json_date(k->key->retired);
                 printf(", \"origin\": \"%s\", \"fingerprint\": ", key_generated(k->key) ? "generated" : "imported");
                 ctl_json_string(fps[i]);
-                printf(", \"local\": %s, \"always_sensitive\": %s, \"never_extractable\": %s}",
+                printf(", \"local\": %s, \"always_sensitive\": %s, \"never_extractable\": %s, \"refused\": ",
                        k->key->local ? "true" : "false", k->key->always_sensitive ? "true" : "false",
                        k->key->never_extractable ? "true" : "false");
+                if (k->key->refused)
+                        ctl_json_string(k->key->refused);
+                else
+                        printf("null");
+                printf("}");
         }
         printf("%s]\n", t->count ? "\n" : "");
 }
@@ -177,7 +182,7 @@ void list_life_notes(const struct keytab *t, const struct ctl_key_life *life)
                 const struct ctl_key_life *l = &life[i];
                 char seen[24] = "not yet", a[24], b[24];
 
-                if (l->state == KEY_RETIRED)
+                if (l->state == KEY_RETIRED && !t->keys[i].key->refused)
                         continue;
                 if (!header) {
                         printf("\nDNS lifecycle (first seen = when dkimsignd first saw the record in DNS):\n");
@@ -186,7 +191,9 @@ void list_life_notes(const struct keytab *t, const struct ctl_key_life *life)
                 if (l->seen)
                         keystate_utc(l->seen, seen);
                 printf("  %s._domainkey.%s: ", t->keys[i].selector, t->keys[i].domain);
-                if (l->unpublished) {
+                if (t->keys[i].key->refused) {
+                        printf("never signs: %s\n", t->keys[i].key->refused);
+                } else if (l->unpublished) {
                         printf("signs unpublished (unpublished = sign), first seen %s\n", seen);
                 } else if (l->state == KEY_ACTIVE && l->retires) {
                         keystate_utc(l->active, a);
@@ -221,7 +228,8 @@ static void list_table(const struct keytab *t, const struct ctl_key_life *life, 
                 char created[11];
 
                 printf("%-*s %-*s %-9s %4u %-9s %-10s %-9s %s\n", dw, k->domain, sw, k->selector,
-                       hsm_alg_name(k->key->alg), k->key->bits, key_state_name(life[i].state),
+                       hsm_alg_name(k->key->alg), k->key->bits,
+                       k->key->refused ? "refused" : key_state_name(life[i].state),
                        k->key->created[0] ? date_show(k->key->created, created) : "-",
                        key_generated(k->key) ? "generated" : "imported", fps[i]);
         }

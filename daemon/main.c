@@ -157,11 +157,16 @@ static void log_keys(const struct keytab *t)
 {
         int64_t now = (int64_t) time(NULL);
 
-        for (size_t i = 0; i < t->count; i++)
-                log_info("key %s._domainkey.%s: %s %u bits%s, %s", t->keys[i].selector, t->keys[i].domain,
-                         hsm_alg_name(t->keys[i].key->alg), t->keys[i].key->bits,
-                         t->keys[i].key->local ? "" : " (imported)",
-                         key_state_name(keytab_key_state(t, i, now, NULL, NULL)));
+        for (size_t i = 0; i < t->count; i++) {
+                const struct signer_key *k = &t->keys[i];
+
+                if (k->key->refused)
+                        log_warn("key %s._domainkey.%s: never signs: %s", k->selector, k->domain, k->key->refused);
+                else
+                        log_info("key %s._domainkey.%s: %s %u bits%s, %s", k->selector, k->domain,
+                                 hsm_alg_name(k->key->alg), k->key->bits, k->key->local ? "" : " (imported)",
+                                 key_state_name(keytab_key_state(t, i, now, NULL, NULL)));
+        }
         log_info("%zu signing key(s) on the token", t->count);
 }
 

@@ -111,6 +111,26 @@ static bool session_object(struct hsm *h, CK_OBJECT_HANDLE obj)
                token == CK_FALSE;
 }
 
+/* Is a copy just made kept as its key: private, sensitive and not
+ * extractable, as the token object was when it was listed (hsm.h,
+ * refused)?  A module could copy a key into something weaker. */
+static bool copy_custody_kept(struct hsm *h, CK_OBJECT_HANDLE obj)
+{
+        CK_BBOOL is_private = CK_FALSE, sensitive = CK_FALSE, extractable = CK_TRUE;
+        CK_ATTRIBUTE a[] = {
+                { CKA_PRIVATE, &is_private, sizeof(is_private) },
+                { CKA_SENSITIVE, &sensitive, sizeof(sensitive) },
+                { CKA_EXTRACTABLE, &extractable, sizeof(extractable) },
+        };
+
+        if (h->p11->C_GetAttributeValue(h->admin, obj, a, 3) != CKR_OK)
+                return false;
+        for (size_t i = 0; i < 3; i++)
+                if (a[i].ulValueLen != sizeof(CK_BBOOL))
+                        return false;
+        return is_private && sensitive && !extractable;
+}
+
 /* A session copy of token, or CK_INVALID_HANDLE and why in *ret_rv.
  * h->lock held. */
 static CK_OBJECT_HANDLE copy_make_locked(struct hsm *h, CK_OBJECT_HANDLE token, CK_RV *ret_rv)
@@ -122,6 +142,12 @@ static CK_OBJECT_HANDLE copy_make_locked(struct hsm *h, CK_OBJECT_HANDLE token, 
         /* A module that ignored CKA_TOKEN false made a token object, one
          * more on every reload: it was made just now, so it goes. */
         if (rv == CKR_OK && made != CK_INVALID_HANDLE && !session_object(h, made)) {
+                h->p11->C_DestroyObject(h->admin, made);
+                made = CK_INVALID_HANDLE;
+        }
+        /* A copy weaker than its key goes too, and the key signs as the
+         * token object (a refusal for this key). */
+        if (rv == CKR_OK && made != CK_INVALID_HANDLE && !copy_custody_kept(h, made)) {
                 h->p11->C_DestroyObject(h->admin, made);
                 made = CK_INVALID_HANDLE;
         }

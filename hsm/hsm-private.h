@@ -221,7 +221,7 @@ void hsmi_tmpl_class(struct tmpl *t, const CK_OBJECT_CLASS *cls);
 int hsmi_attr_ulong(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type, CK_ULONG *ret);
 /* CKA_LABEL as an owned C string. */
 int hsmi_attr_label(struct hsm *h, CK_OBJECT_HANDLE obj, char **ret);
-#define ATTRS_MAX 8   /* attributes one hsmi_attrs_read asks for */
+#define ATTRS_MAX 12  /* attributes one hsmi_attrs_read asks for */
 /* Up to ATTRS_MAX attributes in one call, each into its caller-sized
  * buffer (a[i].ulValueLen = its capacity); an absent or sensitive one
  * comes back with CK_UNAVAILABLE_INFORMATION (see hsmi_attr_present). */

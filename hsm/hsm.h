@@ -49,6 +49,12 @@ struct hsm_key {
         bool local;              /* CKA_LOCAL: generated on the token */
         bool always_sensitive;   /* CKA_ALWAYS_SENSITIVE */
         bool never_extractable;  /* CKA_NEVER_EXTRACTABLE */
+        /* Why dkimsign never signs with this key, or NULL.  A key whose
+         * private half is not CKA_PRIVATE (usable without a login), not
+         * CKA_SENSITIVE or CKA_EXTRACTABLE (its secret can be read off the
+         * token) is listed, with this sentence, but never signs: the
+         * promise that a key never leaves the token does not hold for it. */
+        const char *refused;
         /* The key's life, kept on the token with the key: CKA_START_DATE
          * ("created", set by hsm_generate and hsm_import) and CKA_END_DATE
          * ("retired", set by hsm_retire) of the public key object, as

@@ -51,6 +51,11 @@ static void tmpl_private(struct tmpl *t, const char *label, const uint8_t id[KEY
         hsmi_tmpl_add(t, CKA_PRIVATE, &ck_true, sizeof(ck_true));
         hsmi_tmpl_add(t, CKA_SENSITIVE, &ck_true, sizeof(ck_true));
         hsmi_tmpl_add(t, CKA_EXTRACTABLE, &ck_false, sizeof(ck_false));
+        /* Not CKA_MODIFIABLE false: SoftHSM 2.6.1 then refuses the session
+         * copy signing uses (C_CopyObject with CKA_TOKEN false answers
+         * CKR_ATTRIBUTE_READ_ONLY).  A key relabelled onto another domain
+         * is a new key to its label's state (keys.state records label and
+         * fingerprint), pending until DNS shows it there. */
         hsmi_tmpl_add(t, CKA_SIGN, &ck_true, sizeof(ck_true));
         hsmi_tmpl_add(t, CKA_SIGN_RECOVER, &ck_false, sizeof(ck_false));
         hsmi_tmpl_add(t, CKA_DECRYPT, &ck_false, sizeof(ck_false));

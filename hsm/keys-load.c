@@ -344,13 +344,31 @@ static int key_pub_find(struct hsm *h, const struct obj_index *index, const stru
         return 0;
 }
 
-/* The private key's own attributes, in one read: algorithm, name and how
- * it was made. */
+/* Why a private key with these CKA_PRIVATE, CKA_SENSITIVE and
+ * CKA_EXTRACTABLE values must not sign, or NULL.  An attribute the module
+ * does not report counts as the unsafe value: custody is shown, not
+ * assumed. */
+static const char *custody_refusal(const CK_ATTRIBUTE *is_private, const CK_ATTRIBUTE *sensitive,
+                                   const CK_ATTRIBUTE *extractable)
+{
+        bool v;
+
+        if (hsmi_attr_got_bool(is_private, &v) < 0 || !v)
+                return "its private key is not CKA_PRIVATE: it can be used without the token's PIN";
+        if (hsmi_attr_got_bool(sensitive, &v) < 0 || !v)
+                return "its private key is not CKA_SENSITIVE: its secret can be read off the token";
+        if (hsmi_attr_got_bool(extractable, &v) < 0 || v)
+                return "its private key is CKA_EXTRACTABLE: it can be wrapped and taken off the token";
+        return NULL;
+}
+
+/* The private key's own attributes, in one read: algorithm, name, how it
+ * was made and whether its custody allows signing. */
 static int key_private_read(struct hsm *h, struct hsm_key *key, struct key_name *name)
 {
         CK_ULONG type = 0;
         uint8_t params[EC_PARAMS_MAX];
-        CK_BBOOL local, sensitive, never_extractable;
+        CK_BBOOL local, sensitive, never_extractable, is_private, now_sensitive, extractable;
         CK_ATTRIBUTE a[] = {
                 { CKA_KEY_TYPE, &type, sizeof(type) },
                 { CKA_LABEL, name->label, HSM_LABEL_MAX },
@@ -360,6 +378,11 @@ static int key_private_read(struct hsm *h, struct hsm_key *key, struct key_name 
                 { CKA_NEVER_EXTRACTABLE, &never_extractable, sizeof(never_extractable) },
                 /* Only an EdDSA key has it (CKK_EC_EDWARDS is also Ed448). */
                 { CKA_EC_PARAMS, params, sizeof(params) },
+                /* Custody: what the key is now (CKA_ALWAYS_SENSITIVE and
+                 * CKA_NEVER_EXTRACTABLE say what it always was). */
+                { CKA_PRIVATE, &is_private, sizeof(is_private) },
+                { CKA_SENSITIVE, &now_sensitive, sizeof(now_sensitive) },
+                { CKA_EXTRACTABLE, &extractable, sizeof(extractable) },
         };
         int r = hsmi_attrs_read(h, key->priv, a, sizeof(a) / sizeof(a[0]));
 
@@ -382,6 +405,7 @@ static int key_private_read(struct hsm *h, struct hsm_key *key, struct key_name 
                 r = hsmi_attr_got_bool(&a[5], &key->never_extractable);
         if (r < 0)
                 return r;
+        key->refused = custody_refusal(&a[7], &a[8], &a[9]);
         key->label = strdup(name->label);
         return key->label ? 0 : DKIMSIGN_E_NOMEM;
 }

@@ -310,6 +310,9 @@ int keytab_select(const struct keytab *t, const struct config *c, const char *do
                  * imported weak key never signs. */
                 if (a == HSM_ALG_RSA && k->key->bits < HSM_RSA_MIN_BITS)
                         continue;
+                /* A key whose secret can leave the token never signs. */
+                if (k->key->refused)
+                        continue;
                 /* Retired (dkimsignctl retire, or succeeded by a newer key):
                  * the key stays on the token (its DNS record may still
                  * verify old mail) but never signs again. */

@@ -554,6 +554,44 @@ def test_generated_keys_not_extractable():
             ("imported", False, False, False), k
 
 
+def test_custody_checked_at_load():
+    """A key whose private half can leave the token (CKA_EXTRACTABLE, put
+    there by another tool) is listed with the reason and never signs, in
+    the daemon as in the listing."""
+    with Sandbox() as b:
+        b.init_token()
+        b.keygen("safe.example", "s1")
+        pem, der, pub = (os.path.join(b.dir, n) for n in ("x.pem", "x.der", "x.pub.der"))
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", pem],
+                       check=True, capture_output=True)
+        subprocess.run(["openssl", "pkey", "-in", pem, "-outform", "DER", "-out", der], check=True)
+        subprocess.run(["openssl", "pkey", "-in", pem, "-pubout", "-outform", "DER", "-out", pub], check=True)
+        label = "x._domainkey.leaky.example"
+        for args in (["--write-object", der, "--type", "privkey", "--extractable", "--private"],
+                     ["--write-object", pub, "--type", "pubkey"]):
+            p = pkcs11_tool("--login", *args, "--label", label, "--id", "77", sandbox=b)
+            assert p.returncode == 0, p.stderr
+
+        listed = {k["domain"]: k for k in json.loads(ctl("list", "--json", sandbox=b).stdout)}
+        assert listed["leaky.example"]["refused"] == \
+            "its private key is CKA_EXTRACTABLE: it can be wrapped and taken off the token", listed
+        assert listed["safe.example"]["refused"] is None, listed
+        table = ctl("list", sandbox=b).stdout
+        assert re.search(r"leaky\.example +x +rsa +2048 refused", table), table
+        assert "x._domainkey.leaky.example: never signs: its private key is CKA_EXTRACTABLE" in table, table
+
+        b.start()
+        try:
+            p = b.sign(MESSAGE.replace(b"example.com", b"leaky.example"))
+            assert p.returncode == 65 and b"no signing key for domain leaky.example" in p.stderr, \
+                (p.returncode, p.stderr)
+            assert "key x._domainkey.leaky.example: never signs: its private key is CKA_EXTRACTABLE" in b.log()
+            p = b.sign(MESSAGE.replace(b"example.com", b"safe.example"))
+            assert p.returncode == 0, p.stderr
+        finally:
+            b.stop()
+
+
 # --- OpenDKIM migration ------------------------------------------------------------
 
 def opendkim_record(path):
@@ -692,6 +730,7 @@ if __name__ == "__main__":
     try:
         run([test_help_and_usage, test_keygen_list_and_dns_record, test_wrong_pin, test_missing_token_and_pin,
              test_import, test_retire_and_destroy, test_generated_keys_not_extractable,
-             test_retired_key_no_longer_signs, test_opendkim_migration, test_module_env_names_the_token_config])
+             test_retired_key_no_longer_signs, test_custody_checked_at_load, test_opendkim_migration,
+             test_module_env_names_the_token_config])
     finally:
         box.close()
