@@ -277,6 +277,14 @@ static void consider(struct candidate *c, const struct signer_key *k, int rank, 
                 c->tie = k;
 }
 
+/* Whether key may ever sign: RFC 8301 has verifiers reject RSA keys under
+ * 1024 bits, so an imported weak key never signs, and neither does a key
+ * whose secret can leave the token (hsm.h, refused). */
+static bool key_may_sign(const struct hsm_key *key)
+{
+        return !key->refused && !(key->alg == HSM_ALG_RSA && key->bits < HSM_RSA_MIN_BITS);
+}
+
 int keytab_select(const struct keytab *t, const struct config *c, const char *domain,
                   const struct config_domain *d, int64_t now,
                   const struct signer_key **ret, size_t *ret_count, const char **ret_domain,
@@ -306,12 +314,7 @@ int keytab_select(const struct keytab *t, const struct config *c, const char *do
 
                 if (!selector_chosen(d, k->selector) || (a != HSM_ALG_RSA && a != HSM_ALG_ED25519))
                         continue;
-                /* RFC 8301: verifiers reject RSA keys under 1024 bits, so an
-                 * imported weak key never signs. */
-                if (a == HSM_ALG_RSA && k->key->bits < HSM_RSA_MIN_BITS)
-                        continue;
-                /* A key whose secret can leave the token never signs. */
-                if (k->key->refused)
+                if (!key_may_sign(k->key))
                         continue;
                 /* Retired (dkimsignctl retire, or succeeded by a newer key):
                  * the key stays on the token (its DNS record may still
@@ -475,6 +478,13 @@ int keyreg_attach(struct keyreg *g, struct keytab *t, const struct config *c, co
                 char fp[KEYSTATE_FP_LEN + 1], label[HSM_LABEL_MAX + 1];
                 struct keyreg_entry *e;
 
+                /* A key that never signs has no lifecycle: never looked up,
+                 * never active, so never the successor that retires a key
+                 * that does sign. */
+                if (!key_may_sign(k->key)) {
+                        k->reg = NULL;
+                        continue;
+                }
                 r = keystate_fingerprint(k->key->pubkey, fp);
                 if (r < 0)
                         break;

@@ -116,7 +116,9 @@ struct keyreg *keyreg_free(struct keyreg *g);
  * table, else a new one seeded from file (its entry, when the fingerprint
  * is the same key's; pending otherwise), and set each entry's wait and
  * grace from c.  t becomes the newest generation (the one the watcher
- * checks).
+ * checks).  A key that never signs (refused for its custody, or RSA under
+ * 1024 bits) gets none: it has no lifecycle, so it can't succeed, and
+ * retire, a key that signs.
  */
 int keyreg_attach(struct keyreg *g, struct keytab *t, const struct config *c, const struct keystate *file);
 

@@ -11,6 +11,12 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
+#include <openssl/evp.h>
+
+#include "hsm/hsm.h"
+#include "keys/config.h"
+#include "keys/keys.h"
 #include "keys/lifecycle.h"
 
 #define NOW 1800000000
@@ -179,11 +185,59 @@ static void test_dns_phrases(void **state)
                         assert_string_not_equal(key_dns_phrase(a), key_dns_phrase(b));
 }
 
+/* A key that never signs gets no lifecycle: a newer key of the domain
+ * refused for its custody (or RSA under 1024 bits) must never become the
+ * successor that retires the key that signs. */
+static void test_unusable_keys_have_no_lifecycle(void **state)
+{
+        static const char text[] = "[token]\nmodule = /m.so\nlabel = t\n";
+        struct hsm_key keys[3] = {
+                { .alg = HSM_ALG_ED25519, .bits = 256 },
+                { .alg = HSM_ALG_ED25519, .bits = 256, .refused = "its private key is CKA_EXTRACTABLE" },
+                { .alg = HSM_ALG_RSA, .bits = 512 },
+        };
+        struct signer_key sk[3];
+        struct keytab t = { .keys = sk, .count = 3 };
+        struct keyreg_entry **current = NULL;
+        struct keyreg *g = NULL;
+        struct config *c = NULL;
+        size_t n = 0;
+        char err[256];
+
+        assert_int_equal(config_parse(text, strlen(text), &c, err, sizeof(err)), 0);
+        for (size_t i = 0; i < 3; i++) {
+                EVP_PKEY *pk = NULL;
+                EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, i == 2 ? "RSA" : "ED25519", NULL);
+
+                assert_non_null(ctx);
+                assert_int_equal(EVP_PKEY_keygen_init(ctx), 1);
+                assert_int_equal(EVP_PKEY_generate(ctx, &pk), 1);
+                EVP_PKEY_CTX_free(ctx);
+                keys[i].pubkey = pk;
+                sk[i] = (struct signer_key) { .domain = (char *) "a.example", .selector = (char *) (i == 0 ? "good"
+                                              : i == 1 ? "leaky" : "weak"), .key = &keys[i] };
+        }
+        assert_int_equal(keyreg_new(&g), 0);
+        assert_int_equal(keyreg_attach(g, &t, c, NULL), 0);
+        assert_non_null(sk[0].reg);
+        assert_null(sk[1].reg);
+        assert_null(sk[2].reg);
+        assert_int_equal(keyreg_current(g, &current, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(current[0]->label, "good._domainkey.a.example");
+        free(current);
+        keyreg_free(g);
+        config_free(c);
+        for (size_t i = 0; i < 3; i++)
+                EVP_PKEY_free(keys[i].pubkey);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_transitions),
                 cmocka_unit_test(test_dns_phrases),
+                cmocka_unit_test(test_unusable_keys_have_no_lifecycle),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
