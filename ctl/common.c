@@ -16,6 +16,7 @@
 #include "ctl/ctl.h"
 #include "protocol/dkimsign-errors.h"
 #include "dkim/record.h"
+#include "util/fileperm.h"
 
 int die(const char *fmt, ...)
 {
@@ -62,6 +63,8 @@ int open_token(const struct config *c, struct hsm **ret)
 
         if (r == DKIMSIGN_E_SYSTEM)
                 return die("cannot load the PKCS#11 module %s: %s", c->module, strerror(errno));
+        if (r == DKIMSIGN_E_CONFIG)
+                return die("refusing to load the PKCS#11 module: %s", hsm_last_why());
         if (r < 0)
                 return die("token '%s' in %s: %s", c->token_label, c->module, dkimsign_strerror(r));
         r = config_pin_path(c, pin_path, sizeof(pin_path));
@@ -74,6 +77,8 @@ int open_token(const struct config *c, struct hsm **ret)
                 *ret = hsm_close(*ret);
                 if (r == DKIMSIGN_E_SYSTEM)
                         return die("cannot read the PIN file %s: %s", pin_path, strerror(errno));
+                if (r == DKIMSIGN_E_CONFIG)
+                        return die("refusing the PIN file: %s", hsm_last_why());
                 return die("login to token '%s' with the PIN in %s: %s", c->token_label, pin_path,
                            dkimsign_strerror(r));
         }
@@ -94,14 +99,21 @@ int open_all(const struct options *o, struct config **ret_c, struct hsm **ret_h)
         return 0;
 }
 
-/* Read a PIN file's first line into pin (PIN_MAX bytes). */
+/* Read a PIN file's first line into pin (PIN_MAX bytes).  A file that
+ * anyone but root or this user could have written is refused, saying why. */
 int read_pin(const char *path, char *pin, size_t *ret_len)
 {
+        char why[1024];
         ssize_t n;
         int fd = open(path, O_RDONLY | O_CLOEXEC);
 
         if (fd < 0)
                 return -1;
+        if (fileperm_check_fd(fd, path, FILEPERM_NO_UID, why, sizeof(why)) < 0) {
+                close(fd);
+                die("refusing the PIN file: %s", why);
+                return -1;
+        }
         n = read(fd, pin, PIN_MAX - 1);
         close(fd);
         if (n <= 0)

@@ -69,7 +69,10 @@ static const char *key_unsuitable(EVP_PKEY *pkey, char *buf, size_t size)
 /*
  * The one unencrypted private key of a PEM file, RSA (1024..4096 bits) or
  * Ed25519.  Everything read is wiped.  On failure a sentence in why that
- * names the file and never quotes it.
+ * names the file and never quotes it.  A symbolic link is refused
+ * (O_NOFOLLOW): dkimsignctl runs as root, and a link planted where a key
+ * file is expected would have it read, and put on the token, a file its
+ * planter could not read.
  */
 int pem_private_key(const char *path, EVP_PKEY **ret, char *why, size_t whylen)
 {
@@ -81,7 +84,7 @@ int pem_private_key(const char *path, EVP_PKEY **ret, char *why, size_t whylen)
         bool encrypted = false, other = false, malformed = false;
         BIO *bio;
 
-        if (readfile(path, KEY_FILE_MAX, 0, &text, &text_len, why, whylen) < 0)
+        if (readfile(path, KEY_FILE_MAX, READFILE_NOFOLLOW, &text, &text_len, why, whylen) < 0)
                 return -1;
         bio = BIO_new_mem_buf(text, (int) text_len);
         while (bio) {

@@ -95,6 +95,10 @@ static int token_open(const struct config *c, struct hsm **ret)
 {
         int r = hsm_open(c->module, c->token_label, ret);
 
+        if (r == DKIMSIGN_E_CONFIG) {
+                log_err("refusing to load the PKCS#11 module: %s", hsm_last_why());
+                return r;
+        }
         if (r < 0) {
                 log_err("token '%s' in %s: %s", c->token_label, c->module, dkimsign_strerror(r));
                 return r;
@@ -126,9 +130,12 @@ static int open_token(const struct config *c, struct hsm **ret)
          * the PIN file is out of reach of the dropped privileges. */
         hsm_keep_pin(h);
         r = hsm_login_pin_file(h, pin_path);
-        if (r < 0) {
+        if (r == DKIMSIGN_E_CONFIG)
+                log_err("refusing the PIN file: %s", hsm_last_why());
+        else if (r < 0)
                 log_err("login to token '%s' with the PIN in %s: %s", c->token_label, pin_path,
                         dkimsign_strerror(r));
+        if (r < 0) {
                 hsm_close(h);
                 return r;
         }
@@ -309,7 +316,7 @@ static int open_listener(const struct config *c, int *ret_fd)
         }
         if (r < 0)
                 return r;
-        r = server_listen_unix(c->socket_path, c->socket_mode, c->socket_user, c->socket_group, ret_fd);
+        r = server_listen_unix(c->socket_path, c->socket_mode, c->socket_user, c->socket_group, c->user, ret_fd);
         if (r == 0)
                 log_info("listening on %s", c->socket_path);
         return r;
@@ -468,7 +475,9 @@ static int run_supervised(struct config *c, const char *config_path, int fd)
                 log_err("no PIN: set [token] pin_file, or pass a 'pin' credential (LoadCredential=)");
         if (r == 0) {
                 r = hsm_pin_read(pin_path, &cs.pin);
-                if (r < 0)
+                if (r == DKIMSIGN_E_CONFIG)
+                        log_err("refusing the PIN file: %s", hsm_last_why());
+                else if (r < 0)
                         log_err("reading the PIN in %s: %s", pin_path, dkimsign_strerror(r));
         }
         if (r == 0)

@@ -10,6 +10,7 @@
  * memory.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <malloc.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -31,6 +33,7 @@
 #include "protocol/frame.h"
 #include "util/log.h"
 #include "util/clock.h"
+#include "util/fileperm.h"
 #include "protocol/msg.h"
 #include "daemon/server.h"
 
@@ -717,56 +720,219 @@ int server_run(struct server *s)
         return 0;
 }
 
-int server_listen_unix(const char *path, mode_t mode, const char *user, const char *group, int *ret_fd)
+/* ---- the listening socket (when systemd passes none) ---- */
+
+#define SOCKET_TEMP_NAME "s"
+
+/* Split path into its directory (".", "/", or the part before the last
+ * '/') and its last component, in the caller's buffers. */
+static int socket_path_split(const char *path, char *dir, size_t dirsize, const char **ret_base)
+{
+        const char *slash = strrchr(path, '/');
+        size_t n;
+
+        if (!slash) {
+                snprintf(dir, dirsize, ".");
+                *ret_base = path;
+        } else {
+                n = slash == path ? 1 : (size_t) (slash - path);
+                if (n >= dirsize)
+                        return -1;
+                memcpy(dir, path, n);
+                dir[n] = '\0';
+                *ret_base = slash + 1;
+        }
+        return **ret_base && strcmp(*ret_base, ".") != 0 && strcmp(*ret_base, "..") != 0 ? 0 : -1;
+}
+
+/* A directory of our own (mode 0700) in dfd, open on *ret_fd: no one else
+ * can add, swap or link anything in it, so the socket is bound, given its
+ * owner and made to listen there, then renamed into place whole. */
+static int private_dir(int dfd, char name[32], int *ret_fd)
+{
+        for (int tries = 0; tries < 16; tries++) {
+                unsigned char rnd[6];
+                struct stat st;
+                int fd;
+
+                if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t) sizeof(rnd))
+                        return -1;
+                snprintf(name, 32, ".dkimsignd-%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4],
+                         rnd[5]);
+                if (mkdirat(dfd, name, 0700) < 0) {
+                        if (errno == EEXIST)
+                                continue;
+                        return -1;
+                }
+                /* What was made is what is used: not a link or a directory
+                 * put in its place meanwhile.  fchmod: a default ACL on the
+                 * shared directory would have opened it to others. */
+                fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (fd >= 0 && (fchmod(fd, 0700) < 0 || fstat(fd, &st) < 0 || st.st_uid != geteuid() ||
+                                (st.st_mode & 07777) != 0700)) {
+                        close(fd);
+                        errno = EPERM;
+                        fd = -1;
+                }
+                if (fd < 0) {
+                        int saved = errno;
+
+                        unlinkat(dfd, name, AT_REMOVEDIR);
+                        errno = saved;
+                        return -1;
+                }
+                *ret_fd = fd;
+                return 0;
+        }
+        errno = EEXIST;
+        return -1;
+}
+
+/* Bind fd to SOCKET_TEMP_NAME in the private directory pfd: through
+ * /proc/self/fd, which names that very directory, where /proc is there;
+ * else by its path (should the shared directory be changed meanwhile, the
+ * socket lands elsewhere and is then missing from pfd: an error, no harm). */
+static int bind_private(int fd, int pfd, const char *dir, const char *priv)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        struct stat st;
-        mode_t old_umask;
-        int fd, r;
+        struct stat a, b;
+        int n;
 
-        if (strlen(path) >= sizeof(sa.sun_path)) {
+        n = snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d", pfd);
+        if (n > 0 && (size_t) n < sizeof(sa.sun_path) && stat(sa.sun_path, &a) == 0 && fstat(pfd, &b) == 0 &&
+            a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+                n = snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/" SOCKET_TEMP_NAME, pfd);
+        else
+                n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s/" SOCKET_TEMP_NAME, dir, priv);
+        if (n < 0 || (size_t) n >= sizeof(sa.sun_path)) {
+                errno = ENAMETOOLONG;
+                return -1;
+        }
+        return bind(fd, (struct sockaddr *) &sa, sizeof(sa));
+}
+
+/* The socket's directory: whoever may write it may put another socket in
+ * the daemon's place.  Root's, ours or [daemon] user's, and no one else
+ * may write it (the sticky bit excepted: then no one may replace another
+ * user's file). */
+static int socket_dir_check(int dfd, const char *dir, const char *daemon_user)
+{
+        struct passwd *pw = daemon_user ? getpwnam(daemon_user) : NULL;
+        char why[1024];
+
+        if (fileperm_check_fd(dfd, dir, pw ? pw->pw_uid : FILEPERM_NO_UID, why, sizeof(why)) < 0) {
+                log_err("the socket's directory: %s; whoever can write it could put another socket in the "
+                        "daemon's place",
+                        why);
+                return DKIMSIGN_E_CONFIG;
+        }
+        return 0;
+}
+
+/* The uid and gid the socket gets; -1 for one not asked for. */
+static int socket_owner(const char *user, const char *group, uid_t *ret_uid, gid_t *ret_gid)
+{
+        struct passwd *pw = user ? getpwnam(user) : NULL;
+        struct group *g = group ? getgrnam(group) : NULL;
+
+        if ((user && !pw) || (group && !g)) {
+                log_err("socket owner %s:%s: %s", user ? user : "-", group ? group : "-",
+                        (user && !pw) ? "no such user" : "no such group");
+                return DKIMSIGN_E_CONFIG;
+        }
+        *ret_uid = pw ? pw->pw_uid : (uid_t) -1;
+        *ret_gid = g ? g->gr_gid : (gid_t) -1;
+        return 0;
+}
+
+/*
+ * Started as root, the socket must never be chowned or chmodded by its
+ * path: whoever can write its directory could swap a link in and have
+ * root give them any file.  So it is born in a private directory with its
+ * final mode (the umask around bind), given its owner there, without
+ * following links, made to listen, and renamed into place, replacing a
+ * stale socket in one step.
+ */
+int server_listen_unix(const char *path, mode_t mode, const char *user, const char *group, const char *daemon_user,
+                       int *ret_fd)
+{
+        char dir[sizeof(((struct sockaddr_un *) 0)->sun_path)], priv[32];
+        const char *base = NULL;
+        struct stat st;
+        uid_t uid = (uid_t) -1;
+        gid_t gid = (gid_t) -1;
+        mode_t old_umask;
+        int fd = -1, dfd = -1, pfd = -1, bound = 0, r;
+
+        if (strlen(path) >= sizeof(((struct sockaddr_un *) 0)->sun_path)) {
                 log_err("socket path %s is too long", path);
                 return DKIMSIGN_E_CONFIG;
         }
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        if (lstat(path, &st) == 0) {
-                if (!S_ISSOCK(st.st_mode)) {
-                        log_err("%s exists and is not a socket; refusing to replace it", path);
-                        return DKIMSIGN_E_CONFIG;
-                }
-                unlink(path);
+        if (socket_path_split(path, dir, sizeof(dir), &base) < 0) {
+                log_err("socket path %s does not name a file", path);
+                return DKIMSIGN_E_CONFIG;
         }
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return DKIMSIGN_E_SYSTEM;
-        /* Bind with no access at all, then open up: no window where the
-         * socket is reachable with looser permissions than configured. */
-        old_umask = umask(0777);
-        r = bind(fd, (struct sockaddr *) &sa, sizeof(sa));
-        umask(old_umask);
-        if (r < 0) {
-                log_err("bind %s: %s", path, strerror(errno));
-                close(fd);
+        r = socket_owner(user, group, &uid, &gid);
+        if (r < 0)
+                return r;
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0) {
+                log_err("socket directory %s: %s", dir, strerror(errno));
                 return DKIMSIGN_E_SYSTEM;
         }
-        if (user || group) {
-                struct passwd *pw = user ? getpwnam(user) : NULL;
-                struct group *g = group ? getgrnam(group) : NULL;
-
-                if ((user && !pw) || (group && !g) ||
-                    chown(path, pw ? pw->pw_uid : (uid_t) -1, g ? g->gr_gid : (gid_t) -1) < 0) {
-                        log_err("socket owner %s:%s: %s", user ? user : "-", group ? group : "-",
-                                (user && !pw) ? "no such user" : (group && !g) ? "no such group" : strerror(errno));
-                        close(fd);
-                        unlink(path);
-                        return DKIMSIGN_E_CONFIG;
+        r = socket_dir_check(dfd, dir, daemon_user);
+        if (r == 0 && fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISSOCK(st.st_mode)) {
+                log_err("%s exists and is not a socket; refusing to replace it", path);
+                r = DKIMSIGN_E_CONFIG;
+        }
+        if (r == 0 && private_dir(dfd, priv, &pfd) < 0) {
+                log_err("a private directory for the socket in %s: %s", dir, strerror(errno));
+                r = DKIMSIGN_E_SYSTEM;
+        }
+        if (r == 0) {
+                fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+                if (fd < 0) {
+                        log_err("socket: %s", strerror(errno));
+                        r = DKIMSIGN_E_SYSTEM;
                 }
         }
-        if (chmod(path, mode) < 0 || listen(fd, SOMAXCONN) < 0) {
+        if (r == 0) {
+                /* Born with its final mode: no chmod after. */
+                old_umask = umask(~mode & 0777);
+                bound = bind_private(fd, pfd, dir, priv) == 0;
+                umask(old_umask);
+                if (!bound) {
+                        log_err("bind %s: %s", path, strerror(errno));
+                        r = DKIMSIGN_E_SYSTEM;
+                }
+        }
+        /* A default ACL on the directory overrides the umask: put the mode
+         * right, still inside the private directory. */
+        if (r == 0 && (fstatat(pfd, SOCKET_TEMP_NAME, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode) ||
+                       ((st.st_mode & 07777) != mode && fchmodat(pfd, SOCKET_TEMP_NAME, mode, 0) < 0))) {
                 log_err("socket %s: %s", path, strerror(errno));
-                close(fd);
-                unlink(path);
-                return DKIMSIGN_E_SYSTEM;
+                r = DKIMSIGN_E_SYSTEM;
+        }
+        if (r == 0 && (uid != (uid_t) -1 || gid != (gid_t) -1) &&
+            fchownat(pfd, SOCKET_TEMP_NAME, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+                log_err("socket owner %s:%s: %s", user ? user : "-", group ? group : "-", strerror(errno));
+                r = DKIMSIGN_E_CONFIG;
+        }
+        if (r == 0 && (listen(fd, SOMAXCONN) < 0 || renameat(pfd, SOCKET_TEMP_NAME, dfd, base) < 0)) {
+                log_err("socket %s: %s", path, strerror(errno));
+                r = DKIMSIGN_E_SYSTEM;
+        }
+        if (pfd >= 0) {
+                if (r < 0 && bound)
+                        unlinkat(pfd, SOCKET_TEMP_NAME, 0);
+                close(pfd);
+                unlinkat(dfd, priv, AT_REMOVEDIR);
+        }
+        close(dfd);
+        if (r < 0) {
+                if (fd >= 0)
+                        close(fd);
+                return r;
         }
         *ret_fd = fd;
         return 0;

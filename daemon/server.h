@@ -36,8 +36,12 @@ int server_run(struct server *s);
 void server_block_signals(void);
 
 /* Create, bind and listen on a Unix socket at path with mode, owner and
- * group (NULL: keep the process's).  A stale socket at path is replaced;
- * any other file there is an error. */
-int server_listen_unix(const char *path, mode_t mode, const char *user, const char *group, int *ret_fd);
+ * group (NULL: keep the process's), never changing a file by its path: it
+ * is made in a private directory and renamed into place.  A stale socket
+ * at path is replaced; any other file there is an error, and so is a
+ * directory that others than root, this user and daemon_user ([daemon]
+ * user, or NULL) may write without the sticky bit. */
+int server_listen_unix(const char *path, mode_t mode, const char *user, const char *group, const char *daemon_user,
+                       int *ret_fd);
 
 #endif

@@ -192,6 +192,10 @@ bool hsmi_session_lost(CK_RV rv);
 
 /* ---- module.c: modules, slots ---- */
 
+/* Why the last file was refused in this thread (bad permissions on the
+ * module or the PIN file), for hsm_last_why(); "" when none. */
+extern _Thread_local char hsmi_last_why[512];
+
 /* A reference on the module at path, loaded and initialized on first use. */
 int hsmi_module_get(const char *path, struct module **ret);
 /* Drop a reference; the last one finalizes and unloads.  Accepts NULL. */

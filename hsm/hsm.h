@@ -81,7 +81,9 @@ int hsm_alg_from_string(const char *s, enum hsm_alg *ret);
  * Load the module at module_path (dlopen), C_Initialize it (OS locking, so
  * several threads may use it), and find the token whose label is
  * token_label.  DKIMSIGN_E_SYSTEM: the module can't be loaded;
- * DKIMSIGN_E_NO_TOKEN: no such token; DKIMSIGN_E_HSM: the module failed.
+ * DKIMSIGN_E_CONFIG: the module's owner or mode, or a directory's above
+ * it, is unsafe (hsm_last_why()); DKIMSIGN_E_NO_TOKEN: no such token;
+ * DKIMSIGN_E_HSM: the module failed.
  */
 int hsm_open(const char *module_path, const char *token_label, struct hsm **ret);
 
@@ -96,7 +98,8 @@ DEFINE_FREEP(struct hsm, hsm_close)
 int hsm_login(struct hsm *h, char *pin, size_t pin_len);
 
 /* Read the PIN from a file (first line, trailing CR/LF/space stripped),
- * log in, and wipe it.  The PIN never appears in an error. */
+ * log in, and wipe it.  The PIN never appears in an error.
+ * DKIMSIGN_E_CONFIG: the file's owner or mode is unsafe (hsm_last_why()). */
 int hsm_login_pin_file(struct hsm *h, const char *path);
 
 /*
@@ -219,6 +222,16 @@ unsigned long hsm_recoveries(struct hsm *h);
 
 /* The CK_RV of the last failed PKCS#11 call in this thread, 0 if none. */
 unsigned long hsm_last_ckr(void);
+/*
+ * After DKIMSIGN_E_CONFIG from hsm_open, hsm_init_token, hsm_login_pin_file
+ * or hsm_pin_read: the sentence saying which file was refused and why, for
+ * the caller's message, e.g. "bad permissions on /etc/dkimsignd/pin (owner
+ * uid 0, mode 0664): writable by its group (chmod g-w)".  The module, the
+ * directories above it and the PIN file must be owned by root or the user
+ * this runs as and writable by no one else (util/fileperm.h).  "" when no
+ * file was refused.  Per thread; borrowed until the next call.
+ */
+const char *hsm_last_why(void);
 /* A name such as "CKR_PIN_INCORRECT" for a CK_RV. */
 const char *hsm_ckr_name(unsigned long rv);
 

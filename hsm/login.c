@@ -9,8 +9,9 @@
  * asked for, in a page of its own (locked, left out of core dumps, wiped
  * and unmapped when forgotten); never read a PIN through stdio (its buffer
  * would keep a copy we can't wipe); never put a PIN in an error; never
- * C_Logout (login state is per process and token, shared by other handles)
- * and never log.  The admin session and the kept PIN are guarded by
+ * C_Logout (login state is per process and token, shared by other handles),
+ * never read a PIN file that anyone but root or this user could have
+ * written (util/fileperm.h), and never log.  The admin session and the kept PIN are guarded by
  * h->lock; the session list by h->sessions_lock (hsm-private.h).
  */
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include <openssl/crypto.h>
 
 #include "hsm/hsm-private.h"
+#include "util/fileperm.h"
 
 static void pin_forget(struct kept_pin *p)
 {
@@ -189,10 +191,22 @@ static int pin_file_read(const char *path, char buf[PIN_FILE_MAX], size_t *ret_l
 {
         int fd, r, saved_errno;
 
-        /* Not stdio: its buffer would keep a copy of the PIN we can't wipe. */
+        hsmi_last_why[0] = '\0';
+        /* Not stdio: its buffer would keep a copy of the PIN we can't wipe.
+         * A link is followed (secret stores link their files into place);
+         * what is checked is the file opened. */
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return DKIMSIGN_E_SYSTEM;
+        r = fileperm_check_fd(fd, path, FILEPERM_NO_UID, hsmi_last_why, sizeof(hsmi_last_why));
+        if (r < 0) {
+                saved_errno = errno;
+                if (r != DKIMSIGN_E_CONFIG)
+                        hsmi_last_why[0] = '\0';
+                close(fd);
+                errno = saved_errno;
+                return r;
+        }
         r = pin_read_line(fd, buf, PIN_FILE_MAX, ret_len);
         saved_errno = errno;
         close(fd);

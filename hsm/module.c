@@ -6,13 +6,15 @@
  * process, not per handle; find a slot by its token's label; initialize a
  * new token (hsm_init_token).
  *
- * It must never dlopen() a bare name (that would search the library path),
- * never C_Finalize a module it did not initialize, never keep the SO or
+ * It must never dlopen() a bare name (that would search the library path)
+ * nor a file that anyone but root or this user could have replaced (it
+ * runs with our privileges, often root's), never C_Finalize a module it did not initialize, never keep the SO or
  * user PIN after hsm_init_token returns (both are wiped, whatever the
  * outcome) and never log.  modules_lock is a leaf lock (hsm-private.h).
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,6 +22,14 @@
 #include <openssl/crypto.h>
 
 #include "hsm/hsm-private.h"
+#include "util/fileperm.h"
+
+_Thread_local char hsmi_last_why[512];
+
+const char *hsm_last_why(void)
+{
+        return hsmi_last_why;
+}
 
 static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct module *modules;
@@ -28,10 +38,13 @@ static int module_load(const char *path, void **ret_dl, CK_FUNCTION_LIST **ret_p
 {
         CK_C_GetFunctionList get_list;
         CK_FUNCTION_LIST *p11 = NULL;
+        char real[PATH_MAX];
         struct stat st;
         void *dl;
         CK_RV rv;
+        int r;
 
+        hsmi_last_why[0] = '\0';
         /* A bare name would make dlopen() search the library path. */
         if (!path || !strchr(path, '/')) {
                 errno = EINVAL;
@@ -43,10 +56,19 @@ static int module_load(const char *path, void **ret_dl, CK_FUNCTION_LIST **ret_p
                 errno = ENOEXEC;
                 return DKIMSIGN_E_SYSTEM;
         }
+        /* Its links resolved, and it and every directory above it writable
+         * by root or this user only: then no one else can put another
+         * file where dlopen() looks, which opens real, not path. */
+        r = fileperm_check_path(path, real, sizeof(real), hsmi_last_why, sizeof(hsmi_last_why));
+        if (r < 0) {
+                if (r != DKIMSIGN_E_CONFIG)
+                        hsmi_last_why[0] = '\0';
+                return r;
+        }
         /* RTLD_NODELETE: some modules leave threads or atexit handlers
          * behind after C_Finalize, so their code must stay mapped; it also
          * keeps the module's symbols for leak reports at exit. */
-        dl = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+        dl = dlopen(real, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
         if (!dl) {
                 errno = ELIBBAD;
                 return DKIMSIGN_E_SYSTEM;

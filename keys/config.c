@@ -152,12 +152,16 @@ static int parse_size(struct parse_state *s, const char *name, const char *v, ui
         return 1;
 }
 
+/* A field name (RFC 5322 3.6.8: ftext, printable US-ASCII but ':') that
+ * can also stand in the DKIM-Signature's h= tag: no ';', which ends a tag
+ * (RFC 6376 3.2), and no '=', which separates a tag's name from its value
+ * and which tag-list parsers that split on every '=' misread. */
 static bool valid_header_name(const char *n)
 {
         if (!*n || strlen(n) > 64)
                 return false;
         for (const unsigned char *p = (const unsigned char *) n; *p; p++)
-                if (*p <= ' ' || *p >= 0x7f || *p == ':')
+                if (*p <= ' ' || *p >= 0x7f || *p == ':' || *p == ';' || *p == '=')
                         return false;
         return true;
 }
@@ -175,7 +179,8 @@ static int add_header_list(struct parse_state *s, struct hlist *l, const char *v
                 size_t i;
 
                 if (!valid_header_name(tok)) {
-                        ok = fail(s, "'%s' is not a valid header field name", tok);
+                        ok = fail(s, "'%s' is not a valid header field name (printable ASCII but ':', ';' "
+                                  "and '=', at most 64 characters)", tok);
                         break;
                 }
                 for (i = 0; i < l->len; i++)
@@ -1114,7 +1119,9 @@ int config_load(const char *path, struct config **ret, char *err, size_t errlen)
         size_t len = 0;
         int r;
 
-        r = readfile(path, CONFIG_FILE_MAX, 0, &text, &len, err, errlen);
+        /* It names the module dkimsignd and dkimsignctl load, often as
+         * root: only root or this user may be able to change it. */
+        r = readfile(path, CONFIG_FILE_MAX, READFILE_TRUSTED, &text, &len, err, errlen);
         if (r < 0)
                 return r == DKIMSIGN_E_NOMEM ? r : DKIMSIGN_E_CONFIG;
         r = config_parse(text, len, &c, err, errlen);

@@ -393,7 +393,7 @@ int keystate_load(const char *dir, struct keystate *ret, char *why, size_t whyle
                 snprintf(why, whylen, "state_dir %s: path too long", dir);
                 return DKIMSIGN_E_CONFIG;
         }
-        r = readfile(path, KEYSTATE_FILE_MAX, 1, &text, &len, why, whylen);
+        r = readfile(path, KEYSTATE_FILE_MAX, READFILE_NOFOLLOW, &text, &len, why, whylen);
         if (r == DKIMSIGN_E_SYSTEM && errno == ENOENT) {
                 *ret = (struct keystate) { 0 };
                 return 0;
@@ -422,45 +422,69 @@ static int write_all(int fd, const char *p, size_t len)
         return 0;
 }
 
+/* A new temporary of our own in the state directory dfd: whatever holds
+ * its name (a crash's leftover, or a link planted by whoever else can
+ * write the directory, such as the daemon's user when dkimsignctl runs as
+ * root) is unlinked, never opened, truncated or followed: O_EXCL creates
+ * a new file or fails.  Another writer racing for the name makes it try
+ * again, a few times. */
+static int temp_create(int dfd, const char *name)
+{
+        for (int tries = 0; tries < 8; tries++) {
+                int fd;
+
+                if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
+                        return -1;
+                fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0644);
+                if (fd >= 0 || errno != EEXIST)
+                        return fd;
+        }
+        return -1;
+}
+
 int keystate_save(const char *dir, const struct keystate *s, char *why, size_t whylen)
 {
-        char path[4096], tmp[4096], *text = NULL;
+        static const char tmp[] = "." KEYSTATE_FILE ".tmp";
+        char *text = NULL;
         size_t len = 0;
+        bool created;
         int fd = -1, dfd = -1, r;
 
-        if (state_path(dir, KEYSTATE_FILE, path, sizeof(path)) < 0 ||
-            state_path(dir, "." KEYSTATE_FILE ".tmp", tmp, sizeof(tmp)) < 0) {
-                snprintf(why, whylen, "state_dir %s: path too long", dir);
-                return DKIMSIGN_E_CONFIG;
-        }
         r = keystate_format(s, &text, &len);
         if (r < 0) {
                 snprintf(why, whylen, "out of memory");
                 return r;
         }
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+        /* Every step by the directory's descriptor: the directory the
+         * temporary is made in is the one it is renamed in and synced. */
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0) {
+                snprintf(why, whylen, "state_dir %s: %s", dir, strerror(errno));
+                free(text);
+                return DKIMSIGN_E_SYSTEM;
+        }
+        fd = temp_create(dfd, tmp);
+        created = fd >= 0;
+        /* fchmod: the mode whatever the umask; the file is no secret. */
         if (fd < 0 || fchmod(fd, 0644) < 0 || write_all(fd, text, len) < 0 || fsync(fd) < 0) {
-                snprintf(why, whylen, "%s: %s", tmp, strerror(errno));
+                snprintf(why, whylen, "%s/%s: %s", dir, tmp, strerror(errno));
                 r = DKIMSIGN_E_SYSTEM;
-        } else if (close(fd) < 0 || (fd = -1, rename(tmp, path) < 0)) {
+        } else if (close(fd) < 0 || (fd = -1, renameat(dfd, tmp, dfd, KEYSTATE_FILE) < 0)) {
                 fd = -1;
-                snprintf(why, whylen, "%s: %s", path, strerror(errno));
+                snprintf(why, whylen, "%s/%s: %s", dir, KEYSTATE_FILE, strerror(errno));
                 r = DKIMSIGN_E_SYSTEM;
-        } else {
-                /* The rename itself must reach the disk, or a crash can bring
-                 * the old file back. */
-                dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (dfd < 0 || fsync(dfd) < 0) {
-                        snprintf(why, whylen, "%s: %s", dir, strerror(errno));
-                        r = DKIMSIGN_E_SYSTEM;
-                }
+        } else if (fsync(dfd) < 0) {
+                /* The rename itself must reach the disk, or a crash can
+                 * bring the old file back. */
+                snprintf(why, whylen, "%s: %s", dir, strerror(errno));
+                r = DKIMSIGN_E_SYSTEM;
         }
         if (fd >= 0)
                 close(fd);
-        if (dfd >= 0)
-                close(dfd);
-        if (r < 0)
-                unlink(tmp);
+        /* Only a temporary this call made: never a name it did not create. */
+        if (r < 0 && created)
+                unlinkat(dfd, tmp, 0);
+        close(dfd);
         free(text);
         return r;
 }

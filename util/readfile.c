@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 
 #include "protocol/dkimsign-errors.h"
+#include "util/fileperm.h"
 #include "util/readfile.h"
 
 /* Close fd keeping errno, so the caller sees the error that mattered. */
@@ -25,18 +26,23 @@ static int fail(int fd, int r)
         return r;
 }
 
-int readfile(const char *path, size_t max, int nofollow, char **ret, size_t *ret_len, char *why, size_t whylen)
+int readfile(const char *path, size_t max, unsigned flags, char **ret, size_t *ret_len, char *why, size_t whylen)
 {
         struct stat st;
         size_t len = 0, size;
         char *data;
-        int fd;
+        int fd, r;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | (nofollow ? O_NOFOLLOW : 0));
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | ((flags & READFILE_NOFOLLOW) ? O_NOFOLLOW : 0));
         if (fd < 0 || fstat(fd, &st) < 0) {
                 int saved = errno;
+                struct stat lst;
 
-                snprintf(why, whylen, "%s: %s", path, strerror(saved));
+                if (fd < 0 && saved == ELOOP && (flags & READFILE_NOFOLLOW) && lstat(path, &lst) == 0 &&
+                    S_ISLNK(lst.st_mode))
+                        snprintf(why, whylen, "%s: a symbolic link, refused: name the file itself", path);
+                else
+                        snprintf(why, whylen, "%s: %s", path, strerror(saved));
                 errno = saved;
                 return fail(fd, DKIMSIGN_E_SYSTEM);
         }
@@ -44,6 +50,9 @@ int readfile(const char *path, size_t max, int nofollow, char **ret, size_t *ret
                 snprintf(why, whylen, "%s: not a regular file", path);
                 return fail(fd, DKIMSIGN_E_TOO_LARGE);
         }
+        /* Checked on what was opened: a path swapped meanwhile changes nothing. */
+        if ((flags & READFILE_TRUSTED) && (r = fileperm_check_stat(&st, path, FILEPERM_NO_UID, why, whylen)) < 0)
+                return fail(fd, r);
         if ((uint64_t) st.st_size > max) {
                 snprintf(why, whylen, "%s: larger than %zu octets", path, max);
                 return fail(fd, DKIMSIGN_E_TOO_LARGE);
