@@ -63,6 +63,9 @@ class Sandbox:
                     # No DNS in a sandbox: keys sign before their record is
                     # seen (test-lifecycle.py writes its own configuration).
                     "[signing]\nunpublished = sign\n\n" + extra)
+        # dkimsignd refuses a configuration others may write, whatever the
+        # caller's umask.
+        os.chmod(self.config, 0o644)
 
     # --- dkimsignctl -------------------------------------------------------
 
