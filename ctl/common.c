@@ -49,9 +49,9 @@ int load_config(const struct options *o, struct config **ret)
         if (config_load(o->config, ret, err, sizeof(err)) < 0)
                 return die("configuration: %s", err);
         /* Before the module is loaded (init-token and every open_token). */
-        if (config_apply_module_env(*ret) < 0) {
+        if (config_apply_module_env(*ret, err, sizeof(err)) < 0) {
                 *ret = config_free(*ret);
-                return die("[token] module_env: %s", strerror(errno));
+                return die("[token] module_env: %s", err);
         }
         return 0;
 }

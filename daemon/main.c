@@ -536,8 +536,8 @@ int main(int argc, char **argv)
         log_init("dkimsignd", sg.c->log_level);
         /* Now, while this is the only thread, and before the module is
          * loaded or a signer process forked (they inherit it). */
-        if (config_apply_module_env(sg.c) < 0) {
-                log_err("[token] module_env: %s", strerror(errno));
+        if (config_apply_module_env(sg.c, err, sizeof(err)) < 0) {
+                log_err("[token] module_env: %s", err);
                 config_free(sg.c);
                 return 1;
         }

@@ -25,6 +25,7 @@
 #include "protocol/dkimsign-errors.h"
 #include "protocol/frame.h"
 #include "dkim/header.h"
+#include "util/fileperm.h"
 #include "util/readfile.h"
 
 
@@ -519,6 +520,15 @@ static int handle_token(struct parse_state *s, const char *name, const char *val
                 return parse_size(s, name, value, 1, 64, &c->processes);
         if (strcmp(name, "key_copies") == 0)
                 return parse_size(s, name, value, 0, CONFIG_KEY_COPIES_MAX, &c->key_copies);
+        if (strcmp(name, "allow_decrypt_keys") == 0) {
+                if (strcasecmp(value, "yes") == 0 || strcasecmp(value, "true") == 0)
+                        c->allow_decrypt_keys = true;
+                else if (strcasecmp(value, "no") == 0 || strcasecmp(value, "false") == 0)
+                        c->allow_decrypt_keys = false;
+                else
+                        return fail(s, "'allow_decrypt_keys' must be yes or no");
+                return 1;
+        }
         if (strcmp(name, "sign_timeout") == 0) {
                 uint64_t sec;
 
@@ -763,6 +773,10 @@ static int handle_key(struct parse_state *s, const char *section, struct seen_ke
                         break;
         if (s->continued && !is_list_key(key))
                 return fail(s, "'%s' takes one value: only a list continues on an indented line", name);
+        /* An indented "[domain x]" would silently join the list above, and
+         * the keys under it the section above. */
+        if (s->continued && value[0] == '[')
+                return fail(s, "a section header must start its line: indented, it continues '%s' above", name);
         if (!s->continued && i < seen->n)
                 return fail(s, "'%s' is set twice in [%s] (first on line %zu)", name, section, seen->key[i].line);
         if (!handle(s, name, value))
@@ -1219,17 +1233,52 @@ enum config_unpublished config_unpublished(const struct config *c, const char *k
         return d && d->unpublished != CONFIG_UNPUBLISHED_UNSET ? d->unpublished : c->unpublished;
 }
 
-int config_apply_module_env(const struct config *c)
+/* A value that names a file (it starts with '/'): the module reads it as
+ * root, so it must be as trusted as the module itself.  What does not
+ * exist yet is judged by its directory. */
+static int module_env_path_check(const char *name, const char *value, char *why, size_t whylen)
+{
+        char dir[PATH_MAX], inner[768];
+        const char *path = value;
+        struct stat st;
+        int r;
+
+        if (value[0] != '/')
+                return 0;
+        if (stat(path, &st) < 0) {
+                const char *slash = strrchr(value, '/');
+
+                if (errno != ENOENT || (size_t) (slash - value) >= sizeof(dir))
+                        return 0;
+                memcpy(dir, value, (size_t) (slash - value));
+                dir[slash - value] = 0;
+                path = dir[0] ? dir : "/";
+                if (stat(path, &st) < 0)
+                        return 0;
+        }
+        r = fileperm_check_stat(&st, path, FILEPERM_NO_UID, inner, sizeof(inner));
+        if (r < 0)
+                snprintf(why, whylen, "%s names a file the PKCS#11 module reads as this user: %s", name, inner);
+        return r;
+}
+
+int config_apply_module_env(const struct config *c, char *why, size_t whylen)
 {
         for (size_t i = 0; i < c->nmodule_env; i++) {
                 const char *entry = c->module_env[i], *eq = strchr(entry, '=');
                 char name[CONFIG_ENV_NAME_MAX + 1];
+                int r;
 
                 /* Parsed: a name of at most CONFIG_ENV_NAME_MAX, then '='. */
                 memcpy(name, entry, (size_t) (eq - entry));
                 name[eq - entry] = 0;
-                if (setenv(name, eq + 1, 1) < 0)
+                r = module_env_path_check(name, eq + 1, why, whylen);
+                if (r < 0)
+                        return r;
+                if (setenv(name, eq + 1, 1) < 0) {
+                        snprintf(why, whylen, "%s: %s", name, strerror(errno));
                         return DKIMSIGN_E_SYSTEM;
+                }
         }
         return 0;
 }

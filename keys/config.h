@@ -117,6 +117,7 @@ struct config {
         size_t processes;           /* signer processes (procs.h); 1: no supervisor */
         size_t key_copies;          /* keys signed with through session copies (hsm_key_copies), per process */
         unsigned sign_timeout_ms;   /* a token call longer than this is answered with a temporary error */
+        bool allow_decrypt_keys;    /* a key that may also decrypt signs (and keygen may make one); default no */
         /* [limits] */
         struct config_limits limits;
         /* [signing] */
@@ -162,9 +163,11 @@ enum config_unpublished config_unpublished(const struct config *c, const char *k
 
 /* Put each [token] module_env entry into the environment (replacing a
  * value already there), for the PKCS#11 module to read when it is loaded.
+ * A value naming a file (starting with '/') must pass util/fileperm's
+ * check, as the module does: DKIMSIGN_E_CONFIG with the sentence in why.
  * setenv() is not thread-safe: call it once, before the module is loaded
- * and before any thread starts.  0, or DKIMSIGN_E_SYSTEM (errno set). */
-int config_apply_module_env(const struct config *c);
+ * and before any thread starts.  0, or DKIMSIGN_E_SYSTEM. */
+int config_apply_module_env(const struct config *c, char *why, size_t whylen);
 
 /* The PIN file to read: pin_file, else $CREDENTIALS_DIRECTORY/pin (systemd
  * LoadCredential=pin:...).  Into ret (size bytes); DKIMSIGN_E_CONFIG if none. */

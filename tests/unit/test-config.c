@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "keys/config.h"
@@ -249,6 +251,8 @@ static void test_refusals_name_the_line(void **state)
                 { TOKEN "module_env = GLIBC_TUNABLES=x\n", "module_env: GLIBC_TUNABLES would change" },
                 { TOKEN "module_env = CREDENTIALS_DIRECTORY=/tmp\n", "module_env: CREDENTIALS_DIRECTORY would change" },
                 { TOKEN "module_env = A=1\n  B=2\n  A=3\n", "line 6: module_env: A is set twice" },
+                { TOKEN "[signing]\nheaders = from\n  [domain b.example]\nunpublished = sign\n",
+                  "line 6: a section header must start its line" },
                 { TOKEN "module_env = A=1\nmodule_env = B=2\n", "line 5: 'module_env' is set twice in [token]" },
                 { TOKEN "module_env = A=x\ty\n", "line 4: module_env: A's value has a control character" },
                 { TOKEN "module_env = V0=0\n  V1=1\n  V2=2\n  V3=3\n  V4=4\n  V5=5\n  V6=6\n  V7=7\n  V8=8\n"
@@ -350,6 +354,7 @@ static void test_header_policy(void **state)
  * environment by config_apply_module_env. */
 static void test_module_env(void **state)
 {
+        char err[512];
         struct config *c = parse_ok(TOKEN "module_env = DKIMSIGN_TEST_CONF=/etc/softhsm/a b.conf\n"
                                     "  DKIMSIGN_TEST_TCTI=swtpm:host=localhost,port=2321\n"
                                     "  DKIMSIGN_TEST_EMPTY=\n"
@@ -361,7 +366,7 @@ static void test_module_env(void **state)
         assert_string_equal(c->module_env[2], "DKIMSIGN_TEST_EMPTY=");
         assert_int_equal(c->sessions, 2);
         setenv("DKIMSIGN_TEST_CONF", "replaced", 1);
-        assert_int_equal(config_apply_module_env(c), 0);
+        assert_int_equal(config_apply_module_env(c, err, sizeof(err)), 0);
         assert_string_equal(getenv("DKIMSIGN_TEST_CONF"), "/etc/softhsm/a b.conf");
         assert_string_equal(getenv("DKIMSIGN_TEST_TCTI"), "swtpm:host=localhost,port=2321");
         assert_string_equal(getenv("DKIMSIGN_TEST_EMPTY"), "");
@@ -369,6 +374,52 @@ static void test_module_env(void **state)
         c = parse_ok(TOKEN);
         assert_int_equal(c->nmodule_env, 0);
         config_free(c);
+        /* A file the module would read as root must be as trusted as the
+         * module: not one its group may write. */
+        {
+                char dir[] = "/tmp/dkimsign-test-env-XXXXXX", path[64], text[256];
+
+                assert_non_null(mkdtemp(dir));
+                snprintf(path, sizeof(path), "%s/module.conf", dir);
+                fclose(fopen(path, "w"));
+                assert_int_equal(chmod(path, 0664), 0);
+                snprintf(text, sizeof(text), TOKEN "module_env = DKIMSIGN_TEST_FILE=%s\n", path);
+                c = parse_ok(text);
+                assert_int_equal(config_apply_module_env(c, err, sizeof(err)), DKIMSIGN_E_CONFIG);
+                assert_non_null(strstr(err, "DKIMSIGN_TEST_FILE names a file the PKCS#11 module reads"));
+                assert_non_null(strstr(err, "writable by its group"));
+                config_free(c);
+                assert_int_equal(chmod(path, 0644), 0);
+                c = parse_ok(text);
+                assert_int_equal(config_apply_module_env(c, err, sizeof(err)), 0);
+                config_free(c);
+                unlink(path);
+                rmdir(dir);
+        }
+}
+
+/* [token] allow_decrypt_keys: no by default, yes or no, nothing else. */
+static void test_allow_decrypt_keys(void **state)
+{
+        struct config *c = parse_ok(TOKEN);
+        char err[512];
+        int r;
+
+        (void) state;
+        assert_false(c->allow_decrypt_keys);
+        config_free(c);
+        c = parse_ok(TOKEN "allow_decrypt_keys = yes\n");
+        assert_true(c->allow_decrypt_keys);
+        config_free(c);
+        c = parse_ok(TOKEN "allow_decrypt_keys = no\n");
+        assert_false(c->allow_decrypt_keys);
+        config_free(c);
+        c = NULL;
+        r = config_parse(TOKEN "allow_decrypt_keys = sometimes\n", strlen(TOKEN "allow_decrypt_keys = sometimes\n"),
+                         &c, err, sizeof(err));
+        assert_int_not_equal(r, 0);
+        assert_null(c);
+        assert_non_null(strstr(err, "line 4: 'allow_decrypt_keys' must be yes or no"));
 }
 
 static void test_nul_and_long_lines(void **state)
@@ -405,6 +456,7 @@ int main(void)
                 cmocka_unit_test(test_header_policy),
                 cmocka_unit_test(test_module_env),
                 cmocka_unit_test(test_nul_and_long_lines),
+                cmocka_unit_test(test_allow_decrypt_keys),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
