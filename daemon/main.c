@@ -405,9 +405,12 @@ static void signer_close(struct signer *sg)
         server_free(sg->s);
         if (workers_stop(sg->w) > 0) {
                 /* Finalizing the module under a thread still inside it
-                 * could crash; exiting is enough. */
+                 * could crash, and the hung request still points into the
+                 * key registry (the watcher's): exiting is enough, so
+                 * neither is freed. */
                 log_err("exiting with a token call still hung");
                 sg->h = NULL;
+                sg->watch = NULL;
         }
         /* After the workers: they read the key states in its registry. */
         dnswatch_free(sg->watch);
