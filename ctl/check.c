@@ -395,7 +395,7 @@ int ctl_check(const struct config *c, struct hsm *h, const char *domain_in, cons
                 return ctl_report(EXIT_USAGE, "'%s' is not a resolver address (IPv4, IPv4:PORT or [IPv6]:PORT)", resolver);
         if (rc < 0)
                 return ctl_report(EXIT_FAIL, "cannot set up the DNS resolver: %s", dkimsign_strerror(rc));
-        rc = keytab_load(h, &t);
+        rc = keytab_load(h, c, &t);
         if (rc < 0) {
                 status = ctl_report(EXIT_FAIL, "listing the token's keys: %s", dkimsign_strerror(rc));
                 goto out;
@@ -482,7 +482,7 @@ int ctl_records(const struct config *c, struct hsm *h, const char *domain_in, bo
         status = domain_arg(domain_in, domain, sizeof(domain));
         if (status)
                 return status;
-        rc = keytab_load(h, &t);
+        rc = keytab_load(h, c, &t);
         if (rc == 0)
                 rc = domain_keys(t, domain, &sel, &nsel);
         if (rc < 0) {

@@ -82,6 +82,9 @@ int open_token(const struct config *c, struct hsm **ret)
                 return die("login to token '%s' with the PIN in %s: %s", c->token_label, pin_path,
                            dkimsign_strerror(r));
         }
+        /* keygen and rotate may make a key that also decrypts only when
+         * the configuration says so (hsm.h, hsm_generate). */
+        hsm_allow_decrypt_keys(*ret, c->allow_decrypt_keys);
         return 0;
 }
 
@@ -218,6 +221,13 @@ void json_date(const char *d)
                 fputs("null", stdout);
 }
 
+/* A message's sentence from hsm/ after a refusal, or "" (then the
+ * error's name says it). */
+const char *ctl_hsm_why(const char *dflt)
+{
+        return hsm_last_why()[0] ? hsm_last_why() : dflt;
+}
+
 bool key_generated(const struct hsm_key *k)
 {
         return k->local && k->never_extractable && k->always_sensitive;
@@ -236,7 +246,7 @@ int key_listing_open(const struct options *o, struct key_listing *l)
         *l = (struct key_listing) { 0 };
         if (open_all(o, &l->c, &l->h))
                 return EXIT_FAIL;
-        r = keytab_load(l->h, &l->t);
+        r = keytab_load(l->h, l->c, &l->t);
         if (r < 0)
                 return die("listing keys: %s", dkimsign_strerror(r));
         if (ctl_lifecycle_attach(l->c, l->t, &l->reg, why, sizeof(why)) < 0)

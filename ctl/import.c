@@ -148,6 +148,9 @@ int import_failed(int r, const char *label)
 {
         if (r == DKIMSIGN_E_EXISTS)
                 return die("a key named %s already exists on the token; choose another selector", label);
+        /* What the token can't take, said by hsm/ (hsm_last_why). */
+        if (hsm_last_why()[0])
+                return die("importing %s: %s", label, hsm_last_why());
         return die("importing %s: %s (%s)", label, dkimsign_strerror(r), hsm_ckr_name(hsm_last_ckr()));
 }
 

@@ -16,6 +16,7 @@ int cmd_init_token(const struct options *o)
 {
         char so_pin[PIN_MAX] = { 0 }, pin[PIN_MAX] = { 0 }, pin_path[4096];
         size_t so_len = 0, pin_len = 0;
+        const char *pin_which;
         struct config *c = NULL;
         int r, status = 0;
 
@@ -31,9 +32,22 @@ int cmd_init_token(const struct options *o)
                 status = die("cannot read a user PIN from %s", pin_path);
         } else {
                 r = hsm_init_token(c->module, c->token_label, so_pin, so_len, pin, pin_len);
-                if (r < 0)
-                        status = die("initializing token '%s' in %s: %s", c->token_label, c->module,
-                                     dkimsign_strerror(r));
+                if (r < 0 && (pin_which = strstr(hsm_last_why(), "; the user PIN has ")))
+                        status = die("initializing token '%s' in %s: %.*s; the user PIN in %s has %s; nothing was "
+                                     "changed", c->token_label, c->module, (int) (pin_which - hsm_last_why()),
+                                     hsm_last_why(), pin_path, pin_which + strlen("; the user PIN has "));
+                else if (r < 0 && (pin_which = strstr(hsm_last_why(), "; the SO PIN has ")))
+                        status = die("initializing token '%s' in %s: %.*s; the SO PIN in %s has %s; nothing was "
+                                     "changed", c->token_label, c->module, (int) (pin_which - hsm_last_why()),
+                                     hsm_last_why(), o->so_pin_file, pin_which + strlen("; the SO PIN has "));
+                else if (r < 0 && hsm_last_why()[0])
+                        status = die("initializing token '%s' in %s: %s", c->token_label, c->module, hsm_last_why());
+                else if (r == DKIMSIGN_E_EXISTS)
+                        status = die("initializing token '%s' in %s: %s (a token with this label is initialized "
+                                     "already)", c->token_label, c->module, dkimsign_strerror(r));
+                else if (r < 0)
+                        status = die("initializing token '%s' in %s: %s (%s)", c->token_label, c->module,
+                                     dkimsign_strerror(r), hsm_ckr_name(hsm_last_ckr()));
                 else
                         printf("initialized token '%s'\n", c->token_label);
         }
@@ -65,6 +79,9 @@ int cmd_keygen(const struct options *o)
         r = hsm_generate(h, label, alg, o->bits, &k);
         if (r == DKIMSIGN_E_EXISTS)
                 status = die("a key named %s already exists on the token; choose another selector", label);
+        else if (r < 0 && hsm_last_why()[0])
+                /* What the token can't make, said before anything changed. */
+                status = die("generating %s key %s: %s", hsm_alg_name(alg), label, hsm_last_why());
         else if (r < 0)
                 status = die("generating %s key %s: %s (%s)", hsm_alg_name(alg), label, dkimsign_strerror(r),
                              hsm_ckr_name(hsm_last_ckr()));
@@ -167,7 +184,11 @@ static void list_json(const struct keytab *t, const struct ctl_key_life *life, c
                         ctl_json_string(k->key->refused);
                 else
                         printf("null");
-                printf("}");
+                printf(", \"uses\": [");
+                for (unsigned b = 0, n = 0; b < HSM_USES_COUNT; b++)
+                        if (k->key->uses & (1u << b))
+                                printf("%s\"%s\"", n++ ? ", " : "", hsm_use_name(1u << b));
+                printf("], \"always_authenticate\": %s}", k->key->always_authenticate ? "true" : "false");
         }
         printf("%s]\n", t->count ? "\n" : "");
 }
@@ -211,6 +232,21 @@ void list_life_notes(const struct keytab *t, const struct ctl_key_life *life)
         }
 }
 
+/* What the token lets each key's private half do, one line a key. */
+static void list_uses(const struct keytab *t)
+{
+        if (t->count)
+                printf("\nAllowed uses (what the token lets each private key do):\n");
+        for (size_t i = 0; i < t->count; i++) {
+                const struct hsm_key *k = t->keys[i].key;
+                char uses[96];
+
+                printf("  %s._domainkey.%s: %s%s\n", t->keys[i].selector, t->keys[i].domain,
+                       hsm_uses_format(k->uses, ", ", uses, sizeof(uses)),
+                       k->always_authenticate ? " (PIN again for each use: CKA_ALWAYS_AUTHENTICATE)" : "");
+        }
+}
+
 static void list_table(const struct keytab *t, const struct ctl_key_life *life, char (*fps)[FINGERPRINT_SIZE])
 {
         int dw = (int) strlen("DOMAIN"), sw = (int) strlen("SELECTOR");
@@ -234,6 +270,7 @@ static void list_table(const struct keytab *t, const struct ctl_key_life *life, 
                        key_generated(k->key) ? "generated" : "imported", fps[i]);
         }
         list_life_notes(t, life);
+        list_uses(t);
 }
 
 int cmd_list(const struct options *o)

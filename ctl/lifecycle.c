@@ -313,7 +313,7 @@ int cmd_rotate(const struct options *o)
         lowercase(domain);
         if (open_all(o, &c, &h))
                 return EXIT_FAIL;
-        r = keytab_load(h, &t);
+        r = keytab_load(h, c, &t);
         if (r < 0) {
                 status = die("listing keys: %s", dkimsign_strerror(r));
                 goto out;
@@ -337,6 +337,11 @@ int cmd_rotate(const struct options *o)
         r = hsm_generate(h, label, alg, o->bits, &k);
         if (r == DKIMSIGN_E_EXISTS) {
                 status = die("a key named %s already exists on the token; choose another selector", label);
+                goto out;
+        }
+        if (r < 0 && hsm_last_why()[0]) {
+                /* What the token can't make, said before anything changed. */
+                status = die("generating %s key %s: %s", hsm_alg_name(alg), label, hsm_last_why());
                 goto out;
         }
         if (r < 0) {
@@ -370,12 +375,12 @@ out:
 /* ---- retire, destroy ---- */
 
 /* How many active keys domain has left on the token (-1 if unknown). */
-static int active_keys(struct hsm *h, const char *domain)
+static int active_keys(struct hsm *h, const struct config *c, const char *domain)
 {
         struct keytab *t = NULL;
         int n = 0;
 
-        if (keytab_load(h, &t) < 0)
+        if (keytab_load(h, c, &t) < 0)
                 return -1;
         for (size_t i = 0; i < t->count; i++)
                 if (strcmp(t->keys[i].domain, domain) == 0 && !t->keys[i].key->retired[0])
@@ -419,7 +424,7 @@ int cmd_retire(const struct options *o)
         printf("retired key %s on %s: dkimsignd stops signing with it at its next reload or restart\n", label,
                r == 0 ? date_show(after->retired, date) : "today");
         printf("keep its DNS record published for a few days, until mail signed with it has been delivered\n");
-        if (active_keys(h, domain) == 0)
+        if (active_keys(h, c, domain) == 0)
                 printf("note: %s has no active key left: dkimsignd will refuse to sign its mail\n", domain);
 out:
         hsm_key_free(after);

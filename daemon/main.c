@@ -100,7 +100,17 @@ static int token_open(const struct config *c, struct hsm **ret)
                 return r;
         }
         if (r < 0) {
-                log_err("token '%s' in %s: %s", c->token_label, c->module, dkimsign_strerror(r));
+                unsigned long ckr = hsm_last_ckr();
+
+                /* The CKR name, and for an unprivileged signer where to
+                 * look: most modules fail so when their files are out of
+                 * its reach. */
+                log_err("token '%s' in %s: %s%s%s%s%s", c->token_label, c->module, dkimsign_strerror(r),
+                        ckr ? " (" : "", ckr ? hsm_ckr_name(ckr) : "", ckr ? ")" : "",
+                        geteuid() != 0 ? "; running as a user other than root: the token's files or the module's "
+                                         "group must be reachable by this user (SoftHSM: its token directory, "
+                                         "tokendir in SOFTHSM2_CONF; opencryptoki: membership of the pkcs11 "
+                                         "group; tpm2-pkcs11: its store, TPM2_PKCS11_STORE)" : "");
                 return r;
         }
         r = hsm_key_copies(*ret, c->key_copies);
@@ -249,7 +259,7 @@ static struct sign_ctx *reload_generation(void *userdata, bool from_request, cha
             strcmp(c->socket_path, src->running->socket_path) != 0)
                 log_warn("reload: [token] module/label/module_env/sessions/processes/key_copies and [daemon] socket "
                          "take effect at the next restart");
-        r = keytab_load(src->h, &keys);
+        r = keytab_load(src->h, c, &keys);
         if (r < 0) {
                 snprintf(why, whylen, "listing the keys on the token: %s (%s)", dkimsign_strerror(r),
                          hsm_ckr_name(hsm_last_ckr()));
@@ -340,7 +350,7 @@ struct signer {
 static int signer_load(struct signer *sg)
 {
         char err[1024];
-        int r = keytab_load(sg->h, &sg->keys);
+        int r = keytab_load(sg->h, sg->c, &sg->keys);
 
         if (r < 0)
                 log_err("listing the keys on the token: %s (%s)", dkimsign_strerror(r), hsm_ckr_name(hsm_last_ckr()));

@@ -127,6 +127,7 @@ struct hsm {
         CK_SESSION_HANDLE admin;
         bool admin_open;
         bool keep_pin;
+        bool allow_decrypt_keys;     /* hsm_allow_decrypt_keys; read under lock by hsm_generate */
         struct kept_pin pin;
         uint64_t recover_failed_ms;  /* when the last recovery failed, 0 if it did not */
         unsigned long recoveries;    /* sessions reopened or logins redone (atomic) */
@@ -204,6 +205,10 @@ void hsmi_module_put(struct module *m);
  * false), or with an uninitialized token (want_free true).
  * DKIMSIGN_E_NO_TOKEN if none. */
 int hsmi_slot_find(CK_FUNCTION_LIST *p11, const char *label, bool want_free, CK_SLOT_ID *ret);
+/* What the token in slot can do (hsm_token_caps). */
+int hsmi_slot_caps(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, struct hsm_caps *ret);
+/* Say why in hsm_last_why() (printf-like). */
+void hsmi_why(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- login.c: sessions and the login ---- */
 
@@ -225,7 +230,7 @@ void hsmi_tmpl_class(struct tmpl *t, const CK_OBJECT_CLASS *cls);
 int hsmi_attr_ulong(struct hsm *h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_TYPE type, CK_ULONG *ret);
 /* CKA_LABEL as an owned C string. */
 int hsmi_attr_label(struct hsm *h, CK_OBJECT_HANDLE obj, char **ret);
-#define ATTRS_MAX 12  /* attributes one hsmi_attrs_read asks for */
+#define ATTRS_MAX 16  /* attributes one hsmi_attrs_read asks for */
 /* Up to ATTRS_MAX attributes in one call, each into its caller-sized
  * buffer (a[i].ulValueLen = its capacity); an absent or sensitive one
  * comes back with CK_UNAVAILABLE_INFORMATION (see hsmi_attr_present). */

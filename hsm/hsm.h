@@ -35,6 +35,41 @@ enum hsm_alg {
 #define HSM_ED25519_PUB_LEN 32
 #define HSM_DATE_LEN 8        /* YYYYMMDD, as in a CK_DATE */
 
+/* What a private key may be used for (its CKA_SIGN, CKA_DECRYPT,
+ * CKA_SIGN_RECOVER, CKA_UNWRAP, CKA_DERIVE), as read from the token: a
+ * bit set, HSM_USE_* or'ed.  An attribute the module does not report
+ * counts as not set. */
+enum {
+        HSM_USE_SIGN = 1 << 0,
+        HSM_USE_DECRYPT = 1 << 1,
+        HSM_USE_SIGN_RECOVER = 1 << 2,
+        HSM_USE_UNWRAP = 1 << 3,
+        HSM_USE_DERIVE = 1 << 4,
+};
+#define HSM_USES_COUNT 5
+/* "sign", "decrypt", "sign_recover", "unwrap", "derive" for one HSM_USE_*
+ * bit; NULL for anything else. */
+const char *hsm_use_name(unsigned bit);
+/* The uses as names joined by sep ("sign,decrypt"), "none" when empty,
+ * into ret (size bytes, truncated to fit). */
+const char *hsm_uses_format(unsigned uses, const char *sep, char *ret, size_t size);
+
+/*
+ * What the token says it can do (C_GetMechanismList, C_GetMechanismInfo,
+ * C_GetTokenInfo), asked before acting.  A size of 0 means the token did
+ * not say.  When the token does not answer C_GetMechanismList, known is
+ * false and every mechanism counts as present (nothing is refused on a
+ * guess).
+ */
+struct hsm_caps {
+        bool known;
+        bool rsa_gen, rsa_sign;          /* CKM_RSA_PKCS_KEY_PAIR_GEN, CKM_RSA_PKCS */
+        bool ed_gen, ed_sign;            /* CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA */
+        unsigned long rsa_gen_min, rsa_gen_max;    /* bits */
+        unsigned long rsa_sign_min, rsa_sign_max;  /* bits */
+        unsigned long pin_min, pin_max;            /* ulMinPinLen, ulMaxPinLen */
+};
+
 struct hsm;          /* a loaded module, one token, logged in */
 struct hsm_session;  /* one PKCS#11 session, for one thread at a time */
 
@@ -49,11 +84,21 @@ struct hsm_key {
         bool local;              /* CKA_LOCAL: generated on the token */
         bool always_sensitive;   /* CKA_ALWAYS_SENSITIVE */
         bool never_extractable;  /* CKA_NEVER_EXTRACTABLE */
+        unsigned uses;           /* HSM_USE_* the private key allows */
+        bool always_authenticate; /* CKA_ALWAYS_AUTHENTICATE: refused (below) */
         /* Why dkimsign never signs with this key, or NULL.  A key whose
          * private half is not CKA_PRIVATE (usable without a login), not
          * CKA_SENSITIVE or CKA_EXTRACTABLE (its secret can be read off the
          * token) is listed, with this sentence, but never signs: the
-         * promise that a key never leaves the token does not hold for it. */
+         * promise that a key never leaves the token does not hold for it.
+         * A key that wants the PIN again for every signature
+         * (CKA_ALWAYS_AUTHENTICATE) is refused too: every signature would
+         * fail (CKR_USER_NOT_LOGGED_IN, CKR_OPERATION_ACTIVE), as a
+         * temporary error, for ever.  (A context-specific login,
+         * CKU_CONTEXT_SPECIFIC, before each C_Sign could use it instead;
+         * not done yet.)  A key that may also decrypt is not refused here:
+         * that is the configuration's call ([token] allow_decrypt_keys),
+         * which keys/ makes from uses. */
         const char *refused;
         /* The key's life, kept on the token with the key: CKA_START_DATE
          * ("created", set by hsm_generate and hsm_import) and CKA_END_DATE
@@ -106,6 +151,12 @@ int hsm_login_pin_file(struct hsm *h, const char *path);
  * Initialize a token on the first free slot of the module: sets label, the
  * SO PIN and the user PIN.  Both PINs are wiped before returning.
  * DKIMSIGN_E_EXISTS: a token with that label already exists.
+ * DKIMSIGN_E_PIN: a PIN's length is outside the free slot's ulMinPinLen..
+ * ulMaxPinLen (checked before anything is changed), or C_InitPIN failed
+ * after C_InitToken succeeded: then the token is initialized, labelled
+ * label, without a user PIN; hsm_last_why() says which, and how to
+ * recover.  After C_InitToken the token is found again by its label (a
+ * module may give it a new slot ID).
  */
 int hsm_init_token(const char *module_path, const char *label, char *so_pin, size_t so_pin_len,
                    char *user_pin, size_t user_pin_len);
@@ -113,6 +164,29 @@ int hsm_init_token(const char *module_path, const char *label, char *so_pin, siz
 /* Label of a DKIM key: "<selector>._domainkey.<domain>", into ret (size
  * bytes).  DKIMSIGN_E_TOO_LARGE if it does not fit. */
 int hsm_key_label(const char *selector, const char *domain, char *ret, size_t size);
+
+/*
+ * What the token of h can do (struct hsm_caps).  DKIMSIGN_E_HSM: the token
+ * failed (C_GetTokenInfo).
+ */
+int hsm_token_caps(struct hsm *h, struct hsm_caps *ret);
+
+/*
+ * Whether caps allow a key of alg (and bits, for RSA; 0 = the default) to
+ * be generated (generate true) or imported and signed with: 0, or
+ * DKIMSIGN_E_ALG with one sentence in why that names the limit and what
+ * to do, e.g. "this token makes RSA keys of 1024 to 3072 bits; use --bits
+ * 3072".  Pure.
+ */
+int hsm_caps_check(const struct hsm_caps *caps, enum hsm_alg alg, unsigned bits, bool generate, char *why,
+                   size_t whylen);
+
+/*
+ * Whether keys that can do more than sign may be made on this token
+ * (dkimsignctl sets it from [token] allow_decrypt_keys; default false).
+ * See hsm_generate.
+ */
+void hsm_allow_decrypt_keys(struct hsm *h, bool allow);
 
 /*
  * Generate a key pair on the token: CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE
@@ -124,6 +198,20 @@ int hsm_key_label(const char *selector, const char *domain, char *ret, size_t si
  */
 int hsm_generate(struct hsm *h, const char *label, enum hsm_alg alg, unsigned bits,
                  struct hsm_key **ret);
+
+/*
+ * Before changing anything, hsm_generate asks the token (hsm_token_caps,
+ * hsm_caps_check): what it can't make is DKIMSIGN_E_ALG, with the sentence
+ * in hsm_last_why().  The rule for modules whose attribute semantics
+ * differ: the template above (every other use explicitly false) is tried
+ * first.  A module that refuses it (CKR_GENERAL_ERROR,
+ * CKR_TEMPLATE_INCONSISTENT, CKR_ATTRIBUTE_VALUE_INVALID: tpm2-pkcs11
+ * makes RSA keys that sign through a TPM decrypt) gets a template without
+ * the "false" uses only after hsm_allow_decrypt_keys(h, true); else
+ * DKIMSIGN_E_ALG, hsm_last_why() naming the setting.  The key's real uses
+ * are read back; one that may decrypt without that allowance is destroyed
+ * and refused the same way.
+ */
 
 /* Import a private key (RSA or Ed25519) for migration: the same attributes
  * (and start date) as a generated key, so it is not readable afterwards;
@@ -223,6 +311,10 @@ unsigned long hsm_recoveries(struct hsm *h);
 /* The CK_RV of the last failed PKCS#11 call in this thread, 0 if none. */
 unsigned long hsm_last_ckr(void);
 /*
+ * After DKIMSIGN_E_ALG from hsm_generate or hsm_import, DKIMSIGN_E_PIN
+ * from hsm_init_token (when not ""), a failed hsm_import whose private
+ * object the token would not create: the sentence naming the limit and
+ * what to do.
  * After DKIMSIGN_E_CONFIG from hsm_open, hsm_init_token, hsm_login_pin_file
  * or hsm_pin_read: the sentence saying which file was refused and why, for
  * the caller's message, e.g. "bad permissions on /etc/dkimsignd/pin (owner

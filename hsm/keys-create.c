@@ -13,6 +13,7 @@
  * h->lock.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/bn.h>
@@ -43,9 +44,120 @@ static int label_unused(struct hsm *h, const char *label)
         return n > 0 ? DKIMSIGN_E_EXISTS : 0;
 }
 
+/* ---- what the token can do, asked first ---- */
+
+int hsm_token_caps(struct hsm *h, struct hsm_caps *ret)
+{
+        int r;
+
+        hsmi_last_ckr = 0;
+        if (!h || !ret)
+                return DKIMSIGN_E_INTERNAL;
+        pthread_mutex_lock(&h->lock);
+        r = hsmi_slot_caps(h->p11, h->slot, ret);
+        pthread_mutex_unlock(&h->lock);
+        return r;
+}
+
+void hsm_allow_decrypt_keys(struct hsm *h, bool allow)
+{
+        if (!h)
+                return;
+        pthread_mutex_lock(&h->lock);
+        h->allow_decrypt_keys = allow;
+        pthread_mutex_unlock(&h->lock);
+}
+
+/* The RSA sizes both the token (min, max; 0: not said) and DKIM take. */
+static void rsa_range(unsigned long min, unsigned long max, unsigned long *ret_lo, unsigned long *ret_hi)
+{
+        *ret_lo = min > HSM_RSA_MIN_BITS ? min : HSM_RSA_MIN_BITS;
+        *ret_hi = max && max < HSM_RSA_MAX_BITS ? max : HSM_RSA_MAX_BITS;
+}
+
+int hsm_caps_check(const struct hsm_caps *caps, enum hsm_alg alg, unsigned bits, bool generate, char *why,
+                   size_t whylen)
+{
+        unsigned long lo, hi, slo, shi;
+
+        if (alg == HSM_ALG_ED25519) {
+                if (!caps->ed_sign) {
+                        snprintf(why, whylen, "this token has no Ed25519 (CKM_EDDSA); use %s",
+                                 generate ? "--algorithm rsa" : "an RSA key");
+                        return DKIMSIGN_E_ALG;
+                }
+                if (generate && !caps->ed_gen) {
+                        snprintf(why, whylen, "this token makes no Ed25519 keys (CKM_EC_EDWARDS_KEY_PAIR_GEN); use "
+                                 "--algorithm rsa, or import an Ed25519 key (dkimsignctl import)");
+                        return DKIMSIGN_E_ALG;
+                }
+                return 0;
+        }
+        if (alg != HSM_ALG_RSA) {
+                snprintf(why, whylen, "dkimsign signs with RSA and Ed25519 keys only");
+                return DKIMSIGN_E_ALG;
+        }
+        if (!caps->rsa_sign) {
+                snprintf(why, whylen, "this token cannot sign with RSA keys (CKM_RSA_PKCS); use %s",
+                         generate ? "--algorithm ed25519" : "an Ed25519 key");
+                return DKIMSIGN_E_ALG;
+        }
+        if (generate && !caps->rsa_gen) {
+                snprintf(why, whylen, "this token makes no RSA keys (CKM_RSA_PKCS_KEY_PAIR_GEN); use --algorithm "
+                         "ed25519, or import an RSA key (dkimsignctl import)");
+                return DKIMSIGN_E_ALG;
+        }
+        bits = bits ? bits : HSM_RSA_DEFAULT_BITS;
+        rsa_range(caps->rsa_sign_min, caps->rsa_sign_max, &slo, &shi);
+        lo = slo;
+        hi = shi;
+        if (generate) {
+                rsa_range(caps->rsa_gen_min, caps->rsa_gen_max, &lo, &hi);
+                lo = lo > slo ? lo : slo;
+                hi = hi < shi ? hi : shi;
+        }
+        if (lo > hi) {
+                snprintf(why, whylen, "this token %s no RSA keys of %d to %d bits, as DKIM needs; use %s",
+                         generate ? "makes" : "signs with", HSM_RSA_MIN_BITS, HSM_RSA_MAX_BITS,
+                         generate ? "--algorithm ed25519" : "an Ed25519 key");
+                return DKIMSIGN_E_ALG;
+        }
+        if (bits < lo || bits > hi) {
+                if (generate)
+                        snprintf(why, whylen, "this token makes RSA keys of %lu to %lu bits; use --bits %lu", lo, hi,
+                                 bits > hi ? hi : lo);
+                else
+                        snprintf(why, whylen, "this token signs with RSA keys of %lu to %lu bits, and this key has "
+                                 "%u; generate a key on the token instead (dkimsignctl keygen --bits %lu)", lo, hi,
+                                 bits, bits > hi ? hi : lo);
+                return DKIMSIGN_E_ALG;
+        }
+        return 0;
+}
+
+/* Ask the token, h->lock held: DKIMSIGN_E_ALG with hsm_last_why() when it
+ * can't. */
+static int caps_check_locked(struct hsm *h, enum hsm_alg alg, unsigned bits, bool generate)
+{
+        struct hsm_caps caps;
+        int r = hsmi_slot_caps(h->p11, h->slot, &caps);
+
+        if (r < 0)
+                return r;
+        return hsm_caps_check(&caps, alg, bits, generate, hsmi_last_why, sizeof(hsmi_last_why));
+}
+
+/* The token refused what dkimsign asked for with one of these: perhaps a
+ * template whose "false" uses contradict how it makes keys. */
+static bool template_refused(CK_RV rv)
+{
+        return rv == CKR_GENERAL_ERROR || rv == CKR_TEMPLATE_INCONSISTENT || rv == CKR_ATTRIBUTE_VALUE_INVALID;
+}
+
 /* The attributes of every private key made here: a token object that signs
- * and can never be read, unwrapped into or used for anything else. */
-static void tmpl_private(struct tmpl *t, const char *label, const uint8_t id[KEY_ID_LEN])
+ * and can never be read, unwrapped into or used for anything else.  wide:
+ * the "false" uses are left to the module (see hsm.h, hsm_generate). */
+static void tmpl_private(struct tmpl *t, const char *label, const uint8_t id[KEY_ID_LEN], bool wide)
 {
         hsmi_tmpl_add(t, CKA_TOKEN, &ck_true, sizeof(ck_true));
         hsmi_tmpl_add(t, CKA_PRIVATE, &ck_true, sizeof(ck_true));
@@ -57,41 +169,46 @@ static void tmpl_private(struct tmpl *t, const char *label, const uint8_t id[KEY
          * is a new key to its label's state (keys.state records label and
          * fingerprint), pending until DNS shows it there. */
         hsmi_tmpl_add(t, CKA_SIGN, &ck_true, sizeof(ck_true));
-        hsmi_tmpl_add(t, CKA_SIGN_RECOVER, &ck_false, sizeof(ck_false));
-        hsmi_tmpl_add(t, CKA_DECRYPT, &ck_false, sizeof(ck_false));
-        hsmi_tmpl_add(t, CKA_UNWRAP, &ck_false, sizeof(ck_false));
-        hsmi_tmpl_add(t, CKA_DERIVE, &ck_false, sizeof(ck_false));
+        if (!wide) {
+                hsmi_tmpl_add(t, CKA_SIGN_RECOVER, &ck_false, sizeof(ck_false));
+                hsmi_tmpl_add(t, CKA_DECRYPT, &ck_false, sizeof(ck_false));
+                hsmi_tmpl_add(t, CKA_UNWRAP, &ck_false, sizeof(ck_false));
+                hsmi_tmpl_add(t, CKA_DERIVE, &ck_false, sizeof(ck_false));
+        }
         hsmi_tmpl_add(t, CKA_LABEL, label, strlen(label));
         hsmi_tmpl_add(t, CKA_ID, id, KEY_ID_LEN);
 }
 
-static void tmpl_public(struct tmpl *t, const char *label, const uint8_t id[KEY_ID_LEN])
+static void tmpl_public(struct tmpl *t, const char *label, const uint8_t id[KEY_ID_LEN], bool wide)
 {
         hsmi_tmpl_add(t, CKA_TOKEN, &ck_true, sizeof(ck_true));
         hsmi_tmpl_add(t, CKA_PRIVATE, &ck_false, sizeof(ck_false));
         hsmi_tmpl_add(t, CKA_VERIFY, &ck_true, sizeof(ck_true));
-        hsmi_tmpl_add(t, CKA_VERIFY_RECOVER, &ck_false, sizeof(ck_false));
-        hsmi_tmpl_add(t, CKA_ENCRYPT, &ck_false, sizeof(ck_false));
-        hsmi_tmpl_add(t, CKA_WRAP, &ck_false, sizeof(ck_false));
-        hsmi_tmpl_add(t, CKA_DERIVE, &ck_false, sizeof(ck_false));
+        if (!wide) {
+                hsmi_tmpl_add(t, CKA_VERIFY_RECOVER, &ck_false, sizeof(ck_false));
+                hsmi_tmpl_add(t, CKA_ENCRYPT, &ck_false, sizeof(ck_false));
+                hsmi_tmpl_add(t, CKA_WRAP, &ck_false, sizeof(ck_false));
+                hsmi_tmpl_add(t, CKA_DERIVE, &ck_false, sizeof(ck_false));
+        }
         hsmi_tmpl_add(t, CKA_LABEL, label, strlen(label));
         hsmi_tmpl_add(t, CKA_ID, id, KEY_ID_LEN);
 }
 
-static int keypair_generate(struct hsm *h, const char *label, enum hsm_alg alg, CK_ULONG bits,
-                            const uint8_t id[KEY_ID_LEN], CK_OBJECT_HANDLE *ret_priv, CK_OBJECT_HANDLE *ret_pub)
+/* One C_GenerateKeyPair with the strict or the wide template (with today's
+ * start date, or without if the token refuses it). */
+static CK_RV keypair_try(struct hsm *h, const char *label, enum hsm_alg alg, CK_ULONG *bits,
+                         const uint8_t id[KEY_ID_LEN], bool wide, CK_OBJECT_HANDLE *ret_priv, CK_OBJECT_HANDLE *ret_pub)
 {
         CK_MECHANISM mech = { 0 };
         struct tmpl pub = { 0 }, priv = { 0 };
-        CK_OBJECT_HANDLE hpub, hpriv;
         CK_DATE today;
         CK_RV rv;
 
-        tmpl_public(&pub, label, id);
-        tmpl_private(&priv, label, id);
+        tmpl_public(&pub, label, id, wide);
+        tmpl_private(&priv, label, id, wide);
         if (alg == HSM_ALG_RSA) {
                 mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
-                hsmi_tmpl_add(&pub, CKA_MODULUS_BITS, &bits, sizeof(bits));
+                hsmi_tmpl_add(&pub, CKA_MODULUS_BITS, bits, sizeof(*bits));
                 hsmi_tmpl_add(&pub, CKA_PUBLIC_EXPONENT, rsa_e65537, sizeof(rsa_e65537));
         } else {
                 mech.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;
@@ -99,17 +216,51 @@ static int keypair_generate(struct hsm *h, const char *label, enum hsm_alg alg, 
         }
         hsmi_date_today(&today);
         hsmi_tmpl_add(&pub, CKA_START_DATE, &today, sizeof(today));
-        rv = h->p11->C_GenerateKeyPair(h->admin, &mech, pub.a, pub.n, priv.a, priv.n, &hpub, &hpriv);
+        rv = h->p11->C_GenerateKeyPair(h->admin, &mech, pub.a, pub.n, priv.a, priv.n, ret_pub, ret_priv);
         /* A token that keeps no dates still makes keys: without "created". */
         if (hsmi_date_refused(rv)) {
                 pub.n--;
-                rv = h->p11->C_GenerateKeyPair(h->admin, &mech, pub.a, pub.n, priv.a, priv.n, &hpub, &hpriv);
+                rv = h->p11->C_GenerateKeyPair(h->admin, &mech, pub.a, pub.n, priv.a, priv.n, ret_pub, ret_priv);
+        }
+        return rv;
+}
+
+/* The strict template first; the wide one only when allowed (hsm.h). */
+static int keypair_generate(struct hsm *h, const char *label, enum hsm_alg alg, CK_ULONG bits,
+                            const uint8_t id[KEY_ID_LEN], CK_OBJECT_HANDLE *ret_priv, CK_OBJECT_HANDLE *ret_pub)
+{
+        CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
+        CK_RV rv = keypair_try(h, label, alg, &bits, id, false, &hpriv, &hpub);
+
+        if (template_refused(rv)) {
+                if (!h->allow_decrypt_keys) {
+                        hsmi_ckr_fail(rv);
+                        hsmi_why("the token refused a key that can only sign (%s); it may make only keys that "
+                                 "also decrypt (tpm2-pkcs11 does): set [token] allow_decrypt_keys = yes to accept "
+                                 "such keys", hsm_ckr_name(rv));
+                        return DKIMSIGN_E_ALG;
+                }
+                rv = keypair_try(h, label, alg, &bits, id, true, &hpriv, &hpub);
         }
         if (rv != CKR_OK)
                 return hsmi_ckr_fail(rv);
         *ret_priv = hpriv;
         *ret_pub = hpub;
         return 0;
+}
+
+/* After a key was made: its real uses, read back.  One that may decrypt
+ * without the allowance is refused (the caller destroys it). */
+static int uses_check(struct hsm *h, const struct hsm_key *key)
+{
+        char uses[64];
+
+        if (!(key->uses & HSM_USE_DECRYPT) || h->allow_decrypt_keys)
+                return 0;
+        hsm_uses_format(key->uses, ", ", uses, sizeof(uses));
+        hsmi_why("the token made a key that may %s, not only sign: it was destroyed; set [token] "
+                 "allow_decrypt_keys = yes to accept such keys", uses);
+        return DKIMSIGN_E_ALG;
 }
 
 int hsm_generate(struct hsm *h, const char *label, enum hsm_alg alg, unsigned bits, struct hsm_key **ret)
@@ -120,6 +271,7 @@ int hsm_generate(struct hsm *h, const char *label, enum hsm_alg alg, unsigned bi
         int r;
 
         hsmi_last_ckr = 0;
+        hsmi_last_why[0] = '\0';
         if (!h || !ret)
                 return DKIMSIGN_E_INTERNAL;
         r = hsmi_label_check(label);
@@ -135,14 +287,21 @@ int hsm_generate(struct hsm *h, const char *label, enum hsm_alg alg, unsigned bi
                 return DKIMSIGN_E_INTERNAL;
 
         pthread_mutex_lock(&h->lock);
-        r = label_unused(h, label);
+        /* What the token can't make is refused before anything changes. */
+        r = caps_check_locked(h, alg, bits, true);
+        if (r == 0)
+                r = label_unused(h, label);
         if (r == 0)
                 r = keypair_generate(h, label, alg, bits, id, &priv, &pub);
         if (r == 0) {
                 r = hsmi_key_load(h, priv, pub, &key);
+                if (r == 0)
+                        r = uses_check(h, key);
                 /* Leave nothing half made behind. */
-                if (r < 0)
+                if (r < 0) {
+                        key = hsm_key_free(key);
                         hsmi_objects_destroy(h, priv, pub);
+                }
         }
         pthread_mutex_unlock(&h->lock);
         if (r < 0)
@@ -228,8 +387,13 @@ static int pair_create(struct hsm *h, struct tmpl *priv, struct tmpl *pub, CK_OB
         int r;
 
         r = object_create(h, priv, &hpriv);
-        if (r < 0)
+        if (r < 0) {
+                if (template_refused(hsmi_last_ckr))
+                        hsmi_why("the token would not create the private key object (%s): it may not import "
+                                 "private keys (tpm2-pkcs11 does not); generate a key on the token instead "
+                                 "(dkimsignctl keygen)", hsm_ckr_name(hsmi_last_ckr));
                 return r;
+        }
         hsmi_date_today(&today);
         hsmi_tmpl_add(pub, CKA_START_DATE, &today, sizeof(today));
         r = object_create(h, pub, &hpub);
@@ -257,12 +421,12 @@ static int rsa_import(struct hsm *h, const char *label, EVP_PKEY *pkey, const ui
         if (r == 0) {
                 hsmi_tmpl_add(&priv, CKA_CLASS, &class_private, sizeof(class_private));
                 hsmi_tmpl_add(&priv, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
-                tmpl_private(&priv, label, id);
+                tmpl_private(&priv, label, id, false);
                 for (size_t i = 0; i < RSA_PARTS; i++)
                         hsmi_tmpl_add(&priv, rsa_parts[i].type, b.v[i], b.len[i]);
                 hsmi_tmpl_add(&pub, CKA_CLASS, &class_public, sizeof(class_public));
                 hsmi_tmpl_add(&pub, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
-                tmpl_public(&pub, label, id);
+                tmpl_public(&pub, label, id, false);
                 hsmi_tmpl_add(&pub, CKA_MODULUS, b.v[0], b.len[0]);
                 hsmi_tmpl_add(&pub, CKA_PUBLIC_EXPONENT, b.v[1], b.len[1]);
                 r = pair_create(h, &priv, &pub, ret_priv, ret_pub);
@@ -284,12 +448,12 @@ static int ed25519_import(struct hsm *h, const char *label, EVP_PKEY *pkey, cons
                 goto out;
         hsmi_tmpl_add(&priv, CKA_CLASS, &class_private, sizeof(class_private));
         hsmi_tmpl_add(&priv, CKA_KEY_TYPE, &type_eddsa, sizeof(type_eddsa));
-        tmpl_private(&priv, label, id);
+        tmpl_private(&priv, label, id, false);
         hsmi_tmpl_add(&priv, CKA_EC_PARAMS, ed25519_oid, sizeof(ed25519_oid));
         hsmi_tmpl_add(&priv, CKA_VALUE, seed, sizeof(seed));
         hsmi_tmpl_add(&pub, CKA_CLASS, &class_public, sizeof(class_public));
         hsmi_tmpl_add(&pub, CKA_KEY_TYPE, &type_eddsa, sizeof(type_eddsa));
-        tmpl_public(&pub, label, id);
+        tmpl_public(&pub, label, id, false);
         hsmi_tmpl_add(&pub, CKA_EC_PARAMS, ed25519_oid, sizeof(ed25519_oid));
         /* The DER OCTET STRING form, as SoftHSM and PKCS#11 2.40 write it. */
         hsmi_tmpl_add(&pub, CKA_EC_POINT, point, sizeof(point));
@@ -325,6 +489,7 @@ int hsm_import(struct hsm *h, const char *label, EVP_PKEY *pkey, struct hsm_key 
         int r;
 
         hsmi_last_ckr = 0;
+        hsmi_last_why[0] = '\0';
         if (!h || !pkey || !ret)
                 return DKIMSIGN_E_INTERNAL;
         r = hsmi_label_check(label);
@@ -337,14 +502,20 @@ int hsm_import(struct hsm *h, const char *label, EVP_PKEY *pkey, struct hsm_key 
                 return DKIMSIGN_E_INTERNAL;
 
         pthread_mutex_lock(&h->lock);
-        r = label_unused(h, label);
+        r = caps_check_locked(h, alg, alg == HSM_ALG_RSA ? (unsigned) EVP_PKEY_get_bits(pkey) : 0, false);
+        if (r == 0)
+                r = label_unused(h, label);
         if (r == 0)
                 r = alg == HSM_ALG_RSA ? rsa_import(h, label, pkey, id, &priv, &pub)
                                        : ed25519_import(h, label, pkey, id, &priv, &pub);
         if (r == 0) {
                 r = hsmi_key_load(h, priv, pub, &key);
-                if (r < 0)
+                if (r == 0)
+                        r = uses_check(h, key);
+                if (r < 0) {
+                        key = hsm_key_free(key);
                         hsmi_objects_destroy(h, priv, pub);
+                }
         }
         pthread_mutex_unlock(&h->lock);
         if (r < 0)

@@ -369,6 +369,7 @@ static int key_private_read(struct hsm *h, struct hsm_key *key, struct key_name 
         CK_ULONG type = 0;
         uint8_t params[EC_PARAMS_MAX];
         CK_BBOOL local, sensitive, never_extractable, is_private, now_sensitive, extractable;
+        CK_BBOOL use[HSM_USES_COUNT], always_auth;
         CK_ATTRIBUTE a[] = {
                 { CKA_KEY_TYPE, &type, sizeof(type) },
                 { CKA_LABEL, name->label, HSM_LABEL_MAX },
@@ -383,6 +384,14 @@ static int key_private_read(struct hsm *h, struct hsm_key *key, struct key_name 
                 { CKA_PRIVATE, &is_private, sizeof(is_private) },
                 { CKA_SENSITIVE, &now_sensitive, sizeof(now_sensitive) },
                 { CKA_EXTRACTABLE, &extractable, sizeof(extractable) },
+                /* What it may be used for, in HSM_USE_* bit order, and
+                 * whether it wants the PIN again for each use. */
+                { CKA_SIGN, &use[0], sizeof(use[0]) },
+                { CKA_DECRYPT, &use[1], sizeof(use[1]) },
+                { CKA_SIGN_RECOVER, &use[2], sizeof(use[2]) },
+                { CKA_UNWRAP, &use[3], sizeof(use[3]) },
+                { CKA_DERIVE, &use[4], sizeof(use[4]) },
+                { CKA_ALWAYS_AUTHENTICATE, &always_auth, sizeof(always_auth) },
         };
         int r = hsmi_attrs_read(h, key->priv, a, sizeof(a) / sizeof(a[0]));
 
@@ -406,6 +415,21 @@ static int key_private_read(struct hsm *h, struct hsm_key *key, struct key_name 
         if (r < 0)
                 return r;
         key->refused = custody_refusal(&a[7], &a[8], &a[9]);
+        /* Uses and CKA_ALWAYS_AUTHENTICATE: one a module does not report
+         * is not set (PKCS#11's default for each is false). */
+        for (unsigned i = 0; i < HSM_USES_COUNT; i++) {
+                bool v;
+
+                if (hsmi_attr_got_bool(&a[10 + i], &v) == 0 && v)
+                        key->uses |= 1u << i;
+        }
+        if (hsmi_attr_got_bool(&a[15], &key->always_authenticate) < 0)
+                key->always_authenticate = false;
+        /* Every signature would fail, as a temporary error, for ever (no
+         * context-specific login here yet: hsm.h). */
+        if (!key->refused && key->always_authenticate)
+                key->refused = "its private key is CKA_ALWAYS_AUTHENTICATE: the token wants the PIN again for "
+                               "every signature, which dkimsign does not give";
         key->label = strdup(name->label);
         return key->label ? 0 : DKIMSIGN_E_NOMEM;
 }

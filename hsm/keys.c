@@ -13,6 +13,7 @@
  */
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "hsm/hsm-private.h"
@@ -25,6 +26,40 @@ struct hsm_key *hsm_key_free(struct hsm_key *key)
         EVP_PKEY_free(key->pubkey);
         free(key);
         return NULL;
+}
+
+static const char *const use_names[HSM_USES_COUNT] = {
+        "sign", "decrypt", "sign_recover", "unwrap", "derive",
+};
+
+const char *hsm_use_name(unsigned bit)
+{
+        for (unsigned i = 0; i < HSM_USES_COUNT; i++)
+                if (bit == 1u << i)
+                        return use_names[i];
+        return NULL;
+}
+
+const char *hsm_uses_format(unsigned uses, const char *sep, char *ret, size_t size)
+{
+        size_t len = 0;
+
+        if (size == 0)
+                return ret;
+        ret[0] = '\0';
+        for (unsigned i = 0; i < HSM_USES_COUNT; i++) {
+                int n;
+
+                if (!(uses & (1u << i)))
+                        continue;
+                n = snprintf(ret + len, size - len, "%s%s", len ? sep : "", use_names[i]);
+                if (n < 0 || (size_t) n >= size - len)
+                        break;
+                len += (size_t) n;
+        }
+        if (!ret[0])
+                snprintf(ret, size, "none");
+        return ret;
 }
 
 const char *hsm_alg_name(enum hsm_alg alg)

@@ -16,6 +16,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -29,6 +31,15 @@ _Thread_local char hsmi_last_why[512];
 const char *hsm_last_why(void)
 {
         return hsmi_last_why;
+}
+
+void hsmi_why(const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(hsmi_last_why, sizeof(hsmi_last_why), fmt, ap);
+        va_end(ap);
 }
 
 static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -238,7 +249,92 @@ int hsmi_slot_find(CK_FUNCTION_LIST *p11, const char *label, bool want_free, CK_
         return DKIMSIGN_E_NO_TOKEN;
 }
 
+/* ---- what a token can do ---- */
+
+/* Whether mech is in the list, and its key sizes (0: not said). */
+static bool mech_info(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, const CK_MECHANISM_TYPE *list, CK_ULONG n,
+                      CK_MECHANISM_TYPE mech, unsigned long *ret_min, unsigned long *ret_max)
+{
+        CK_MECHANISM_INFO info = { 0 };
+        bool found = false;
+
+        for (CK_ULONG i = 0; i < n && !found; i++)
+                found = list[i] == mech;
+        if (!found)
+                return false;
+        /* Listed but not described: present, sizes unknown. */
+        if (p11->C_GetMechanismInfo(slot, mech, &info) == CKR_OK && info.ulMinKeySize <= info.ulMaxKeySize) {
+                *ret_min = info.ulMinKeySize;
+                *ret_max = info.ulMaxKeySize;
+        }
+        return true;
+}
+
+int hsmi_slot_caps(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, struct hsm_caps *ret)
+{
+        _cleanup_(freep) CK_MECHANISM_TYPE *list = NULL;
+        struct hsm_caps caps = { 0 };
+        CK_TOKEN_INFO info;
+        CK_ULONG n = 0;
+        unsigned long dummy_min = 0, dummy_max = 0;
+        CK_RV rv;
+
+        rv = p11->C_GetTokenInfo(slot, &info);
+        if (rv != CKR_OK)
+                return hsmi_ckr_fail(rv);
+        /* CK_EFFECTIVELY_INFINITE (0) and CK_UNAVAILABLE_INFORMATION: not said. */
+        if (info.ulMaxPinLen != CK_UNAVAILABLE_INFORMATION && info.ulMinPinLen <= info.ulMaxPinLen) {
+                caps.pin_min = info.ulMinPinLen;
+                caps.pin_max = info.ulMaxPinLen;
+        }
+        rv = p11->C_GetMechanismList(slot, NULL, &n);
+        if (rv == CKR_OK && n > 0 && n <= 4096) {
+                list = calloc(n, sizeof(*list));
+                if (!list)
+                        return DKIMSIGN_E_NOMEM;
+                rv = p11->C_GetMechanismList(slot, list, &n);
+        }
+        if (rv != CKR_OK || !list) {
+                /* Not answered: nothing is refused on a guess. */
+                caps.rsa_gen = caps.rsa_sign = caps.ed_gen = caps.ed_sign = true;
+                *ret = caps;
+                return 0;
+        }
+        caps.known = true;
+        caps.rsa_gen = mech_info(p11, slot, list, n, CKM_RSA_PKCS_KEY_PAIR_GEN, &caps.rsa_gen_min, &caps.rsa_gen_max);
+        caps.rsa_sign = mech_info(p11, slot, list, n, CKM_RSA_PKCS, &caps.rsa_sign_min, &caps.rsa_sign_max);
+        /* Edwards sizes differ between modules (bits, bytes, 255 or 256): not used. */
+        caps.ed_gen = mech_info(p11, slot, list, n, CKM_EC_EDWARDS_KEY_PAIR_GEN, &dummy_min, &dummy_max);
+        caps.ed_sign = mech_info(p11, slot, list, n, CKM_EDDSA, &dummy_min, &dummy_max);
+        *ret = caps;
+        return 0;
+}
+
 /* ---- token initialization ---- */
+
+/* 0, or DKIMSIGN_E_PIN with why when a PIN's length is outside what the
+ * token in the free slot takes.  Nothing is changed. */
+static int pin_lengths_check(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, size_t so_pin_len, size_t user_pin_len)
+{
+        CK_TOKEN_INFO info;
+        CK_RV rv = p11->C_GetTokenInfo(slot, &info);
+
+        if (rv != CKR_OK)
+                return hsmi_ckr_fail(rv);
+        if (info.ulMaxPinLen == CK_UNAVAILABLE_INFORMATION || info.ulMinPinLen > info.ulMaxPinLen)
+                return 0;
+        if (user_pin_len < info.ulMinPinLen || user_pin_len > info.ulMaxPinLen) {
+                hsmi_why("this token takes PINs of %lu to %lu characters; the user PIN has %zu",
+                         (unsigned long) info.ulMinPinLen, (unsigned long) info.ulMaxPinLen, user_pin_len);
+                return DKIMSIGN_E_PIN;
+        }
+        if (so_pin_len < info.ulMinPinLen || so_pin_len > info.ulMaxPinLen) {
+                hsmi_why("this token takes PINs of %lu to %lu characters; the SO PIN has %zu",
+                         (unsigned long) info.ulMinPinLen, (unsigned long) info.ulMaxPinLen, so_pin_len);
+                return DKIMSIGN_E_PIN;
+        }
+        return 0;
+}
 
 static int token_init(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, const char *label, char *so_pin,
                       size_t so_pin_len, char *user_pin, size_t user_pin_len)
@@ -246,22 +342,40 @@ static int token_init(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, const char *label,
         CK_UTF8CHAR padded[TOKEN_LABEL_LEN];
         CK_SESSION_HANDLE s;
         CK_RV rv;
+        int r;
 
         memset(padded, ' ', sizeof(padded));
         memcpy(padded, label, strlen(label));
         rv = p11->C_InitToken(slot, (CK_UTF8CHAR *) so_pin, so_pin_len, padded);
         if (rv != CKR_OK)
                 return hsmi_ckr_fail(rv);
+        /* The token is initialized now: whatever fails below leaves it so,
+         * without a user PIN, and says how to recover.  A module may show
+         * it under a new slot ID (tpm2-pkcs11 does): found by label. */
+        r = hsmi_slot_find(p11, label, false, &slot);
+        if (r < 0) {
+                rv = hsmi_last_ckr ? hsmi_last_ckr : CKR_TOKEN_NOT_PRESENT;
+                goto no_user_pin;
+        }
         rv = p11->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
         if (rv != CKR_OK)
-                return hsmi_ckr_fail(rv);
+                goto no_user_pin;
         rv = p11->C_Login(s, CKU_SO, (CK_UTF8CHAR *) so_pin, so_pin_len);
         if (rv == CKR_OK) {
                 rv = p11->C_InitPIN(s, (CK_UTF8CHAR *) user_pin, user_pin_len);
                 p11->C_Logout(s);
         }
         p11->C_CloseSession(s);
-        return rv == CKR_OK ? 0 : hsmi_ckr_fail(rv);
+        if (rv == CKR_OK)
+                return 0;
+no_user_pin:
+        hsmi_ckr_fail(rv);
+        hsmi_why("setting the user PIN failed (%s) after the token was initialized: it is initialized, "
+                 "labelled '%s', without a user PIN; set the user PIN with the SO PIN through the module's "
+                 "own tool (e.g. pkcs11-tool --token-label '%s' --login --login-type so --init-pin), or "
+                 "initialize the token again (softhsm2-util --delete-token, or the module's tool), then run "
+                 "init-token again", hsm_ckr_name(rv), label, label);
+        return DKIMSIGN_E_PIN;
 }
 
 int hsm_init_token(const char *module_path, const char *label, char *so_pin, size_t so_pin_len,
@@ -272,6 +386,7 @@ int hsm_init_token(const char *module_path, const char *label, char *so_pin, siz
         int r;
 
         hsmi_last_ckr = 0;
+        hsmi_last_why[0] = '\0';
         if (!label || !so_pin || !user_pin) {
                 r = DKIMSIGN_E_INTERNAL;
                 goto out;
@@ -289,6 +404,9 @@ int hsm_init_token(const char *module_path, const char *label, char *so_pin, siz
         if (r != DKIMSIGN_E_NO_TOKEN)
                 goto out;
         r = hsmi_slot_find(m->p11, NULL, true, &slot);
+        if (r < 0)
+                goto out;
+        r = pin_lengths_check(m->p11, slot, so_pin_len, user_pin_len);
         if (r < 0)
                 goto out;
         r = token_init(m->p11, slot, label, so_pin, so_pin_len, user_pin, user_pin_len);

@@ -50,7 +50,7 @@ static int key_cmp(const void *a, const void *b)
         return c ? c : strcmp(x->selector, y->selector);
 }
 
-int keytab_load(struct hsm *h, struct keytab **ret)
+int keytab_load(struct hsm *h, const struct config *c, struct keytab **ret)
 {
         struct hsm_key **all = NULL;
         size_t n = 0;
@@ -74,6 +74,8 @@ int keytab_load(struct hsm *h, struct keytab **ret)
 
                 if (!all[i]->pubkey || keys_parse_label(all[i]->label, sel, sizeof(sel), dom, sizeof(dom)) < 0)
                         continue;
+                if (!all[i]->refused && (all[i]->uses & HSM_USE_DECRYPT) && !c->allow_decrypt_keys)
+                        all[i]->refused = KEYS_DECRYPT_REFUSED;
                 k->selector = strdup(sel);
                 k->domain = strdup(dom);
                 if (!k->selector || !k->domain) {
@@ -279,7 +281,7 @@ static void consider(struct candidate *c, const struct signer_key *k, int rank, 
 
 /* Whether key may ever sign: RFC 8301 has verifiers reject RSA keys under
  * 1024 bits, so an imported weak key never signs, and neither does a key
- * whose secret can leave the token (hsm.h, refused). */
+ * refused for its custody or its uses (hsm.h, refused; keytab_load). */
 static bool key_may_sign(const struct hsm_key *key)
 {
         return !key->refused && !(key->alg == HSM_ALG_RSA && key->bits < HSM_RSA_MIN_BITS);

@@ -66,9 +66,16 @@ struct keytab {
         size_t count;
 };
 
+/* Why a key that may also decrypt never signs, unless c says so. */
+#define KEYS_DECRYPT_REFUSED \
+        "its private key may also decrypt: set [token] allow_decrypt_keys = yes to sign with it"
+
 /* Load every DKIM key on the token.  Labels that are not DKIM key names
- * are skipped.  Free with keytab_free(). */
-int keytab_load(struct hsm *h, struct keytab **ret);
+ * are skipped.  A key that may also decrypt gets KEYS_DECRYPT_REFUSED as
+ * its hsm_key.refused unless c's [token] allow_decrypt_keys says yes: the
+ * policy is the configuration's, hsm/ only reports the uses.  Free with
+ * keytab_free(). */
+int keytab_load(struct hsm *h, const struct config *c, struct keytab **ret);
 struct keytab *keytab_free(struct keytab *t);
 
 /*

@@ -725,12 +725,116 @@ def test_module_env_names_the_token_config():
                 assert b.stop() == 0, b.log()
 
 
+# --- tokens other than SoftHSM: asked first, uses shown, refusals said ------------
+
+def test_uses_listed():
+    """Every key's allowed uses, in --json and under the table: a key made
+    by dkimsignctl may only sign; RSA-4096 (dkimsign's maximum, within
+    SoftHSM's 16384) still passes the token's own check."""
+    ctl("keygen", "--domain", "uses.example", "--selector", "big", "--bits", "4096")
+    ctl("keygen", "--domain", "uses.example", "--selector", "ed", "--algorithm", "ed25519")
+    for sel in ("big", "ed"):
+        k = key("uses.example", sel)
+        assert k["uses"] == ["sign"], k
+        assert k["always_authenticate"] is False, k
+    assert key("uses.example", "big")["bits"] == 4096
+    table = ctl("list").stdout
+    assert "Allowed uses" in table and "big._domainkey.uses.example: sign\n" in table, table
+
+
+def test_init_token_pin_length_checked_first():
+    """A user PIN shorter than the token takes (SoftHSM: 4 to 255) is
+    refused before C_InitToken: the token stays uninitialized, and
+    init-token works afterwards with a good PIN.  (Before, SoftHSM
+    initialized the token, then C_InitPIN failed: a token without a user
+    PIN, and the retry said 'already exists'.)"""
+    with Sandbox() as b:
+        good = open(b.pin_file).read()
+        with open(b.pin_file, "w") as f:
+            f.write("123\n")
+        p = ctl("init-token", "--so-pin-file", b.so_pin_file, check=False, sandbox=b)
+        assert p.returncode == 1, p.stderr
+        assert "this token takes PINs of 4 to 255 characters; the user PIN in " + b.pin_file + " has 3" in p.stderr, \
+            p.stderr
+        assert "nothing was changed" in p.stderr, p.stderr
+        # Nothing changed: no token with the label.
+        p = ctl("list", check=False, sandbox=b)
+        assert p.returncode == 1 and "no token" in p.stderr, p.stderr
+        with open(b.pin_file, "w") as f:
+            f.write(good)
+        b.init_token()
+        assert ctl("list", "--json", sandbox=b).stdout.strip() == "[]"
+
+
+def foreign_keypair(b, label, *flags):
+    p = pkcs11_tool("--login", "--keypairgen", "--key-type", "rsa:2048", "--label", label, "--id", "a1b2",
+                    "--private", *flags, sandbox=b)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_always_authenticate_refused():
+    """A key that wants the PIN for every use (CKA_ALWAYS_AUTHENTICATE) is
+    listed as refused with the reason, logged, and the daemon answers 'no
+    signing key' (permanent), never a temporary failure for ever."""
+    with Sandbox() as b:
+        b.init_token()
+        b.keygen("safe.example", "s1")
+        foreign_keypair(b, "aa._domainkey.aa.example", "--usage-sign", "--always-auth")
+        listed = {k["domain"]: k for k in json.loads(ctl("list", "--json", sandbox=b).stdout)}
+        aa = listed["aa.example"]
+        assert aa["refused"].startswith("its private key is CKA_ALWAYS_AUTHENTICATE"), aa
+        # SoftHSM gives the uses pkcs11-tool leaves unset their default, true.
+        assert aa["always_authenticate"] is True and aa["uses"][0] == "sign", aa
+        table = ctl("list", sandbox=b).stdout
+        assert re.search(r"aa\.example +aa +rsa +2048 refused", table), table
+        b.start()
+        try:
+            p = b.sign(MESSAGE.replace(b"example.com", b"aa.example"))
+            assert p.returncode == 65 and b"no signing key for domain aa.example" in p.stderr, (p.returncode, p.stderr)
+            assert "key aa._domainkey.aa.example: never signs: its private key is CKA_ALWAYS_AUTHENTICATE" in b.log()
+            p = b.sign(MESSAGE.replace(b"example.com", b"safe.example"))
+            assert p.returncode == 0, p.stderr
+        finally:
+            b.stop()
+
+
+def test_decrypt_keys_need_the_setting():
+    """A key that may also decrypt (as tpm2-pkcs11 makes them) is shown with
+    its uses and refused, naming [token] allow_decrypt_keys; with the
+    setting, it signs."""
+    with Sandbox() as b:
+        b.init_token()
+        foreign_keypair(b, "dec._domainkey.dec.example", "--usage-sign", "--usage-decrypt")
+        k = json.loads(ctl("list", "--json", sandbox=b).stdout)[0]
+        assert k["uses"][:2] == ["sign", "decrypt"], k
+        assert "allow_decrypt_keys = yes" in k["refused"], k
+        b.start()
+        try:
+            p = b.sign(MESSAGE.replace(b"example.com", b"dec.example"))
+            assert p.returncode == 65 and b"no signing key for domain dec.example" in p.stderr, (p.returncode, p.stderr)
+        finally:
+            b.stop()
+        with open(b.config) as f:
+            text = f.read()
+        with open(b.config, "w") as f:
+            f.write(text.replace("[token]\n", "[token]\nallow_decrypt_keys = yes\n", 1))
+        k = json.loads(ctl("list", "--json", sandbox=b).stdout)[0]
+        assert k["refused"] is None and k["uses"][:2] == ["sign", "decrypt"], k
+        b.start()
+        try:
+            p = b.sign(MESSAGE.replace(b"example.com", b"dec.example"))
+            assert p.returncode == 0, p.stderr
+        finally:
+            b.stop()
+
+
 if __name__ == "__main__":
     setup()
     try:
         run([test_help_and_usage, test_keygen_list_and_dns_record, test_wrong_pin, test_missing_token_and_pin,
              test_import, test_retire_and_destroy, test_generated_keys_not_extractable,
              test_retired_key_no_longer_signs, test_custody_checked_at_load, test_opendkim_migration,
-             test_module_env_names_the_token_config])
+             test_module_env_names_the_token_config, test_uses_listed, test_init_token_pin_length_checked_first,
+             test_always_authenticate_refused, test_decrypt_keys_need_the_setting])
     finally:
         box.close()

@@ -1200,6 +1200,99 @@ static void test_list_foreign_objects(void **state)
         hsm_close(h);
 }
 
+/* What the token can do, judged before acting: the sentences name the
+ * limit and what to do (a pure function: the modules' limits below are
+ * those probed on tpm2-pkcs11 1.9.0 and opencryptoki 3.8.1). */
+static void test_caps_check(void **state)
+{
+        const struct hsm_caps tpm2 = { .known = true, .rsa_gen = true, .rsa_sign = true, .rsa_gen_min = 1024,
+                                       .rsa_gen_max = 3072, .rsa_sign_min = 1024, .rsa_sign_max = 3072 };
+        const struct hsm_caps ock = { .known = true, .rsa_gen = true, .rsa_sign = true, .rsa_gen_min = 512,
+                                      .rsa_gen_max = 4096, .rsa_sign_min = 512, .rsa_sign_max = 4096 };
+        const struct hsm_caps unknown = { .rsa_gen = true, .rsa_sign = true, .ed_gen = true, .ed_sign = true };
+        const struct hsm_caps no_gen = { .known = true, .rsa_sign = true, .ed_sign = true };
+        char why[512];
+
+        (void) state;
+        assert_int_equal(hsm_caps_check(&tpm2, HSM_ALG_RSA, 4096, true, why, sizeof(why)), DKIMSIGN_E_ALG);
+        assert_string_equal(why, "this token makes RSA keys of 1024 to 3072 bits; use --bits 3072");
+        assert_int_equal(hsm_caps_check(&tpm2, HSM_ALG_RSA, 3072, true, why, sizeof(why)), 0);
+        assert_int_equal(hsm_caps_check(&tpm2, HSM_ALG_RSA, 0, true, why, sizeof(why)), 0);
+        assert_int_equal(hsm_caps_check(&tpm2, HSM_ALG_ED25519, 0, true, why, sizeof(why)), DKIMSIGN_E_ALG);
+        assert_string_equal(why, "this token has no Ed25519 (CKM_EDDSA); use --algorithm rsa");
+        assert_int_equal(hsm_caps_check(&tpm2, HSM_ALG_ED25519, 0, false, why, sizeof(why)), DKIMSIGN_E_ALG);
+        assert_string_equal(why, "this token has no Ed25519 (CKM_EDDSA); use an RSA key");
+        assert_int_equal(hsm_caps_check(&tpm2, HSM_ALG_RSA, 4096, false, why, sizeof(why)), DKIMSIGN_E_ALG);
+        assert_non_null(strstr(why, "this token signs with RSA keys of 1024 to 3072 bits, and this key has 4096"));
+        /* The token's range within DKIM's (RFC 8301: 1024 and up). */
+        assert_int_equal(hsm_caps_check(&ock, HSM_ALG_RSA, 4096, true, why, sizeof(why)), 0);
+        assert_int_equal(hsm_caps_check(&ock, HSM_ALG_RSA, 8192, true, why, sizeof(why)), DKIMSIGN_E_ALG);
+        assert_string_equal(why, "this token makes RSA keys of 1024 to 4096 bits; use --bits 4096");
+        /* A token that did not answer: nothing refused on a guess. */
+        assert_int_equal(hsm_caps_check(&unknown, HSM_ALG_ED25519, 0, true, why, sizeof(why)), 0);
+        assert_int_equal(hsm_caps_check(&unknown, HSM_ALG_RSA, 4096, true, why, sizeof(why)), 0);
+        /* Signs but does not generate: import instead. */
+        assert_int_equal(hsm_caps_check(&no_gen, HSM_ALG_ED25519, 0, true, why, sizeof(why)), DKIMSIGN_E_ALG);
+        assert_non_null(strstr(why, "CKM_EC_EDWARDS_KEY_PAIR_GEN"));
+        assert_int_equal(hsm_caps_check(&no_gen, HSM_ALG_ED25519, 0, false, why, sizeof(why)), 0);
+        assert_int_equal(hsm_caps_check(&no_gen, HSM_ALG_RSA, 2048, true, why, sizeof(why)), DKIMSIGN_E_ALG);
+        assert_non_null(strstr(why, "CKM_RSA_PKCS_KEY_PAIR_GEN"));
+}
+
+/* SoftHSM's own answers, and the uses of a key made here. */
+static void test_token_caps_and_uses(void **state)
+{
+        struct hsm *h = open_login();
+        struct hsm_caps caps;
+        struct hsm_key *k = NULL;
+        char uses[64];
+
+        (void) state;
+        assert_int_equal(hsm_token_caps(h, &caps), 0);
+        assert_true(caps.known && caps.rsa_gen && caps.rsa_sign && caps.ed_gen && caps.ed_sign);
+        assert_true(caps.rsa_gen_max >= HSM_RSA_MAX_BITS);
+        assert_int_equal(caps.pin_min, 4);
+        assert_int_equal(caps.pin_max, 255);
+        assert_int_equal(hsm_generate(h, "uses._domainkey.example.com", HSM_ALG_ED25519, 0, &k), 0);
+        assert_int_equal(k->uses, HSM_USE_SIGN);
+        assert_false(k->always_authenticate);
+        assert_null(k->refused);
+        assert_string_equal(hsm_uses_format(k->uses | HSM_USE_DECRYPT, ",", uses, sizeof(uses)), "sign,decrypt");
+        assert_string_equal(hsm_uses_format(0, ",", uses, sizeof(uses)), "none");
+        destroy_label(h, k->label);
+        hsm_key_free(k);
+        hsm_close(h);
+}
+
+/* A PIN the free slot's token would not take is refused before
+ * C_InitToken: nothing is initialized, and the token is made afterwards
+ * with good PINs. */
+static void test_init_token_pin_length(void **state)
+{
+        char so[] = SO_PIN, user[300], so_short[] = "12", user2[] = "4321";
+        struct hsm *h = NULL;
+
+        (void) state;
+        memset(user, '7', sizeof(user) - 1);
+        user[256] = '\0';   /* 256 characters: SoftHSM takes 4 to 255 */
+        assert_int_equal(hsm_init_token(module, "dkimsign-pinlen", so, strlen(SO_PIN), user, 256), DKIMSIGN_E_PIN);
+        assert_string_equal(hsm_last_why(), "this token takes PINs of 4 to 255 characters; the user PIN has 256");
+        assert_true(all_zero(so, strlen(SO_PIN)) && all_zero(user, 256));
+        assert_int_equal(hsm_open(module, "dkimsign-pinlen", &h), DKIMSIGN_E_NO_TOKEN);
+        strcpy(user2, "4321");
+        assert_int_equal(hsm_init_token(module, "dkimsign-pinlen", so_short, 2, user2, 4), DKIMSIGN_E_PIN);
+        assert_string_equal(hsm_last_why(), "this token takes PINs of 4 to 255 characters; the SO PIN has 2");
+        assert_int_equal(hsm_open(module, "dkimsign-pinlen", &h), DKIMSIGN_E_NO_TOKEN);
+
+        strcpy(so, SO_PIN);
+        strcpy(user2, "4321");
+        assert_int_equal(hsm_init_token(module, "dkimsign-pinlen", so, strlen(so), user2, 4), 0);
+        assert_int_equal(hsm_open(module, "dkimsign-pinlen", &h), 0);
+        strcpy(user2, "4321");
+        assert_int_equal(hsm_login(h, user2, 4), 0);
+        hsm_close(h);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1215,6 +1308,9 @@ int main(void)
                 cmocka_unit_test(test_not_extractable),
                 cmocka_unit_test(test_list_foreign_objects),
                 cmocka_unit_test(test_key_copies),
+                cmocka_unit_test(test_caps_check),
+                cmocka_unit_test(test_token_caps_and_uses),
+                cmocka_unit_test(test_init_token_pin_length),
         };
 
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
