@@ -35,10 +35,17 @@
  *                       cleared; every other call works (one stuck session).
  *   corrupt             C_Sign flips one bit of every signature it returns.
  *
+ * A session is closed underneath only while no call on it is inside the
+ * real module: one killed during such a call (another thread's C_Sign) is
+ * closed when that call returns, and fails from then on.  SoftHSM frees a
+ * closed session's state at once, so closing it under a running call
+ * would crash the application, which no real token does.
+ *
  * Counters (signatures made, faults returned) are written to
  * $FAULTP11_CONTROL.stats on every change of the control file and, at most
- * every STATS_EVERY_MS, when a fault is returned, for tests that wait
- * until the fault was really hit.
+ * every STATS_EVERY_MS, when a fault is returned (a fault counted sooner
+ * is written by the next call after that), for tests that wait until the
+ * fault was really hit, so many times.
  *
  * Test code only: it is never installed.
  */
@@ -93,6 +100,8 @@ struct session {
         CK_SESSION_HANDLE handle;
         CK_SLOT_ID slot;
         CK_RV dead_rv;           /* CKR_OK while alive */
+        unsigned busy;           /* calls on it inside the real module now */
+        bool close_pending;      /* killed while busy: closed underneath when idle */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -109,6 +118,7 @@ static enum fault fault;
 static unsigned latency_ms;
 static unsigned long signatures, faults_returned;
 static bool hang_one_taken;
+static bool stats_dirty;         /* counted since the file was last written */
 static struct timespec stats_written, control_checked;
 
 static void sleep_ms(unsigned ms)
@@ -156,19 +166,24 @@ static void stats_write_locked(void)
         fprintf(f, "signatures=%lu\nfaults=%lu\nsessions=%zu\n", signatures, faults_returned, nsessions);
         if (fclose(f) == 0)
                 rename(tmp, path);
+        clock_gettime(CLOCK_MONOTONIC, &stats_written);
+        stats_dirty = false;
 }
 
 static void fault_counted_locked(void);
 
-/* Kill every live session: really close it underneath, and remember the
- * code its later uses get. */
+/* Kill every live session: really close it underneath (once no call on
+ * it is running), and remember the code its later uses get. */
 static void sessions_kill_locked(CK_RV dead_rv)
 {
         for (size_t i = 0; i < nsessions; i++) {
                 if (sessions[i].dead_rv != CKR_OK)
                         continue;
-                real->C_CloseSession(sessions[i].handle);
                 sessions[i].dead_rv = dead_rv;
+                if (sessions[i].busy)
+                        sessions[i].close_pending = true;
+                else
+                        real->C_CloseSession(sessions[i].handle);
         }
 }
 
@@ -226,6 +241,8 @@ static void control_poll_locked(void)
         FILE *file;
 
         clock_gettime(CLOCK_MONOTONIC, &now);
+        if (stats_dirty && control_path && ms_since(&stats_written, &now) >= STATS_EVERY_MS)
+                stats_write_locked();
         if (control_checked.tv_sec && ms_since(&control_checked, &now) < CONTROL_EVERY_MS)
                 return;
         control_checked = now;
@@ -275,9 +292,10 @@ static void fault_counted_locked(void)
 
         faults_returned++;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if (ms_since(&stats_written, &now) < STATS_EVERY_MS)
+        if (ms_since(&stats_written, &now) < STATS_EVERY_MS) {
+                stats_dirty = true;     /* written by a later call */
                 return;
-        stats_written = now;
+        }
         if (control_path)
                 stats_write_locked();
 }
@@ -308,8 +326,9 @@ static struct session *session_find_locked(CK_SESSION_HANDLE h)
         return NULL;
 }
 
-/* CKR_OK when the session may be used now, else the code to return. */
-static CK_RV session_check(CK_SESSION_HANDLE h)
+/* Before a call on session h: CKR_OK when the session may be used now
+ * (it is then busy until session_leave), else the code to return. */
+static CK_RV session_enter(CK_SESSION_HANDLE h)
 {
         struct session *s;
         CK_RV rv = CKR_OK;
@@ -323,9 +342,38 @@ static CK_RV session_check(CK_SESSION_HANDLE h)
                 rv = s->dead_rv;
         if (rv != CKR_OK)
                 fault_counted_locked();
+        else if (s)
+                s->busy++;
         pthread_mutex_unlock(&lock);
         return rv;
 }
+
+/* After the call: a session killed meanwhile is closed underneath now.
+ * (Its handle names no other session: the module keeps it until then.) */
+static void session_leave(CK_SESSION_HANDLE h)
+{
+        struct session *s;
+
+        pthread_mutex_lock(&lock);
+        s = session_find_locked(h);
+        if (s && s->busy > 0 && --s->busy == 0 && s->close_pending) {
+                s->close_pending = false;
+                real->C_CloseSession(h);
+        }
+        pthread_mutex_unlock(&lock);
+}
+
+/* The real call, made on session h only while it may be used. */
+#define ON_SESSION(h, call)                             \
+        do {                                            \
+                CK_RV rv_ = session_enter(h);           \
+                                                        \
+                if (rv_ != CKR_OK)                      \
+                        return rv_;                     \
+                rv_ = (call);                           \
+                session_leave(h);                       \
+                return rv_;                             \
+        } while (0)
 
 /* ---- the wrapped functions ---- */
 
@@ -388,6 +436,15 @@ static CK_RV w_CloseSession(CK_SESSION_HANDLE h)
         pthread_mutex_lock(&lock);
         s = session_find_locked(h);
         dead = s && s->dead_rv != CKR_OK;
+        if (s && s->busy) {
+                /* Another thread's call on it is still running: closed
+                 * underneath when that returns, as a killed one is. */
+                rv = dead ? s->dead_rv : CKR_OK;
+                s->dead_rv = dead ? s->dead_rv : CKR_SESSION_HANDLE_INVALID;
+                s->close_pending = true;
+                pthread_mutex_unlock(&lock);
+                return rv;
+        }
         if (s) {
                 if (dead)
                         rv = s->dead_rv;
@@ -412,66 +469,48 @@ static CK_RV w_CloseAllSessions(CK_SLOT_ID slot)
 
 static CK_RV w_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info)
 {
-        CK_RV rv = session_check(h);
-
-        return rv != CKR_OK ? rv : real->C_GetSessionInfo(h, info);
+        ON_SESSION(h, real->C_GetSessionInfo(h, info));
 }
 
 static CK_RV w_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULONG len)
 {
-        CK_RV rv = session_check(h);
-
-        return rv != CKR_OK ? rv : real->C_Login(h, type, pin, len);
+        ON_SESSION(h, real->C_Login(h, type, pin, len));
 }
 
 static CK_RV w_Logout(CK_SESSION_HANDLE h)
 {
-        CK_RV rv = session_check(h);
-
-        return rv != CKR_OK ? rv : real->C_Logout(h);
+        ON_SESSION(h, real->C_Logout(h));
 }
 
 static CK_RV w_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n)
 {
-        CK_RV rv = session_check(h);
-
-        return rv != CKR_OK ? rv : real->C_GetAttributeValue(h, o, t, n);
+        ON_SESSION(h, real->C_GetAttributeValue(h, o, t, n));
 }
 
 static CK_RV w_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n)
 {
-        CK_RV rv = session_check(h);
-
-        return rv != CKR_OK ? rv : real->C_FindObjectsInit(h, t, n);
+        ON_SESSION(h, real->C_FindObjectsInit(h, t, n));
 }
 
 static CK_RV w_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR o, CK_ULONG max, CK_ULONG_PTR count)
 {
-        CK_RV rv = session_check(h);
-
-        return rv != CKR_OK ? rv : real->C_FindObjects(h, o, max, count);
+        ON_SESSION(h, real->C_FindObjects(h, o, max, count));
 }
 
 static CK_RV w_FindObjectsFinal(CK_SESSION_HANDLE h)
 {
-        CK_RV rv = session_check(h);
-
-        return rv != CKR_OK ? rv : real->C_FindObjectsFinal(h);
+        ON_SESSION(h, real->C_FindObjectsFinal(h));
 }
 
 static CK_RV w_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n,
                           CK_OBJECT_HANDLE_PTR ret)
 {
-        CK_RV rv = session_check(h);
-
-        return rv != CKR_OK ? rv : real->C_CopyObject(h, o, t, n, ret);
+        ON_SESSION(h, real->C_CopyObject(h, o, t, n, ret));
 }
 
 static CK_RV w_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
 {
-        CK_RV rv = session_check(h);
-
-        return rv != CKR_OK ? rv : real->C_DestroyObject(h, o);
+        ON_SESSION(h, real->C_DestroyObject(h, o));
 }
 
 static CK_RV w_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
@@ -479,12 +518,15 @@ static CK_RV w_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HA
         CK_RV rv;
 
         hang_while_set();
-        rv = session_check(h);
+        rv = session_enter(h);
         if (rv != CKR_OK)
                 return rv;
         if (fault_now(NULL) == FAULT_DEVICE_ERROR)
-                return count_fault(CKR_DEVICE_ERROR);
-        return real->C_SignInit(h, mech, key);
+                rv = count_fault(CKR_DEVICE_ERROR);
+        else
+                rv = real->C_SignInit(h, mech, key);
+        session_leave(h);
+        return rv;
 }
 
 /* Block the first C_Sign after "hang_one" is set until it is cleared. */
@@ -539,7 +581,7 @@ static CK_RV w_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE
 
         hang_while_set();
         hang_one_if_first();
-        rv = session_check(h);
+        rv = session_enter(h);
         if (rv != CKR_OK)
                 return rv;
         f = fault_now(&latency);
@@ -547,6 +589,7 @@ static CK_RV w_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE
          * signing time is inside that, so the real module's is too. */
         deadline = deadline_in(latency);
         rv = sign_faulted(f, h, data, len, sig, sig_len);
+        session_leave(h);
         if (latency)
                 sleep_until(&deadline);
         return rv;

@@ -17,13 +17,14 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import wire  # noqa: E402
-from harness import Notify, Sandbox, binary, dkimpy_verify, run  # noqa: E402
+from harness import Notify, Sandbox, dkimpy_verify, run, user_ids  # noqa: E402
 
 HEADERS = (b"From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: load\r\n"
            b"Date: Sun, 29 Nov 2026 10:00:00 +0000\r\nMessage-ID: <d@example.com>\r\n")
 BODY = b"Hello from the load test.\r\n"
 MESSAGE = HEADERS + b"\r\n" + BODY
-NOBODY = 65534
+NOBODY, NOBODY_GID = user_ids("nobody")
+WIRE = os.path.join(os.path.dirname(__file__), "..", "lib", "wire.py")
 
 
 def relaxed_body_hash(body):
@@ -77,7 +78,7 @@ def test_peer_authorization():
     extra = ("[daemon]\nallow = user:root\n\n"
              "[domain example.net]\nallow = user:nobody\n")
     with Sandbox(extra_config=extra) as box:
-        os.chmod(box.dir, 0o711)  # nobody must reach the socket...
+        box.open_to_others()  # nobody must reach the socket...
         box.write_config(extra)
         with open(box.config) as f:
             text = f.read().replace("socket_mode = 0600", "socket_mode = 0666")  # ...and open it
@@ -87,8 +88,8 @@ def test_peer_authorization():
         box.keygen("example.com", "a1")
         box.keygen("example.net", "a1")
         box.start()
-        as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                     binary("dkimsign"), "--socket", box.socket]
+        # ...and the client: the build tree may be closed to it.
+        as_nobody = box.as_user("nobody") + [box.reachable_binary("dkimsign"), "--socket", box.socket]
         p = subprocess.run(as_nobody, input=MESSAGE, capture_output=True, timeout=30)
         assert p.returncode == 65, (p.returncode, p.stderr)
         assert b"not authorized to sign for domain example.com" in p.stderr, p.stderr
@@ -103,12 +104,12 @@ def test_peer_authorization():
         p = box.sign(net)                                 # the domain's list replaces the default
         assert p.returncode == 65 and b"not authorized" in p.stderr, p.stderr
         # STATUS is for root and the daemon's user only.
-        c = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+        c = subprocess.run(box.as_user("nobody") + [
                             "/usr/bin/python3", "-c",
                             "import sys; sys.path.insert(0, sys.argv[1]); import wire;"
                             "c = wire.Conn(sys.argv[2]); c.send(wire.hello() + wire.frame(6, 2));"
                             "c.recv_frame(); print(wire.parse_error(c.recv_frame()[2]))",
-                            os.path.join(os.path.dirname(__file__), "..", "lib"), box.socket],
+                            os.path.dirname(box.reachable(WIRE)), box.socket],
                            capture_output=True, text=True, timeout=30)
         assert "(5, False" in c.stdout, (c.stdout, c.stderr)
 
@@ -119,14 +120,14 @@ def test_drops_privileges_when_started_as_root():
         return
     with Sandbox(extra_config="[daemon]\nuser = nobody\n") as box:
         box.write_config("[daemon]\nuser = nobody\n")
-        os.chmod(box.dir, 0o711)  # nobody must reach the token files below it
+        box.open_to_others()  # nobody must reach the token files below it
         box.init_token()
         box.keygen("example.com", "u1")
         # The token files must be readable by the user the daemon becomes.
         for root, dirs, files in os.walk(os.path.join(box.dir, "tokens")):
             for n in dirs + files:
-                os.chown(os.path.join(root, n), NOBODY, NOBODY)
-        os.chown(os.path.join(box.dir, "tokens"), NOBODY, NOBODY)
+                os.chown(os.path.join(root, n), NOBODY, NOBODY_GID)
+        os.chown(os.path.join(box.dir, "tokens"), NOBODY, NOBODY_GID)
         box.start()
         # A signed message means start-up (and so the drop) is complete.
         p = box.sign(MESSAGE)
@@ -136,7 +137,7 @@ def test_drops_privileges_when_started_as_root():
             for line in f:
                 k, _, v = line.partition(":")
                 ids[k] = v.split()
-        assert ids["Uid"] == [str(NOBODY)] * 4 and ids["Gid"][0] == str(NOBODY), ids
+        assert ids["Uid"] == [str(NOBODY)] * 4 and ids["Gid"][0] == str(NOBODY_GID), ids
         assert ids["CapEff"] == ["0000000000000000"], ids["CapEff"]
         p = box.sign(MESSAGE)
         assert p.returncode == 0, p.stderr + box.log().encode()
@@ -151,6 +152,13 @@ def sign_loop(box, stop, results):
         results.append(ok or p.stderr)
 
 
+def wait_results(results, n, box, timeout=120):
+    deadline = time.monotonic() + timeout
+    while len(results) < n:
+        assert time.monotonic() < deadline, f"{len(results)} of {n} signatures in {timeout}s\n{box.log()[-2000:]}"
+        time.sleep(0.05)
+
+
 def test_reload_under_load():
     with Sandbox() as box:
         box.init_token()
@@ -161,7 +169,7 @@ def test_reload_under_load():
         for t in threads:
             t.start()
         try:
-            time.sleep(1)
+            wait_results(results, 8, box)    # the clients are signing
             org = MESSAGE.replace(b"alice@example.com", b"alice@example.org")
             assert box.sign(org).returncode == 65
             box.keygen("example.org", "r1", "ed25519")
@@ -188,7 +196,7 @@ def test_reload_under_load():
             t, text = admin(box, 8)                         # the RELOAD request itself
             assert t == wire.ERROR and "max_frame" in text, text
             assert box.sign(org).returncode == 0
-            time.sleep(1)
+            wait_results(results, max(51, len(results) + 8), box)  # and go on after the refused reloads
         finally:
             stop.set()
             for t in threads:

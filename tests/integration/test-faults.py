@@ -8,6 +8,11 @@ control file says so.  Clients sign all the time with the real dkimsign;
 every answer must be a signature that python3-dkim verifies or a temporary
 error (exit 75): never a wrong signature, never a hang, and signing must
 come back by itself once the fault clears.
+
+No test waits for a stretch of time and then looks: each waits, with a
+generous bound, until what it checks has happened (the token returned the
+fault so many times, clients saw so many temporary errors, signing came
+back), so a loaded machine makes it slower, not flaky.
 """
 import ctypes
 import os
@@ -27,6 +32,9 @@ MESSAGE = (b"From: Alice <alice@example.com>\nTo: bob@example.net\nSubject: faul
 SIGN_TIMEOUT_S = 2
 CLIENT_TIMEOUT_S = 20
 EX_TEMPFAIL = 75
+# The bound of every wait for something to happen: far beyond what it
+# takes on an idle machine (well under a second to a few seconds).
+WAIT_S = 90
 
 
 class FaultBox(harness.Sandbox):
@@ -55,15 +63,21 @@ class FaultBox(harness.Sandbox):
         except FileNotFoundError:
             return {}
 
-    def wait_fault_hit(self, before, timeout=20):
-        """Wait until the token has returned the fault at least once: on a
-        busy machine the clients may need a while to reach it."""
+    def wait_fault_hit(self, before, hits=1, timeout=WAIT_S):
+        """Wait until the token has returned the fault `hits` times since
+        the stats `before`: on a busy machine the clients may need a while
+        to reach it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.fault_stats().get("faults", 0) > before.get("faults", 0):
+            if self.fault_stats().get("faults", 0) >= before.get("faults", 0) + hits:
                 return
+            if self.daemon and self.daemon.poll() is not None:
+                break
             time.sleep(0.02)
-        raise AssertionError(f"the token never returned the fault: {self.fault_stats()}")
+        alive = "running" if self.daemon and self.daemon.poll() is None else \
+            f"exited with {self.daemon.returncode if self.daemon else None}"
+        raise AssertionError(f"the token returned the fault fewer than {hits} time(s) in {timeout}s: "
+                             f"{before} -> {self.fault_stats()}; dkimsignd {alive}:\n{self.log()[-3000:]}")
 
 
 class Load:
@@ -105,16 +119,46 @@ class Load:
         for t in self.threads:
             t.join(CLIENT_TIMEOUT_S + 5)
 
-    def wait_signed(self, n, timeout=30):
+    def wait_for(self, done, what, timeout=WAIT_S):
+        """Wait until done(results) is true (results: a copy, in the order
+        they finished); returns it."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             with self.lock:
-                if sum(1 for r in self.results if r[2] == "signed") >= n:
-                    return
+                results = list(self.results)
+            if done(results):
+                return results
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: not within {timeout}s; last outcomes: "
+                                     f"{[r[2] for r in results[-10:]]}")
             time.sleep(0.05)
-        raise AssertionError(f"fewer than {n} signatures in {timeout}s: {self.results[:5]}")
 
-    def wait_after(self, t0, n, timeout=60):
+    def wait_signed(self, n, since=0, timeout=WAIT_S):
+        """Wait until n requests started at or after `since` were signed."""
+        self.wait_for(lambda rs: sum(1 for r in rs if r[0] >= since and r[2] == "signed") >= n,
+                      f"{n} signatures", timeout)
+
+    def wait_tempfails(self, n, since, timeout=WAIT_S):
+        """Wait until n requests started at or after `since` got a
+        temporary error."""
+        self.wait_for(lambda rs: sum(1 for r in rs if r[0] >= since and r[2] == "tempfail") >= n,
+                      f"{n} temporary error(s)", timeout)
+
+    def wait_resumed(self, t0, n, timeout=WAIT_S):
+        """Wait until the last n requests started at or after t0 (in the
+        order they started) were all signed; returns the requests from the
+        first of them on."""
+        def signed_tail(rs):
+            rs = sorted((r for r in rs if r[0] >= t0), key=lambda r: r[0])
+            i = len(rs)
+            while i > 0 and rs[i - 1][2] == "signed":
+                i -= 1
+            return rs[i:]
+
+        return signed_tail(self.wait_for(lambda rs: len(signed_tail(rs)) >= n,
+                                         f"{n} signatures in a row", timeout))
+
+    def wait_after(self, t0, n, timeout=WAIT_S):
         """Wait until n requests started at or after t0 have finished
         (sanitizer builds make every request much slower); returns them."""
         deadline = time.monotonic() + timeout
@@ -146,22 +190,28 @@ def started_box():
     return box
 
 
-def run_fault(fault, expect_visible, hold=1.5):
-    """Sign under load, turn the fault on for `hold` seconds, then off."""
+def run_fault(fault, expect_visible, hits=1, tempfails=2):
+    """Sign under load; turn the fault on until the token has returned it
+    `hits` times (and, when clients see it, until they got `tempfails`
+    temporary errors), then off; wait until signing is back."""
     with started_box() as box:
         with Load(box) as load:
             load.wait_signed(8)
             before = box.fault_stats()
             t_on = time.monotonic()
             box.set_fault(fault)
-            box.wait_fault_hit(before)
-            time.sleep(hold)
+            box.wait_fault_hit(before, hits)
+            if expect_visible:
+                load.wait_tempfails(tempfails, since=t_on)
             t_off = time.monotonic()
             box.set_fault("none")
-            # Hung calls return, sessions are reopened, the login redone.
-            settle = 2 * SIGN_TIMEOUT_S + 0.5
-            time.sleep(settle)
-            resumed = load.wait_after(t_off + settle, 8)
+            # Hung calls return, sessions are reopened, the login redone:
+            # then every request signs again.
+            try:
+                resumed = load.wait_resumed(t_off, 8)
+            except AssertionError as e:
+                raise AssertionError(f"{fault}: signing did not resume after the fault cleared: {e}\n"
+                                     f"{box.log()[-3000:]}") from None
         check_outcomes(load.results, fault)
         early = load.between(0, t_on)
         assert early and all(r[2] == "signed" for r in early), \
@@ -181,7 +231,7 @@ def run_fault(fault, expect_visible, hold=1.5):
 
 
 def test_device_error():
-    run_fault("device_error", expect_visible=True)
+    run_fault("device_error", expect_visible=True, hits=20)
 
 
 def test_session_closed():
@@ -195,7 +245,9 @@ def test_session_handle_invalid():
 
 
 def test_token_not_present():
-    run_fault("token_not_present", expect_visible=True)
+    # Recovery fails fast for a while after each failed attempt, so the
+    # module sees a few calls a second.
+    run_fault("token_not_present", expect_visible=True, hits=5)
 
 
 def test_user_not_logged_in():
@@ -205,13 +257,14 @@ def test_user_not_logged_in():
 def test_corrupt_signature_never_released():
     # The token returns a wrong signature; the self-check against the
     # public key catches every one of them.
-    run_fault("corrupt", expect_visible=True)
+    run_fault("corrupt", expect_visible=True, hits=20)
 
 
 def test_hang_is_bounded():
     # Every session hangs: requests get a temporary error after
-    # sign_timeout, new sessions are opened, and all of it recovers.
-    run_fault("hang", expect_visible=True, hold=3.0)
+    # sign_timeout, new sessions are opened (and hang: each counts), and
+    # all of it recovers.
+    run_fault("hang", expect_visible=True, hits=3, tempfails=3)
 
 
 def test_one_hung_session_does_not_starve_the_others():
@@ -222,10 +275,19 @@ def test_one_hung_session_does_not_starve_the_others():
             t_on = time.monotonic()
             box.set_fault("hang_one")
             box.wait_fault_hit(before)
-            time.sleep(2 * SIGN_TIMEOUT_S)
+            # The hung request (it may have started before t_on) is
+            # answered after sign_timeout, while the other sessions go on
+            # signing.
+            load.wait_for(lambda rs: any(r[2] == "tempfail" for r in rs)
+                          and sum(1 for r in rs if r[0] >= t_on and r[2] == "signed") >= 3,
+                          "a temporary error for the hung request and 3 signatures by the others")
             t_off = time.monotonic()
             box.set_fault("none")
-            time.sleep(1.5)
+            # The hung call returns; signing goes on.
+            load.wait_signed(4, since=t_off)
+            deadline = time.monotonic() + WAIT_S
+            while "has hung" not in box.log() and time.monotonic() < deadline:
+                time.sleep(0.05)
         check_outcomes(load.results, "hang_one")
         temp = [r for r in load.results if r[2] == "tempfail"]
         signed = [r for r in load.between(t_on, t_off) if r[2] == "signed"]
@@ -266,13 +328,16 @@ def test_kill_9_under_socket_activation():
         restarts = 0
         with Load(box, clients=6) as load:
             for _ in range(3):
-                time.sleep(1.0)
+                # Killed once it signs (this daemon, not only the last).
+                load.wait_signed(8, since=time.monotonic())
                 daemon.kill()
                 daemon.wait()
                 time.sleep(0.3)  # systemd's RestartSec, roughly
                 daemon = spawn()
                 restarts += 1
-            resumed = load.wait_after(time.monotonic() + 0.5, 8)
+            # The last daemon was dead before this: every request from now
+            # on waits in the listener's backlog and is signed.
+            resumed = load.wait_after(time.monotonic(), 8)
         daemon.terminate()
         daemon.wait(30)
         listener.close()

@@ -5,12 +5,20 @@ the real dkimsign and dkimsignctl, and python3-dkim as the verifier.
 Every Sandbox lives in a temporary directory of its own and cleans up after
 itself (the daemon is stopped, the directory removed), so tests can run in
 parallel.  Binaries come from DKIMSIGN_BUILD_DIR (meson passes it).
+
+A test that runs a program as another user (setpriv, or the daemon's
+[daemon] user) can't count on reaching the checkout: it may be below
+/root or a `mktemp -d` directory, which only root enters.  It runs
+Sandbox.reachable_binary() copies, with Sandbox.as_user() in front.
 """
 import os
+import pwd
+import re
 import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -30,6 +38,25 @@ def binary(name):
         if os.path.exists(path):
             return path
     raise FileNotFoundError(f"{name} not built under {BUILD}")
+
+
+def build_libraries(path):
+    """The shared libraries program `path` loads from the build tree (as
+    the loader finds them now, by RUNPATH or LD_LIBRARY_PATH)."""
+    out = subprocess.run(["ldd", path], capture_output=True, text=True, check=True).stdout
+    build = os.path.realpath(BUILD) + os.sep
+    libs = []
+    for line in out.splitlines():
+        m = re.match(r"\s*\S+ => (/\S+)", line)
+        if m and os.path.realpath(m.group(1)).startswith(build):
+            libs.append(m.group(1))
+    return libs
+
+
+def user_ids(user):
+    """(uid, gid) of a user name."""
+    pw = pwd.getpwnam(user)
+    return pw.pw_uid, pw.pw_gid
 
 
 class Sandbox:
@@ -66,6 +93,69 @@ class Sandbox:
         # dkimsignd refuses a configuration others may write, whatever the
         # caller's umask.
         os.chmod(self.config, 0o644)
+
+    # --- what another user runs --------------------------------------------
+
+    def open_to_others(self):
+        """Let every user enter the sandbox directory (not list it): for a
+        socket, token files or copies another user must reach.  Its parents
+        must let them through too."""
+        os.chmod(self.dir, 0o711)
+        parent = os.path.dirname(self.dir)
+        while True:
+            if not os.stat(parent).st_mode & stat.S_IXOTH:
+                raise AssertionError(f"{parent} is closed to other users, so {self.dir} is too: "
+                                     "set TMPDIR to a directory they can enter")
+            if parent == os.path.dirname(parent):
+                break
+            parent = os.path.dirname(parent)
+
+    def reachable(self, path, rel=None):
+        """A copy of file `path` that every user can read (and run, if it
+        is a program), at `rel` (default: its name) below a directory of
+        the sandbox that every user can enter; returns the copy's path."""
+        shared = os.path.join(self.dir, "shared")
+        if not os.path.isdir(shared):
+            self.open_to_others()
+            os.mkdir(shared)
+            os.chmod(shared, 0o755)
+        rel = rel or os.path.basename(path)
+        dst = shared
+        for part in os.path.dirname(rel).split(os.sep):
+            dst = os.path.join(dst, part)
+            if part and not os.path.isdir(dst):
+                os.mkdir(dst)
+                os.chmod(dst, 0o755)
+        dst = os.path.join(dst, os.path.basename(rel))
+        if not os.path.exists(dst):
+            shutil.copyfile(path, dst)
+            os.chmod(dst, 0o755 if os.access(path, os.X_OK) else 0o644)
+        return dst
+
+    def reachable_binary(self, name):
+        """binary(name) for another user: copied below the sandbox with the
+        shared libraries it loads from the build tree (libdkimsign.so.0),
+        each at its place relative to the build directory, so meson's
+        $ORIGIN-relative RUNPATH finds them there as it does in the build
+        tree.  Returns the copy's path."""
+        path = binary(name)
+        for lib in build_libraries(path):
+            self.reachable(lib, os.path.relpath(lib, BUILD))
+        return self.reachable(path, os.path.relpath(path, BUILD))
+
+    def as_user(self, user="nobody"):
+        """The command prefix that runs a program as `user` (its uid and
+        group, no other groups), with what the sanitizers read from the
+        checkout (LSAN_OPTIONS' suppressions file) copied where it can
+        read it."""
+        uid, gid = user_ids(user)
+        prefix = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
+        lsan = os.environ.get("LSAN_OPTIONS", "")
+        m = re.search(r"(?:^|:)suppressions=([^:]+)", lsan)
+        if m:
+            copy = self.reachable(m.group(1), "lsan.supp")
+            prefix += ["env", "LSAN_OPTIONS=" + lsan.replace(m.group(1), copy)]
+        return prefix
 
     # --- dkimsignctl -------------------------------------------------------
 
