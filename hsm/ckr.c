@@ -40,15 +40,17 @@ int hsmi_ckr_fail(CK_RV rv)
         }
 }
 
-/* Signing failures are temporary (E_HSM) unless the key itself is gone or unusable. */
+/* Signing failures are temporary (E_HSM) unless the key itself is gone.
+ * A key listed as one that signs but now "not permitted" or "of another
+ * type" is a handle that names another object after a token reset (the
+ * key was looked up again and still failed): temporary too, never a
+ * permanent refusal that would bounce mail. */
 int hsmi_sign_fail(CK_RV rv)
 {
         hsmi_last_ckr = rv;
         switch (rv) {
         case CKR_KEY_HANDLE_INVALID:
         case CKR_OBJECT_HANDLE_INVALID:
-        case CKR_KEY_TYPE_INCONSISTENT:
-        case CKR_KEY_FUNCTION_NOT_PERMITTED:
                 return DKIMSIGN_E_NO_KEY;
         default:
                 return DKIMSIGN_E_HSM;
@@ -59,6 +61,14 @@ int hsmi_sign_fail(CK_RV rv)
 bool hsmi_handle_gone_obj(CK_RV rv)
 {
         return rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID;
+}
+
+/* The handle may name something else now: gone, or (after a token reset
+ * that numbered the objects anew) another object, which can't sign this
+ * way.  Signing looks the key up again by name. */
+bool hsmi_handle_stale(CK_RV rv)
+{
+        return hsmi_handle_gone_obj(rv) || rv == CKR_KEY_FUNCTION_NOT_PERMITTED || rv == CKR_KEY_TYPE_INCONSISTENT;
 }
 
 /* The handle no longer names a session: never close it (the module may

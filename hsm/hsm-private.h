@@ -186,6 +186,8 @@ int hsmi_ckr_fail(CK_RV rv);
 int hsmi_sign_fail(CK_RV rv);
 /* The object named by a handle is gone (destroyed meanwhile). */
 bool hsmi_handle_gone_obj(CK_RV rv);
+/* ... or may name another object now (a reset renumbered them). */
+bool hsmi_handle_stale(CK_RV rv);
 /* The session handle no longer names a session: never close it. */
 bool hsmi_handle_gone(CK_RV rv);
 /* The session or the login is gone (reset, reinsertion, logout). */

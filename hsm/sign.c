@@ -224,7 +224,7 @@ int hsm_sign(struct hsm_session *s, struct hsm_key *key, const uint8_t digest[32
         use = hsmi_copy_for_signing(s->h, priv);
         rv = sign_call(s, &mech, use, in, in_len, sig, &len);
         /* The copy is gone (token reset, lost login, listing): the key itself. */
-        if (use != priv && hsmi_handle_gone_obj(rv)) {
+        if (use != priv && hsmi_handle_stale(rv)) {
                 hsmi_copy_gone(s->h, priv, use);
                 rv = sign_call(s, &mech, priv, in, in_len, sig, &len);
         }
@@ -238,7 +238,7 @@ int hsm_sign(struct hsm_session *s, struct hsm_key *key, const uint8_t digest[32
         /* A module that hides private objects from a session that is not
          * logged in (SoftHSM) says "no such key" rather than "not logged
          * in": log in again first, then look the key up. */
-        if (hsmi_handle_gone_obj(rv)) {
+        if (hsmi_handle_stale(rv)) {
                 CK_SESSION_INFO info;
 
                 if (s->h->p11->C_GetSessionInfo(s->handle, &info) == CKR_OK && !hsmi_logged_in(&info)) {
