@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import wire  # noqa: E402
-from harness import Notify, Sandbox, dkimpy_verify, run, user_ids  # noqa: E402
+from harness import Notify, Sandbox, Skip, dkimpy_verify, run, user_ids  # noqa: E402
 
 HEADERS = (b"From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: load\r\n"
            b"Date: Sun, 29 Nov 2026 10:00:00 +0000\r\nMessage-ID: <d@example.com>\r\n")
@@ -116,8 +116,7 @@ def test_peer_authorization():
 
 def test_drops_privileges_when_started_as_root():
     if os.geteuid() != 0:
-        print("  (not root: nothing to drop)")
-        return
+        raise Skip("not root: nothing to drop")
     with Sandbox(extra_config="[daemon]\nuser = nobody\n") as box:
         box.write_config("[daemon]\nuser = nobody\n")
         box.open_to_others()  # nobody must reach the token files below it

@@ -383,11 +383,6 @@ class Library:
 
 
 def test_library_reconnects_after_restart():
-    if os.environ.get("DKIMSIGN_SANITIZED") == "1":
-        # An ASan-built library can't be loaded into an uninstrumented
-        # Python; the gcc build runs this case.
-        print("  skipped in the sanitizer build: ctypes can't load an ASan library")
-        return
     with started_box() as box:
         lib = Library(box.socket)
         try:
@@ -427,5 +422,6 @@ if __name__ == "__main__":
         test_hang_is_bounded,
         test_one_hung_session_does_not_starve_the_others,
         test_kill_9_under_socket_activation,
-        test_library_reconnects_after_restart,
-    ])
+    # An ASan-built library can't be loaded into an uninstrumented Python
+    # (ctypes): the gcc build runs this one.
+    ] + ([] if os.environ.get("DKIMSIGN_SANITIZED") == "1" else [test_library_reconnects_after_restart]))

@@ -375,18 +375,27 @@ class Notify:
         raise AssertionError(f"no {needle!r} on NOTIFY_SOCKET; got {self.messages}")
 
 
+class Skip(Exception):
+    """Raised by a test that cannot run here (the reason is its text)."""
+
+
 def run(tests):
-    """Run test functions; print a summary; exit non-zero on any failure."""
-    failed = 0
+    """Run test functions; print a summary; exit 1 on any failure, else 77
+    (meson's "skipped") when any test was skipped: a skip is never
+    reported as a pass, even beside tests that passed."""
+    failed = skipped = 0
     for t in tests:
         start = time.monotonic()
         try:
             t()
             print(f"ok   {t.__name__} ({time.monotonic() - start:.1f}s)")
+        except Skip as e:
+            skipped += 1
+            print(f"SKIP {t.__name__}: {e}")
         except Exception as e:  # noqa: BLE001 - report every failure the same way
             failed += 1
             print(f"FAIL {t.__name__}: {e}")
             import traceback
             traceback.print_exc()
-    print(f"{len(tests) - failed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
+    print(f"{len(tests) - failed - skipped} passed, {failed} failed, {skipped} skipped")
+    sys.exit(1 if failed else 77 if skipped else 0)
