@@ -222,6 +222,11 @@ static int sign_one(const struct sign_ctx *ctx, struct hsm_session *session, str
                 r = dkim_sig_digest(&rq->headers, &spec, field->data, field->len, digest);
         if (r == 0) {
                 r = hsm_sign(session, k->key, digest, sig, &sig_len);
+                /* The key was chosen a moment ago: if the token now says
+                 * it is gone (a reset, a destroy before the reload), the
+                 * answer is temporary, never a refusal that bounces mail. */
+                if (r == DKIMSIGN_E_NO_KEY)
+                        r = DKIMSIGN_E_HSM;
                 if (r < 0)
                         snprintf(rq->why, sizeof(rq->why), "the token failed to sign (%s); try again later",
                                  hsm_ckr_name(hsm_last_ckr()));
