@@ -221,13 +221,6 @@ void json_date(const char *d)
                 fputs("null", stdout);
 }
 
-/* A message's sentence from hsm/ after a refusal, or "" (then the
- * error's name says it). */
-const char *ctl_hsm_why(const char *dflt)
-{
-        return hsm_last_why()[0] ? hsm_last_why() : dflt;
-}
-
 bool key_generated(const struct hsm_key *k)
 {
         return k->local && k->never_extractable && k->always_sensitive;

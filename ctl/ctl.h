@@ -93,7 +93,6 @@ struct key_listing {
 };
 
 int check_name_options(const struct options *o, const char *cmd);
-const char *ctl_hsm_why(const char *dflt);
 const char *date_show(const char *d, char ret[11]);
 int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fingerprint(EVP_PKEY *pub, char ret[FINGERPRINT_SIZE]);
