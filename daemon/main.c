@@ -241,6 +241,34 @@ static bool same_module_env(const struct config *a, const struct config *b)
         return true;
 }
 
+/* How long a reload waits for the signatures in progress before it
+ * initializes the module again. */
+#define REINIT_WAIT_MS 5000
+
+/* The module initialized again, so the keys listed next are the token's
+ * as it is now, whatever the module caches (hsm_reinitialize). */
+static int token_reinitialize(struct hsm *h, char *why, size_t whylen)
+{
+        unsigned long ckr;
+        int r = hsm_reinitialize(h, REINIT_WAIT_MS);
+
+        if (r == DKIMSIGN_E_BUSY) {
+                /* Nothing changed: the keys are listed as before. */
+                log_warn("reload: the PKCS#11 module was not initialized again: %s; a module that reads the "
+                         "token once per initialization (tpm2-pkcs11) shows key changes at the next reload",
+                         hsm_last_why());
+                return 0;
+        }
+        if (r < 0) {
+                ckr = hsm_last_ckr();
+                snprintf(why, whylen, "initializing the PKCS#11 module again: %s: %s%s%s%s; signing fails until a "
+                         "reload or restart succeeds", hsm_last_why(), dkimsign_strerror(r), ckr ? " (" : "",
+                         ckr ? hsm_ckr_name(ckr) : "", ckr ? ")" : "");
+                return r;
+        }
+        return 0;
+}
+
 static struct sign_ctx *reload_generation(void *userdata, bool from_request, char *why, size_t whylen)
 {
         struct reload_source *src = userdata;
@@ -259,6 +287,11 @@ static struct sign_ctx *reload_generation(void *userdata, bool from_request, cha
             strcmp(c->socket_path, src->running->socket_path) != 0)
                 log_warn("reload: [token] module/label/module_env/sessions/processes/key_copies and [daemon] socket "
                          "take effect at the next restart");
+        r = token_reinitialize(src->h, why, whylen);
+        if (r < 0) {
+                config_free(c);
+                return NULL;
+        }
         r = keytab_load(src->h, c, &keys);
         if (r < 0) {
                 snprintf(why, whylen, "listing the keys on the token: %s (%s)", dkimsign_strerror(r),

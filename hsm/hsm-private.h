@@ -38,7 +38,14 @@
  *     work, and for destroying session copies on the admin session when
  *     h->lock is held already.
  *
- *   Order:  h->lock  ->  h->sessions_lock
+ *   h->init_lock (a read-write lock, writers first): the module's
+ *     initialization.  Every signature holds it for reading;
+ *     hsm_reinitialize holds it for writing while it finalizes and
+ *     initializes the module, so no call is inside the module then.  The
+ *     outermost of all.
+ *
+ *   Order:  h->init_lock  ->  h->lock  (and on as below)
+ *           h->lock  ->  h->sessions_lock
  *           h->lock  ->  copies->lock
  *   h->sessions_lock and copies->lock never nest with each other, and
  *   h->lock is never taken, nor even tried, while copies->lock is held.
@@ -131,6 +138,8 @@ struct hsm {
         struct kept_pin pin;
         uint64_t recover_failed_ms;  /* when the last recovery failed, 0 if it did not */
         unsigned long recoveries;    /* sessions reopened or logins redone (atomic) */
+        pthread_rwlock_t init_lock;  /* readers: signatures; the writer: hsm_reinitialize */
+        unsigned long generation;    /* initializations since hsm_open (atomic; written under init_lock) */
         pthread_mutex_t sessions_lock;
         struct hsm_session *sessions;
         struct key_copies *copies;   /* NULL: sign with the token objects (hsm_key_copies) */
@@ -159,6 +168,8 @@ struct hsm_session {
         struct hsm *h;           /* NULL once hsm_close() has closed the handle */
         CK_SESSION_HANDLE handle;
         bool broken;             /* the handle is dead: reopen before use */
+        unsigned long generation; /* the module's initialization it was opened in: an
+                                     older one is dead too (hsm_reinitialize) */
         struct hsm_session *prev, *next;
 };
 
@@ -188,6 +199,10 @@ int hsmi_sign_fail(CK_RV rv);
 bool hsmi_handle_gone_obj(CK_RV rv);
 /* ... or may name another object now (a reset renumbered them). */
 bool hsmi_handle_stale(CK_RV rv);
+/* s's handle names a live session of ours (not broken, not from before
+ * the module was initialized again): the one kind to C_CloseSession.
+ * h->sessions_lock held. */
+bool hsmi_session_closable(const struct hsm *h, const struct hsm_session *s);
 /* The session handle no longer names a session: never close it. */
 bool hsmi_handle_gone(CK_RV rv);
 /* The session or the login is gone (reset, reinsertion, logout). */
@@ -203,6 +218,12 @@ extern _Thread_local char hsmi_last_why[512];
 int hsmi_module_get(const char *path, struct module **ret);
 /* Drop a reference; the last one finalizes and unloads.  Accepts NULL. */
 void hsmi_module_put(struct module *m);
+/* C_Finalize and C_Initialize m again: only when this is its one user
+ * and we initialized it (DKIMSIGN_E_BUSY otherwise, nothing done). */
+int hsmi_module_reinit(struct module *m);
+/* The module has another user in this process (another handle, or its
+ * owner who initialized it): it must not be finalized under them. */
+bool hsmi_module_shared(struct module *m);
 /* The first slot with an initialized token labelled label (want_free
  * false), or with an uninitialized token (want_free true).
  * DKIMSIGN_E_NO_TOKEN if none. */

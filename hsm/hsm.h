@@ -78,6 +78,12 @@ struct hsm_key {
         enum hsm_alg alg;
         unsigned bits;           /* RSA modulus bits; 256 for Ed25519 */
         unsigned long priv;      /* CK_OBJECT_HANDLE of the private key */
+        /* The module's initialization (hsm_reinitialize) the handles come
+         * from: pub's, and priv's until signing finds priv again in a
+         * later one (priv_generation).  Handles of an older one are never
+         * used: they may name other objects. */
+        unsigned long generation;
+        unsigned long priv_generation;
         unsigned long pub;       /* CK_OBJECT_HANDLE of the public key, 0 if none */
         EVP_PKEY *pubkey;        /* owned: the public half, for DNS and self-checks */
         uint8_t ed25519_pub[HSM_ED25519_PUB_LEN];   /* Ed25519: the same, raw (the per-signature check) */
@@ -307,6 +313,27 @@ int hsm_sign(struct hsm_session *s, struct hsm_key *key, const uint8_t digest[32
 /* How many times sessions or the login were brought back after a token
  * fault; cheap (no lock), for a log line when it changes. */
 unsigned long hsm_recoveries(struct hsm *h);
+
+/*
+ * Finalize and initialize the module again, log in again with the kept
+ * PIN (hsm_keep_pin) and find the token again by its label, so that this
+ * process sees what other processes changed on the token since: keys
+ * made, retired or destroyed by dkimsignctl.  Some modules (tpm2-pkcs11)
+ * read the token's objects once per C_Initialize and never again.
+ *
+ * Waits, at most wait_ms, for the signatures in progress to finish;
+ * signing waits meanwhile.  Every session and key copy of h is then gone:
+ * sessions reopen on their next use, and a key loaded before (whose handle
+ * belongs to the old initialization) is found again by label when it
+ * next signs.  DKIMSIGN_E_BUSY (nothing changed) when a token call did
+ * not return within wait_ms, or when another user in this process shares
+ * the module; another error when the module would not initialize again
+ * (then signing fails until a later call succeeds).  hsm_last_why() says
+ * which.
+ */
+int hsm_reinitialize(struct hsm *h, unsigned wait_ms);
+/* Initializations since hsm_open (0: none). */
+unsigned long hsm_reinitializations(struct hsm *h);
 
 /* The CK_RV of the last failed PKCS#11 call in this thread, 0 if none. */
 unsigned long hsm_last_ckr(void);

@@ -489,6 +489,8 @@ static int key_load(struct hsm *h, CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub, 
         if (!key)
                 return DKIMSIGN_E_NOMEM;
         key->priv = priv;
+        key->generation = __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE);
+        key->priv_generation = key->generation;
         key->pub = pub;
         r = key_private_read(h, key, &name);
         if (r == 0 && pub == CK_INVALID_HANDLE)

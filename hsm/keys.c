@@ -183,6 +183,16 @@ void hsm_key_list_free(struct hsm_key **keys, size_t count)
         free(keys);
 }
 
+/* A key loaded before the module was initialized again (hsm_reinitialize):
+ * its handles may name other objects now, so they are never used. */
+static int key_generation_check(struct hsm *h, const struct hsm_key *key)
+{
+        if (__atomic_load_n(&key->generation, __ATOMIC_ACQUIRE) == __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE))
+                return 0;
+        hsmi_why("key %s was loaded before the module was initialized again: find it again", key->label);
+        return DKIMSIGN_E_NO_KEY;
+}
+
 /* A handle may be stale: make sure it is still the object the caller means. */
 static int handle_check(struct hsm *h, CK_OBJECT_HANDLE obj, CK_OBJECT_CLASS cls, const char *label)
 {
@@ -207,7 +217,9 @@ int hsm_destroy(struct hsm *h, const struct hsm_key *key)
         if (!h || !key || !key->label)
                 return DKIMSIGN_E_INTERNAL;
         pthread_mutex_lock(&h->lock);
-        r = handle_check(h, key->priv, CKO_PRIVATE_KEY, key->label);
+        r = key_generation_check(h, key);
+        if (r == 0)
+                r = handle_check(h, key->priv, CKO_PRIVATE_KEY, key->label);
         if (r == 0 && key->pub != CK_INVALID_HANDLE)
                 r = handle_check(h, key->pub, CKO_PUBLIC_KEY, key->label);
         /* Private half first: once it is gone the key can't sign, whatever
@@ -244,7 +256,9 @@ int hsm_retire(struct hsm *h, const struct hsm_key *key)
         memcpy(end, &today, HSM_DATE_LEN);
         end[HSM_DATE_LEN] = '\0';
         pthread_mutex_lock(&h->lock);
-        r = handle_check(h, key->priv, CKO_PRIVATE_KEY, key->label);
+        r = key_generation_check(h, key);
+        if (r == 0)
+                r = handle_check(h, key->priv, CKO_PRIVATE_KEY, key->label);
         if (r == 0)
                 r = handle_check(h, key->pub, CKO_PUBLIC_KEY, key->label);
         if (r == 0)

@@ -57,6 +57,20 @@ static int pin_keep(struct kept_pin *p, const char *pin, size_t len)
         return 0;
 }
 
+/* Writers first: a re-initialization waits for the signatures in progress,
+ * not for every one that arrives meanwhile. */
+static int init_lock_new(pthread_rwlock_t *l)
+{
+        pthread_rwlockattr_t a;
+        int e;
+
+        pthread_rwlockattr_init(&a);
+        pthread_rwlockattr_setkind_np(&a, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        e = pthread_rwlock_init(l, &a);
+        pthread_rwlockattr_destroy(&a);
+        return e;
+}
+
 int hsm_open(const char *module_path, const char *token_label, struct hsm **ret)
 {
         _cleanup_(hsm_closep) struct hsm *h = NULL;
@@ -69,8 +83,9 @@ int hsm_open(const char *module_path, const char *token_label, struct hsm **ret)
         h = calloc(1, sizeof(*h));
         if (!h)
                 return DKIMSIGN_E_NOMEM;
-        if (pthread_mutex_init(&h->lock, NULL) != 0 || pthread_mutex_init(&h->sessions_lock, NULL) != 0)
-                abort(); /* cannot fail with default attributes on Linux */
+        if (pthread_mutex_init(&h->lock, NULL) != 0 || pthread_mutex_init(&h->sessions_lock, NULL) != 0 ||
+            init_lock_new(&h->init_lock) != 0)
+                abort(); /* cannot fail with these attributes on Linux */
 
         h->token_label = strdup(token_label);
         if (!h->token_label)
@@ -104,7 +119,7 @@ struct hsm *hsm_close(struct hsm *h)
                 /* Detach the sessions the caller still holds; it frees them. */
                 pthread_mutex_lock(&h->sessions_lock);
                 for (struct hsm_session *s = h->sessions; s; s = s->next) {
-                        if (!s->broken)
+                        if (hsmi_session_closable(h, s))
                                 h->p11->C_CloseSession(s->handle);
                         s->h = NULL;
                 }
@@ -122,6 +137,7 @@ struct hsm *hsm_close(struct hsm *h)
         free(h->token_label);
         pthread_mutex_destroy(&h->sessions_lock);
         pthread_mutex_destroy(&h->lock);
+        pthread_rwlock_destroy(&h->init_lock);
         free(h);
         return NULL;
 }

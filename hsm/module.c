@@ -100,9 +100,16 @@ static int module_load(const char *path, void **ret_dl, CK_FUNCTION_LIST **ret_p
         return 0;
 }
 
-int hsmi_module_get(const char *path, struct module **ret)
+/* Our threads call the module concurrently: it locks with the OS's own primitives. */
+static CK_RV module_initialize(CK_FUNCTION_LIST *p11)
 {
         CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
+
+        return p11->C_Initialize(&args);
+}
+
+int hsmi_module_get(const char *path, struct module **ret)
+{
         CK_FUNCTION_LIST *p11 = NULL;
         struct module *m;
         void *dl = NULL;
@@ -128,7 +135,7 @@ int hsmi_module_get(const char *path, struct module **ret)
                 r = DKIMSIGN_E_NOMEM;
                 goto out;
         }
-        rv = p11->C_Initialize(&args);
+        rv = module_initialize(p11);
         /* Already initialized by someone else in this process (libp11, a
          * test): use it, but leave C_Finalize to its owner. */
         if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
@@ -171,6 +178,41 @@ void hsmi_module_put(struct module *m)
                 free(m);
         }
         pthread_mutex_unlock(&modules_lock);
+}
+
+bool hsmi_module_shared(struct module *m)
+{
+        bool shared;
+
+        pthread_mutex_lock(&modules_lock);
+        /* Another handle in this process, or the module's other owner,
+         * would lose its sessions and login under a C_Finalize. */
+        shared = m->refs != 1 || !m->finalize;
+        pthread_mutex_unlock(&modules_lock);
+        return shared;
+}
+
+int hsmi_module_reinit(struct module *m)
+{
+        CK_RV rv;
+        int r = 0;
+
+        pthread_mutex_lock(&modules_lock);
+        if (m->refs != 1 || !m->finalize) {
+                hsmi_why("the module is shared with another user in this process");
+                r = DKIMSIGN_E_BUSY;
+        } else {
+                m->p11->C_Finalize(NULL);
+                rv = module_initialize(m->p11);
+                /* Not initialized now: nothing to finalize at the end. */
+                m->finalize = rv == CKR_OK;
+                if (rv != CKR_OK) {
+                        hsmi_why("C_Initialize failed after C_Finalize");
+                        r = hsmi_ckr_fail(rv);
+                }
+        }
+        pthread_mutex_unlock(&modules_lock);
+        return r;
 }
 
 /* ---- slots and tokens ---- */

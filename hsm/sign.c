@@ -40,6 +40,8 @@ int hsm_session_open(struct hsm *h, struct hsm_session **ret)
         /* Login state is per process and token: the new session is logged in already. */
         pthread_mutex_lock(&h->lock);
         rv = hsmi_session_open_locked(h, CKF_SERIAL_SESSION, &s->handle);
+        /* Under h->lock, which hsm_reinitialize holds throughout. */
+        s->generation = __atomic_load_n(&h->generation, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&h->lock);
         if (rv != CKR_OK) {
                 free(s);
@@ -71,12 +73,41 @@ struct hsm_session *hsm_session_close(struct hsm_session *s)
                         h->sessions = s->next;
                 if (s->next)
                         s->next->prev = s->prev;
-                if (!s->broken)
+                if (hsmi_session_closable(h, s))
                         h->p11->C_CloseSession(s->handle);
                 pthread_mutex_unlock(&h->sessions_lock);
         }
         free(s);
         return NULL;
+}
+
+bool hsmi_session_closable(const struct hsm *h, const struct hsm_session *s)
+{
+        return !s->broken && s->generation == __atomic_load_n(&h->generation, __ATOMIC_RELAXED);
+}
+
+/*
+ * s was opened before the module was initialized again (hsm_reinitialize),
+ * which ended it: open a new one.  Not a token fault, so not counted in
+ * recoveries; a failure leaves s broken, for session_recover and its
+ * back-off.
+ */
+static int session_renew(struct hsm_session *s, unsigned long gen)
+{
+        struct hsm *h = s->h;
+        CK_SESSION_HANDLE n;
+        CK_RV rv;
+
+        pthread_mutex_lock(&h->lock);
+        rv = hsmi_session_open_locked(h, CKF_SERIAL_SESSION, &n);
+        pthread_mutex_lock(&h->sessions_lock);
+        s->generation = gen;
+        s->broken = rv != CKR_OK;
+        if (rv == CKR_OK)
+                s->handle = n;
+        pthread_mutex_unlock(&h->sessions_lock);
+        pthread_mutex_unlock(&h->lock);
+        return rv == CKR_OK ? 0 : hsmi_sign_fail(rv);
 }
 
 /*
@@ -103,7 +134,7 @@ static int session_recover(struct hsm_session *s, CK_RV why)
                 rv = hsmi_login_restore_locked(h);
         } else {
                 pthread_mutex_lock(&h->sessions_lock);
-                if (!s->broken && !hsmi_handle_gone(why))
+                if (hsmi_session_closable(h, s) && !hsmi_handle_gone(why))
                         h->p11->C_CloseSession(s->handle);
                 s->broken = true;
                 pthread_mutex_unlock(&h->sessions_lock);
@@ -112,6 +143,7 @@ static int session_recover(struct hsm_session *s, CK_RV why)
                         pthread_mutex_lock(&h->sessions_lock);
                         s->handle = n;
                         s->broken = false;
+                        s->generation = __atomic_load_n(&h->generation, __ATOMIC_RELAXED);
                         pthread_mutex_unlock(&h->sessions_lock);
                         rv = h->p11->C_GetSessionInfo(n, &info);
                         if (rv == CKR_OK && !hsmi_logged_in(&info))
@@ -180,22 +212,18 @@ static CK_RV sign_call(struct hsm_session *s, CK_MECHANISM *mech, CK_OBJECT_HAND
  * a cast only hid the write.  The store is atomic because workers share
  * keys: they read key->priv with __atomic_load_n.
  */
-int hsm_sign(struct hsm_session *s, struct hsm_key *key, const uint8_t digest[32],
-             uint8_t sig[HSM_SIG_MAX], size_t *ret_len)
+static int sign_initialized(struct hsm_session *s, struct hsm_key *key, const uint8_t digest[32],
+                            uint8_t sig[HSM_SIG_MAX], size_t *ret_len)
 {
         uint8_t in[sizeof(sha256_info) + 32];
         CK_MECHANISM mech = { 0 };
         CK_OBJECT_HANDLE priv, use;
         CK_ULONG in_len, len = HSM_SIG_MAX;
+        unsigned long gen;
         size_t want;
         CK_RV rv;
         int r;
 
-        hsmi_last_ckr = 0;
-        if (!s || !key || !digest || !sig || !ret_len)
-                return DKIMSIGN_E_INTERNAL;
-        if (!s->h)
-                return DKIMSIGN_E_HSM;
         if (key->alg == HSM_ALG_RSA) {
                 /* Keeps the signature within HSM_SIG_MAX. */
                 if (key->bits == 0 || key->bits > HSM_RSA_MAX_BITS)
@@ -214,12 +242,29 @@ int hsm_sign(struct hsm_session *s, struct hsm_key *key, const uint8_t digest[32
         } else
                 return DKIMSIGN_E_ALG;
 
+        /* Stable here: hsm_reinitialize changes it only with init_lock
+         * held for writing, and this thread holds it for reading. */
+        gen = __atomic_load_n(&s->h->generation, __ATOMIC_ACQUIRE);
+        if (!s->broken && s->generation != gen) {
+                r = session_renew(s, gen);
+                if (r < 0)
+                        return r;
+        }
         if (s->broken) {
                 r = session_recover(s, CKR_SESSION_HANDLE_INVALID);
                 if (r < 0)
                         return r;
         }
         /* Workers share the key table; the handle is refreshed in place. */
+        if (__atomic_load_n(&key->priv_generation, __ATOMIC_ACQUIRE) != gen) {
+                /* Loaded before the module was initialized again: its
+                 * handle may name another object now.  Never use it. */
+                rv = key_refind(s, key, &priv);
+                if (rv != CKR_OK)
+                        return hsmi_sign_fail(hsmi_handle_stale(rv) ? CKR_KEY_HANDLE_INVALID : rv);
+                __atomic_store_n(&key->priv, priv, __ATOMIC_RELAXED);
+                __atomic_store_n(&key->priv_generation, gen, __ATOMIC_RELEASE);
+        }
         priv = __atomic_load_n(&key->priv, __ATOMIC_RELAXED);
         use = hsmi_copy_for_signing(s->h, priv);
         rv = sign_call(s, &mech, use, in, in_len, sig, &len);
@@ -257,6 +302,23 @@ int hsm_sign(struct hsm_session *s, struct hsm_key *key, const uint8_t digest[32
                 return DKIMSIGN_E_HSM;
         *ret_len = len;
         return 0;
+}
+
+int hsm_sign(struct hsm_session *s, struct hsm_key *key, const uint8_t digest[32],
+             uint8_t sig[HSM_SIG_MAX], size_t *ret_len)
+{
+        int r;
+
+        hsmi_last_ckr = 0;
+        if (!s || !key || !digest || !sig || !ret_len)
+                return DKIMSIGN_E_INTERNAL;
+        if (!s->h)
+                return DKIMSIGN_E_HSM;
+        /* Not while hsm_reinitialize finalizes the module under us. */
+        pthread_rwlock_rdlock(&s->h->init_lock);
+        r = sign_initialized(s, key, digest, sig, ret_len);
+        pthread_rwlock_unlock(&s->h->init_lock);
+        return r;
 }
 
 unsigned long hsm_recoveries(struct hsm *h)

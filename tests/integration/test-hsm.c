@@ -644,6 +644,65 @@ static void test_sign(void **state)
                 hsm_key_free(keys[i]);
 }
 
+/* The module finalized and initialized again (a reload): sessions and keys
+ * of before still sign, with the right key, and a key made after is seen. */
+static void test_reinitialize(void **state)
+{
+        static const char *const labels[] = { "ra._domainkey.reinit.example", "rb._domainkey.reinit.example",
+                                              "rc._domainkey.reinit.example" };
+        struct hsm_key *keys[3] = { 0 };
+        struct hsm_session *s = NULL;
+        struct hsm *h = NULL, *other = NULL;
+        char pin[] = USER_PIN;
+        unsigned long recoveries;
+
+        (void) state;
+        assert_int_equal(hsm_open(module, TOKEN, &h), 0);
+        /* Without a kept PIN there is no logging in again: refused, nothing changed. */
+        assert_int_equal(hsm_reinitialize(h, 1000), DKIMSIGN_E_INTERNAL);
+        assert_non_null(strstr(hsm_last_why(), "no PIN is kept"));
+        hsm_keep_pin(h);
+        assert_int_equal(hsm_login(h, pin, strlen(pin)), 0);
+        assert_int_equal(hsm_generate(h, labels[0], HSM_ALG_RSA, 1024, &keys[0]), 0);
+        assert_int_equal(hsm_generate(h, labels[1], HSM_ALG_ED25519, 0, &keys[1]), 0);
+        assert_int_equal(hsm_session_open(h, &s), 0);
+        sign_check(s, keys[0], 1);
+        sign_check(s, keys[1], 2);
+        recoveries = hsm_recoveries(h);
+
+        /* Another handle on the module: finalizing would pull its sessions away. */
+        assert_int_equal(hsm_open(module, TOKEN, &other), 0);
+        assert_int_equal(hsm_reinitialize(h, 1000), DKIMSIGN_E_BUSY);
+        assert_non_null(strstr(hsm_last_why(), "shared"));
+        assert_int_equal(hsm_reinitializations(h), 0);
+        other = hsm_close(other);
+        sign_check(s, keys[0], 3);
+
+        assert_int_equal(hsm_reinitialize(h, 1000), 0);
+        assert_int_equal(hsm_reinitializations(h), 1);
+        /* New handles after C_Initialize may reuse the old numbers: a key
+         * made now must not be what an old handle signs with. */
+        assert_int_equal(hsm_generate(h, labels[2], HSM_ALG_RSA, 1024, &keys[2]), 0);
+        for (size_t round = 0; round < 2; round++)
+                for (size_t i = 0; i < 3; i++)
+                        sign_check(s, keys[i], (uint8_t) (10 + round * 3 + i));
+        /* A session renewed after a re-initialization is no token fault. */
+        assert_int_equal(hsm_recoveries(h), recoveries);
+
+        assert_int_equal(hsm_reinitialize(h, 1000), 0);
+        for (size_t i = 0; i < 3; i++) {
+                sign_check(s, keys[i], (uint8_t) (20 + i));
+                /* Its public key's handle is of before: found by label,
+                 * never trusted, so it can't be destroyed through it. */
+                assert_int_equal(hsm_destroy(h, keys[i]), DKIMSIGN_E_NO_KEY);
+                assert_non_null(strstr(hsm_last_why(), "initialized again"));
+                destroy_label(h, labels[i]);
+                hsm_key_free(keys[i]);
+        }
+        hsm_session_close(s);
+        hsm_close(h);
+}
+
 /* RFC 8463 A.3: the token, given the A.1 keys, must produce the published b= values. */
 static void test_import(void **state)
 {
@@ -1304,6 +1363,7 @@ int main(void)
                 cmocka_unit_test(test_find_list_destroy),
                 cmocka_unit_test(test_retire),
                 cmocka_unit_test(test_sign),
+                cmocka_unit_test(test_reinitialize),
                 cmocka_unit_test(test_import),
                 cmocka_unit_test(test_not_extractable),
                 cmocka_unit_test(test_list_foreign_objects),
