@@ -190,15 +190,63 @@ static enum key_dns lookup(const struct config *c, const char *label, EVP_PKEY *
         return out;
 }
 
+/*
+ * Change one key's entry in the state file, under its lock: the entry of
+ * e->label is given to merge (NULL when absent, or another key's under the
+ * same label), which fills e and says whether to write it (1) or leave the
+ * file as it is (0).  Returns 1 when written, 0 when left, or an error
+ * (why says it).
+ */
+static int state_edit(const struct config *c, struct keystate_entry *e,
+                      int (*merge)(const struct keystate_entry *old, struct keystate_entry *e), char *why,
+                      size_t whylen)
+{
+        struct keystate file = { 0 };
+        const struct keystate_entry *old;
+        int fd = -1, r;
+
+        why[0] = 0;
+        if (mkdir(c->state_dir, 0750) < 0 && errno != EEXIST) {
+                snprintf(why, whylen, "state_dir %s: %s", c->state_dir, strerror(errno));
+                return DKIMSIGN_E_SYSTEM;
+        }
+        r = keystate_lock(c->state_dir, &fd, why, whylen);
+        if (r == 0)
+                r = keystate_load(c->state_dir, &file, why, whylen);
+        if (r == 0) {
+                old = keystate_find(&file, e->label);
+                if (old && strcmp(old->fingerprint, e->fingerprint) != 0)
+                        old = NULL;
+                r = merge(old, e);
+                if (r == 1) {
+                        r = keystate_put(&file, e);
+                        if (r == 0)
+                                r = keystate_save(c->state_dir, &file, why, whylen);
+                        if (r == 0)
+                                r = 1;
+                }
+        }
+        if (fd >= 0)
+                close(fd);
+        keystate_clear(&file);
+        if (r < 0 && !why[0])
+                snprintf(why, whylen, "%s", dkimsign_strerror(r));
+        return r;
+}
+
+/* Never undo what is further on: an active or retired key stays so. */
+static int merge_active(const struct keystate_entry *old, struct keystate_entry *e)
+{
+        return old && old->t.state >= KEY_ACTIVE ? 0 : 1;
+}
+
 int ctl_activate_if_published(const struct config *c, const char *label, EVP_PKEY *pub, char *why,
                               size_t whylen)
 {
-        struct keystate file = { 0 };
         struct keystate_entry e = { 0 };
-        const struct keystate_entry *old;
         enum key_dns d;
         int64_t now = (int64_t) time(NULL);
-        int fd = -1, r;
+        int r;
 
         why[0] = 0;
         d = lookup(c, label, pub, why, whylen);
@@ -214,27 +262,41 @@ int ctl_activate_if_published(const struct config *c, const char *label, EVP_PKE
                 return r;
         }
         e.t = (struct key_times) { .state = KEY_ACTIVE, .seen = now, .active = now };
-        if (mkdir(c->state_dir, 0750) < 0 && errno != EEXIST) {
-                snprintf(why, whylen, "state_dir %s: %s", c->state_dir, strerror(errno));
-                return DKIMSIGN_E_SYSTEM;
-        }
-        r = keystate_lock(c->state_dir, &fd, why, whylen);
-        if (r == 0)
-                r = keystate_load(c->state_dir, &file, why, whylen);
-        if (r == 0) {
-                old = keystate_find(&file, label);
-                /* Never undo what is further on: an active or retired key stays so. */
-                if (old && strcmp(old->fingerprint, e.fingerprint) == 0 && old->t.state >= KEY_ACTIVE)
-                        r = 1;
-                else if ((r = keystate_put(&file, &e)) == 0)
-                        r = keystate_save(c->state_dir, &file, why, whylen);
-        }
-        if (fd >= 0)
-                close(fd);
-        keystate_clear(&file);
-        if (r < 0 && !why[0])
-                snprintf(why, whylen, "%s", dkimsign_strerror(r));
+        r = state_edit(c, &e, merge_active, why, whylen);
         return r < 0 ? r : 1;
+}
+
+/* Retired now, keeping when it was first seen and made active. */
+static int merge_retired(const struct keystate_entry *old, struct keystate_entry *e)
+{
+        if (old && old->t.state == KEY_RETIRED)
+                return 0;
+        if (old) {
+                e->t.seen = old->t.seen;
+                e->t.active = old->t.active;
+        }
+        return 1;
+}
+
+/*
+ * Record in the state file that the key is retired, beside the date on
+ * the token: a daemon reads the file at every reload whatever its PKCS#11
+ * module shows it, and a token that won't take the date (some refuse
+ * C_SetAttributeValue) still gets its key retired.
+ */
+static int record_retired(const struct config *c, const char *label, EVP_PKEY *pub, char *why, size_t whylen)
+{
+        struct keystate_entry e = { 0 };
+        int r;
+
+        snprintf(e.label, sizeof(e.label), "%s", label);
+        r = keystate_fingerprint(pub, e.fingerprint);
+        if (r < 0) {
+                snprintf(why, whylen, "cannot encode the public key");
+                return r;
+        }
+        e.t = (struct key_times) { .state = KEY_RETIRED, .retired = (int64_t) time(NULL) };
+        return state_edit(c, &e, merge_retired, why, whylen);
 }
 
 /* ---- refresh ---- */
@@ -391,7 +453,8 @@ static int active_keys(struct hsm *h, const struct config *c, const char *domain
 
 int cmd_retire(const struct options *o)
 {
-        char label[HSM_LABEL_MAX + 1], date[11], domain[DKIM_DOMAIN_SIZE];
+        char label[HSM_LABEL_MAX + 1], date[11], domain[DKIM_DOMAIN_SIZE], why[512];
+        bool state_changed;
         struct config *c = NULL;
         struct hsm *h = NULL;
         struct hsm_key *k = NULL, *after = NULL;
@@ -407,22 +470,36 @@ int cmd_retire(const struct options *o)
         status = find_named(c, h, label, &k);
         if (status)
                 goto out;
-        r = hsm_retire(h, k);
-        if (r == DKIMSIGN_E_EXISTS) {
-                printf("key %s was retired on %s already; nothing changed\n", label, date_show(k->retired, date));
-                goto out;
-        }
-        if (r == DKIMSIGN_E_FORMAT) {
-                status = die("key %s has no public key object on the token to record its state on", label);
-                goto out;
-        }
+        /* The state file first: it is what every daemon reads at reload,
+         * whatever its module caches, and what a token that won't keep
+         * the date relies on. */
+        r = record_retired(c, label, k->pubkey, why, sizeof(why));
         if (r < 0) {
-                status = die("retiring %s: %s (%s)", label, dkimsign_strerror(r), hsm_ckr_name(hsm_last_ckr()));
+                status = die("retiring %s: recording it in the state file: %s", label, why);
                 goto out;
+        }
+        state_changed = r == 1;
+        r = hsm_retire(h, k);
+        if (r < 0 && !state_changed) {
+                if (k->retired[0])
+                        printf("key %s was retired on %s already; nothing changed\n", label,
+                               date_show(k->retired, date));
+                else
+                        printf("key %s was retired already; nothing changed\n", label);
+                goto out;
+        }
+        if (r == DKIMSIGN_E_FORMAT || (r < 0 && r != DKIMSIGN_E_EXISTS)) {
+                /* Retired all the same: the state file says so. */
+                if (r == DKIMSIGN_E_FORMAT)
+                        snprintf(why, sizeof(why), "it has no public key object to carry the date");
+                else
+                        snprintf(why, sizeof(why), "the token would not take the date: %s (%s)",
+                                 dkimsign_strerror(r), hsm_ckr_name(hsm_last_ckr()));
+                printf("retired key %s in %s/%s only: %s\n", label, c->state_dir, KEYSTATE_FILE, why);
         }
         r = hsm_find(h, label, &after);
         printf("retired key %s on %s: dkimsignd stops signing with it at its next reload or restart\n", label,
-               r == 0 ? date_show(after->retired, date) : "today");
+               r == 0 && after->retired[0] ? date_show(after->retired, date) : "today");
         printf("keep its DNS record published for a few days, until mail signed with it has been delivered\n");
         if (active_keys(h, c, domain) == 0)
                 printf("note: %s has no active key left: dkimsignd will refuse to sign its mail\n", domain);

@@ -407,6 +407,33 @@ def test_retired_key_no_longer_signs():
         assert [tags(f)["s"] for f in signature_fields(p.stdout)] == ["new"]
 
 
+def test_retired_in_state_file():
+    """Retirement is written to the state file, which a reloading daemon
+    reads whatever its module shows it; a key whose token can't carry the
+    date (here: its public object is gone) is retired all the same."""
+    with Sandbox() as b:
+        b.init_token()
+        b.keygen("keep.example", "k1")
+        b.keygen("nodate.example", "n1")
+        b.start()
+        assert b.sign(MESSAGE.replace(b"example.com", b"nodate.example")).returncode == 0
+        ctl("retire", "--domain", "keep.example", "--selector", "k1", sandbox=b)
+        with open(os.path.join(b.dir, "state", "keys.state")) as f:
+            lines = [line.split() for line in f if line.startswith("k1._domainkey.keep.example ")]
+        assert len(lines) == 1 and lines[0][2] == "retired", lines
+        p = pkcs11_tool("--login", "--delete-object", "--type", "pubkey", "--label", "n1._domainkey.nodate.example",
+                        sandbox=b)
+        assert p.returncode == 0, p.stderr
+        p = ctl("retire", "--domain", "nodate.example", "--selector", "n1", sandbox=b)
+        assert (f"retired key n1._domainkey.nodate.example in {b.dir}/state/keys.state only: "
+                "it has no public key object to carry the date") in p.stdout, p.stdout
+        ctl("reload", sandbox=b)
+        p = b.sign(MESSAGE.replace(b"example.com", b"nodate.example"))
+        assert p.returncode == 65 and b"its keys are retired" in p.stderr, (p.returncode, p.stderr)
+        p = ctl("retire", "--domain", "nodate.example", "--selector", "n1", sandbox=b)
+        assert "already" in p.stdout, p.stdout
+
+
 # --- non-extractable, checked without hsm.c ---------------------------------------
 
 def pkcs11_tool(*args, sandbox=None):
@@ -833,7 +860,7 @@ if __name__ == "__main__":
     try:
         run([test_help_and_usage, test_keygen_list_and_dns_record, test_wrong_pin, test_missing_token_and_pin,
              test_import, test_retire_and_destroy, test_generated_keys_not_extractable,
-             test_retired_key_no_longer_signs, test_custody_checked_at_load, test_opendkim_migration,
+             test_retired_key_no_longer_signs, test_retired_in_state_file, test_custody_checked_at_load, test_opendkim_migration,
              test_module_env_names_the_token_config, test_uses_listed, test_init_token_pin_length_checked_first,
              test_always_authenticate_refused, test_decrypt_keys_need_the_setting])
     finally:
