@@ -138,6 +138,14 @@ static void find_msgid(const struct dkim_headers *h, char *ret, size_t size)
         }
 }
 
+/* ASCII lowercase of len octets of in into out (which may be in), NUL-terminated. */
+static void lowercase(char *out, const char *in, size_t len)
+{
+        for (size_t i = 0; i < len; i++)
+                out[i] = (char) (in[i] >= 'A' && in[i] <= 'Z' ? in[i] + 32 : in[i]);
+        out[len] = 0;
+}
+
 static int parse_request(const struct sign_ctx *ctx, struct request *rq, const uint8_t *payload, size_t len)
 {
         const struct config_limits *lim = &ctx->config->limits;
@@ -170,6 +178,9 @@ static int parse_request(const struct sign_ctx *ctx, struct request *rq, const u
                          ? "the From header field has no valid address" : dkimsign_strerror(r));
                 return r == DKIMSIGN_E_FORMAT ? DKIMSIGN_E_HEADER : r;
         }
+        /* Domains compare in lowercase: the key table's and the
+         * configuration's are. */
+        lowercase(rq->from_domain, rq->from_domain, strlen(rq->from_domain));
         if (rq->m.domain_len == 0) {
                 memcpy(rq->domain, rq->from_domain, sizeof(rq->domain));
         } else {
@@ -177,10 +188,7 @@ static int parse_request(const struct sign_ctx *ctx, struct request *rq, const u
                         snprintf(rq->why, sizeof(rq->why), "the requested signing domain is not a valid domain name");
                         return DKIMSIGN_E_FORMAT;
                 }
-                for (size_t i = 0; i < rq->m.domain_len; i++)
-                        rq->domain[i] = (char) (rq->m.domain[i] >= 'A' && rq->m.domain[i] <= 'Z'
-                                                ? rq->m.domain[i] + 32 : rq->m.domain[i]);
-                rq->domain[rq->m.domain_len] = 0;
+                lowercase(rq->domain, rq->m.domain, rq->m.domain_len);
         }
         return 0;
 }
@@ -261,7 +269,9 @@ int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const
         r = parse_request(ctx, &rq, payload, len);
         if (r == 0)
                 rq.section = config_domain_for(ctx->config, rq.domain);
-        if (r == 0 && !pol_authorized(ctx->config, rq.section, peer)) {
+        /* Refused early, before a key is chosen; the d= chosen and the
+         * From domain are checked once it is (policy.h). */
+        if (r == 0 && !pol_allowed(ctx->config, rq.domain, peer)) {
                 snprintf(rq.why, sizeof(rq.why), "uid %u is not authorized to sign for domain %s",
                          (unsigned) peer->uid, rq.domain);
                 r = DKIMSIGN_E_DENIED;
@@ -269,6 +279,8 @@ int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const
         if (r == 0)
                 r = keytab_select(ctx->keys, ctx->config, rq.domain, rq.section, (int64_t) now, rq.keys,
                                   &rq.nkeys, &rq.d, rq.why, sizeof(rq.why));
+        if (r == 0 && !pol_may_sign(ctx->config, rq.domain, rq.d, rq.from_domain, peer, rq.why, sizeof(rq.why)))
+                r = DKIMSIGN_E_DENIED;
         if (r == 0) {
                 pol = policy_for(ctx->config, rq.section, &plen);
                 r = dkim_select_headers(&rq.headers, pol, plen, hnames, DKIM_HNAMES_MAX, &hcount);

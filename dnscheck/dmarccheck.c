@@ -14,6 +14,7 @@
 #include "protocol/dkimsign-errors.h"
 #include "dnscheck/dmarc.h"
 #include "dnscheck/dmarccheck.h"
+#include "dns/orgdomain.h"
 #include "dnscheck/findings.h"
 #include "util/memdup.h"
 #include "dkim/taglist.h"
@@ -152,19 +153,6 @@ static int discover(struct check *c)
                         return rc;
         }
         return 0;
-}
-
-/* Organizational domain, approximated by the last two labels. */
-static const char *org_domain(const char *d)
-{
-        const char *last = NULL, *prev = NULL;
-
-        for (const char *p = d; *p; p++)
-                if (*p == '.') {
-                        prev = last;
-                        last = p;
-                }
-        return prev ? prev + 1 : d;
 }
 
 static void judge_policy(struct check *c, const struct dmarc_record *rec)
@@ -354,7 +342,7 @@ static void judge_uris(struct check *c, const struct dmarc_record *rec)
                                                      "which DMARCbis (RFC 9989) made obsolete.", names[l], u->uri);
                                 dns_finding_fix(c->f, d, "Remove the \"!\" and the size after %s.", u->uri);
                         }
-                        if (strcasecmp(org_domain(u->domain), org_domain(c->found_at)) == 0)
+                        if (dns_same_org(u->domain, c->found_at))
                                 continue;
                         for (size_t k = 0; k < nchecked; k++)
                                 dup |= strcasecmp(checked[k], u->domain) == 0;

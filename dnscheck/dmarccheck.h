@@ -7,11 +7,9 @@
  * organizational domain, its external-destination authorization record
  * (<domain>._report._dmarc.<destination> TXT "v=DMARC1").
  *
- * Organizational domains are approximated by the last two labels (no
- * public suffix list): under a multi-label public suffix (example.co.uk) two
- * different organizations look like one, and the authorization record of
- * a report address there is not asked for.  Policy discovery itself follows
- * the DMARCbis tree walk, which needs no list.
+ * Organizational domains come from the Public Suffix List
+ * (dns/orgdomain.h).  Policy discovery itself follows the DMARCbis tree
+ * walk, which needs no list.
  * No logging.
  */
 #ifndef DNSCHECK_DMARCCHECK_H

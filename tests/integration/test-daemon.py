@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import wire  # noqa: E402
-from harness import Notify, Sandbox, Skip, dkimpy_verify, run, user_ids  # noqa: E402
+from harness import Notify, Sandbox, Skip, dkimpy_verify, run, signature_fields, tags, user_ids  # noqa: E402
 
 HEADERS = (b"From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: load\r\n"
            b"Date: Sun, 29 Nov 2026 10:00:00 +0000\r\nMessage-ID: <d@example.com>\r\n")
@@ -112,6 +112,55 @@ def test_peer_authorization():
                             os.path.dirname(box.reachable(WIRE)), box.socket],
                            capture_output=True, text=True, timeout=30)
         assert "(5, False" in c.stdout, (c.stdout, c.stderr)
+
+
+def test_authorization_on_d_and_from():
+    """The three ways around the allow lists found in issue 19, against the
+    real daemon: a key_domain whose d= the peer may not sign, a subdomain
+    the peer may sign whose d= aligns with a From it may not, and a
+    subdomain section without a list of its own (its parent's applies)."""
+    extra = ("[domain b.example]\nallow = user:root\n\n"
+             "[domain a.example]\nkey_domain = b.example\n\n"
+             "[domain sub.b.example]\nallow = user:nobody\n\n"
+             "[domain list.b.example]\n")
+    with Sandbox(extra_config=extra) as box:
+        box.open_to_others()
+        with open(box.config) as f:
+            text = f.read().replace("socket_mode = 0600", "socket_mode = 0666")
+        with open(box.config, "w") as f:
+            f.write(text)
+        box.init_token()
+        box.keygen("b.example", "k1")
+        box.keygen("sub.b.example", "k2")
+        box.keygen("list.b.example", "k3")
+        box.start()
+        as_nobody = box.as_user("nobody") + [box.reachable_binary("dkimsign"), "--socket", box.socket]
+
+        def msg(sender):
+            return MESSAGE.replace(b"alice@example.com", sender.encode())
+
+        def nobody(sender, *args):
+            return subprocess.run(as_nobody + list(args), input=msg(sender), capture_output=True, timeout=30)
+
+        # 1. a.example's list ([daemon] allow, "*") lets nobody ask; its key is b.example's.
+        p = nobody("ceo@b.example", "--domain", "a.example")
+        assert p.returncode == 65 and b"not authorized to sign with d=b.example (the key domain of a.example)" \
+            in p.stderr, (p.returncode, p.stderr)
+        p = box.sign(msg("ceo@b.example"), "--domain", "a.example")      # root may
+        assert p.returncode == 0 and tags(signature_fields(p.stdout)[0])["d"] == "b.example", p.stderr
+        # 2. nobody may sign sub.b.example, but d=sub.b.example aligns with From b.example.
+        p = nobody("ceo@b.example", "--domain", "sub.b.example")
+        assert p.returncode == 65 and b"not authorized to sign for the From domain b.example, which " \
+            b"d=sub.b.example aligns with" in p.stderr, (p.returncode, p.stderr)
+        p = nobody("news@sub.b.example")
+        assert p.returncode == 0 and dkimpy_verify(p.stdout, box.keytable), p.stderr
+        # ... and a From of another organization does not align: d= alone decides.
+        p = nobody("someone@elsewhere.example", "--domain", "sub.b.example")
+        assert p.returncode == 0, p.stderr
+        # 3. list.b.example has a section but no list: b.example's, not [daemon]'s "*".
+        p = nobody("x@list.b.example")
+        assert p.returncode == 65 and b"not authorized to sign for domain list.b.example" in p.stderr, p.stderr
+        assert box.sign(msg("x@list.b.example")).returncode == 0
 
 
 def test_drops_privileges_when_started_as_root():
@@ -277,5 +326,5 @@ def test_64_pipelining_clients():
 
 
 if __name__ == "__main__":
-    run([test_socket_activation_and_notify, test_peer_authorization, test_drops_privileges_when_started_as_root,
+    run([test_socket_activation_and_notify, test_peer_authorization, test_authorization_on_d_and_from, test_drops_privileges_when_started_as_root,
          test_reload_under_load, test_sigterm_finishes_requests_in_flight, test_64_pipelining_clients])
