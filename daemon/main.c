@@ -30,6 +30,7 @@
 #include "keys/keystate.h"
 #include "util/log.h"
 #include "daemon/procs.h"
+#include "dns/orgdomain.h"
 #include "daemon/server.h"
 #include "daemon/workers.h"
 
@@ -445,8 +446,11 @@ static int signer_serve(struct signer *sg, int fd, int ready_fd)
 
 static void signer_close(struct signer *sg)
 {
+        bool hung = false;
+
         server_free(sg->s);
         if (workers_stop(sg->w) > 0) {
+                hung = true;
                 /* Finalizing the module under a thread still inside it
                  * could crash, and the hung request still points into the
                  * key registry (the watcher's): exiting is enough, so
@@ -457,6 +461,9 @@ static void signer_close(struct signer *sg)
         }
         /* After the workers: they read the key states in its registry. */
         dnswatch_free(sg->watch);
+        /* The Public Suffix List the policy reads, unless a worker may still. */
+        if (!hung)
+                dns_org_domain_free();
         sign_ctx_unref(sg->ctx);
         keytab_free(sg->keys);
         hsm_close(sg->h);
