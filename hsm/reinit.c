@@ -26,6 +26,9 @@
 
 #include "hsm/hsm-private.h"
 
+#define REINIT_ATTEMPTS 5
+#define REINIT_RETRY_MS 20   /* doubled each time: 20 to 160 ms */
+
 /* The write side of h->init_lock within wait_ms: no signature is inside
  * the module once it is held, and new ones wait. */
 static int init_lock_wait(struct hsm *h, unsigned wait_ms)
@@ -81,13 +84,22 @@ int hsm_reinitialize(struct hsm *h, unsigned wait_ms)
         pthread_mutex_unlock(&h->sessions_lock);
         h->admin_open = false;
         hsmi_copies_reset_locked(h, false);
-        r = hsmi_module_reinit(h->mod);
-        if (r < 0)
-                goto out;
-        /* The slot list is new too: the token may have another slot ID. */
-        r = hsmi_slot_find(h->p11, h->token_label, false, &slot);
+        /* The slot list is new too: the token may have another slot ID.
+         * A module that reads its token files at C_Initialize can miss a
+         * token another process holds locked at that moment (SoftHSM does,
+         * when several signers reload at once): initialize again, a few
+         * times, before giving up. */
+        for (unsigned attempt = 0;; attempt++) {
+                r = hsmi_module_reinit(h->mod);
+                if (r < 0)
+                        goto out;
+                r = hsmi_slot_find(h->p11, h->token_label, false, &slot);
+                if (r != DKIMSIGN_E_NO_TOKEN || attempt + 1 >= REINIT_ATTEMPTS)
+                        break;
+                nanosleep(&(struct timespec) { .tv_nsec = (long) (REINIT_RETRY_MS << attempt) * 1000000L }, NULL);
+        }
         if (r < 0) {
-                hsmi_why("token '%s' not found after C_Initialize", h->token_label);
+                hsmi_why("token '%s' not found after C_Initialize (%u attempts)", h->token_label, REINIT_ATTEMPTS);
                 goto out;
         }
         h->slot = slot;
