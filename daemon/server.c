@@ -16,6 +16,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,8 @@
 #include "util/clock.h"
 #include "util/fileperm.h"
 #include "protocol/msg.h"
+#include "util/ratelimit.h"
+#include "daemon/accounts.h"
 #include "daemon/server.h"
 
 #if HAVE_SYSTEMD
@@ -50,14 +53,25 @@ static inline int sd_notify(int unset, const char *state) { (void) unset; (void)
 #define TICK_MS 1000
 #define DRAIN_MAX_MS 30000
 #define TRIM_AFTER_FREES 64
+/* Before HELLO only a HELLO makes sense: a few dozen octets. */
+#define HELLO_FRAME_MAX 1024
+/* Log lines about refused or closed peers: at most this many a minute for
+ * each reason, then one line with how many were left out. */
+#define REFUSAL_LOG_BURST 20
+#define REFUSAL_LOG_WINDOW_MS 60000
 
 /* epoll data tags for the non-connection fds. */
 static char tag_listen, tag_signal, tag_done;
 
 struct conn {
         struct conn *prev, *next;
+        struct conn *uid_prev, *uid_next;   /* acct's connections (acct->first) */
         int fd;                     /* -1 once closed */
         struct peer peer;
+        struct account *acct;       /* its uid's share (accounts.h) */
+        size_t held;                /* octets counted in acct->buffered and the server's */
+        size_t queued_bytes;        /* payloads of its requests in flight */
+        uint64_t stalled_since;     /* ms unsent output last made no progress; 0: none */
         struct buf in, out;
         uint32_t events;            /* registered epoll events */
         size_t inflight;
@@ -73,7 +87,17 @@ struct stats {
         uint64_t by_status[WIRE_INTERNAL + 1];  /* refusals and failures, by wire status */
         uint64_t connections;
         uint64_t reloads, reload_failures;
+        uint64_t refused_connections, closed_timeout, closed_stalled, closed_bad_frame;
         time_t started;
+};
+
+/* What the refusal and close log lines are limited by, one per reason. */
+enum refusal {
+        REFUSAL_CONNECTIONS,    /* max_connections, max_connections_per_uid, stopping */
+        REFUSAL_FRAME,          /* oversize or malformed frame */
+        REFUSAL_READ_TIMEOUT,
+        REFUSAL_WRITE_TIMEOUT,
+        REFUSAL_MAX,
 };
 
 struct server {
@@ -88,6 +112,11 @@ struct server {
         int epfd, listen_fd, sig_fd;
         struct conn *conns;
         size_t nconns;
+        struct accounts *accounts;
+        size_t buffered;              /* octets held for every peer (c->held summed) */
+        bool held_global;             /* reading stopped for max_buffered: look again when it drops */
+        bool resuming;                /* inside account_resume */
+        struct ratelimit refusal_log[REFUSAL_MAX];
         bool stopping;
         uint64_t stop_started;
         size_t freed_since_trim;    /* connections freed since the last malloc_trim */
@@ -101,17 +130,73 @@ static int epoll_set(struct server *s, int op, int fd, uint32_t events, void *pt
         return epoll_ctl(s->epfd, op, fd, &ev) < 0 ? DKIMSIGN_E_SYSTEM : 0;
 }
 
+/* A log line about a refused or closed peer, within its reason's rate. */
+static void log_refusal(struct server *s, enum refusal why, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static void log_refusal(struct server *s, enum refusal why, const char *fmt, ...)
+{
+        static const char *const names[REFUSAL_MAX] = {
+                [REFUSAL_CONNECTIONS] = "refused connections", [REFUSAL_FRAME] = "bad frames",
+                [REFUSAL_READ_TIMEOUT] = "read timeouts", [REFUSAL_WRITE_TIMEOUT] = "write timeouts",
+        };
+        unsigned long dropped;
+        char line[256];
+        va_list ap;
+
+        if (!ratelimit_allow(&s->refusal_log[why], now_ms(), &dropped)) {
+                return;
+        }
+        if (dropped)
+                log_warn("%lu more %s were not logged", dropped, names[why]);
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof(line), fmt, ap);
+        va_end(ap);
+        log_warn("%s", line);
+}
+
+static void conn_resume_all(struct server *s);
+static void account_resume(struct server *s, struct account *acct);
+
+/* Bring c's count in its account and the server's to what it holds now:
+ * its buffers (allocated octets) and its queued requests. */
+static void conn_charge(struct server *s, struct conn *c)
+{
+        const struct config_limits *l = &s->c->limits;
+        struct account *acct = c->acct;
+        size_t now = c->in.size + c->out.size + c->queued_bytes;
+
+        acct->buffered = acct->buffered - c->held + now;
+        s->buffered = s->buffered - c->held + now;
+        c->held = now;
+        if (acct->held && acct->inflight < l->max_inflight_per_uid && acct->buffered < l->max_buffered_per_uid)
+                account_resume(s, acct);
+        if (s->held_global && s->buffered < l->max_buffered)
+                conn_resume_all(s);
+}
+
 static void conn_free(struct server *s, struct conn *c)
 {
+        struct account *acct = c->acct;
+
         if (c->prev)
                 c->prev->next = c->next;
         else
                 s->conns = c->next;
         if (c->next)
                 c->next->prev = c->prev;
+        if (c->uid_prev)
+                c->uid_prev->uid_next = c->uid_next;
+        else
+                acct->first = c->uid_next;
+        if (c->uid_next)
+                c->uid_next->uid_prev = c->uid_prev;
         buf_deinit(&c->in);
         buf_deinit(&c->out);
+        c->queued_bytes = 0;
+        conn_charge(s, c);
+        acct->conns--;
         free(c);
+        accounts_release(s->accounts, acct);
         s->nconns--;
         s->freed_since_trim++;
 }
@@ -133,6 +218,24 @@ static size_t out_pending(const struct conn *c)
         return buf_remaining(&c->out);
 }
 
+/* Whether c's uid (and every peer together) may take more from it now;
+ * when not, the account (or the server) is marked to look again once what
+ * it holds goes down. */
+static bool conn_within_shares(struct server *s, struct conn *c)
+{
+        const struct config_limits *l = &s->c->limits;
+
+        if (c->acct->inflight >= l->max_inflight_per_uid || c->acct->buffered >= l->max_buffered_per_uid) {
+                c->acct->held = true;
+                return false;
+        }
+        if (s->buffered >= l->max_buffered) {
+                s->held_global = true;
+                return false;
+        }
+        return true;
+}
+
 static void conn_update_events(struct server *s, struct conn *c)
 {
         uint32_t ev = 0;
@@ -141,7 +244,7 @@ static void conn_update_events(struct server *s, struct conn *c)
         if (c->fd < 0)
                 return;
         if (!c->closing && !s->stopping && c->inflight < max_inflight &&
-            out_pending(c) < OUT_HIGH_WATER && c->in.len < c->in.max)
+            out_pending(c) < OUT_HIGH_WATER && c->in.len < c->in.max && conn_within_shares(s, c))
                 ev |= EPOLLIN;
         if (out_pending(c))
                 ev |= EPOLLOUT;
@@ -151,20 +254,29 @@ static void conn_update_events(struct server *s, struct conn *c)
         }
 }
 
-/* Write what can be written; 0, or DKIMSIGN_E_CLOSED when the peer is gone. */
+/* Write what can be written; 0, or DKIMSIGN_E_CLOSED when the peer is
+ * gone.  Output that makes no progress starts (or keeps) the stall clock
+ * the write timeout reads. */
 static int conn_flush(struct conn *c)
 {
+        bool progress = false;
+
         while (out_pending(c)) {
                 ssize_t n = send(c->fd, buf_ptr(&c->out), out_pending(c), MSG_NOSIGNAL | MSG_DONTWAIT);
 
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                        return 0;
+                        break;
                 if (n <= 0)
                         return DKIMSIGN_E_CLOSED;
                 buf_consume(&c->out, (size_t) n);
+                progress = true;
         }
+        if (!out_pending(c))
+                c->stalled_since = 0;
+        else if (progress || !c->stalled_since)
+                c->stalled_since = now_ms();
         buf_release_if_empty(&c->out);
         buf_compact(&c->out);
         return 0;
@@ -208,6 +320,21 @@ static void handle_sign(struct server *s, struct conn *c, struct frame *f)
 
         if (!c->hello_done)
                 { conn_fail(c, f->id, DKIMSIGN_E_PROTOCOL, "HELLO must come first"); return; }
+        /* Checked before it is copied: a request the worker would refuse
+         * for its size or form never takes memory in the queue. */
+        {
+                struct msg_sign m;
+                struct buf view = f->payload;
+
+                r = msg_sign_decode(&view, s->c->limits.max_header_block, &m);
+                if (r < 0) {
+                        s->stats.by_status[wire_status_from_err(r)]++;
+                        msg_error_encode_code(&c->out, f->id, r, r == DKIMSIGN_E_TOO_LARGE
+                                              ? "the header block is over max_header_block"
+                                              : "malformed SIGN request");
+                        return;
+                }
+        }
         j = calloc(1, sizeof(*j));
         if (j) {
                 j->len = buf_remaining(&f->payload);
@@ -223,6 +350,7 @@ static void handle_sign(struct server *s, struct conn *c, struct frame *f)
         j->ctx = sign_ctx_ref(s->ctx);
         j->id = f->id;
         j->peer = c->peer;
+        j->charged = j->len;
         buf_init(&j->reply, OUT_MAX);
         r = workers_submit(s->w, j);
         if (r < 0) {
@@ -232,6 +360,9 @@ static void handle_sign(struct server *s, struct conn *c, struct frame *f)
                 return;
         }
         c->inflight++;
+        c->acct->inflight++;
+        c->queued_bytes += j->charged;
+        conn_charge(s, c);
 }
 
 /* STATUS and RELOAD are for the administrator: root or the daemon's own user. */
@@ -255,11 +386,15 @@ static void handle_status(struct server *s, struct conn *c, struct frame *f)
         k = snprintf(text, sizeof(text),
                      "version=%s\nuptime_seconds=%lld\nkeys=%zu\nsessions=%zu\nconnections=%zu\n"
                      "connections_total=%llu\nqueue_depth=%zu\nrequests_signed=%llu\nreloads=%llu\n"
-                     "reload_failures=%llu\n",
+                     "reload_failures=%llu\npeers=%zu\nbuffered_octets=%zu\nconnections_refused=%llu\n"
+                     "closed_read_timeout=%llu\nclosed_write_timeout=%llu\nclosed_bad_frame=%llu\n",
                      DKIMSIGN_VERSION, (long long) (time(NULL) - s->stats.started), s->ctx->keys->count,
                      s->c->sessions, s->nconns, (unsigned long long) s->stats.connections,
                      workers_pending(s->w), (unsigned long long) s->stats.signed_msgs,
-                     (unsigned long long) s->stats.reloads, (unsigned long long) s->stats.reload_failures);
+                     (unsigned long long) s->stats.reloads, (unsigned long long) s->stats.reload_failures,
+                     accounts_count(s->accounts), s->buffered,
+                     (unsigned long long) s->stats.refused_connections, (unsigned long long) s->stats.closed_timeout,
+                     (unsigned long long) s->stats.closed_stalled, (unsigned long long) s->stats.closed_bad_frame);
         if (k > 0)
                 n = (size_t) k < sizeof(text) ? (size_t) k : sizeof(text) - 1;
         for (size_t i = 1; i <= WIRE_INTERNAL && n < sizeof(text); i++) {
@@ -332,10 +467,12 @@ static void handle_admin(struct server *s, struct conn *c, struct frame *f)
 /* Handle every complete frame in c->in, as far as limits allow. */
 static void conn_process(struct server *s, struct conn *c)
 {
-        while (!c->closing && c->inflight < s->c->limits.max_inflight && out_pending(c) < OUT_HIGH_WATER) {
+        while (!c->closing && c->inflight < s->c->limits.max_inflight && out_pending(c) < OUT_HIGH_WATER &&
+               c->acct->inflight < s->c->limits.max_inflight_per_uid) {
                 struct frame f;
                 size_t total;
-                int r = frame_peek(buf_ptr(&c->in), buf_remaining(&c->in), s->c->limits.max_frame, &total);
+                size_t max = c->hello_done ? s->c->limits.max_frame : HELLO_FRAME_MAX;
+                int r = frame_peek(buf_ptr(&c->in), buf_remaining(&c->in), max, &total);
 
                 if (r == DKIMSIGN_E_INCOMPLETE || (r == 0 && buf_remaining(&c->in) < total)) {
                         if (buf_remaining(&c->in) && !c->frame_started)
@@ -343,10 +480,15 @@ static void conn_process(struct server *s, struct conn *c)
                         break;
                 }
                 if (r < 0) {
-                        log_info("peer uid=%u pid=%d: %s frame; closing", (unsigned) c->peer.uid,
-                                 (int) c->peer.pid, r == DKIMSIGN_E_TOO_LARGE ? "oversize" : "malformed");
-                        conn_fail(c, 0, r, r == DKIMSIGN_E_TOO_LARGE ? "frame larger than the daemon accepts"
-                                                                     : "malformed frame");
+                        s->stats.closed_bad_frame++;
+                        log_refusal(s, REFUSAL_FRAME, "peer uid=%u pid=%d: %s frame%s; closing",
+                                    (unsigned) c->peer.uid, (int) c->peer.pid,
+                                    r == DKIMSIGN_E_TOO_LARGE ? "oversize" : "malformed",
+                                    c->hello_done ? "" : " before HELLO");
+                        conn_fail(c, 0, r, r == DKIMSIGN_E_TOO_LARGE
+                                  ? (c->hello_done ? "frame larger than the daemon accepts"
+                                                   : "frame larger than a HELLO before HELLO")
+                                  : "malformed frame");
                         break;
                 }
                 c->frame_started = 0;
@@ -388,7 +530,7 @@ static bool conn_readable(struct server *s, struct conn *c)
         size_t want = room < READ_CHUNK ? room : READ_CHUNK;
         ssize_t n;
 
-        if (want == 0)
+        if (want == 0 || !conn_within_shares(s, c))
                 return true;
         /* Read into the shared scratch buffer and keep only what arrived:
          * a connection's own buffer is as small as its pending bytes. */
@@ -406,6 +548,7 @@ static bool conn_readable(struct server *s, struct conn *c)
         }
         c->last_active = now_ms();
         conn_process(s, c);
+        conn_charge(s, c);
         return true;
 }
 
@@ -417,7 +560,41 @@ static void conn_after_io(struct server *s, struct conn *c)
                 conn_close(s, c);
                 return;
         }
+        conn_charge(s, c);
         conn_update_events(s, c);
+}
+
+/* Connections held back by their uid's share: take their frames, read
+ * them again. */
+static void account_resume(struct server *s, struct account *acct)
+{
+        /* Not again from inside: the loop below sees every connection, and
+         * a nested one could free the next it is about to visit. */
+        if (s->resuming)
+                return;
+        s->resuming = true;
+        acct->held = false;
+        for (struct conn *c = acct->first, *next; c; c = next) {
+                next = c->uid_next;
+                if (c->fd < 0)
+                        continue;
+                conn_process(s, c);
+                conn_after_io(s, c);
+        }
+        s->resuming = false;
+}
+
+/* The same when every peer together was over max_buffered. */
+static void conn_resume_all(struct server *s)
+{
+        if (s->resuming)
+                return;
+        s->held_global = false;
+        for (struct conn *c = s->conns, *next; c; c = next) {
+                next = c->next;
+                if (c->fd >= 0)
+                        conn_update_events(s, c);
+        }
 }
 
 /* The peer's supplementary groups, for group-based authorization.  A peer
@@ -437,6 +614,8 @@ static void accept_all(struct server *s)
         for (;;) {
                 struct ucred cred;
                 socklen_t len = sizeof(cred);
+                struct account *acct;
+                const char *why;
                 struct conn *c;
                 int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
@@ -452,27 +631,36 @@ static void accept_all(struct server *s)
                         close(fd);
                         continue;
                 }
-                if (s->nconns >= s->c->limits.max_connections || s->stopping) {
+                acct = accounts_get(s->accounts, cred.uid);
+                why = s->stopping ? "the daemon is stopping"
+                      : !acct ? "the daemon is out of memory"
+                      : s->nconns >= s->c->limits.max_connections ? "too many connections (max_connections)"
+                      : acct->conns >= s->c->limits.max_connections_per_uid
+                      ? "too many connections from this uid (max_connections_per_uid)" : NULL;
+                if (why) {
                         /* One best-effort error frame, then close. */
                         struct buf b;
 
                         buf_init(&b, 1024);
-                        msg_error_encode_code(&b, 0, DKIMSIGN_E_BUSY, s->stopping ? "the daemon is stopping"
-                                                                                  : "too many connections");
+                        msg_error_encode_code(&b, 0, DKIMSIGN_E_BUSY, why);
                         if (send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
                                 /* Nothing more to do for it. */
                         }
                         buf_deinit(&b);
                         close(fd);
-                        log_warn("connection from uid=%u pid=%d refused: %s", (unsigned) cred.uid, (int) cred.pid,
-                                 s->stopping ? "stopping" : "max_connections reached");
+                        s->stats.refused_connections++;
+                        log_refusal(s, REFUSAL_CONNECTIONS, "connection from uid=%u pid=%d refused: %s",
+                                    (unsigned) cred.uid, (int) cred.pid, why);
+                        accounts_release(s->accounts, acct);
                         continue;
                 }
                 c = calloc(1, sizeof(*c));
                 if (!c) {
                         close(fd);
+                        accounts_release(s->accounts, acct);
                         continue;
                 }
+                c->acct = acct;
                 c->fd = fd;
                 c->peer = (struct peer) { .uid = cred.uid, .gid = cred.gid, .pid = cred.pid };
                 peer_groups(fd, &c->peer);
@@ -483,12 +671,18 @@ static void accept_all(struct server *s)
                 if (epoll_set(s, EPOLL_CTL_ADD, fd, EPOLLIN, c) < 0) {
                         close(fd);
                         free(c);
+                        accounts_release(s->accounts, acct);
                         continue;
                 }
                 c->next = s->conns;
                 if (s->conns)
                         s->conns->prev = c;
                 s->conns = c;
+                c->uid_next = acct->first;
+                if (acct->first)
+                        ((struct conn *) acct->first)->uid_prev = c;
+                acct->first = c;
+                acct->conns++;
                 s->nconns++;
                 s->stats.connections++;
         }
@@ -510,6 +704,8 @@ static void deliver_done(struct server *s)
                         continue;
                 }
                 c->inflight--;
+                c->acct->inflight--;
+                c->queued_bytes -= j->charged;
                 if (j->result == 0)
                         s->stats.signed_msgs++;
                 else
@@ -518,9 +714,11 @@ static void deliver_done(struct server *s)
                         if (buf_put(&c->out, buf_ptr(&j->reply), buf_remaining(&j->reply)) < 0)
                                 c->closing = true;  /* a reader that never reads */
                         conn_process(s, c);      /* frames held back by the in-flight limit */
-                        conn_after_io(s, c);
+                        conn_after_io(s, c);     /* charges c: its uid's other connections may go on */
                 } else if (c->inflight == 0) {
                         conn_free(s, c);
+                } else {
+                        conn_charge(s, c);
                 }
                 job_free(j);
                 j = next;
@@ -537,8 +735,14 @@ static void sweep_timeouts(struct server *s)
 
                 if (c->fd >= 0 && c->frame_started &&
                     now - c->frame_started > s->c->limits.read_timeout_ms) {
-                        log_info("peer uid=%u pid=%d: frame not completed within the read timeout; closing",
-                                 (unsigned) c->peer.uid, (int) c->peer.pid);
+                        s->stats.closed_timeout++;
+                        log_refusal(s, REFUSAL_READ_TIMEOUT, "peer uid=%u pid=%d: frame not completed within "
+                                    "read_timeout; closing", (unsigned) c->peer.uid, (int) c->peer.pid);
+                        conn_close(s, c);
+                } else if (c->fd >= 0 && c->stalled_since && now - c->stalled_since > s->c->limits.write_timeout_ms) {
+                        s->stats.closed_stalled++;
+                        log_refusal(s, REFUSAL_WRITE_TIMEOUT, "peer uid=%u pid=%d: replies not read within "
+                                    "write_timeout; closing", (unsigned) c->peer.uid, (int) c->peer.pid);
                         conn_close(s, c);
                 } else if (c->fd >= 0 && c->inflight == 0 && !out_pending(c) &&
                            (s->stopping || now - c->last_active > s->c->limits.idle_timeout_ms)) {
@@ -615,12 +819,14 @@ int server_new(struct sign_ctx *ctx, int listen_fd, struct workers *w, server_re
         s->reload_userdata = userdata;
         s->stats.started = time(NULL);
         s->w = w;
+        for (size_t i = 0; i < REFUSAL_MAX; i++)
+                s->refusal_log[i] = (struct ratelimit) RATELIMIT_INIT(REFUSAL_LOG_WINDOW_MS, REFUSAL_LOG_BURST);
         s->listen_fd = listen_fd;
         signal_set(&mask);
         server_block_signals();
         s->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
         s->epfd = epoll_create1(EPOLL_CLOEXEC);
-        if (s->sig_fd < 0 || s->epfd < 0 ||
+        if (s->sig_fd < 0 || s->epfd < 0 || accounts_new(&s->accounts) < 0 ||
             epoll_set(s, EPOLL_CTL_ADD, listen_fd, EPOLLIN, &tag_listen) < 0 ||
             epoll_set(s, EPOLL_CTL_ADD, s->sig_fd, EPOLLIN, &tag_signal) < 0 ||
             epoll_set(s, EPOLL_CTL_ADD, workers_done_fd(w), EPOLLIN, &tag_done) < 0) {
@@ -649,6 +855,7 @@ struct server *server_free(struct server *s)
                 close(s->sig_fd);
         if (s->epfd >= 0)
                 close(s->epfd);
+        accounts_free(s->accounts);
         sign_ctx_unref(s->ctx);
         free(s);
         return NULL;

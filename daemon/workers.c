@@ -25,6 +25,7 @@
 #include "util/log.h"
 #include "protocol/msg.h"
 #include "daemon/workers.h"
+#include "daemon/fairq.h"
 #include "util/clock.h"
 
 #define SUPERVISE_MIN_MS 50
@@ -45,7 +46,7 @@ struct workers {
         pthread_mutex_t lock;
         pthread_cond_t wake;         /* a job was queued, or stopping */
         pthread_cond_t stop_cond;    /* for the supervisor's sleep */
-        struct job *head, *tail;     /* waiting */
+        struct fairq *queue;         /* waiting, in turn by peer uid */
         struct job *done;            /* finished, newest first */
         size_t queued, running, queue_max;
         size_t idle;                 /* workers waiting on wake */
@@ -108,17 +109,14 @@ static void *worker_main(void *p)
         for (;;) {
                 struct job *j;
 
-                while (!w->head && !w->stopping) {
+                while (!fairq_len(w->queue) && !w->stopping) {
                         w->idle++;
                         pthread_cond_wait(&w->wake, &w->lock);
                         w->idle--;
                 }
-                if (!w->head)
+                j = fairq_pop(w->queue);
+                if (!j)
                         break;
-                j = w->head;
-                w->head = j->next;
-                if (!w->head)
-                        w->tail = NULL;
                 w->queued--;
                 w->running++;
                 me->job = j;
@@ -212,6 +210,10 @@ static void abandon_locked(struct workers *w, struct worker *me, uint64_t now)
         snprintf(why, sizeof(why), "the token did not answer within %u ms; try again later", w->timeout_ms);
         ghost->conn = me->job->conn;
         ghost->id = me->job->id;
+        /* The answer settles the connection's account; the hung job's
+         * payload is bounded by the stuck workers, not by the peer. */
+        ghost->charged = me->job->charged;
+        me->job->charged = 0;
         buf_init(&ghost->reply, 1024);
         if (reply_token_error(ghost, why) < 0) {
                 job_free(ghost);
@@ -233,27 +235,32 @@ static void abandon_locked(struct workers *w, struct worker *me, uint64_t now)
                 log_err("token: could not start a replacement worker");
 }
 
+struct expiry {
+        uint64_t now;
+        unsigned timeout_ms;
+};
+
+static bool job_expired(const struct job *j, void *arg)
+{
+        const struct expiry *e = arg;
+
+        return e->now - j->queued_ms > e->timeout_ms;
+}
+
 /* Requests that waited longer than the timeout: every session is hung. */
 static bool expire_queue_locked(struct workers *w, uint64_t now)
 {
-        struct job **pp = &w->head, *prev = NULL;
-        bool any = false;
+        struct expiry e = { .now = now, .timeout_ms = w->timeout_ms };
+        struct job *j = fairq_remove_if(w->queue, job_expired, &e);
+        bool any = j != NULL;
 
-        while (*pp) {
-                struct job *j = *pp;
+        while (j) {
+                struct job *next = j->next;
 
-                if (now - j->queued_ms <= w->timeout_ms) {
-                        prev = j;
-                        pp = &j->next;
-                        continue;
-                }
-                *pp = j->next;
-                if (w->tail == j)
-                        w->tail = prev;
                 w->queued--;
                 reply_token_error(j, "no token session became free in time; try again later");
                 done_push_locked(w, j);
-                any = true;
+                j = next;
         }
         return any;
 }
@@ -306,7 +313,7 @@ int workers_start(struct hsm *h, size_t n, size_t queue_max, unsigned timeout_ms
         pthread_cond_init(&w->wake, NULL);
         pthread_cond_init(&w->stop_cond, NULL);
         w->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (w->done_fd < 0) {
+        if (w->done_fd < 0 || fairq_new(&w->queue) < 0) {
                 r = DKIMSIGN_E_SYSTEM;
                 goto fail;
         }
@@ -378,10 +385,9 @@ size_t workers_stop(struct workers *w)
                 w->workers = me->next;
                 free(me);
         }
-        while ((j = w->head)) {
-                w->head = j->next;
+        while (w->queue && (j = fairq_pop(w->queue)))
                 job_free(j);
-        }
+        fairq_free(w->queue);
         while ((j = w->done)) {
                 w->done = j->next;
                 job_free(j);
@@ -402,14 +408,10 @@ int workers_submit(struct workers *w, struct job *job)
         pthread_mutex_lock(&w->lock);
         if (w->stopping || w->queued >= w->queue_max) {
                 r = DKIMSIGN_E_BUSY;
+        } else if (fairq_push(w->queue, job->peer.uid, job) < 0) {
+                r = DKIMSIGN_E_BUSY;
         } else {
-                job->next = NULL;
                 job->queued_ms = now_ms();
-                if (w->tail)
-                        w->tail->next = job;
-                else
-                        w->head = job;
-                w->tail = job;
                 w->queued++;
                 /* Busy workers come back for the queue by themselves. */
                 if (w->idle > 0)

@@ -22,6 +22,7 @@ struct job {
         struct peer peer;
         uint8_t *payload;        /* owned copy of the request */
         size_t len;
+        size_t charged;          /* octets its connection's uid is charged for it (server.c) */
         struct buf reply;        /* filled by the worker */
         int result;
         uint64_t queued_ms;      /* when it was queued (monotonic) */

@@ -559,11 +559,22 @@ static int handle_limits(struct parse_state *s, const char *name, const char *va
                 return parse_size(s, name, value, 1, 4096, &l->max_inflight);
         if (strcmp(name, "max_queue") == 0)
                 return parse_size(s, name, value, 1, 1000000, &l->max_queue);
-        if (strcmp(name, "read_timeout") == 0 || strcmp(name, "idle_timeout") == 0) {
+        if (strcmp(name, "max_connections_per_uid") == 0)
+                return parse_size(s, name, value, 1, 1000000, &l->max_connections_per_uid);
+        if (strcmp(name, "max_inflight_per_uid") == 0)
+                return parse_size(s, name, value, 1, 1000000, &l->max_inflight_per_uid);
+        if (strcmp(name, "max_buffered_per_uid") == 0)
+                return parse_size(s, name, value, 65536, (uint64_t) 64 << 30, &l->max_buffered_per_uid);
+        if (strcmp(name, "max_buffered") == 0)
+                return parse_size(s, name, value, 65536, (uint64_t) 64 << 30, &l->max_buffered);
+        if (strcmp(name, "read_timeout") == 0 || strcmp(name, "idle_timeout") == 0 ||
+            strcmp(name, "write_timeout") == 0) {
                 if (parse_duration(value, &ms) < 0 || ms == 0 || ms > 86400)
                         return fail(s, "'%s' must be a duration from 1s to 1d, such as 10s", name);
                 if (name[0] == 'r')
                         l->read_timeout_ms = (unsigned) (ms * 1000);
+                else if (name[0] == 'w')
+                        l->write_timeout_ms = (unsigned) (ms * 1000);
                 else
                         l->idle_timeout_ms = (unsigned) (ms * 1000);
                 return 1;
@@ -955,8 +966,13 @@ static struct config *config_new(void)
                 .max_connections = 4096,
                 .max_inflight = 64,
                 .max_queue = 4096,
+                .max_connections_per_uid = 256,
+                .max_inflight_per_uid = 256,
+                .max_buffered_per_uid = 32 * 1024 * 1024,
+                .max_buffered = 128 * 1024 * 1024,
                 .read_timeout_ms = 10 * 1000,
                 .idle_timeout_ms = 300 * 1000,
+                .write_timeout_ms = 30 * 1000,
         };
         if (!c->socket_path || !c->state_dir)
                 return config_free(c);
@@ -971,6 +987,15 @@ static int check_complete(struct config *c, char *err, size_t errlen)
         }
         if (c->limits.max_header_block + 4096 > c->limits.max_frame) {
                 snprintf(err, errlen, "[limits] max_frame must exceed max_header_block by 4096 at least");
+                return DKIMSIGN_E_CONFIG;
+        }
+        /* A peer must be able to hold one whole frame and its copy in the
+         * queue, or its largest request could never be read. */
+        if (c->limits.max_buffered_per_uid < 2 * c->limits.max_frame + 65536 ||
+            c->limits.max_buffered < c->limits.max_buffered_per_uid) {
+                snprintf(err, errlen, "[limits] max_buffered_per_uid must be at least twice max_frame plus 65536 "
+                         "(%zu), and max_buffered at least max_buffered_per_uid",
+                         2 * c->limits.max_frame + 65536);
                 return DKIMSIGN_E_CONFIG;
         }
         return 0;

@@ -52,8 +52,14 @@ struct config_limits {
         size_t max_connections;
         size_t max_inflight;       /* requests in flight on one connection */
         size_t max_queue;          /* requests waiting for a token session, all connections */
+        /* What one peer uid may hold, so no one takes all of the above. */
+        size_t max_connections_per_uid;
+        size_t max_inflight_per_uid;     /* requests read and not yet answered, all its connections */
+        size_t max_buffered_per_uid;     /* octets in its connections' buffers and queued requests */
+        size_t max_buffered;             /* the same, all peers together */
         unsigned read_timeout_ms;  /* a started frame must complete within this */
         unsigned idle_timeout_ms;  /* a connection with nothing in flight is closed after this */
+        unsigned write_timeout_ms; /* a reply the peer does not read for this long closes it */
 };
 
 /* A user: or group: entry of an allow list (a name or a number), until
