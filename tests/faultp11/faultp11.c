@@ -13,6 +13,10 @@
  *                      network HSM): the real module's signing is inside
  *                      those N ms, not added to them; sessions wait them
  *                      out concurrently, with no lock held
+ *     quirks = none | Q[,Q...]   the token behaves as some real HSMs do
+ *                      and none of the packaged modules does (below)
+ *     session_cap = N  C_OpenSession fails with CKR_SESSION_COUNT while
+ *                      this process holds N live sessions (0: no cap)
  *
  * What each fault does, as a real token would:
  *   device_error        C_SignInit and C_Sign fail with CKR_DEVICE_ERROR.
@@ -35,17 +39,59 @@
  *                       cleared; every other call works (one stuck session).
  *   corrupt             C_Sign flips one bit of every signature it returns.
  *
+ * Quirks, each on while it is listed (they are not faults: they do not
+ * count in "faults"):
+ *   no_eddsa            the token has no Ed25519: CKM_EDDSA and
+ *                       CKM_EC_EDWARDS_KEY_PAIR_GEN are left out of
+ *                       C_GetMechanismList, and C_GetMechanismInfo,
+ *                       C_SignInit and C_GenerateKeyPair say
+ *                       CKR_MECHANISM_INVALID for them.  Ed25519 keys made
+ *                       before it was listed stay on the token.
+ *   no_copy             C_CopyObject of a private key fails with
+ *                       CKR_ACTION_PROHIBITED, whatever its CKA_COPYABLE
+ *                       (a policy of the token, not the key).
+ *   copy_unsupported    every C_CopyObject fails with
+ *                       CKR_FUNCTION_NOT_SUPPORTED.
+ *   fresh_session_login the login is per session, not per application
+ *                       (some network HSMs): a session opened while it is
+ *                       listed is not logged in until C_Login is called on
+ *                       it (which then says CKR_USER_ALREADY_LOGGED_IN, as
+ *                       SoftHSM underneath is logged in already, or
+ *                       CKR_OK); until then C_GetSessionInfo shows it as a
+ *                       public session and C_SignInit fails with
+ *                       CKR_USER_NOT_LOGGED_IN.  Sessions opened before it
+ *                       was listed keep the application's login.  Private
+ *                       objects are not hidden from such a session (SoftHSM
+ *                       underneath shows them).
+ * The session cap counts this process's live sessions only: it is per
+ * application, as on tokens that limit each client.  A token whose limit
+ * is shared by every process using it can't be played by a module loaded
+ * into each of them.
+ *
  * A session is closed underneath only while no call on it is inside the
  * real module: one killed during such a call (another thread's C_Sign) is
  * closed when that call returns, and fails from then on.  SoftHSM frees a
  * closed session's state at once, so closing it under a running call
  * would crash the application, which no real token does.
  *
- * Counters (signatures made, faults returned) are written to
- * $FAULTP11_CONTROL.stats on every change of the control file and, at most
- * every STATS_EVERY_MS, when a fault is returned (a fault counted sooner
- * is written by the next call after that), for tests that wait until the
- * fault was really hit, so many times.
+ * Counters are written to $FAULTP11_STATS (default:
+ * $FAULTP11_CONTROL.stats; a process of its own, such as dkimsignctl next
+ * to the daemon, is given another so neither overwrites the other's) on
+ * every change of the control file, at C_Finalize and, at most every
+ * STATS_EVERY_MS, when one of them but "signatures" changes (one counted
+ * sooner is written by the next call after that), for tests that wait
+ * until the fault was really hit, so many times:
+ *   signatures          C_Sign calls that returned a signature
+ *   faults              faults returned
+ *   sessions            sessions in the table now (live or killed)
+ *   sessions_live       sessions open and not killed
+ *   sessions_peak       the most live sessions at once
+ *   sessions_refused    C_OpenSession calls refused by session_cap
+ *   copy_calls          C_CopyObject calls
+ *   copies_refused      ... refused by no_copy or copy_unsupported
+ *   mech_refused        calls refused by no_eddsa
+ *   logins              C_Login calls
+ *   not_logged_in       C_SignInit calls refused by fresh_session_login
  *
  * Test code only: it is never installed.
  */
@@ -94,6 +140,20 @@ static const char *const fault_names[] = {
         [FAULT_CORRUPT] = "corrupt",
 };
 
+enum {
+        QUIRK_NO_EDDSA = 1u << 0,
+        QUIRK_NO_COPY = 1u << 1,
+        QUIRK_COPY_UNSUPPORTED = 1u << 2,
+        QUIRK_FRESH_SESSION_LOGIN = 1u << 3,
+};
+
+static const char *const quirk_names[] = {
+        "no_eddsa",
+        "no_copy",
+        "copy_unsupported",
+        "fresh_session_login",
+};
+
 /* A session the application holds: alive, or killed by a fault (then every
  * use returns dead_rv, until the application closes it). */
 struct session {
@@ -102,6 +162,7 @@ struct session {
         CK_RV dead_rv;           /* CKR_OK while alive */
         unsigned busy;           /* calls on it inside the real module now */
         bool close_pending;      /* killed while busy: closed underneath when idle */
+        bool logged_in;          /* fresh_session_login: C_Login was called on it */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -112,11 +173,17 @@ static struct session sessions[SESSIONS_MAX];
 static size_t nsessions;
 
 static const char *control_path;
+static char stats_path[4096];    /* "" without control_path */
 static struct timespec control_mtime;
 static ino_t control_ino;
 static enum fault fault;
 static unsigned latency_ms;
+static unsigned quirks;          /* QUIRK_* */
+static size_t session_cap;       /* 0: none */
+static size_t sessions_opening;  /* C_OpenSession calls inside the real module */
 static unsigned long signatures, faults_returned;
+static size_t sessions_peak;
+static unsigned long sessions_refused, copy_calls, copies_refused, mech_refused, logins, not_logged_in;
 static bool hang_one_taken;
 static bool stats_dirty;         /* counted since the file was last written */
 static struct timespec stats_written, control_checked;
@@ -152,25 +219,71 @@ static void sleep_until(const struct timespec *deadline)
                 ;
 }
 
+static size_t sessions_live_locked(void)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < nsessions; i++)
+                n += sessions[i].dead_rv == CKR_OK;
+        return n;
+}
+
 static void stats_write_locked(void)
 {
-        char path[4096], tmp[4200];
+        char tmp[4200];
         FILE *f;
 
-        if (snprintf(path, sizeof(path), "%s.stats", control_path) >= (int) sizeof(path))
+        if (!stats_path[0])
                 return;
-        snprintf(tmp, sizeof(tmp), "%s.%d", path, (int) getpid());
+        snprintf(tmp, sizeof(tmp), "%s.%d", stats_path, (int) getpid());
         f = fopen(tmp, "w");
         if (!f)
                 return;
-        fprintf(f, "signatures=%lu\nfaults=%lu\nsessions=%zu\n", signatures, faults_returned, nsessions);
+        fprintf(f,
+                "signatures=%lu\nfaults=%lu\nsessions=%zu\nsessions_live=%zu\nsessions_peak=%zu\n"
+                "sessions_refused=%lu\ncopy_calls=%lu\ncopies_refused=%lu\nmech_refused=%lu\nlogins=%lu\n"
+                "not_logged_in=%lu\n",
+                signatures, faults_returned, nsessions, sessions_live_locked(), sessions_peak, sessions_refused,
+                copy_calls, copies_refused, mech_refused, logins, not_logged_in);
         if (fclose(f) == 0)
-                rename(tmp, path);
+                rename(tmp, stats_path);
         clock_gettime(CLOCK_MONOTONIC, &stats_written);
         stats_dirty = false;
 }
 
+static long ms_since(const struct timespec *then, const struct timespec *now);
+
+/* A counter changed: written now, or by a later call when the file was
+ * written less than STATS_EVERY_MS ago.  Lock held. */
+static void stats_changed_locked(void)
+{
+        struct timespec now;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (ms_since(&stats_written, &now) < STATS_EVERY_MS) {
+                stats_dirty = true;
+                return;
+        }
+        stats_write_locked();
+}
+
+/* counter++ and stats_changed_locked(), taking the lock. */
+static void count_up(unsigned long *counter)
+{
+        pthread_mutex_lock(&lock);
+        (*counter)++;
+        stats_changed_locked();
+        pthread_mutex_unlock(&lock);
+}
+
 static void fault_counted_locked(void);
+
+/* The application is logged out: so is every session. */
+static void logins_clear_locked(void)
+{
+        for (size_t i = 0; i < nsessions; i++)
+                sessions[i].logged_in = false;
+}
 
 /* Kill every live session: really close it underneath (once no call on
  * it is running), and remember the code its later uses get. */
@@ -207,12 +320,36 @@ static void fault_enter_locked(enum fault f)
                                         fault_counted_locked();
                                 break;
                         }
+                logins_clear_locked();
                 break;
         default:
                 break;
         }
         hang_one_taken = false;
         fault = f;
+}
+
+/* "a,b,c" as QUIRK_* bits; "none" is none. */
+static unsigned quirks_parse(const char *v)
+{
+        unsigned q = 0;
+
+        while (*v) {
+                size_t len = strcspn(v, ",");
+                bool known = len == 4 && strncmp(v, "none", 4) == 0;
+
+                for (size_t i = 0; i < sizeof(quirk_names) / sizeof(quirk_names[0]) && !known; i++)
+                        if (strlen(quirk_names[i]) == len && strncmp(v, quirk_names[i], len) == 0) {
+                                q |= 1u << i;
+                                known = true;
+                        }
+                if (!known && len > 0)
+                        fprintf(stderr, "faultp11: unknown quirk '%.*s', ignored\n", (int) len, v);
+                v += len;
+                if (*v == ',')
+                        v++;
+        }
+        return q;
 }
 
 static enum fault fault_parse(const char *v)
@@ -237,7 +374,8 @@ static void control_poll_locked(void)
         struct timespec now;
         struct stat st;
         enum fault f = FAULT_NONE;
-        unsigned lat = 0;
+        unsigned lat = 0, q = 0;
+        size_t cap = 0;
         FILE *file;
 
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -265,11 +403,29 @@ static void control_poll_locked(void)
                         f = fault_parse(value);
                 else if (strcmp(key, "latency_ms") == 0)
                         lat = (unsigned) strtoul(value, NULL, 10);
+                else if (strcmp(key, "quirks") == 0)
+                        q = quirks_parse(value);
+                else if (strcmp(key, "session_cap") == 0)
+                        cap = (size_t) strtoul(value, NULL, 10);
         }
         fclose(file);
         latency_ms = lat;
+        quirks = q;
+        session_cap = cap;
         fault_enter_locked(f);
         stats_write_locked();
+}
+
+/* The quirks now (the control file polled). */
+static unsigned quirks_now(void)
+{
+        unsigned q;
+
+        pthread_mutex_lock(&lock);
+        control_poll_locked();
+        q = quirks;
+        pthread_mutex_unlock(&lock);
+        return q;
 }
 
 static enum fault fault_now(unsigned *ret_latency)
@@ -288,16 +444,8 @@ static enum fault fault_now(unsigned *ret_latency)
 /* Lock held. */
 static void fault_counted_locked(void)
 {
-        struct timespec now;
-
         faults_returned++;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (ms_since(&stats_written, &now) < STATS_EVERY_MS) {
-                stats_dirty = true;     /* written by a later call */
-                return;
-        }
-        if (control_path)
-                stats_write_locked();
+        stats_changed_locked();
 }
 
 static CK_RV count_fault(CK_RV rv)
@@ -400,9 +548,21 @@ static CK_RV w_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
         return real->C_GetTokenInfo(slot, info);
 }
 
+/* Whether the application is logged in, as the real module says on
+ * session h. */
+static bool real_logged_in(CK_SESSION_HANDLE h)
+{
+        CK_SESSION_INFO info;
+
+        return real->C_GetSessionInfo(h, &info) == CKR_OK &&
+               (info.state == CKS_RO_USER_FUNCTIONS || info.state == CKS_RW_USER_FUNCTIONS);
+}
+
 static CK_RV w_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify,
                            CK_SESSION_HANDLE_PTR ret)
 {
+        bool fresh_login;
+        size_t live;
         enum fault f;
         CK_RV rv;
 
@@ -410,21 +570,41 @@ static CK_RV w_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK_
         f = fault_now(NULL);
         if (f == FAULT_TOKEN_NOT_PRESENT)
                 return count_fault(CKR_TOKEN_NOT_PRESENT);
-        rv = real->C_OpenSession(slot, flags, app, notify, ret);
-        if (rv != CKR_OK)
-                return rv;
+        /* The cap counts the sessions being opened too, so two threads
+         * never both take the last one. */
         pthread_mutex_lock(&lock);
-        {
+        live = sessions_live_locked() + sessions_opening;
+        if (session_cap && live >= session_cap) {
+                sessions_refused++;
+                stats_changed_locked();
+                pthread_mutex_unlock(&lock);
+                return CKR_SESSION_COUNT;
+        }
+        sessions_opening++;
+        fresh_login = quirks & QUIRK_FRESH_SESSION_LOGIN;
+        pthread_mutex_unlock(&lock);
+        rv = real->C_OpenSession(slot, flags, app, notify, ret);
+        pthread_mutex_lock(&lock);
+        sessions_opening--;
+        if (rv == CKR_OK) {
                 /* The module may reuse a closed handle's number. */
                 struct session *s = session_find_locked(*ret);
 
                 if (!s && nsessions < SESSIONS_MAX)
                         s = &sessions[nsessions++];
+                /* Per application, a new session shares the login; per
+                 * session, it starts without one. */
                 if (s)
-                        *s = (struct session) { .handle = *ret, .slot = slot, .dead_rv = CKR_OK };
+                        *s = (struct session) { .handle = *ret, .slot = slot, .dead_rv = CKR_OK,
+                                                .logged_in = !fresh_login && real_logged_in(*ret) };
+                live = sessions_live_locked();
+                if (live > sessions_peak) {
+                        sessions_peak = live;
+                        stats_changed_locked();
+                }
         }
         pthread_mutex_unlock(&lock);
-        return CKR_OK;
+        return rv;
 }
 
 static CK_RV w_CloseSession(CK_SESSION_HANDLE h)
@@ -467,19 +647,78 @@ static CK_RV w_CloseAllSessions(CK_SLOT_ID slot)
         return real->C_CloseAllSessions(slot);
 }
 
+/* fresh_session_login is on and session h has not logged in itself. */
+static bool session_not_logged_in(CK_SESSION_HANDLE h)
+{
+        struct session *s;
+        bool r;
+
+        pthread_mutex_lock(&lock);
+        control_poll_locked();
+        s = session_find_locked(h);
+        r = (quirks & QUIRK_FRESH_SESSION_LOGIN) && s && !s->logged_in;
+        pthread_mutex_unlock(&lock);
+        return r;
+}
+
 static CK_RV w_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info)
 {
-        ON_SESSION(h, real->C_GetSessionInfo(h, info));
+        CK_RV rv = session_enter(h);
+
+        if (rv != CKR_OK)
+                return rv;
+        rv = real->C_GetSessionInfo(h, info);
+        session_leave(h);
+        if (rv == CKR_OK && session_not_logged_in(h)) {
+                if (info->state == CKS_RO_USER_FUNCTIONS)
+                        info->state = CKS_RO_PUBLIC_SESSION;
+                else if (info->state == CKS_RW_USER_FUNCTIONS)
+                        info->state = CKS_RW_PUBLIC_SESSION;
+        }
+        return rv;
 }
 
 static CK_RV w_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin, CK_ULONG len)
 {
-        ON_SESSION(h, real->C_Login(h, type, pin, len));
+        CK_RV rv = session_enter(h);
+
+        if (rv != CKR_OK)
+                return rv;
+        rv = real->C_Login(h, type, pin, len);
+        session_leave(h);
+        pthread_mutex_lock(&lock);
+        logins++;
+        if (type == CKU_USER && (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)) {
+                struct session *s = session_find_locked(h);
+
+                /* Per session, only this one; per application, every one. */
+                if (quirks & QUIRK_FRESH_SESSION_LOGIN) {
+                        if (s)
+                                s->logged_in = true;
+                } else {
+                        for (size_t i = 0; i < nsessions; i++)
+                                sessions[i].logged_in = true;
+                }
+        }
+        stats_changed_locked();
+        pthread_mutex_unlock(&lock);
+        return rv;
 }
 
 static CK_RV w_Logout(CK_SESSION_HANDLE h)
 {
-        ON_SESSION(h, real->C_Logout(h));
+        CK_RV rv = session_enter(h);
+
+        if (rv != CKR_OK)
+                return rv;
+        rv = real->C_Logout(h);
+        session_leave(h);
+        if (rv == CKR_OK) {
+                pthread_mutex_lock(&lock);
+                logins_clear_locked();
+                pthread_mutex_unlock(&lock);
+        }
+        return rv;
 }
 
 static CK_RV w_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n)
@@ -502,15 +741,97 @@ static CK_RV w_FindObjectsFinal(CK_SESSION_HANDLE h)
         ON_SESSION(h, real->C_FindObjectsFinal(h));
 }
 
+/* What no_copy and copy_unsupported make of a C_CopyObject of o on the
+ * live session h: CKR_OK when it goes on to the real module. */
+static CK_RV copy_quirk(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
+{
+        CK_OBJECT_CLASS cls = 0;
+        CK_ATTRIBUTE a = { CKA_CLASS, &cls, sizeof(cls) };
+        unsigned q = quirks_now();
+
+        if (q & QUIRK_COPY_UNSUPPORTED)
+                return CKR_FUNCTION_NOT_SUPPORTED;
+        if ((q & QUIRK_NO_COPY) && real->C_GetAttributeValue(h, o, &a, 1) == CKR_OK && cls == CKO_PRIVATE_KEY)
+                return CKR_ACTION_PROHIBITED;
+        return CKR_OK;
+}
+
 static CK_RV w_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n,
                           CK_OBJECT_HANDLE_PTR ret)
 {
-        ON_SESSION(h, real->C_CopyObject(h, o, t, n, ret));
+        CK_RV rv = session_enter(h);
+
+        if (rv != CKR_OK)
+                return rv;
+        count_up(&copy_calls);
+        rv = copy_quirk(h, o);
+        if (rv == CKR_OK)
+                rv = real->C_CopyObject(h, o, t, n, ret);
+        else
+                count_up(&copies_refused);
+        session_leave(h);
+        return rv;
 }
 
 static CK_RV w_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
 {
         ON_SESSION(h, real->C_DestroyObject(h, o));
+}
+
+/* A mechanism no_eddsa hides. */
+static bool mech_hidden(CK_MECHANISM_TYPE m)
+{
+        return (m == CKM_EDDSA || m == CKM_EC_EDWARDS_KEY_PAIR_GEN) && (quirks_now() & QUIRK_NO_EDDSA);
+}
+
+static CK_RV w_GetMechanismList(CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count_ret)
+{
+        CK_MECHANISM_TYPE *all;
+        CK_ULONG n = 0, kept = 0;
+        CK_RV rv;
+
+        if (!(quirks_now() & QUIRK_NO_EDDSA))
+                return real->C_GetMechanismList(slot, list, count_ret);
+        if (!count_ret)
+                return CKR_ARGUMENTS_BAD;
+        rv = real->C_GetMechanismList(slot, NULL, &n);
+        if (rv != CKR_OK)
+                return rv;
+        all = calloc(n ? n : 1, sizeof(*all));
+        if (!all)
+                return CKR_HOST_MEMORY;
+        rv = real->C_GetMechanismList(slot, all, &n);
+        for (CK_ULONG i = 0; rv == CKR_OK && i < n; i++)
+                if (all[i] != CKM_EDDSA && all[i] != CKM_EC_EDWARDS_KEY_PAIR_GEN)
+                        all[kept++] = all[i];
+        if (rv == CKR_OK && list && *count_ret < kept)
+                rv = CKR_BUFFER_TOO_SMALL;
+        else if (rv == CKR_OK && list)
+                memcpy(list, all, kept * sizeof(*all));
+        if (rv == CKR_OK || rv == CKR_BUFFER_TOO_SMALL)
+                *count_ret = kept;
+        free(all);
+        return rv;
+}
+
+static CK_RV w_GetMechanismInfo(CK_SLOT_ID slot, CK_MECHANISM_TYPE m, CK_MECHANISM_INFO_PTR info)
+{
+        if (mech_hidden(m)) {
+                count_up(&mech_refused);
+                return CKR_MECHANISM_INVALID;
+        }
+        return real->C_GetMechanismInfo(slot, m, info);
+}
+
+static CK_RV w_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR pub, CK_ULONG npub,
+                               CK_ATTRIBUTE_PTR priv, CK_ULONG npriv, CK_OBJECT_HANDLE_PTR ret_pub,
+                               CK_OBJECT_HANDLE_PTR ret_priv)
+{
+        if (mech && mech_hidden(mech->mechanism)) {
+                count_up(&mech_refused);
+                return CKR_MECHANISM_INVALID;
+        }
+        ON_SESSION(h, real->C_GenerateKeyPair(h, mech, pub, npub, priv, npriv, ret_pub, ret_priv));
 }
 
 static CK_RV w_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
@@ -521,10 +842,17 @@ static CK_RV w_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HA
         rv = session_enter(h);
         if (rv != CKR_OK)
                 return rv;
-        if (fault_now(NULL) == FAULT_DEVICE_ERROR)
+        if (fault_now(NULL) == FAULT_DEVICE_ERROR) {
                 rv = count_fault(CKR_DEVICE_ERROR);
-        else
+        } else if (mech && mech_hidden(mech->mechanism)) {
+                count_up(&mech_refused);
+                rv = CKR_MECHANISM_INVALID;
+        } else if (session_not_logged_in(h)) {
+                count_up(&not_logged_in);
+                rv = CKR_USER_NOT_LOGGED_IN;
+        } else {
                 rv = real->C_SignInit(h, mech, key);
+        }
         session_leave(h);
         return rv;
 }
@@ -598,8 +926,7 @@ static CK_RV w_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE
 static CK_RV w_Finalize(CK_VOID_PTR reserved)
 {
         pthread_mutex_lock(&lock);
-        if (control_path)
-                stats_write_locked();
+        stats_write_locked();
         nsessions = 0;
         pthread_mutex_unlock(&lock);
         return real->C_Finalize(reserved);
@@ -630,6 +957,15 @@ static CK_RV load_real(void)
         control_path = getenv("FAULTP11_CONTROL");
         if (control_path && !*control_path)
                 control_path = NULL;
+        if (control_path) {
+                const char *stats = getenv("FAULTP11_STATS");
+
+                if (stats && *stats)
+                        snprintf(stats_path, sizeof(stats_path), "%s", stats);
+                else if (snprintf(stats_path, sizeof(stats_path), "%s.stats", control_path) >=
+                         (int) sizeof(stats_path))
+                        stats_path[0] = '\0';
+        }
         wrapped = *real;
         wrapped.C_Initialize = w_Initialize;
         wrapped.C_Finalize = w_Finalize;
@@ -647,6 +983,9 @@ static CK_RV load_real(void)
         wrapped.C_FindObjects = w_FindObjects;
         wrapped.C_FindObjectsFinal = w_FindObjectsFinal;
         wrapped.C_CopyObject = w_CopyObject;
+        wrapped.C_GetMechanismList = w_GetMechanismList;
+        wrapped.C_GetMechanismInfo = w_GetMechanismInfo;
+        wrapped.C_GenerateKeyPair = w_GenerateKeyPair;
         wrapped.C_DestroyObject = w_DestroyObject;
         wrapped.C_SignInit = w_SignInit;
         wrapped.C_Sign = w_Sign;
