@@ -104,7 +104,10 @@ struct hsm_key {
          * CKU_CONTEXT_SPECIFIC, before each C_Sign could use it instead;
          * not done yet.)  A key that may also decrypt is not refused here:
          * that is the configuration's call ([token] allow_decrypt_keys),
-         * which keys/ makes from uses. */
+         * which keys/ makes from uses.  hsm_list also refuses a key whose
+         * signing mechanism (CKM_EDDSA, CKM_RSA_PKCS) is missing from the
+         * token's mechanism list: every signature would fail, as a
+         * temporary error, for ever. */
         const char *refused;
         /* The key's life, kept on the token with the key: CKA_START_DATE
          * ("created", set by hsm_generate and hsm_import) and CKA_END_DATE

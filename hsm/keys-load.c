@@ -3,7 +3,10 @@
  * Reading key pairs from the token: a key's private attributes (how it
  * was made, never its secret), its public half (as an EVP_PKEY, and raw
  * for Ed25519) and its dates, and hsm_list's one-pass index of the token's
- * objects.
+ * objects.  hsm_list refuses a key whose signing mechanism the token does
+ * not list (an Ed25519 key on a token without CKM_EDDSA, put there by
+ * another tool or before a firmware change): every signature with it
+ * would fail.
  *
  * It must never ask for a private attribute (CKA_PRIVATE_EXPONENT,
  * CKA_VALUE, ...), never use a length the module reports past the buffer
@@ -524,9 +527,28 @@ static int key_cmp(const void *a, const void *b)
         return c != 0 ? c : (int) x->alg - (int) y->alg;
 }
 
+/* Why a key of this algorithm can't sign on a token that can do caps, or
+ * NULL.  Only a mechanism the token leaves out of its list refuses a key:
+ * a list it did not give refuses none (caps->known), and key sizes are
+ * not held against a key already on the token (modules count them
+ * differently; a size the token really can't sign with fails as a
+ * temporary error, as before). */
+static const char *mech_refusal(const struct hsm_caps *caps, enum hsm_alg alg)
+{
+        if (alg == HSM_ALG_ED25519 && !caps->ed_sign)
+                return "this token has no Ed25519 signing (CKM_EDDSA is not in its mechanism list): the key can't "
+                       "sign here; its domain signs with its RSA key, if it has one";
+        if (alg == HSM_ALG_RSA && !caps->rsa_sign)
+                return "this token has no RSA signing (CKM_RSA_PKCS is not in its mechanism list): the key can't "
+                       "sign here; its domain signs with its Ed25519 key, if it has one";
+        return NULL;
+}
+
 /* Every key pair in index, into keys (room for index->nprivs): keys the
- * daemon can't use (another algorithm, a malformed object) are left out. */
-static int keys_load(struct hsm *h, const struct obj_index *index, struct hsm_key **keys, size_t *ret_count)
+ * daemon can't use (another algorithm, a malformed object) are left out;
+ * those the token can't sign with (caps) are listed, refused. */
+static int keys_load(struct hsm *h, const struct obj_index *index, const struct hsm_caps *caps,
+                     struct hsm_key **keys, size_t *ret_count)
 {
         size_t count = 0;
 
@@ -540,16 +562,32 @@ static int keys_load(struct hsm *h, const struct obj_index *index, struct hsm_ke
                                 keys[j] = hsm_key_free(keys[j]);
                         return r;
                 }
+                if (!keys[count]->refused)
+                        keys[count]->refused = mech_refusal(caps, keys[count]->alg);
                 count++;
         }
         *ret_count = count;
         return 0;
 }
 
+/* What the token can do, for keys_load: when it can't say (a failed
+ * C_GetTokenInfo), every mechanism counts as there, as when it gives no
+ * list; that failure is not the listing's. */
+static void caps_for_listing_locked(struct hsm *h, struct hsm_caps *ret)
+{
+        CK_RV saved = hsmi_last_ckr;
+
+        if (hsmi_slot_caps(h->p11, h->slot, ret) < 0) {
+                *ret = (struct hsm_caps) { .rsa_gen = true, .rsa_sign = true, .ed_gen = true, .ed_sign = true };
+                hsmi_last_ckr = saved;
+        }
+}
+
 int hsm_list(struct hsm *h, struct hsm_key ***ret, size_t *ret_count)
 {
         struct obj_index index = { 0 };
         struct hsm_key **keys = NULL;
+        struct hsm_caps caps;
         size_t count = 0;
         int r;
 
@@ -566,8 +604,9 @@ int hsm_list(struct hsm *h, struct hsm_key ***ret, size_t *ret_count)
         if (r == DKIMSIGN_E_HSM && hsmi_session_lost(hsmi_last_ckr) && hsmi_login_restore_locked(h) == CKR_OK)
                 r = obj_index_load(h, &index);
         if (r == 0) {
+                caps_for_listing_locked(h, &caps);
                 keys = calloc(index.nprivs ? index.nprivs : 1, sizeof(*keys));
-                r = keys ? keys_load(h, &index, keys, &count) : DKIMSIGN_E_NOMEM;
+                r = keys ? keys_load(h, &index, &caps, keys, &count) : DKIMSIGN_E_NOMEM;
         }
         pthread_mutex_unlock(&h->lock);
         obj_index_clear(&index);

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""Token faults and daemon crashes while clients sign (issue 11).
+"""Token faults and daemon crashes while clients sign (issue 11), and
+tokens that behave as some real HSMs do (quirks).
 
 The daemon talks to tests/faultp11, a PKCS#11 module of our own that wraps
 the real SoftHSM token and fails, hangs or corrupts signatures when its
@@ -8,6 +9,12 @@ control file says so.  Clients sign all the time with the real dkimsign;
 every answer must be a signature that python3-dkim verifies or a temporary
 error (exit 75): never a wrong signature, never a hang, and signing must
 come back by itself once the fault clears.
+
+Its quirks play what some real HSMs do and none of the packaged modules
+(SoftHSM, opencryptoki, tpm2-pkcs11) shows: no Ed25519, no copies of
+private keys, a cap on sessions, a login per session.  With each, the
+daemon must sign with what the token can do, without a run of temporary
+errors.
 
 No test waits for a stretch of time and then looks: each waits, with a
 generous bound, until what it checks has happened (the token returned the
@@ -40,21 +47,44 @@ WAIT_S = 90
 class FaultBox(harness.Sandbox):
     """A Sandbox whose daemon reaches the token through faultp11."""
 
-    def __init__(self, extra=""):
+    def __init__(self, extra="", sessions=None):
         super().__init__(extra_config=f"[token]\nsign_timeout = {SIGN_TIMEOUT_S}s\n" + extra)
         with open(self.config) as f:
             text = f.read()
+        text = text.replace(f"module = {harness.SOFTHSM}", f"module = {FAULTP11}")
+        if sessions is not None:
+            text = text.replace("sessions = 2\n", f"sessions = {sessions}\n", 1)
         with open(self.config, "w") as f:
-            f.write(text.replace(f"module = {harness.SOFTHSM}", f"module = {FAULTP11}"))
+            f.write(text)
         self.control = os.path.join(self.dir, "fault")
+        self.quirks, self.session_cap = "none", 0
         self.set_fault("none")
         self.env.update(FAULTP11_MODULE=harness.SOFTHSM, FAULTP11_CONTROL=self.control)
 
     def set_fault(self, fault, latency_ms=0):
+        """The fault (and latency) from now on; the quirks stay."""
+        self.fault, self.latency_ms = fault, latency_ms
         tmp = self.control + ".tmp"
         with open(tmp, "w") as f:
-            f.write(f"fault = {fault}\nlatency_ms = {latency_ms}\n")
+            f.write(f"fault = {fault}\nlatency_ms = {latency_ms}\nquirks = {self.quirks}\n"
+                    f"session_cap = {self.session_cap}\n")
         os.rename(tmp, self.control)
+
+    def set_quirks(self, quirks, session_cap=0):
+        """The quirks (a comma-separated list, or "none") and session cap
+        from now on; the fault stays."""
+        self.quirks, self.session_cap = quirks, session_cap
+        self.set_fault(self.fault, self.latency_ms)
+
+    def ctl(self, *args, check=True):
+        """dkimsignctl, with faultp11's counters of its own: the daemon's
+        stats file stays the daemon's."""
+        env = self.env
+        self.env = dict(env, FAULTP11_STATS=self.control + ".ctl-stats")
+        try:
+            return super().ctl(*args, check=check)
+        finally:
+            self.env = env
 
     def fault_stats(self):
         try:
@@ -62,6 +92,26 @@ class FaultBox(harness.Sandbox):
                 return {k: int(v) for k, v in (line.strip().split("=", 1) for line in f if "=" in line)}
         except FileNotFoundError:
             return {}
+
+    def wait_stat(self, name, at_least, timeout=WAIT_S):
+        """Wait until faultp11 has counted `name` at least `at_least`
+        times; returns the stats."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            stats = self.fault_stats()
+            if stats.get(name, 0) >= at_least:
+                return stats
+            if self.daemon and self.daemon.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"faultp11 counted {name} fewer than {at_least} time(s) in {timeout}s: "
+                             f"{self.fault_stats()}\n{log_events(self)}")
+
+    def stopped_stats(self):
+        """Stop the daemon and return faultp11's last counts (C_Finalize
+        writes them all)."""
+        assert self.stop() == 0, f"dkimsignd did not exit cleanly:\n{self.log()}"
+        return self.fault_stats()
 
     def wait_fault_hit(self, before, hits=1, timeout=WAIT_S):
         """Wait until the token has returned the fault `hits` times since
@@ -418,6 +468,68 @@ def test_library_reconnects_after_restart():
             lib.close()
 
 
+# --- quirks: what some real HSMs do and the packaged modules never show ------
+
+def signed_fields(box, n):
+    """Sign n messages one after another; each must be signed and verify.
+    Returns the algorithms (a= tags) of each message's signatures."""
+    algs = []
+    for _ in range(n):
+        p = box.sign(MESSAGE)
+        assert p.returncode == 0, f"dkimsign exited {p.returncode}: {p.stderr.decode(errors='replace')}\n" \
+            f"{log_events(box)}"
+        fields = harness.signature_fields(p.stdout)
+        assert all(harness.dkimpy_verify(p.stdout, box.keytable, i) for i in range(len(fields))), p.stdout
+        algs.append(sorted(harness.tags(f)["a"] for f in fields))
+    return algs
+
+
+def one_line_error(p, *needles):
+    """dkimsignctl failed with one line on stderr naming each needle;
+    returns the line."""
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and len(lines) == 1 and all(n in lines[0] for n in needles), \
+        (p.returncode, p.stderr, needles)
+    return lines[0]
+
+
+def test_quirk_no_eddsa():
+    """A token without Ed25519 (no CKM_EDDSA): keygen and import of an
+    Ed25519 key are refused in one line; an Ed25519 key made before is
+    refused at load (in list and the log), and its domain signs with RSA
+    alone rather than failing every message."""
+    with FaultBox() as box:
+        box.init_token()
+        box.keygen("example.com", "rsa1", "rsa")
+        box.keygen("example.com", "ed1", "ed25519")
+        box.set_quirks("no_eddsa")
+        keygen = one_line_error(box.ctl("keygen", "--domain", "example.com", "--selector", "ed2",
+                                        "--algorithm", "ed25519", check=False), "CKM_EDDSA", "--algorithm rsa")
+        pem = os.path.join(box.dir, "ed.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "ED25519", "-out", pem], check=True,
+                       capture_output=True)
+        imported = one_line_error(box.ctl("import", "--domain", "example.com", "--selector", "ed3", pem,
+                                          check=False), "CKM_EDDSA", "RSA")
+        listing = box.ctl("list").stdout
+        rows = {line.split()[1]: line.split() for line in listing.splitlines() if line.startswith("example.com ")}
+        assert set(rows) == {"rsa1", "ed1"}, listing
+        assert rows["ed1"][4] == "refused" and rows["rsa1"][4] != "refused", listing
+        note = next(line.strip() for line in listing.splitlines() if "ed1._domainkey" in line and "never" in line)
+        assert "CKM_EDDSA" in note, listing
+
+        box.start()
+        logged = [line for line in box.log().splitlines()
+                  if "ed1._domainkey.example.com" in line and "never signs" in line]
+        assert len(logged) == 1 and "CKM_EDDSA" in logged[0], box.log()
+        # Dual-signing example.com signs with RSA alone, every time.
+        algs = signed_fields(box, 10)
+        assert all(a == ["rsa-sha256"] for a in algs), algs
+        stats = box.stopped_stats()
+        assert stats.get("signatures", 0) >= 10, stats
+        print(f"  keygen: {keygen}\n  import: {imported}\n  list: {note}\n  log: {logged[0]}\n"
+              f"  10 messages signed with rsa-sha256 alone")
+
+
 if __name__ == "__main__":
     harness.run([
         test_device_error,
@@ -429,6 +541,7 @@ if __name__ == "__main__":
         test_hang_is_bounded,
         test_one_hung_session_does_not_starve_the_others,
         test_kill_9_under_socket_activation,
+        test_quirk_no_eddsa,
     # An ASan-built library can't be loaded into an uninstrumented Python
     # (ctypes): the gcc build runs this one.
     ] + ([] if os.environ.get("DKIMSIGN_SANITIZED") == "1" else [test_library_reconnects_after_restart]))
