@@ -14,6 +14,14 @@
  * hsm/ asks for CKA_TOKEN true (hsmi_tmpl_class), so a copy is never
  * listed or found as a key of its own.
  *
+ * Some tokens copy no private key at all: C_CopyObject is not there
+ * (CKR_FUNCTION_NOT_SUPPORTED), or a policy of the token forbids it
+ * (CKR_ACTION_PROHIBITED for a key whose CKA_COPYABLE does not).  Asking
+ * again would only cost a failed call, a network round trip on such an
+ * HSM, for every key after every listing: after the first such answer no
+ * copy is asked for while h lives.  A key that is not CKA_COPYABLE is
+ * refused for itself alone, until the next listing.
+ *
  * It must never destroy an object that is not a session object of ours
  * (a stale handle must never take a key off the token), never make a copy
  * that is less sensitive or more extractable than its key (C_CopyObject
@@ -92,12 +100,36 @@ size_t hsm_key_copies_live(struct hsm *h)
         return n;
 }
 
-/* Refusals that concern one key (CKA_COPYABLE false, or the key is
- * gone): that key signs with its token object.  Any other refusal pauses
- * copying. */
-static bool copy_refused_for_key(CK_RV rv)
+/* What a failed copy means for the next ones. */
+enum copy_refusal {
+        COPY_PAUSE,              /* a failure: no copies until the next listing or login */
+        COPY_REFUSED_KEY,        /* this key won't be copied (CKA_COPYABLE false, or it is gone) */
+        COPY_REFUSED_TOKEN,      /* the token copies no private key: never again */
+};
+
+/* Whether the token object key says it may be copied: true unless its
+ * CKA_COPYABLE reads false (a module without the attribute copies as it
+ * pleases).  h->lock held. */
+static bool key_copyable(struct hsm *h, CK_OBJECT_HANDLE key)
 {
-        return rv == CKR_ACTION_PROHIBITED || hsmi_handle_gone_obj(rv);
+        CK_BBOOL copyable = CK_TRUE;
+        CK_ATTRIBUTE a = { CKA_COPYABLE, &copyable, sizeof(copyable) };
+
+        if (h->p11->C_GetAttributeValue(h->admin, key, &a, 1) != CKR_OK || a.ulValueLen != sizeof(copyable))
+                return true;
+        return copyable != CK_FALSE;
+}
+
+/* What rv, the failure of a copy of token, refuses.  h->lock held. */
+static enum copy_refusal copy_refusal_locked(struct hsm *h, CK_OBJECT_HANDLE token, CK_RV rv)
+{
+        if (rv == CKR_FUNCTION_NOT_SUPPORTED)
+                return COPY_REFUSED_TOKEN;
+        if (rv == CKR_ACTION_PROHIBITED)
+                return key_copyable(h, token) ? COPY_REFUSED_TOKEN : COPY_REFUSED_KEY;
+        if (hsmi_handle_gone_obj(rv))
+                return COPY_REFUSED_KEY;
+        return COPY_PAUSE;
 }
 
 /* Is obj a session object of ours?  Only such a handle is ever destroyed
@@ -131,9 +163,9 @@ static bool copy_custody_kept(struct hsm *h, CK_OBJECT_HANDLE obj)
         return is_private && sensitive && !extractable;
 }
 
-/* A session copy of token, or CK_INVALID_HANDLE and why in *ret_rv.
- * h->lock held. */
-static CK_OBJECT_HANDLE copy_make_locked(struct hsm *h, CK_OBJECT_HANDLE token, CK_RV *ret_rv)
+/* A session copy of token, or CK_INVALID_HANDLE and what the failure
+ * refuses in *ret_refusal.  h->lock held. */
+static CK_OBJECT_HANDLE copy_make_locked(struct hsm *h, CK_OBJECT_HANDLE token, enum copy_refusal *ret_refusal)
 {
         CK_ATTRIBUTE not_token = { CKA_TOKEN, (void *) &ck_false, sizeof(ck_false) };
         CK_OBJECT_HANDLE made = CK_INVALID_HANDLE;
@@ -153,7 +185,8 @@ static CK_OBJECT_HANDLE copy_make_locked(struct hsm *h, CK_OBJECT_HANDLE token, 
         }
         if (rv == CKR_OK && made == CK_INVALID_HANDLE)
                 rv = CKR_TEMPLATE_INCONSISTENT;
-        *ret_rv = rv;
+        if (rv != CKR_OK)
+                *ret_refusal = copy_refusal_locked(h, token, rv);
         return made;
 }
 
@@ -180,16 +213,17 @@ CK_OBJECT_HANDLE hsmi_copy_for_signing(struct hsm *h, CK_OBJECT_HANDLE token)
 {
         struct key_copies *c = h->copies;
         CK_OBJECT_HANDLE use, made = CK_INVALID_HANDLE;
+        enum copy_refusal refusal = COPY_PAUSE;
         struct key_copy *e;
         bool make, tried = false;
-        CK_RV rv = CKR_OK;
 
         if (!c || token == CK_INVALID_HANDLE)
                 return token;
         pthread_mutex_lock(&c->lock);
         e = copy_slot(c, token);
         use = e->copy;
-        make = use == CK_INVALID_HANDLE && !e->making && !e->refused && !c->paused && copy_claim(c, e, token);
+        make = use == CK_INVALID_HANDLE && !e->making && !e->refused && !c->paused && !c->never &&
+               copy_claim(c, e, token);
         if (make)
                 e->making = true;
         pthread_mutex_unlock(&c->lock);
@@ -198,7 +232,7 @@ CK_OBJECT_HANDLE hsmi_copy_for_signing(struct hsm *h, CK_OBJECT_HANDLE token)
 
         /* Busy (a listing): no copy this time, and no pause. */
         if (pthread_mutex_trylock(&h->lock) == 0) {
-                made = copy_make_locked(h, token, &rv);
+                made = copy_make_locked(h, token, &refusal);
                 pthread_mutex_unlock(&h->lock);
                 tried = true;
         }
@@ -216,10 +250,12 @@ CK_OBJECT_HANDLE hsmi_copy_for_signing(struct hsm *h, CK_OBJECT_HANDLE token)
         } else if (made != CK_INVALID_HANDLE) {
                 use = e->token == token ? e->copy : CK_INVALID_HANDLE;
         } else if (tried) {
-                if (copy_refused_for_key(rv) && copy_claim(c, e, token))
-                        e->refused = true;
-                else if (!copy_refused_for_key(rv))
+                if (refusal == COPY_REFUSED_TOKEN)
+                        c->never = true;
+                else if (refusal == COPY_PAUSE)
                         c->paused = true;
+                else if (copy_claim(c, e, token))
+                        e->refused = true;
         }
         pthread_mutex_unlock(&c->lock);
         /* Made, but not needed (another copy, or a reset filled the
@@ -257,9 +293,10 @@ static void copies_destroy_locked(struct hsm *h, const struct key_copy *slots, s
 /* Drop every copy: destroyed when they are still alive (a new listing of
  * the keys: the table starts afresh and keys gone from the token take no
  * room), or only forgotten when the login or the admin session went with
- * them.  The table is swapped for an empty one under c->lock, and the old
- * copies destroyed after it, so signing goes on meanwhile (with the token
- * objects: no copy can be made while h->lock is held).  h->lock held. */
+ * them.  A token that copies no key (never) stays so.  The table is
+ * swapped for an empty one under c->lock, and the old copies destroyed
+ * after it, so signing goes on meanwhile (with the token objects: no copy
+ * can be made while h->lock is held).  h->lock held. */
 void hsmi_copies_reset_locked(struct hsm *h, bool destroy)
 {
         struct key_copies *c = h->copies;

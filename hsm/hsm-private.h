@@ -34,7 +34,7 @@
  *     A session's own thread marks it broken without it (sign_call).
  *
  *   copies->lock (h->copies, copies.c): the key copy table (slots, used,
- *     paused, each slot's making/refused marks).  Held only for table
+ *     paused, never, each slot's making/refused marks).  Held only for table
  *     work, and for destroying session copies on the admin session when
  *     h->lock is held already.
  *
@@ -162,6 +162,7 @@ struct key_copies {
         size_t max;              /* slots that may hold a token handle */
         size_t used;
         bool paused;             /* copying failed: none until the next hsm_list() or login */
+        bool never;              /* the token copies no private key: none for the life of h */
 };
 
 struct hsm_session {

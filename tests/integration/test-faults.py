@@ -530,6 +530,42 @@ def test_quirk_no_eddsa():
               f"  10 messages signed with rsa-sha256 alone")
 
 
+def run_no_copy(quirk, ckr):
+    """A token that won't copy private keys: signing uses the token
+    objects, without an error, and the copy is not tried again on every
+    signature, for the other key, nor after every reload."""
+    with FaultBox() as box:
+        box.init_token()
+        box.keygen("example.com", "rsa1", "rsa")
+        box.keygen("example.com", "ed1", "ed25519")
+        box.set_quirks(quirk)
+        box.start()
+        n = 0
+        for _ in range(3):
+            algs = signed_fields(box, 10)
+            assert all(a == ["ed25519-sha256", "rsa-sha256"] for a in algs), algs
+            n += len(algs)
+            assert "2 signing key(s)" in box.ctl("reload").stdout
+        n += len(signed_fields(box, 10))
+        stats = box.stopped_stats()
+        assert stats.get("signatures", 0) >= 2 * n, stats
+        assert stats.get("copies_refused") == stats.get("copy_calls"), stats
+        assert stats["copy_calls"] == 1, \
+            f"{quirk}: {stats['copy_calls']} C_CopyObject calls for {n} messages across 3 reloads: {stats}"
+        events = log_events(box)
+        assert "error" not in events.lower() and "fail" not in events.lower(), events
+        print(f"  {quirk} ({ckr}): {stats['copy_calls']} C_CopyObject call for {stats['signatures']} "
+              f"signatures ({n} messages, 2 keys, 3 reloads)")
+
+
+def test_quirk_no_copy():
+    run_no_copy("no_copy", "CKR_ACTION_PROHIBITED")
+
+
+def test_quirk_copy_unsupported():
+    run_no_copy("copy_unsupported", "CKR_FUNCTION_NOT_SUPPORTED")
+
+
 if __name__ == "__main__":
     harness.run([
         test_device_error,
@@ -542,6 +578,8 @@ if __name__ == "__main__":
         test_one_hung_session_does_not_starve_the_others,
         test_kill_9_under_socket_activation,
         test_quirk_no_eddsa,
+        test_quirk_no_copy,
+        test_quirk_copy_unsupported,
     # An ASan-built library can't be loaded into an uninstrumented Python
     # (ctypes): the gcc build runs this one.
     ] + ([] if os.environ.get("DKIMSIGN_SANITIZED") == "1" else [test_library_reconnects_after_restart]))

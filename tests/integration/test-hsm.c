@@ -1106,6 +1106,83 @@ static void test_key_copies(void **state)
                 hsm_key_free(keys[i]);
 }
 
+/* An Ed25519 key pair labelled label, made through PKCS#11 directly with
+ * CKA_COPYABLE false (it can't be changed later on SoftHSM), on raw's
+ * slot; the caller finds it with hsm_find. */
+static void raw_generate_not_copyable(struct raw *raw, const char *label)
+{
+        static const uint8_t oid[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
+        static const uint8_t id[] = { 0x6e, 0x63 };
+        CK_MECHANISM mech = { CKM_EC_EDWARDS_KEY_PAIR_GEN, NULL, 0 };
+        CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+        CK_ATTRIBUTE pub[] = {
+                { CKA_TOKEN, &yes, sizeof(yes) },
+                { CKA_EC_PARAMS, (void *) oid, sizeof(oid) },
+                { CKA_LABEL, (void *) label, strlen(label) },
+                { CKA_ID, (void *) id, sizeof(id) },
+                { CKA_VERIFY, &yes, sizeof(yes) },
+        };
+        CK_ATTRIBUTE priv[] = {
+                { CKA_TOKEN, &yes, sizeof(yes) },
+                { CKA_PRIVATE, &yes, sizeof(yes) },
+                { CKA_SENSITIVE, &yes, sizeof(yes) },
+                { CKA_EXTRACTABLE, &no, sizeof(no) },
+                { CKA_SIGN, &yes, sizeof(yes) },
+                { CKA_LABEL, (void *) label, strlen(label) },
+                { CKA_ID, (void *) id, sizeof(id) },
+                { CKA_COPYABLE, &no, sizeof(no) },
+        };
+        CK_OBJECT_HANDLE pub_obj, priv_obj;
+        CK_SESSION_HANDLE rw;
+        CK_SESSION_INFO info;
+
+        assert_int_equal(raw->p11->C_GetSessionInfo(raw->s, &info), CKR_OK);
+        assert_int_equal(raw->p11->C_OpenSession(info.slotID, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &rw),
+                         CKR_OK);
+        assert_int_equal(raw->p11->C_GenerateKeyPair(rw, &mech, pub, sizeof(pub) / sizeof(pub[0]), priv,
+                                                     sizeof(priv) / sizeof(priv[0]), &pub_obj, &priv_obj),
+                         CKR_OK);
+        assert_int_equal(raw->p11->C_CloseSession(rw), CKR_OK);
+        assert_int_equal(raw_bool(raw, priv_obj, CKA_COPYABLE), CK_FALSE);
+}
+
+/* A key that is not CKA_COPYABLE signs with its token object, and the
+ * other keys still get copies: the refusal is that key's, not the
+ * token's (a token that copies no key is asked once: test-faults.py). */
+static void test_key_copies_not_copyable(void **state)
+{
+        static const char *const labels[] = { "nc-fixed._domainkey.example.net", "nc-free._domainkey.example.net" };
+        struct hsm_key *keys[2] = { 0 };
+        struct hsm_session *s = NULL;
+        struct hsm *h = open_login();
+        struct raw raw = { 0 };
+
+        (void) state;
+        assert_int_equal(hsm_key_copies(h, 4), 0);
+        raw_attach(&raw);
+        raw_generate_not_copyable(&raw, labels[0]);
+        assert_int_equal(hsm_find(h, labels[0], &keys[0]), 0);
+        assert_int_equal(hsm_generate(h, labels[1], HSM_ALG_ED25519, 0, &keys[1]), 0);
+
+        assert_int_equal(hsm_session_open(h, &s), 0);
+        sign_check(s, keys[0], 1);
+        assert_int_equal(hsm_key_copies_live(h), 0);
+        sign_check(s, keys[1], 2);
+        assert_int_equal(hsm_key_copies_live(h), 1);
+        sign_check(s, keys[0], 3);
+        assert_int_equal(hsm_key_copies_live(h), 1);
+        assert_int_equal(raw_copies(&raw, labels[0], NULL), 0);
+        assert_int_equal(raw_copies(&raw, labels[1], NULL), 1);
+        raw_detach(&raw);
+
+        for (size_t i = 0; i < 2; i++) {
+                assert_int_equal(hsm_destroy(h, keys[i]), 0);
+                hsm_key_free(keys[i]);
+        }
+        hsm_session_close(s);
+        hsm_close(h);
+}
+
 static CK_OBJECT_HANDLE raw_find_class(struct raw *raw, const char *label, CK_OBJECT_CLASS cls)
 {
         CK_ATTRIBUTE t[] = {
@@ -1368,6 +1445,7 @@ int main(void)
                 cmocka_unit_test(test_not_extractable),
                 cmocka_unit_test(test_list_foreign_objects),
                 cmocka_unit_test(test_key_copies),
+                cmocka_unit_test(test_key_copies_not_copyable),
                 cmocka_unit_test(test_caps_check),
                 cmocka_unit_test(test_token_caps_and_uses),
                 cmocka_unit_test(test_init_token_pin_length),
