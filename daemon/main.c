@@ -412,9 +412,14 @@ static int signer_serve(struct signer *sg, int fd, int ready_fd)
         struct config *c = sg->c;
         int r = workers_start(sg->h, c->sessions, c->limits.max_queue, c->sign_timeout_ms, &sg->w);
 
-        if (r < 0) {
+        if (r == DKIMSIGN_E_BUSY)
+                log_err("starting %zu token sessions: the token opens none to sign on beside the one dkimsignd "
+                        "keeps for its keys (%s); raise the token's session limit, or end what else holds its "
+                        "sessions", c->sessions, hsm_ckr_name(hsm_last_ckr()));
+        else if (r < 0)
                 log_err("starting %zu token sessions: %s (%s)", c->sessions, dkimsign_strerror(r),
                         hsm_ckr_name(hsm_last_ckr()));
+        if (r < 0) {
                 close(fd);
                 return r;
         }

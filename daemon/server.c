@@ -389,7 +389,7 @@ static void handle_status(struct server *s, struct conn *c, struct frame *f)
                      "reload_failures=%llu\npeers=%zu\nbuffered_octets=%zu\nconnections_refused=%llu\n"
                      "closed_read_timeout=%llu\nclosed_write_timeout=%llu\nclosed_bad_frame=%llu\n",
                      DKIMSIGN_VERSION, (long long) (time(NULL) - s->stats.started), s->ctx->keys->count,
-                     s->c->sessions, s->nconns, (unsigned long long) s->stats.connections,
+                     workers_sessions(s->w), s->nconns, (unsigned long long) s->stats.connections,
                      workers_pending(s->w), (unsigned long long) s->stats.signed_msgs,
                      (unsigned long long) s->stats.reloads, (unsigned long long) s->stats.reload_failures,
                      accounts_count(s->accounts), s->buffered,

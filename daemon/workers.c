@@ -11,6 +11,10 @@
  * Replacements are capped at the pool size, so a token that hangs every
  * call costs at most twice the configured sessions; past the cap, queued
  * requests are answered with a temporary error once they wait too long.
+ *
+ * A token that opens fewer sessions than configured (CKR_SESSION_COUNT:
+ * many HSMs cap them per client) starts the pool with those it got, and
+ * that is its size from then on; a warning says how many, once.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -162,6 +166,15 @@ static void *worker_main(void *p)
         return NULL;
 }
 
+/* The token gave only got of the n sessions asked for (why: the CK_RV
+ * name): say so once, with what to set. */
+static void warn_short(size_t got, size_t n, const char *why)
+{
+        log_warn("token: opened %zu of the %zu signing sessions [token] sessions asks for: the token opens no "
+                 "more (%s); signing with %zu; set [token] sessions = %zu, or raise the token's session limit",
+                 got, n, why, got, got);
+}
+
 /* Lock held (or no other thread yet). */
 static int worker_spawn_locked(struct workers *w, struct hsm_session *session)
 {
@@ -301,6 +314,7 @@ static void *supervisor_main(void *p)
 int workers_start(struct hsm *h, size_t n, size_t queue_max, unsigned timeout_ms, struct workers **ret)
 {
         struct workers *w = calloc(1, sizeof(*w));
+        size_t got = 0;
         int r = 0;
 
         if (!w)
@@ -318,12 +332,19 @@ int workers_start(struct hsm *h, size_t n, size_t queue_max, unsigned timeout_ms
                 goto fail;
         }
         /* The first sessions are opened here, so a token that can't give
-         * them stops the start with a clear error. */
+         * them stops the start with a clear error; one that gives fewer
+         * (DKIMSIGN_E_BUSY, a cap) starts with those. */
         pthread_mutex_lock(&w->lock);
-        for (size_t i = 0; r == 0 && i < n; i++) {
+        for (; r == 0 && got < n; got++) {
                 struct hsm_session *session = NULL;
 
                 r = hsm_session_open(h, &session);
+                if (r == DKIMSIGN_E_BUSY && got > 0) {
+                        warn_short(got, n, hsm_ckr_name(hsm_last_ckr()));
+                        w->target = got;
+                        r = 0;
+                        break;
+                }
                 if (r == 0) {
                         r = worker_spawn_locked(w, session);
                         if (r < 0)
@@ -455,6 +476,16 @@ size_t workers_pending(struct workers *w)
 
         pthread_mutex_lock(&w->lock);
         n = w->queued + w->running;
+        pthread_mutex_unlock(&w->lock);
+        return n;
+}
+
+size_t workers_sessions(struct workers *w)
+{
+        size_t n;
+
+        pthread_mutex_lock(&w->lock);
+        n = w->target;
         pthread_mutex_unlock(&w->lock);
         return n;
 }

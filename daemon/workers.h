@@ -37,6 +37,8 @@ struct workers;
  * longer than timeout_ms (0: no limit) has its request answered with a
  * temporary error at once, and its worker is replaced by one with a new
  * session, so a hung token never holds a request or the pool for long.
+ * A token that opens fewer than n sessions (but one at least) starts the
+ * pool with those, logging a warning; DKIMSIGN_E_BUSY: not even one.
  */
 int workers_start(struct hsm *h, size_t n, size_t queue_max, unsigned timeout_ms, struct workers **ret);
 /* Stop taking jobs, finish the queued ones, join the threads, close the
@@ -46,6 +48,8 @@ int workers_start(struct hsm *h, size_t n, size_t queue_max, unsigned timeout_ms
 size_t workers_stop(struct workers *w);
 /* Workers abandoned inside a token call that has not returned yet. */
 size_t workers_stuck(struct workers *w);
+/* The pool's size: the sessions the token gave at the start. */
+size_t workers_sessions(struct workers *w);
 
 /* Queue a job (ownership passes to the pool until it comes back done).
  * DKIMSIGN_E_BUSY when the queue is full: the caller keeps the job. */

@@ -292,7 +292,9 @@ int hsm_key_copies(struct hsm *h, size_t max);
 /* How many copies exist now (for a status line and tests). */
 size_t hsm_key_copies_live(struct hsm *h);
 
-/* A session for signing, one per thread.  Accepts NULL in _close. */
+/* A session for signing, one per thread.  Accepts NULL in _close.
+ * DKIMSIGN_E_BUSY: the token opens no more sessions (CKR_SESSION_COUNT;
+ * the admin session hsm_open keeps counts too). */
 int hsm_session_open(struct hsm *h, struct hsm_session **ret);
 struct hsm_session *hsm_session_close(struct hsm_session *s);
 

@@ -45,6 +45,11 @@ int hsm_session_open(struct hsm *h, struct hsm_session **ret)
         pthread_mutex_unlock(&h->lock);
         if (rv != CKR_OK) {
                 free(s);
+                /* A limit, not a failure: the caller can do with fewer. */
+                if (rv == CKR_SESSION_COUNT) {
+                        hsmi_last_ckr = rv;
+                        return DKIMSIGN_E_BUSY;
+                }
                 return hsmi_ckr_fail(rv);
         }
         s->h = h;

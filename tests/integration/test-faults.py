@@ -566,6 +566,56 @@ def test_quirk_copy_unsupported():
     run_no_copy("copy_unsupported", "CKR_FUNCTION_NOT_SUPPORTED")
 
 
+def test_quirk_session_cap():
+    """A token that opens only so many sessions to a process: dkimsignd
+    with [token] sessions = 8 starts with those it got, says so once, and
+    signs; with not even one for signing it refuses to start, saying why.
+    faultp11's cap is per process (a module loaded into each process
+    can't count another's), so dkimsignctl beside the daemon has its own."""
+    with FaultBox(sessions=8) as box:
+        box.init_token()
+        box.keygen("example.com", "rsa1", "rsa")
+        box.keygen("example.com", "ed1", "ed25519")
+        # The admin session and two signing sessions.
+        box.set_quirks("none", session_cap=3)
+        box.start()
+        with Load(box) as load:
+            load.wait_signed(20)
+            # dkimsignctl, another process, while the daemon holds them.
+            listing = box.ctl("list").stdout
+            assert "rsa1" in listing and "ed1" in listing, listing
+            # The sessions it signs with, not the ones it asked for.
+            status = box.ctl("status").stdout.splitlines()
+            assert "sessions=2" in status, status
+        check_outcomes(load.results, "session_cap", box)
+        assert not any(r[2] == "tempfail" for r in load.results), [r[2] for r in load.results]
+        warnings = [line for line in box.log().splitlines() if "[token] sessions" in line]
+        assert len(warnings) == 1 and "2 of the 8" in warnings[0] and "sessions = 2" in warnings[0], box.log()
+        stats = box.stopped_stats()
+        assert stats["sessions_peak"] == 3 and stats["sessions_refused"] >= 1, stats
+        signed = sum(1 for r in load.results if r[2] == "signed")
+        print(f"  session_cap = 3, sessions = 8: {warnings[0]}\n"
+              f"  {signed} signed by 4 clients; peak {stats['sessions_peak']} sessions, "
+              f"{stats['sessions_refused']} refused")
+
+        # Only the admin session: none to sign on.
+        box.set_quirks("none", session_cap=1)
+        offset = len(box.log())
+        with open(box.log_path, "ab") as log:
+            p = subprocess.Popen(harness.DAEMON_WRAPPER + [harness.binary("dkimsignd"), "--config", box.config],
+                                 env=box.env, stdout=log, stderr=log)
+        try:
+            code = p.wait(WAIT_S)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise AssertionError(f"dkimsignd with no session to sign on did not exit:\n{box.log()}") from None
+        tail = box.log()[offset:].splitlines()
+        errors = [line for line in tail if "CKR_SESSION_COUNT" in line]
+        assert code != 0 and len(errors) == 1, (code, tail)
+        print(f"  session_cap = 1: exit {code}: {errors[0]}")
+
+
 if __name__ == "__main__":
     harness.run([
         test_device_error,
@@ -580,6 +630,7 @@ if __name__ == "__main__":
         test_quirk_no_eddsa,
         test_quirk_no_copy,
         test_quirk_copy_unsupported,
+        test_quirk_session_cap,
     # An ASan-built library can't be loaded into an uninstrumented Python
     # (ctypes): the gcc build runs this one.
     ] + ([] if os.environ.get("DKIMSIGN_SANITIZED") == "1" else [test_library_reconnects_after_restart]))
