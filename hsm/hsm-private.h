@@ -242,6 +242,12 @@ CK_RV hsmi_session_open_locked(struct hsm *h, CK_FLAGS flags, CK_SESSION_HANDLE 
 /* A live admin session, logged in (again, with the kept PIN, if the login
  * went).  h->lock held; takes copies->lock. */
 CK_RV hsmi_login_restore_locked(struct hsm *h);
+/* Whether the admin session is open and logged in.  h->lock held. */
+bool hsmi_admin_logged_in_locked(struct hsm *h);
+/* Log in on session s itself with the kept PIN, for tokens whose login is
+ * per session; CKR_USER_ALREADY_LOGGED_IN (a login per application) is
+ * CKR_OK.  h->lock held. */
+CK_RV hsmi_session_login_locked(struct hsm *h, CK_SESSION_HANDLE s);
 
 /* ---- attrs.c: templates, attributes, dates, object searches ---- */
 

@@ -3,7 +3,10 @@
  * Opening and closing a struct hsm, logging in, PIN files, the PIN kept
  * for logging in again (hsm_keep_pin, hsm_pin_read), and the admin
  * session's recovery: a session reopened (on the token's new slot after a
- * reinsertion) and a login redone with the kept PIN.
+ * reinsertion) and a login redone with the kept PIN.  PKCS#11 logs an
+ * application in once, for all its sessions; some tokens (network HSMs)
+ * log in each session alone, so signing logs a session in with the kept
+ * PIN when the token says it is not (hsmi_session_login_locked).
  *
  * It must never keep a PIN in memory after C_Login, except the kept PIN
  * asked for, in a page of its own (locked, left out of core dumps, wiped
@@ -318,6 +321,23 @@ CK_RV hsmi_session_open_locked(struct hsm *h, CK_FLAGS flags, CK_SESSION_HANDLE 
                 return rv;
         h->slot = slot;
         return h->p11->C_OpenSession(h->slot, flags, NULL, NULL, ret);
+}
+
+bool hsmi_admin_logged_in_locked(struct hsm *h)
+{
+        CK_SESSION_INFO info;
+
+        return h->admin_open && h->p11->C_GetSessionInfo(h->admin, &info) == CKR_OK && hsmi_logged_in(&info);
+}
+
+CK_RV hsmi_session_login_locked(struct hsm *h, CK_SESSION_HANDLE s)
+{
+        CK_RV rv;
+
+        if (!h->pin.page)
+                return CKR_USER_NOT_LOGGED_IN;
+        rv = h->p11->C_Login(s, CKU_USER, (CK_UTF8CHAR *) h->pin.page, h->pin.len);
+        return rv == CKR_USER_ALREADY_LOGGED_IN ? CKR_OK : rv;
 }
 
 /* Make sure the application is logged in, with a live admin session;

@@ -2,7 +2,10 @@
 /*
  * Signing: per-thread signing sessions, recovery after a token fault (a
  * new session, a new login with the kept PIN, a key handle looked up again
- * by label), and hsm_sign.
+ * by label), and hsm_sign.  On a token whose login is per session (some
+ * network HSMs: a new session says CKR_USER_NOT_LOGGED_IN while the admin
+ * session is logged in), the signing session logs in on itself, once: no
+ * fault, so not counted as a recovery.
  *
  * It must never retry a signature more than the once a lost session or
  * login allows, never hammer a missing token (after a failed recovery it
@@ -128,6 +131,7 @@ static int session_recover(struct hsm_session *s, CK_RV why)
         uint64_t now = now_ms();
         CK_SESSION_INFO info;
         CK_SESSION_HANDLE n;
+        bool fault = true;
         CK_RV rv;
 
         pthread_mutex_lock(&h->lock);
@@ -136,7 +140,13 @@ static int session_recover(struct hsm_session *s, CK_RV why)
                 return hsmi_sign_fail(why);
         }
         if (why == CKR_USER_NOT_LOGGED_IN && !s->broken) {
-                rv = hsmi_login_restore_locked(h);
+                /* The application is still logged in: this session is
+                 * not, on a token that logs in per session (or another
+                 * worker has just logged in again). */
+                fault = !hsmi_admin_logged_in_locked(h);
+                rv = fault ? hsmi_login_restore_locked(h) : CKR_OK;
+                if (rv == CKR_OK)
+                        rv = hsmi_session_login_locked(h, s->handle);
         } else {
                 pthread_mutex_lock(&h->sessions_lock);
                 if (hsmi_session_closable(h, s) && !hsmi_handle_gone(why))
@@ -151,13 +161,20 @@ static int session_recover(struct hsm_session *s, CK_RV why)
                         s->generation = __atomic_load_n(&h->generation, __ATOMIC_RELAXED);
                         pthread_mutex_unlock(&h->sessions_lock);
                         rv = h->p11->C_GetSessionInfo(n, &info);
-                        if (rv == CKR_OK && !hsmi_logged_in(&info))
+                        if (rv == CKR_OK && !hsmi_logged_in(&info)) {
                                 rv = hsmi_login_restore_locked(h);
+                                /* Still not, with the application logged
+                                 * in: a login per session. */
+                                if (rv == CKR_OK && h->p11->C_GetSessionInfo(n, &info) == CKR_OK &&
+                                    !hsmi_logged_in(&info))
+                                        rv = hsmi_session_login_locked(h, n);
+                        }
                 }
         }
         if (rv == CKR_OK) {
                 h->recover_failed_ms = 0;
-                __atomic_add_fetch(&h->recoveries, 1, __ATOMIC_RELAXED);
+                if (fault)
+                        __atomic_add_fetch(&h->recoveries, 1, __ATOMIC_RELAXED);
         } else {
                 h->recover_failed_ms = now ? now : 1;
         }

@@ -616,6 +616,40 @@ def test_quirk_session_cap():
         print(f"  session_cap = 1: exit {code}: {errors[0]}")
 
 
+def test_quirk_fresh_session_login():
+    """A token whose login is per session: every new signing session logs
+    in on itself (with the kept PIN) and signs; after the sessions are
+    lost, the new ones do the same.  Never a run of temporary errors."""
+    with FaultBox() as box:
+        box.init_token()
+        box.keygen("example.com", "rsa1", "rsa")
+        box.keygen("example.com", "ed1", "ed25519")
+        box.set_quirks("fresh_session_login")
+        box.start()
+        with Load(box) as load:
+            load.wait_signed(20)
+            # A session logging in on itself is no fault.
+            assert "after a token fault" not in box.log(), log_events(box)
+            before = box.fault_stats()
+            t_on = time.monotonic()
+            box.set_fault("session_closed")
+            box.wait_fault_hit(before)
+            box.set_fault("none")
+            resumed = load.wait_resumed(t_on, 20)
+        check_outcomes(load.results, "fresh_session_login", box)
+        assert resumed and all(r[2] == "signed" for r in resumed)
+        tempfails = sum(1 for r in load.results if r[2] == "tempfail")
+        assert tempfails == 0, f"{tempfails} temporary errors:\n{log_events(box)}"
+        stats = box.stopped_stats()
+        # Each signing session is refused at most once before it logs in
+        # on itself: two at the start, two after the loss.
+        assert 1 <= stats["not_logged_in"] <= 4, stats
+        assert stats["logins"] >= 2, stats
+        signed = sum(1 for r in load.results if r[2] == "signed")
+        print(f"  {signed} signed, {tempfails} temporary errors; {stats['not_logged_in']} C_SignInit refused "
+              f"(CKR_USER_NOT_LOGGED_IN), {stats['logins']} C_Login calls")
+
+
 if __name__ == "__main__":
     harness.run([
         test_device_error,
@@ -631,6 +665,7 @@ if __name__ == "__main__":
         test_quirk_no_copy,
         test_quirk_copy_unsupported,
         test_quirk_session_cap,
+        test_quirk_fresh_session_login,
     # An ASan-built library can't be loaded into an uninstrumented Python
     # (ctypes): the gcc build runs this one.
     ] + ([] if os.environ.get("DKIMSIGN_SANITIZED") == "1" else [test_library_reconnects_after_restart]))
