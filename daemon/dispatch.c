@@ -250,6 +250,52 @@ static int sign_one(const struct sign_ctx *ctx, struct hsm_session *session, str
         return r;
 }
 
+/* The quotas a request was counted under, to give back if it fails. */
+struct quota_pair {
+        struct quota_limits uid, domain;
+};
+
+/* Count the message against its uid's and its d= domain's quotas
+ * (quota.h); DKIMSIGN_E_QUOTA, with the sentence in rq->why, when either
+ * is spent.  *ret_taken points at what was counted (in static storage of
+ * this thread: one request at a time), or is NULL. */
+static int quota_check(const struct sign_ctx *ctx, const struct peer *peer, struct request *rq, int64_t now,
+                       struct quota_pair **ret_taken)
+{
+        static _Thread_local struct quota_pair taken;
+        const struct config *c = ctx->config;
+        struct config_quota dq = config_domain_quota(c, rq->d);
+        struct quota_refusal over;
+        int full = 0, r;
+
+        taken = (struct quota_pair) {
+                .uid = { .per_minute = c->limits.uid_quota.per_minute, .per_day = c->limits.uid_quota.per_day },
+                .domain = { .per_minute = dq.per_minute, .per_day = dq.per_day },
+        };
+        r = quota_take(ctx->quota, now, peer->uid, &taken.uid, rq->d, &taken.domain, &over, &full);
+        if (full) {
+                /* At most once a minute, from whichever worker sees it. */
+                static int64_t warned;
+                int64_t last = __atomic_load_n(&warned, __ATOMIC_RELAXED);
+
+                if (now - last >= 60 && __atomic_compare_exchange_n(&warned, &last, now, false, __ATOMIC_RELAXED,
+                                                                    __ATOMIC_RELAXED))
+                        log_warn("quota: no free counter for uid %u or domain %s (%d counters in use): not counted",
+                                 (unsigned) peer->uid, rq->d, QUOTA_SLOTS);
+        }
+        if (r == DKIMSIGN_E_QUOTA) {
+                if (strcmp(over.who, "uid") == 0)
+                        snprintf(rq->why, sizeof(rq->why), "uid %u is over its signing quota of %llu messages a %s; "
+                                 "try again later", (unsigned) peer->uid, (unsigned long long) over.limit, over.window);
+                else
+                        snprintf(rq->why, sizeof(rq->why), "domain %s is over its signing quota of %llu messages a %s; "
+                                 "try again later", rq->d, (unsigned long long) over.limit, over.window);
+                return r;
+        }
+        *ret_taken = &taken;
+        return r;
+}
+
 int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const struct peer *peer,
                   uint32_t id, const uint8_t *payload, size_t len, struct buf *out)
 {
@@ -260,6 +306,7 @@ int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const
         size_t hcount = 0, plen;
         const struct dkim_hpolicy *pol;
         uint64_t now = (uint64_t) time(NULL);
+        struct quota_pair *quota_taken = NULL;
         int r;
 
         for (size_t i = 0; i < KEYS_PER_DOMAIN_MAX; i++)
@@ -281,6 +328,8 @@ int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const
                                   &rq.nkeys, &rq.d, rq.why, sizeof(rq.why));
         if (r == 0 && !pol_may_sign(ctx->config, rq.domain, rq.d, rq.from_domain, peer, rq.why, sizeof(rq.why)))
                 r = DKIMSIGN_E_DENIED;
+        if (r == 0)
+                r = quota_check(ctx, peer, &rq, (int64_t) now, &quota_taken);
         if (r == 0) {
                 pol = policy_for(ctx->config, rq.section, &plen);
                 r = dkim_select_headers(&rq.headers, pol, plen, hnames, DKIM_HNAMES_MAX, &hcount);
@@ -294,6 +343,8 @@ int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const
         }
         reply.count = (uint16_t) rq.nkeys;
 
+        if (r < 0 && quota_taken)
+                quota_give_back(ctx->quota, (int64_t) now, peer->uid, &quota_taken->uid, rq.d, &quota_taken->domain);
         if (r == 0) {
                 for (size_t i = 0; i < rq.nkeys; i++)
                         log_audit(&(struct audit) { .outcome = "signed", .uid = (unsigned) peer->uid,

@@ -16,6 +16,7 @@
 #include "hsm/hsm.h"
 #include "keys/keys.h"
 #include "daemon/peer.h"
+#include "daemon/quota.h"
 
 /*
  * One generation of configuration and keys.  A reload makes a new one;
@@ -26,6 +27,7 @@
 struct sign_ctx {
         struct config *config;   /* owned */
         struct keytab *keys;     /* owned */
+        struct quota_table *quota;  /* borrowed: the process's, outlives every generation; NULL: none */
         unsigned refs;
 };
 

@@ -154,6 +154,10 @@ static int open_token(const struct config *c, struct hsm **ret)
         return 0;
 }
 
+/* The signing quotas' counters: made before any signer process is forked,
+ * so they all count in the same table. */
+static struct quota_table *quotas;
+
 /* Every connection is a descriptor: raise the soft limit to the hard one
  * and say so when max_connections still can't fit. */
 static void raise_fd_limit(const struct config *c)
@@ -229,6 +233,7 @@ struct reload_source {
         const struct config *running;
         struct dnswatch *watch;
         bool supervised;        /* one of [token] processes: tell the others */
+        struct quota_table *quota;  /* the signing quotas' counters, shared by every process */
         bool watch_file_only;   /* another process watches DNS (procs.h) */
 };
 
@@ -312,6 +317,7 @@ static struct sign_ctx *reload_generation(void *userdata, bool from_request, cha
                 snprintf(why, whylen, "out of memory");
                 return NULL;
         }
+        ctx->quota = src->quota;
         src->running = ctx->config;
         if (from_request && src->supervised)
                 procs_reload_others();
@@ -426,10 +432,12 @@ static int signer_serve(struct signer *sg, int fd, int ready_fd)
         sg->src.h = sg->h;
         sg->src.running = c;
         sg->src.watch = sg->watch;
+        sg->src.quota = quotas;
         r = sign_ctx_new(c, sg->keys, &sg->ctx);
         sg->c = NULL;     /* transferred */
         sg->keys = NULL;  /* transferred */
         if (r == 0) {
+                sg->ctx->quota = quotas;
                 r = server_new(sg->ctx, fd, sg->w, reload_generation, &sg->src, &sg->s);
                 sg->ctx = NULL;   /* transferred */
         } else {
@@ -601,12 +609,18 @@ int main(int argc, char **argv)
         }
         raise_fd_limit(sg.c);
         sg.src.config_path = config_path;
+        if (quota_table_new(&quotas) < 0) {
+                log_err("signing quotas: out of memory");
+                config_free(sg.c);
+                return 1;
+        }
         if (sg.c->processes > 1 && !check_only) {
                 /* No token module in this process: they do not survive a fork. */
                 r = open_listener(sg.c, &fd);
                 if (r == 0)
                         r = run_supervised(sg.c, config_path, fd);
                 config_free(sg.c);
+                quota_table_free(quotas);
                 return r < 0 ? 1 : 0;
         }
         r = open_token(sg.c, &sg.h);
@@ -624,5 +638,6 @@ int main(int argc, char **argv)
         if (fd >= 0)
                 close(fd);
         signer_close(&sg);
+        quota_table_free(quotas);
         return r < 0 ? 1 : 0;
 }

@@ -88,6 +88,7 @@ struct stats {
         uint64_t connections;
         uint64_t reloads, reload_failures;
         uint64_t refused_connections, closed_timeout, closed_stalled, closed_bad_frame;
+        uint64_t refused_quota;
         time_t started;
 };
 
@@ -387,14 +388,15 @@ static void handle_status(struct server *s, struct conn *c, struct frame *f)
                      "version=%s\nuptime_seconds=%lld\nkeys=%zu\nsessions=%zu\nconnections=%zu\n"
                      "connections_total=%llu\nqueue_depth=%zu\nrequests_signed=%llu\nreloads=%llu\n"
                      "reload_failures=%llu\npeers=%zu\nbuffered_octets=%zu\nconnections_refused=%llu\n"
-                     "closed_read_timeout=%llu\nclosed_write_timeout=%llu\nclosed_bad_frame=%llu\n",
+                     "closed_read_timeout=%llu\nclosed_write_timeout=%llu\nclosed_bad_frame=%llu\nrefused_quota=%llu\n",
                      DKIMSIGN_VERSION, (long long) (time(NULL) - s->stats.started), s->ctx->keys->count,
                      workers_sessions(s->w), s->nconns, (unsigned long long) s->stats.connections,
                      workers_pending(s->w), (unsigned long long) s->stats.signed_msgs,
                      (unsigned long long) s->stats.reloads, (unsigned long long) s->stats.reload_failures,
                      accounts_count(s->accounts), s->buffered,
                      (unsigned long long) s->stats.refused_connections, (unsigned long long) s->stats.closed_timeout,
-                     (unsigned long long) s->stats.closed_stalled, (unsigned long long) s->stats.closed_bad_frame);
+                     (unsigned long long) s->stats.closed_stalled, (unsigned long long) s->stats.closed_bad_frame,
+                     (unsigned long long) s->stats.refused_quota);
         if (k > 0)
                 n = (size_t) k < sizeof(text) ? (size_t) k : sizeof(text) - 1;
         for (size_t i = 1; i <= WIRE_INTERNAL && n < sizeof(text); i++) {
@@ -710,6 +712,8 @@ static void deliver_done(struct server *s)
                         s->stats.signed_msgs++;
                 else
                         s->stats.by_status[wire_status_from_err(j->result)]++;
+                if (j->result == DKIMSIGN_E_QUOTA)
+                        s->stats.refused_quota++;
                 if (c->fd >= 0) {
                         if (buf_put(&c->out, buf_ptr(&j->reply), buf_remaining(&j->reply)) < 0)
                                 c->closing = true;  /* a reader that never reads */

@@ -540,6 +540,14 @@ static int handle_token(struct parse_state *s, const char *name, const char *val
         return fail(s, "unknown key '%s' in [token]", name);
 }
 
+/* A quota: messages in its window, 0 for none. */
+static int parse_quota(struct parse_state *s, const char *name, const char *value, uint64_t *ret)
+{
+        if (parse_u64(value, 0, 1000000000, ret) < 0)
+                return fail(s, "'%s' must be a whole number of messages from 0 (no limit) to 1000000000", name);
+        return 1;
+}
+
 static int handle_limits(struct parse_state *s, const char *name, const char *value)
 {
         struct config_limits *l = &s->c->limits;
@@ -567,6 +575,14 @@ static int handle_limits(struct parse_state *s, const char *name, const char *va
                 return parse_size(s, name, value, 65536, (uint64_t) 64 << 30, &l->max_buffered_per_uid);
         if (strcmp(name, "max_buffered") == 0)
                 return parse_size(s, name, value, 65536, (uint64_t) 64 << 30, &l->max_buffered);
+        if (strcmp(name, "uid_quota_per_minute") == 0)
+                return parse_quota(s, name, value, &l->uid_quota.per_minute);
+        if (strcmp(name, "uid_quota_per_day") == 0)
+                return parse_quota(s, name, value, &l->uid_quota.per_day);
+        if (strcmp(name, "domain_quota_per_minute") == 0)
+                return parse_quota(s, name, value, &l->domain_quota.per_minute);
+        if (strcmp(name, "domain_quota_per_day") == 0)
+                return parse_quota(s, name, value, &l->domain_quota.per_day);
         if (strcmp(name, "read_timeout") == 0 || strcmp(name, "idle_timeout") == 0 ||
             strcmp(name, "write_timeout") == 0) {
                 if (parse_duration(value, &ms) < 0 || ms == 0 || ms > 86400)
@@ -721,6 +737,14 @@ static int handle_domain(struct parse_state *s, const char *name, const char *va
         if (strcmp(name, "retire_grace") == 0) {
                 d->has_retire_grace = true;
                 return parse_lifecycle_duration(s, name, value, &d->retire_grace);
+        }
+        if (strcmp(name, "quota_per_minute") == 0) {
+                d->has_quota_minute = true;
+                return parse_quota(s, name, value, &d->quota.per_minute);
+        }
+        if (strcmp(name, "quota_per_day") == 0) {
+                d->has_quota_day = true;
+                return parse_quota(s, name, value, &d->quota.per_day);
         }
         return fail(s, "unknown key '%s' in a [domain] section", name);
 }
@@ -1249,6 +1273,18 @@ uint64_t config_retire_grace(const struct config *c, const char *key_domain)
         const struct config_domain *d = config_domain_for(c, key_domain);
 
         return d && d->has_retire_grace ? d->retire_grace : c->retire_grace;
+}
+
+struct config_quota config_domain_quota(const struct config *c, const char *domain)
+{
+        const struct config_domain *d = config_domain_for(c, domain);
+        struct config_quota q = c->limits.domain_quota;
+
+        if (d && d->has_quota_minute)
+                q.per_minute = d->quota.per_minute;
+        if (d && d->has_quota_day)
+                q.per_day = d->quota.per_day;
+        return q;
 }
 
 enum config_unpublished config_unpublished(const struct config *c, const char *key_domain)

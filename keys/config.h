@@ -44,6 +44,12 @@ enum config_unpublished {
         CONFIG_UNPUBLISHED_SIGN,         /* sign with a key DNS does not show yet */
 };
 
+/* Messages signed in a minute and in a UTC day; 0: no limit. */
+struct config_quota {
+        uint64_t per_minute;
+        uint64_t per_day;
+};
+
 struct config_limits {
         size_t max_frame;          /* largest frame accepted */
         size_t max_header_block;   /* largest header block in a SIGN request */
@@ -60,6 +66,8 @@ struct config_limits {
         unsigned read_timeout_ms;  /* a started frame must complete within this */
         unsigned idle_timeout_ms;  /* a connection with nothing in flight is closed after this */
         unsigned write_timeout_ms; /* a reply the peer does not read for this long closes it */
+        struct config_quota uid_quota;     /* each peer uid's */
+        struct config_quota domain_quota;  /* each d= domain's, where its section sets none */
 };
 
 /* A user: or group: entry of an allow list (a name or a number), until
@@ -99,6 +107,8 @@ struct config_domain {
         bool has_publish_wait, has_retire_grace;
         uint64_t publish_wait, retire_grace;     /* seconds */
         enum config_unpublished unpublished;
+        bool has_quota_minute, has_quota_day;
+        struct config_quota quota;       /* for d= this domain; unset: [limits] domain_quota_* */
 };
 
 struct config {
@@ -164,6 +174,8 @@ const struct config_domain *config_domain_for(const struct config *c, const char
 /* The lifecycle settings for the keys of key_domain (a d= domain): its
  * section's (config_domain_for), else the global ones. */
 uint64_t config_publish_wait(const struct config *c, const char *key_domain);
+/* The quota of signatures with d= domain: its section's, else [limits]'. */
+struct config_quota config_domain_quota(const struct config *c, const char *domain);
 uint64_t config_retire_grace(const struct config *c, const char *key_domain);
 enum config_unpublished config_unpublished(const struct config *c, const char *key_domain);
 

@@ -42,7 +42,8 @@ enum dkimsign_err {
         DKIMSIGN_E_DNS_NOT_FOUND = -27, /* DNS: no such name, or no record of that type */
         DKIMSIGN_E_DNS_TEMPORARY = -28, /* DNS: no answer now (timeout, SERVFAIL, refused) */
         DKIMSIGN_E_STATE = -29,       /* a persisted state file is unreadable or corrupt */
-        DKIMSIGN_E_ERR_MIN_ = -29,
+        DKIMSIGN_E_QUOTA = -30,       /* over a signing quota; retry later */
+        DKIMSIGN_E_ERR_MIN_ = -30,
 };
 
 /* A short, static, human-readable description of r; never NULL. */

@@ -38,6 +38,7 @@ const char *dkimsign_strerror(int r)
         case DKIMSIGN_E_DNS_NOT_FOUND: return "no such DNS name or record";
         case DKIMSIGN_E_DNS_TEMPORARY: return "DNS lookup failed for now";
         case DKIMSIGN_E_STATE: return "the state file is unreadable or corrupt";
+        case DKIMSIGN_E_QUOTA: return "over a signing quota; try again later";
         default: return "unknown error";
         }
 }
@@ -55,6 +56,7 @@ int dkimsign_err_is_temporary(int r)
         case DKIMSIGN_E_UNAVAILABLE:
         case DKIMSIGN_E_INTERNAL:
         case DKIMSIGN_E_DNS_TEMPORARY:
+        case DKIMSIGN_E_QUOTA:
                 return 1;
         default:
                 return 0;

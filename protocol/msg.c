@@ -276,6 +276,7 @@ enum wire_status wire_status_from_err(int r)
         case DKIMSIGN_E_BUSY:
         case DKIMSIGN_E_NOMEM:
         case DKIMSIGN_E_TIMEOUT:
+        case DKIMSIGN_E_QUOTA:
                 return WIRE_BUSY;
         default:
                 return WIRE_INTERNAL;

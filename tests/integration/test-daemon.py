@@ -8,6 +8,7 @@ and RELOAD add a key while 8 clients sign, a broken configuration is
 refused and the old one stays; SIGTERM finishes the requests in flight;
 64 clients pipelining, every signature verified."""
 import hashlib
+import re
 import os
 import signal
 import subprocess
@@ -161,6 +162,33 @@ def test_authorization_on_d_and_from():
         p = nobody("x@list.b.example")
         assert p.returncode == 65 and b"not authorized to sign for domain list.b.example" in p.stderr, p.stderr
         assert box.sign(msg("x@list.b.example")).returncode == 0
+
+
+def test_signing_quotas():
+    """Over a quota a request gets its own temporary refusal, the audit
+    line and status say so; two signer processes count in one table."""
+    # Days, not minutes: a minute boundary in the middle would reset the count.
+    extra = ("[limits]\nuid_quota_per_day = 5\n\n"
+             "[domain capped.example]\nquota_per_day = 2\n")
+    for processes in (1, 2):
+        with Sandbox(extra_config=extra + f"\n[token]\nprocesses = {processes}\n") as box:
+            box.init_token()
+            box.keygen("example.com", "q1")
+            box.keygen("capped.example", "q2")
+            box.start()
+            capped = MESSAGE.replace(b"alice@example.com", b"alice@capped.example")
+            got = [box.sign(MESSAGE).returncode for _ in range(2)] + [box.sign(capped).returncode for _ in range(3)]
+            assert got == [0, 0, 0, 0, 75], (processes, got, box.log())
+            assert "domain capped.example is over its signing quota of 2 messages a day" in box.log(), box.log()
+            # The refused message was not counted against the uid: one more.
+            assert box.sign(MESSAGE).returncode == 0
+            p = box.sign(MESSAGE)
+            assert p.returncode == 75 and b"uid 0 is over its signing quota of 5 messages a day" in p.stderr, \
+                (processes, p.returncode, p.stderr)
+            log = box.log()
+            assert re.search(r"audit: refused .* domain=example.com .*error=\"uid 0 is over its signing quota", log), log
+            if processes == 1:
+                assert status(box)["refused_quota"] == "2", status(box)
 
 
 def test_drops_privileges_when_started_as_root():
@@ -326,5 +354,5 @@ def test_64_pipelining_clients():
 
 
 if __name__ == "__main__":
-    run([test_socket_activation_and_notify, test_peer_authorization, test_authorization_on_d_and_from, test_drops_privileges_when_started_as_root,
+    run([test_socket_activation_and_notify, test_peer_authorization, test_authorization_on_d_and_from, test_signing_quotas, test_drops_privileges_when_started_as_root,
          test_reload_under_load, test_sigterm_finishes_requests_in_flight, test_64_pipelining_clients])
