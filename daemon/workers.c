@@ -289,13 +289,10 @@ static void *supervisor_main(void *p)
                 period = SUPERVISE_MAX_MS;
         pthread_mutex_lock(&w->lock);
         while (!w->stopping) {
-                struct timespec until;
+                /* The condition variable waits on CLOCK_REALTIME (its default). */
+                struct timespec until = clock_deadline(CLOCK_REALTIME, period);
                 uint64_t now;
 
-                clock_gettime(CLOCK_REALTIME, &until);
-                until.tv_nsec += (long) period * 1000000L;
-                until.tv_sec += until.tv_nsec / 1000000000L;
-                until.tv_nsec %= 1000000000L;
                 pthread_cond_timedwait(&w->stop_cond, &w->lock, &until);
                 if (w->stopping)
                         break;

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "hsm/hsm-private.h"
+#include "util/clock.h"
 
 #define REINIT_ATTEMPTS 5
 #define REINIT_RETRY_MS 20   /* doubled each time: 20 to 160 ms */
@@ -33,16 +34,9 @@
  * the module once it is held, and new ones wait. */
 static int init_lock_wait(struct hsm *h, unsigned wait_ms)
 {
-        struct timespec until;
+        struct timespec until = clock_deadline(CLOCK_MONOTONIC, wait_ms);
         int e;
 
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += wait_ms / 1000;
-        until.tv_nsec += (long) (wait_ms % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-        }
         do
                 e = pthread_rwlock_clockwrlock(&h->init_lock, CLOCK_MONOTONIC, &until);
         while (e == EINTR);

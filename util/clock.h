@@ -8,8 +8,13 @@
 #define UTIL_CLOCK_H
 
 #include <stdint.h>
+#include <time.h>
 
 /* Milliseconds on CLOCK_MONOTONIC (since an arbitrary point). */
 uint64_t now_ms(void);
+
+/* The time ms milliseconds from now on clock, for the *timed* waits of
+ * pthreads (which take an absolute time). */
+struct timespec clock_deadline(clockid_t clock, unsigned ms);
 
 #endif
