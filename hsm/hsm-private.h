@@ -95,10 +95,14 @@
 #define RECOVER_BACKOFF_MS 200    /* after a failed recovery, fail fast for this long */
 #define COPY_FILL 2               /* the key copy table keeps at most 1 / COPY_FILL of its slots in use */
 
-/* RFC 8410 id-Ed25519, the only CKA_EC_PARAMS written; PKCS#11 3.0 also
+/* RFC 8410 id-Ed25519, the CKA_EC_PARAMS written first; PKCS#11 3.0 also
  * allows the curve name as a PrintableString, accepted when read
  * (keys-load.c). */
 static const uint8_t ed25519_oid[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
+/* The same curve by name (PKCS#11 3.0: a PrintableString), which some
+ * modules take instead of the OID (YubiHSM's): tried when the OID is
+ * refused (keys-create.c). */
+static const uint8_t ed25519_name[] = { 0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd', 's', '2', '5', '5', '1', '9' };
 
 static const CK_BBOOL ck_true = CK_TRUE;
 static const CK_BBOOL ck_false = CK_FALSE;

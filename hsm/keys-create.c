@@ -194,15 +194,26 @@ static void tmpl_public(struct tmpl *t, const char *label, const uint8_t id[KEY_
         hsmi_tmpl_add(t, CKA_ID, id, KEY_ID_LEN);
 }
 
-/* One C_GenerateKeyPair with the strict or the wide template (with today's
- * start date, or without if the token refuses it). */
+/* The token would not take Ed25519's curve as the OID: it may want its name. */
+static bool curve_form_refused(CK_RV rv)
+{
+        return rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_CURVE_NOT_SUPPORTED || rv == CKR_DOMAIN_PARAMS_INVALID;
+}
+
+/* One C_GenerateKeyPair with the strict or the wide template: with today's
+ * start date, then without if the token refuses it; for Ed25519 with the
+ * curve's OID, then its name if the token refuses the OID.  Either refusal
+ * may come as CKR_ATTRIBUTE_VALUE_INVALID, so the combinations are tried
+ * in order, the date kept as long as one works with it. */
 static CK_RV keypair_try(struct hsm *h, const char *label, enum hsm_alg alg, CK_ULONG *bits,
                          const uint8_t id[KEY_ID_LEN], bool wide, CK_OBJECT_HANDLE *ret_priv, CK_OBJECT_HANDLE *ret_pub)
 {
         CK_MECHANISM mech = { 0 };
         struct tmpl pub = { 0 }, priv = { 0 };
+        CK_ATTRIBUTE *curve = NULL;
+        CK_ULONG dated;
         CK_DATE today;
-        CK_RV rv;
+        CK_RV rv = CKR_GENERAL_ERROR;
 
         tmpl_public(&pub, label, id, wide);
         tmpl_private(&priv, label, id, wide);
@@ -213,14 +224,25 @@ static CK_RV keypair_try(struct hsm *h, const char *label, enum hsm_alg alg, CK_
         } else {
                 mech.mechanism = CKM_EC_EDWARDS_KEY_PAIR_GEN;
                 hsmi_tmpl_add(&pub, CKA_EC_PARAMS, ed25519_oid, sizeof(ed25519_oid));
+                curve = &pub.a[pub.n - 1];
         }
         hsmi_date_today(&today);
         hsmi_tmpl_add(&pub, CKA_START_DATE, &today, sizeof(today));
-        rv = h->p11->C_GenerateKeyPair(h->admin, &mech, pub.a, pub.n, priv.a, priv.n, ret_pub, ret_priv);
-        /* A token that keeps no dates still makes keys: without "created". */
-        if (hsmi_date_refused(rv)) {
-                pub.n--;
+        dated = pub.n;
+        for (int attempt = 0; attempt < 4; attempt++) {
+                bool by_name = attempt % 2 == 1, undated = attempt >= 2;
+
+                if (by_name && !curve)
+                        continue;
+                if (curve) {
+                        curve->pValue = (void *) (by_name ? ed25519_name : ed25519_oid);
+                        curve->ulValueLen = by_name ? sizeof(ed25519_name) : sizeof(ed25519_oid);
+                }
+                /* A token that keeps no dates still makes keys: without "created". */
+                pub.n = undated ? dated - 1 : dated;
                 rv = h->p11->C_GenerateKeyPair(h->admin, &mech, pub.a, pub.n, priv.a, priv.n, ret_pub, ret_priv);
+                if (!(curve && curve_form_refused(rv)) && !hsmi_date_refused(rv))
+                        break;
         }
         return rv;
 }
@@ -440,24 +462,32 @@ static int ed25519_import(struct hsm *h, const char *label, EVP_PKEY *pkey, cons
 {
         uint8_t seed[ED25519_LEN], point[2 + ED25519_LEN] = { 0x04, ED25519_LEN };
         size_t seed_len = sizeof(seed), pub_len = ED25519_LEN;
-        struct tmpl priv = { 0 }, pub = { 0 };
         int r = DKIMSIGN_E_FORMAT;
 
         if (EVP_PKEY_get_raw_private_key(pkey, seed, &seed_len) != 1 || seed_len != ED25519_LEN ||
             EVP_PKEY_get_raw_public_key(pkey, point + 2, &pub_len) != 1 || pub_len != ED25519_LEN)
                 goto out;
-        hsmi_tmpl_add(&priv, CKA_CLASS, &class_private, sizeof(class_private));
-        hsmi_tmpl_add(&priv, CKA_KEY_TYPE, &type_eddsa, sizeof(type_eddsa));
-        tmpl_private(&priv, label, id, false);
-        hsmi_tmpl_add(&priv, CKA_EC_PARAMS, ed25519_oid, sizeof(ed25519_oid));
-        hsmi_tmpl_add(&priv, CKA_VALUE, seed, sizeof(seed));
-        hsmi_tmpl_add(&pub, CKA_CLASS, &class_public, sizeof(class_public));
-        hsmi_tmpl_add(&pub, CKA_KEY_TYPE, &type_eddsa, sizeof(type_eddsa));
-        tmpl_public(&pub, label, id, false);
-        hsmi_tmpl_add(&pub, CKA_EC_PARAMS, ed25519_oid, sizeof(ed25519_oid));
-        /* The DER OCTET STRING form, as SoftHSM and PKCS#11 2.40 write it. */
-        hsmi_tmpl_add(&pub, CKA_EC_POINT, point, sizeof(point));
-        r = pair_create(h, &priv, &pub, ret_priv, ret_pub);
+        /* The curve as its OID, then (refused) as its name, as keygen does. */
+        for (int form = 0; form < 2; form++) {
+                const uint8_t *curve = form ? ed25519_name : ed25519_oid;
+                size_t curve_len = form ? sizeof(ed25519_name) : sizeof(ed25519_oid);
+                struct tmpl priv = { 0 }, pub = { 0 };
+
+                hsmi_tmpl_add(&priv, CKA_CLASS, &class_private, sizeof(class_private));
+                hsmi_tmpl_add(&priv, CKA_KEY_TYPE, &type_eddsa, sizeof(type_eddsa));
+                tmpl_private(&priv, label, id, false);
+                hsmi_tmpl_add(&priv, CKA_EC_PARAMS, curve, curve_len);
+                hsmi_tmpl_add(&priv, CKA_VALUE, seed, sizeof(seed));
+                hsmi_tmpl_add(&pub, CKA_CLASS, &class_public, sizeof(class_public));
+                hsmi_tmpl_add(&pub, CKA_KEY_TYPE, &type_eddsa, sizeof(type_eddsa));
+                tmpl_public(&pub, label, id, false);
+                hsmi_tmpl_add(&pub, CKA_EC_PARAMS, curve, curve_len);
+                /* The DER OCTET STRING form, as SoftHSM and PKCS#11 2.40 write it. */
+                hsmi_tmpl_add(&pub, CKA_EC_POINT, point, sizeof(point));
+                r = pair_create(h, &priv, &pub, ret_priv, ret_pub);
+                if (r == 0 || !curve_form_refused(hsmi_last_ckr))
+                        break;
+        }
 out:
         OPENSSL_cleanse(seed, sizeof(seed));
         return r;

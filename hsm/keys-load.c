@@ -24,10 +24,6 @@
 
 #include "hsm/hsm-private.h"
 
-/* The other CKA_EC_PARAMS of Ed25519 (PKCS#11 3.0): the curve name as a
- * PrintableString.  Accepted when read, never written. */
-static const uint8_t ed25519_name[] = { 0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd', 's', '2', '5', '5', '1', '9' };
-
 /* ---- public keys ---- */
 
 static int rsa_pubkey(const uint8_t *n, size_t n_len, const uint8_t *e, size_t e_len, EVP_PKEY **ret)

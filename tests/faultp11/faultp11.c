@@ -63,6 +63,12 @@
  *                       was listed keep the application's login.  Private
  *                       objects are not hidden from such a session (SoftHSM
  *                       underneath shows them).
+ *   ec_params_by_name   Ed25519's curve is named only by its PrintableString
+ *                       "edwards25519" in CKA_EC_PARAMS (YubiHSM's module
+ *                       does so): C_GenerateKeyPair and C_CreateObject
+ *                       with the RFC 8410 OID there fail with
+ *                       CKR_ATTRIBUTE_VALUE_INVALID; the name is given to
+ *                       SoftHSM underneath as the OID.
  * The session cap counts this process's live sessions only: it is per
  * application, as on tokens that limit each client.  A token whose limit
  * is shared by every process using it can't be played by a module loaded
@@ -92,6 +98,7 @@
  *   mech_refused        calls refused by no_eddsa
  *   logins              C_Login calls
  *   not_logged_in       C_SignInit calls refused by fresh_session_login
+ *   params_refused      templates refused by ec_params_by_name
  *
  * Test code only: it is never installed.
  */
@@ -99,6 +106,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,6 +153,7 @@ enum {
         QUIRK_NO_COPY = 1u << 1,
         QUIRK_COPY_UNSUPPORTED = 1u << 2,
         QUIRK_FRESH_SESSION_LOGIN = 1u << 3,
+        QUIRK_EC_PARAMS_BY_NAME = 1u << 4,
 };
 
 static const char *const quirk_names[] = {
@@ -152,6 +161,7 @@ static const char *const quirk_names[] = {
         "no_copy",
         "copy_unsupported",
         "fresh_session_login",
+        "ec_params_by_name",
 };
 
 /* A session the application holds: alive, or killed by a fault (then every
@@ -184,6 +194,7 @@ static size_t sessions_opening;  /* C_OpenSession calls inside the real module *
 static unsigned long signatures, faults_returned;
 static size_t sessions_peak;
 static unsigned long sessions_refused, copy_calls, copies_refused, mech_refused, logins, not_logged_in;
+static unsigned long params_refused;
 static bool hang_one_taken;
 static bool stats_dirty;         /* counted since the file was last written */
 static struct timespec stats_written, control_checked;
@@ -242,9 +253,9 @@ static void stats_write_locked(void)
         fprintf(f,
                 "signatures=%lu\nfaults=%lu\nsessions=%zu\nsessions_live=%zu\nsessions_peak=%zu\n"
                 "sessions_refused=%lu\ncopy_calls=%lu\ncopies_refused=%lu\nmech_refused=%lu\nlogins=%lu\n"
-                "not_logged_in=%lu\n",
+                "not_logged_in=%lu\nparams_refused=%lu\n",
                 signatures, faults_returned, nsessions, sessions_live_locked(), sessions_peak, sessions_refused,
-                copy_calls, copies_refused, mech_refused, logins, not_logged_in);
+                copy_calls, copies_refused, mech_refused, logins, not_logged_in, params_refused);
         if (fclose(f) == 0)
                 rename(tmp, stats_path);
         clock_gettime(CLOCK_MONOTONIC, &stats_written);
@@ -823,15 +834,62 @@ static CK_RV w_GetMechanismInfo(CK_SLOT_ID slot, CK_MECHANISM_TYPE m, CK_MECHANI
         return real->C_GetMechanismInfo(slot, m, info);
 }
 
+/* ec_params_by_name: a template naming Ed25519 by its OID is refused;
+ * one naming it by "edwards25519" goes underneath as the OID (in copy,
+ * which holds at most TEMPLATE_MAX attributes). */
+#define TEMPLATE_MAX 64
+static const uint8_t ed_oid[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
+static const uint8_t ed_name[] = { 0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd', 's', '2', '5', '5', '1', '9' };
+
+static CK_RV ec_params_quirk(CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_ATTRIBUTE copy[TEMPLATE_MAX], CK_ATTRIBUTE_PTR *ret)
+{
+        *ret = t;
+        if (!(quirks_now() & QUIRK_EC_PARAMS_BY_NAME) || !t || n > TEMPLATE_MAX)
+                return CKR_OK;
+        for (CK_ULONG i = 0; i < n; i++) {
+                if (t[i].type != CKA_EC_PARAMS)
+                        continue;
+                if (t[i].ulValueLen == sizeof(ed_oid) && memcmp(t[i].pValue, ed_oid, sizeof(ed_oid)) == 0) {
+                        count_up(&params_refused);
+                        return CKR_ATTRIBUTE_VALUE_INVALID;
+                }
+                if (t[i].ulValueLen == sizeof(ed_name) && memcmp(t[i].pValue, ed_name, sizeof(ed_name)) == 0) {
+                        memcpy(copy, t, n * sizeof(*t));
+                        copy[i].pValue = (void *) ed_oid;
+                        copy[i].ulValueLen = sizeof(ed_oid);
+                        *ret = copy;
+                }
+        }
+        return CKR_OK;
+}
+
 static CK_RV w_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR pub, CK_ULONG npub,
                                CK_ATTRIBUTE_PTR priv, CK_ULONG npriv, CK_OBJECT_HANDLE_PTR ret_pub,
                                CK_OBJECT_HANDLE_PTR ret_priv)
 {
+        CK_ATTRIBUTE pub_copy[TEMPLATE_MAX], priv_copy[TEMPLATE_MAX];
+        CK_RV rv;
+
         if (mech && mech_hidden(mech->mechanism)) {
                 count_up(&mech_refused);
                 return CKR_MECHANISM_INVALID;
         }
+        rv = ec_params_quirk(pub, npub, pub_copy, &pub);
+        if (rv == CKR_OK)
+                rv = ec_params_quirk(priv, npriv, priv_copy, &priv);
+        if (rv != CKR_OK)
+                return rv;
         ON_SESSION(h, real->C_GenerateKeyPair(h, mech, pub, npub, priv, npriv, ret_pub, ret_priv));
+}
+
+static CK_RV w_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR ret)
+{
+        CK_ATTRIBUTE copy[TEMPLATE_MAX];
+        CK_RV rv = ec_params_quirk(t, n, copy, &t);
+
+        if (rv != CKR_OK)
+                return rv;
+        ON_SESSION(h, real->C_CreateObject(h, t, n, ret));
 }
 
 static CK_RV w_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key)
@@ -986,6 +1044,7 @@ static CK_RV load_real(void)
         wrapped.C_GetMechanismList = w_GetMechanismList;
         wrapped.C_GetMechanismInfo = w_GetMechanismInfo;
         wrapped.C_GenerateKeyPair = w_GenerateKeyPair;
+        wrapped.C_CreateObject = w_CreateObject;
         wrapped.C_DestroyObject = w_DestroyObject;
         wrapped.C_SignInit = w_SignInit;
         wrapped.C_Sign = w_Sign;

@@ -530,6 +530,39 @@ def test_quirk_no_eddsa():
               f"  10 messages signed with rsa-sha256 alone")
 
 
+def test_quirk_ec_params_by_name():
+    """A token that names Ed25519's curve only as "edwards25519" (YubiHSM's
+    module): keygen and import of Ed25519 keys fall back to the name after
+    the OID is refused, and the keys sign and verify."""
+    with FaultBox() as box:
+        box.init_token()
+        box.set_quirks("ec_params_by_name")
+
+        def ctl_refusals(*args):
+            """dkimsignctl args; the OID templates its module refused."""
+            box.ctl(*args)
+            with open(box.control + ".ctl-stats") as f:
+                return int(dict(line.strip().split("=", 1) for line in f)["params_refused"])
+
+        refused = ctl_refusals("keygen", "--domain", "example.com", "--selector", "ed1", "--algorithm", "ed25519")
+        assert refused == 1, refused
+        box.keytable["ed1._domainkey.example.com"] = box.dns_record("example.com", "ed1")
+        pem = os.path.join(box.dir, "ed.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "ED25519", "-out", pem], check=True,
+                       capture_output=True)
+        # The private key object is refused with the OID; the pair is made by name.
+        refused += ctl_refusals("import", "--domain", "example.org", "--selector", "ed2", pem)
+        assert refused == 2, refused
+        box.keytable["ed2._domainkey.example.org"] = box.dns_record("example.org", "ed2")
+        box.start()
+        algs = signed_fields(box, 3)
+        assert all(a == ["ed25519-sha256"] for a in algs), algs
+        p = box.sign(MESSAGE.replace(b"alice@example.com", b"alice@example.org"))
+        assert p.returncode == 0 and harness.dkimpy_verify(p.stdout, box.keytable), p.stderr
+        print(f"  Ed25519 keygen and import on a token that takes the curve by name only: "
+              f"{refused} OID templates refused, then made by name; 4 messages verify")
+
+
 def run_no_copy(quirk, ckr):
     """A token that won't copy private keys: signing uses the token
     objects, without an error, and the copy is not tried again on every
@@ -672,6 +705,7 @@ if __name__ == "__main__":
         test_quirk_copy_unsupported,
         test_quirk_session_cap,
         test_quirk_fresh_session_login,
+        test_quirk_ec_params_by_name,
     # An ASan-built library can't be loaded into an uninstrumented Python
     # (ctypes): the gcc build runs this one.
     ] + ([] if os.environ.get("DKIMSIGN_SANITIZED") == "1" else [test_library_reconnects_after_restart]))
