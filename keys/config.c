@@ -1295,17 +1295,29 @@ enum config_unpublished config_unpublished(const struct config *c, const char *k
 }
 
 /* A value that names a file (it starts with '/'): the module reads it as
- * root, so it must be as trusted as the module itself.  What does not
- * exist yet is judged by its directory. */
-static int module_env_path_check(const char *name, const char *value, char *why, size_t whylen)
+ * root, so it must be as trusted as the module itself: owned by root, by
+ * who runs this, or by the [daemon] user, who is trusted with its token's
+ * data (its signers write tpm2-pkcs11's store, TPM2_PKCS11_STORE, so an
+ * operator gives it that store), and writable by its owner only.  What
+ * does not exist yet is judged by its directory. */
+static int module_env_path_check(const struct config *c, const char *name, const char *value, char *why,
+                                 size_t whylen)
 {
         char dir[PATH_MAX], inner[768];
         const char *path = value;
+        uid_t daemon_uid = FILEPERM_NO_UID;
         struct stat st;
         int r;
 
         if (value[0] != '/')
                 return 0;
+        if (c->user) {
+                /* config_resolve() made sure the user exists. */
+                const struct passwd *pw = getpwnam(c->user);
+
+                if (pw)
+                        daemon_uid = pw->pw_uid;
+        }
         if (stat(path, &st) < 0) {
                 const char *slash = strrchr(value, '/');
 
@@ -1317,7 +1329,7 @@ static int module_env_path_check(const char *name, const char *value, char *why,
                 if (stat(path, &st) < 0)
                         return 0;
         }
-        r = fileperm_check_stat(&st, path, FILEPERM_NO_UID, inner, sizeof(inner));
+        r = fileperm_check_stat(&st, path, daemon_uid, inner, sizeof(inner));
         if (r < 0)
                 snprintf(why, whylen, "%s names a file the PKCS#11 module reads as this user: %s", name, inner);
         return r;
@@ -1333,7 +1345,7 @@ int config_apply_module_env(const struct config *c, char *why, size_t whylen)
                 /* Parsed: a name of at most CONFIG_ENV_NAME_MAX, then '='. */
                 memcpy(name, entry, (size_t) (eq - entry));
                 name[eq - entry] = 0;
-                r = module_env_path_check(name, eq + 1, why, whylen);
+                r = module_env_path_check(c, name, eq + 1, why, whylen);
                 if (r < 0)
                         return r;
                 if (setenv(name, eq + 1, 1) < 0) {

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests for keys/config.c: defaults, the shipped example, and every
  * refusal naming its line. */
+#include <pwd.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -401,6 +403,74 @@ static void test_module_env(void **state)
         }
 }
 
+/* A module_env file may also belong to the [daemon] user, who is trusted
+ * with its token's data (it writes tpm2-pkcs11's store); any other owner,
+ * and a file others may write, are still refused, in the same sentence.
+ * Needs root: the files are given to other users. */
+static void test_module_env_daemon_user(void **state)
+{
+        static const struct {
+                bool daemon_user;       /* [daemon] user = nobody */
+                bool owner_nobody;      /* else another user, neither root nor nobody */
+                mode_t mode;
+                bool missing;           /* the value names a file not made yet: its directory is judged */
+                const char *refusal;    /* NULL: accepted */
+        } cases[] = {
+                { true, true, 0755, false, NULL },
+                { true, true, 0644, false, NULL },
+                { true, true, 0755, true, NULL },
+                { false, true, 0755, false, "owned by a user other than root and uid 0 (who runs this)" },
+                { false, true, 0755, true, "owned by a user other than root and uid 0 (who runs this)" },
+                { true, false, 0755, false, "owned by a user other than root, uid 0 (who runs this) and uid " },
+                { true, true, 0775, false, "writable by its group (chmod g-w)" },
+                { true, true, 0757, false, "writable by everyone (chmod o-w)" },
+                { true, true, 0777, true, "writable by its group and by everyone (chmod go-w)" },
+        };
+        const struct passwd *pw = getpwnam("nobody");
+        uid_t nobody, other;
+
+        (void) state;
+        if (geteuid() != 0 || !pw)
+                skip();
+        nobody = pw->pw_uid;
+        other = nobody == 4242 ? 4243 : 4242;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char dir[] = "/tmp/dkimsign-test-env-XXXXXX", path[64], text[512], err[1024], want[256];
+                uid_t owner = cases[i].owner_nobody ? nobody : other;
+                struct config *c;
+                int r;
+
+                assert_non_null(mkdtemp(dir));
+                snprintf(path, sizeof(path), "%s/store", dir);
+                if (!cases[i].missing)
+                        assert_int_equal(mkdir(path, 0700), 0);
+                /* What is judged: the store, or the directory it would be made in. */
+                assert_int_equal(chown(cases[i].missing ? dir : path, owner, owner), 0);
+                assert_int_equal(chmod(cases[i].missing ? dir : path, cases[i].mode), 0);
+                snprintf(text, sizeof(text), "%s" TOKEN "module_env = DKIMSIGN_TEST_STORE=%s\n",
+                         cases[i].daemon_user ? "[daemon]\nuser = nobody\n" : "", path);
+                c = parse_ok(text);
+                err[0] = 0;
+                r = config_apply_module_env(c, err, sizeof(err));
+                if (!cases[i].refusal) {
+                        if (r != 0)
+                                fail_msg("case %zu: refused: %s", i, err);
+                        assert_string_equal(getenv("DKIMSIGN_TEST_STORE"), path);
+                } else {
+                        if (r != DKIMSIGN_E_CONFIG)
+                                fail_msg("case %zu: accepted (%d)", i, r);
+                        snprintf(want, sizeof(want), "DKIMSIGN_TEST_STORE names a file the PKCS#11 module reads "
+                                 "as this user: bad permissions on %s (owner uid %u, mode %04o): ",
+                                 cases[i].missing ? dir : path, (unsigned) owner, (unsigned) cases[i].mode);
+                        if (strncmp(err, want, strlen(want)) != 0 || !strstr(err, cases[i].refusal))
+                                fail_msg("case %zu: '%s', expected '%s...%s'", i, err, want, cases[i].refusal);
+                }
+                config_free(c);
+                rmdir(path);
+                rmdir(dir);
+        }
+}
+
 /* [token] allow_decrypt_keys: no by default, yes or no, nothing else. */
 static void test_allow_decrypt_keys(void **state)
 {
@@ -458,6 +528,7 @@ int main(void)
                 cmocka_unit_test(test_refusals_name_the_line),
                 cmocka_unit_test(test_header_policy),
                 cmocka_unit_test(test_module_env),
+                cmocka_unit_test(test_module_env_daemon_user),
                 cmocka_unit_test(test_nul_and_long_lines),
                 cmocka_unit_test(test_allow_decrypt_keys),
         };
