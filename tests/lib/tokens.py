@@ -287,12 +287,16 @@ class OpenCryptokiToken(Token):
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self._saved_ns = []
+        self._saved_cwd = None
         self._mounted = []
 
     def _enter_namespace(self):
         if os.geteuid() != 0:
             raise RuntimeError("opencryptoki: a private pkcsslotd needs root (mount namespace)")
-        # Come back here in close(): the namespaces this process is in now.
+        # Come back here in close(): the namespaces this process is in now,
+        # and its working directory (setns() to a mount namespace moves it
+        # to that namespace's root).
+        self._saved_cwd = os.getcwd()
         self._saved_ns = [(os.open(f"/proc/self/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC), flag)
                           for ns, flag in (("mnt", CLONE_NEWNS), ("ipc", CLONE_NEWIPC))]
         _libc_call(_libc.unshare, CLONE_NEWNS | CLONE_NEWIPC)
@@ -359,6 +363,12 @@ class OpenCryptokiToken(Token):
                 errors.append(str(e))
             os.close(fd)
         self._saved_ns = []
+        if self._saved_cwd:
+            try:
+                os.chdir(self._saved_cwd)
+            except OSError as e:
+                errors.append(f"back to {self._saved_cwd}: {e}")
+            self._saved_cwd = None
         if errors:
             raise RuntimeError("opencryptoki teardown: " + "; ".join(errors))
 
