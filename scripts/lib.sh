@@ -7,9 +7,14 @@ BUILD_PACKAGES="gcc clang valgrind libclang-rt-14-dev meson ninja-build pkg-conf
         debhelper dpkg-dev fakeroot build-essential"
 # The independent verifiers the conformance tests run, and what the other
 # tests start: systemd-socket-activate, setpriv, Postfix, swaks, openssl,
-# strace and man (tests/packaging).
+# strace and man (tests/packaging); for test-tokens.py (tests/lib/tokens.py)
+# opencryptoki's pkcsslotd and pkcsconf with its soft token, tpm2-pkcs11 and
+# tpm2_ptool, swtpm, tpm2-abrmd with the TCTIs it and the module use, and
+# dbus-daemon and dbus-send for tpm2-abrmd's private bus.
 TEST_PACKAGES="libmail-dkim-perl libnet-dns-perl libopendkim-dev opensc opendkim-tools postfix swaks miltertest
-        systemd util-linux openssl python3-cryptography dnsmasq-base strace man-db"
+        systemd util-linux openssl python3-cryptography dnsmasq-base strace man-db
+        opencryptoki libopencryptoki0 libtpm2-pkcs11-1 libtpm2-pkcs11-tools swtpm tpm2-abrmd libtss2-tcti-tabrmd0
+        libtss2-tcti-swtpm0 dbus-daemon dbus-bin"
 
 # install_packages PKG...: apt-get install the ones not installed yet.
 install_packages() {
@@ -26,6 +31,21 @@ install_packages() {
         echo "installing: ${missing[*]}"
         # postfix (test-milter.py runs a private instance): no system config.
         echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+        # No service starts from what is installed (opencryptoki's system
+        # pkcsslotd, tpm2-abrmd, postfix): the tests start private instances
+        # of their own (test-tokens.py: pkcsslotd in a mount and IPC
+        # namespace of its own, tpm2-abrmd on a bus of its own), and a test
+        # machine needs no system one.  policy-rc.d answers "not allowed"
+        # (101) to invoke-rc.d and deb-systemd-invoke; one already there is
+        # left as it is.
+        local policy=/usr/sbin/policy-rc.d ours="" r
+        if [ ! -e "$policy" ]; then
+                printf '#!/bin/sh\n# scripts/lib.sh install_packages: no service starts\nexit 101\n' >"$policy" &&
+                        chmod 755 "$policy" && ours=1
+        fi
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        r=$?
+        [ -z "$ours" ] || rm -f "$policy"
+        return $r
 }
