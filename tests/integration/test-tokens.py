@@ -707,9 +707,11 @@ def test_unprivileged():
                 box.processes = processes
                 box.write_config()
                 box.start()
+                # It listens before it drops its privileges, then says so.
+                wait_until(lambda: f"running as {USER} (uid {uid})" in box.log(), f"the log saying it runs as {USER}",
+                           detail=lambda: f"\n{box.log()}")
                 check_eq([uid_of(p) for p in box.signers()], [uid] * processes,
                          f"the uid of the {processes} signer process(es)")
-                check(f"running as {USER} (uid {uid})" in box.log(), f"the log says who it runs as:\n{box.log()}")
                 for _ in range(2 * processes):
                     box.expect(want, f"signing as {USER}, processes = {processes}")
                 box.stop_clean()
