@@ -147,14 +147,18 @@ def check_ctl(p, rc, stderr=None, stdout_first=None, what=""):
 
 
 def wait_until(cond, what, timeout=WAIT, detail=lambda: ""):
-    """Poll cond() until true; fail after timeout seconds, saying what and detail()."""
+    """Poll cond() until true; fail after timeout seconds, saying what and
+    detail().  One check, however many polls (cond may raise
+    AssertionError to fail at once)."""
+    global CHECKS
     deadline = time.monotonic() + timeout
     delay = 0.02
     while not cond():
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}{detail()}")
+            check(False, f"not within {timeout}s: {what}{detail()}")
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
+    CHECKS += 1
 
 
 # --- PKCS#11 through ctypes, in a child process (the module never loads here) ------
@@ -615,7 +619,9 @@ def reload_round(box, tag, how):
     def every_process_served():
         for d, w in want.items():
             got = box.outcome(d)
-            check_eq(got, w, f"[{how}] signing for {d} after every signer process reloaded")
+            if got != w:
+                raise AssertionError(f"[{how}] signing for {d} after every signer process reloaded:\n"
+                                     f"  got:      {got!r}\n  expected: {w!r}")
         return served("signed", new) >= set(procs) and served("refused", ret) >= set(procs)
 
     wait_until(every_process_served, f"[{how}] every signer process {procs} signing for {new} and refusing {ret}",
