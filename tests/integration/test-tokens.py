@@ -561,12 +561,13 @@ RELOADED = re.compile(r"dkimsignd(?:/(\d+))?: reloaded: (\d+) signing key\(s\)")
 AUDIT = re.compile(r"dkimsignd(?:/(\d+))?: audit: (signed|refused) time=\S+ uid=\d+ pid=\d+ domain=(\S+)")
 
 
-def reload_round(box, tag, how):
-    """One round of changes made by dkimsignctl while dkimsignd runs,
-    seen after a reload (how: "ctl" or "hup") by every signer process."""
+def reload_round(box, how):
+    """One round of changes made by dkimsignctl while dkimsignd runs, seen
+    after a reload (how: "ctl", dkimsignctl reload, or "hup", SIGHUP) by
+    every signer process.  Its keys are named after how (reload_flow)."""
     f = facts()
-    keep, new, ret, gone = "keep.example", f"new-{tag}.example", f"retire-{tag}.example", f"destroy-{tag}.example"
-    dual = f"dual-{tag}.example"
+    keep, new, ret, gone = "keep.example", f"new-{how}.example", f"retire-{how}.example", f"destroy-{how}.example"
+    dual = f"dual-{how}.example"
     want = {keep: signed("k1"), ret: signed("r1"), gone: signed("x1"), new: no_key(new)}
     if f["ed25519"]:
         want[dual] = signed("dr", "de")
@@ -577,7 +578,7 @@ def reload_round(box, tag, how):
     box.destroy(gone, "x1")
     if f["ed25519"]:
         # The domain goes on signing with its other key.
-        if tag == "ctl":
+        if how == "ctl":
             box.retire(dual, "de")
         else:
             box.destroy(dual, "de")
@@ -640,18 +641,18 @@ def reload_flow(processes):
         try:
             ctl_init(box)
             box.keygen("keep.example", "k1", "rsa", 2048)
-            for tag in ("ctl", "hup"):
-                box.keygen(f"retire-{tag}.example", "r1", "rsa", 2048)
-                box.keygen(f"destroy-{tag}.example", "x1", "rsa", 2048)
+            for how in ("ctl", "hup"):
+                box.keygen(f"retire-{how}.example", "r1", "rsa", 2048)
+                box.keygen(f"destroy-{how}.example", "x1", "rsa", 2048)
                 if f["ed25519"]:
-                    box.keygen(f"dual-{tag}.example", "dr", "rsa", 2048)
-                    box.keygen(f"dual-{tag}.example", "de", "ed25519")
+                    box.keygen(f"dual-{how}.example", "dr", "rsa", 2048)
+                    box.keygen(f"dual-{how}.example", "de", "ed25519")
             box.start()
             want = {}
-            for tag in ("ctl", "hup"):
+            for how in ("ctl", "hup"):
                 t0 = time.monotonic()
-                want.update(reload_round(box, tag, tag))
-                print(f"  reload by {'dkimsignctl reload' if tag == 'ctl' else 'SIGHUP'}: "
+                want.update(reload_round(box, how))
+                print(f"  reload by {'dkimsignctl reload' if how == 'ctl' else 'SIGHUP'}: "
                       f"{time.monotonic() - t0:.1f}s")
             box.stop_clean()
             box.start()
