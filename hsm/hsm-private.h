@@ -73,6 +73,7 @@
 #include <openssl/bn.h>
 
 #include <p11-kit/pkcs11.h>
+#include <p11-kit/uri.h>
 
 #include "protocol/dkimsign-errors.h"
 #include "hsm/hsm.h"
@@ -132,7 +133,12 @@ struct kept_pin {
 struct hsm {
         struct module *mod;
         CK_FUNCTION_LIST *p11;   /* borrowed from mod */
-        char *token_label;       /* to find the slot again after a reinsertion */
+        /* Which token: its label, or a URI's attributes; the slot is found
+         * again by them after a reinsertion (hsmi_token_find).  Set by
+         * hsm_open*, only read after (no lock). */
+        P11KitUri *match;
+        bool match_only;         /* a URI: it must match one token only; a label: the first */
+        struct hsm_token_id id;  /* the token opened, as it described itself then */
         CK_SLOT_ID slot;         /* guarded by lock once sessions exist */
         pthread_mutex_t lock;    /* guards admin, slot, pin and every call made on admin */
         CK_SESSION_HANDLE admin;
@@ -229,14 +235,46 @@ int hsmi_module_reinit(struct module *m);
 /* The module has another user in this process (another handle, or its
  * owner who initialized it): it must not be finalized under them. */
 bool hsmi_module_shared(struct module *m);
-/* The first slot with an initialized token labelled label (want_free
- * false), or with an uninitialized token (want_free true).
- * DKIMSIGN_E_NO_TOKEN if none. */
-int hsmi_slot_find(CK_FUNCTION_LIST *p11, const char *label, bool want_free, CK_SLOT_ID *ret);
+/* Which slot hsmi_slot_find looks for: the first initialized token that
+ * matches, the only one (several: DKIMSIGN_E_EXISTS), or the first
+ * uninitialized token that matches in all but the label (hsmi_uri_match). */
+enum hsmi_find { HSMI_FIND_FIRST, HSMI_FIND_ONLY, HSMI_FIND_FREE };
+/* What hsmi_slot_find saw: how many tokens matched, the first one's slot
+ * and information, and the serial numbers of the first few (", "
+ * separated), for the sentence that asks for serial=. */
+struct hsmi_found {
+        CK_SLOT_ID slot;
+        CK_TOKEN_INFO info;
+        unsigned count;
+        char serials[80];
+};
+/* The slot of the token matching m, as how says.  DKIMSIGN_E_NO_TOKEN if
+ * none; DKIMSIGN_E_EXISTS if several (HSMI_FIND_ONLY).  ret (may be NULL)
+ * is filled on success and on DKIMSIGN_E_EXISTS. */
+int hsmi_slot_find(CK_FUNCTION_LIST *p11, P11KitUri *m, enum hsmi_find how, struct hsmi_found *ret);
+/* The slot of h's token now, by h->match: the slot it was opened on, or
+ * the one it moved to.  h->lock held, or h not shared yet. */
+int hsmi_token_find(struct hsm *h, CK_SLOT_ID *ret);
 /* What the token in slot can do (hsm_token_caps). */
 int hsmi_slot_caps(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, struct hsm_caps *ret);
 /* Say why in hsm_last_why() (printf-like). */
 void hsmi_why(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- uri.c: which token ---- */
+
+/* Check and parse a URI as hsm_uri_check, into owned criteria (free with
+ * p11_kit_uri_free) and its module-path; a refusal's sentence goes to
+ * hsm_last_why(). */
+int hsmi_uri_parse(const char *text, P11KitUri **ret, char *ret_module, size_t module_size);
+/* Criteria that match a token labelled label, nothing else; NULL: no memory. */
+P11KitUri *hsmi_uri_for_label(const char *label);
+/* Whether the token in slot (its information, info) and the slot match
+ * m; ignore_label: in everything but the label (a free token, to be
+ * labelled).  Asks C_GetSlotInfo when m has slot attributes. */
+bool hsmi_uri_match(P11KitUri *m, CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, const CK_TOKEN_INFO *info,
+                    bool ignore_label);
+/* info's fields as C strings. */
+void hsmi_token_id(const CK_TOKEN_INFO *info, struct hsm_token_id *ret);
 
 /* ---- login.c: sessions and the login ---- */
 

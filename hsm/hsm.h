@@ -2,7 +2,8 @@
 /*
  * PKCS#11 token access.  The only module that includes pkcs11.h.
  *
- * It loads a PKCS#11 module by path, finds a token by its label, logs in,
+ * It loads a PKCS#11 module by path, finds a token by its label or by a
+ * PKCS#11 URI (RFC 7512, parsed with p11-kit's URI functions), logs in,
  * generates and imports DKIM keys as token objects, finds them again by
  * label, exports their public halves, and signs SHA-256 digests.  Private
  * keys never leave the token: generated keys are CKA_SENSITIVE and not
@@ -141,6 +142,53 @@ int hsm_alg_from_string(const char *s, enum hsm_alg *ret);
  */
 int hsm_open(const char *module_path, const char *token_label, struct hsm **ret);
 
+/*
+ * A token chosen by a PKCS#11 URI (RFC 7512), e.g.
+ * pkcs11:token=dkim;manufacturer=SoftHSM%20project?module-path=/usr/lib/softhsm/libsofthsm2.so
+ * Its path may hold token=, manufacturer=, model=, serial= (matched against
+ * the token's CK_TOKEN_INFO), slot-description=, slot-manufacturer= and
+ * slot-id= (against its slot), each at most once, none empty; its query
+ * only module-path= (an absolute path).  Refused, with the part named:
+ * what selects objects (object=, id=, type=), the module's own attributes
+ * (library-*), module-name= (p11-kit's configuration), and a PIN
+ * (pin-value=, pin-source=): the PIN comes from a file.  At most
+ * HSM_URI_MAX characters, printable ASCII (anything else percent-encoded).
+ */
+#define HSM_URI_MAX 1024
+
+/* A token as it describes itself (CK_TOKEN_INFO): each field a C string
+ * without its blank padding, a control character shown as '?'. */
+struct hsm_token_id {
+        char label[33];
+        char manufacturer[33];
+        char model[17];
+        char serial[17];
+};
+
+/*
+ * Check uri (above) without loading anything.  0, with its module-path
+ * (percent-decoded; "" when it has none) in ret_module (module_size
+ * bytes); DKIMSIGN_E_FORMAT with one sentence in why naming the part
+ * refused, which never quotes a value of the URI (a pin-value must not
+ * reach a log); DKIMSIGN_E_NOMEM.
+ */
+int hsm_uri_check(const char *uri, char *ret_module, size_t module_size, char *why, size_t whylen);
+
+/*
+ * As hsm_open, but the token is the one whose token and slot information
+ * match every attribute of uri.  module_path NULL: the URI's module-path.
+ * DKIMSIGN_E_NO_TOKEN: no token matches; DKIMSIGN_E_EXISTS: several do
+ * (then h is not opened: the URI must name one, e.g. by serial=);
+ * DKIMSIGN_E_FORMAT: uri is refused (hsm_uri_check), or its module-path
+ * is not module_path.  For each of these hsm_last_why() has the sentence,
+ * naming the URI (and, for several, how many and their serials).  After a
+ * reinsertion the token is found again by the same URI, on any slot.
+ */
+int hsm_open_uri(const char *uri, const char *module_path, struct hsm **ret);
+
+/* The token h was opened on, as it described itself then. */
+void hsm_token_id(const struct hsm *h, struct hsm_token_id *ret);
+
 /* Logs out, closes every session, C_Finalize, dlclose.  Accepts NULL. */
 struct hsm *hsm_close(struct hsm *h);
 DEFINE_FREEP(struct hsm, hsm_close)
@@ -169,6 +217,21 @@ int hsm_login_pin_file(struct hsm *h, const char *path);
  */
 int hsm_init_token(const char *module_path, const char *label, char *so_pin, size_t so_pin_len,
                    char *user_pin, size_t user_pin_len);
+
+/*
+ * hsm_init_token for a token chosen by uri (hsm_open_uri), which must have
+ * token=: the label to give.  The token initialized is the first free one
+ * (not yet initialized) of the module whose slot and token match every
+ * other attribute of the URI (manufacturer=, model=, a serial= the free
+ * token already shows, slot-*), and is found again afterwards by the whole
+ * URI.  DKIMSIGN_E_EXISTS: a token matches uri already (nothing is
+ * changed); DKIMSIGN_E_NO_TOKEN: no free token matches; DKIMSIGN_E_FORMAT:
+ * uri is refused or has no token= (hsm_last_why() for these three).  PINs
+ * and the other codes as hsm_init_token.  On success ret (may be NULL) is
+ * the token as it describes itself now.
+ */
+int hsm_init_token_uri(const char *uri, const char *module_path, char *so_pin, size_t so_pin_len,
+                       char *user_pin, size_t user_pin_len, struct hsm_token_id *ret);
 
 /* Label of a DKIM key: "<selector>._domainkey.<domain>", into ret (size
  * bytes).  DKIMSIGN_E_TOO_LARGE if it does not fit. */
@@ -321,7 +384,7 @@ unsigned long hsm_recoveries(struct hsm *h);
 
 /*
  * Finalize and initialize the module again, log in again with the kept
- * PIN (hsm_keep_pin) and find the token again by its label, so that this
+ * PIN (hsm_keep_pin) and find the token again by its label or URI, so that this
  * process sees what other processes changed on the token since: keys
  * made, retired or destroyed by dkimsignctl.  Some modules (tpm2-pkcs11)
  * read the token's objects once per C_Initialize and never again.
@@ -347,6 +410,7 @@ unsigned long hsm_last_ckr(void);
  * from hsm_init_token (when not ""), a failed hsm_import whose private
  * object the token would not create: the sentence naming the limit and
  * what to do.
+ * After a failed hsm_open_uri or hsm_init_token_uri: see there.
  * After DKIMSIGN_E_CONFIG from hsm_open, hsm_init_token, hsm_login_pin_file
  * or hsm_pin_read: the sentence saying which file was refused and why, for
  * the caller's message, e.g. "bad permissions on /etc/dkimsignd/pin (owner

@@ -74,32 +74,40 @@ static int init_lock_new(pthread_rwlock_t *l)
         return e;
 }
 
-int hsm_open(const char *module_path, const char *token_label, struct hsm **ret)
+/* Open the token that matches m (taken: freed on failure too); only: it
+ * must be the only one; uri (NULL for a bare label) names m in the
+ * sentences. */
+static int open_matching(const char *module_path, P11KitUri *m, bool only, const char *uri, struct hsm **ret)
 {
         _cleanup_(hsm_closep) struct hsm *h = NULL;
+        struct hsmi_found found;
         CK_RV rv;
         int r;
 
-        hsmi_last_ckr = 0;
-        if (!token_label || !ret)
-                return DKIMSIGN_E_INTERNAL;
         h = calloc(1, sizeof(*h));
-        if (!h)
+        if (!h) {
+                p11_kit_uri_free(m);
                 return DKIMSIGN_E_NOMEM;
+        }
         if (pthread_mutex_init(&h->lock, NULL) != 0 || pthread_mutex_init(&h->sessions_lock, NULL) != 0 ||
             init_lock_new(&h->init_lock) != 0)
                 abort(); /* cannot fail with these attributes on Linux */
-
-        h->token_label = strdup(token_label);
-        if (!h->token_label)
-                return DKIMSIGN_E_NOMEM;
+        h->match = m;   /* transferred */
+        h->match_only = only;
         r = hsmi_module_get(module_path, &h->mod);
         if (r < 0)
                 return r;
         h->p11 = h->mod->p11;
-        r = hsmi_slot_find(h->p11, token_label, false, &h->slot);
+        r = hsmi_slot_find(h->p11, h->match, only ? HSMI_FIND_ONLY : HSMI_FIND_FIRST, &found);
+        if (r == DKIMSIGN_E_NO_TOKEN && uri)
+                hsmi_why("no token of %s matches %s", module_path, uri);
+        else if (r == DKIMSIGN_E_EXISTS && uri)
+                hsmi_why("%u tokens of %s match %s (serials %s): add serial= to the uri to choose one", found.count,
+                         module_path, uri, found.serials);
         if (r < 0)
                 return r;
+        h->slot = found.slot;
+        hsmi_token_id(&found.info, &h->id);
 
         /* Generation needs a read-write session; a write-protected token can still sign. */
         rv = h->p11->C_OpenSession(h->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h->admin);
@@ -112,6 +120,46 @@ int hsm_open(const char *module_path, const char *token_label, struct hsm **ret)
         *ret = h;
         h = NULL;
         return 0;
+}
+
+int hsm_open(const char *module_path, const char *token_label, struct hsm **ret)
+{
+        P11KitUri *m;
+
+        hsmi_last_ckr = 0;
+        if (!token_label || !ret)
+                return DKIMSIGN_E_INTERNAL;
+        m = hsmi_uri_for_label(token_label);
+        if (!m)
+                return DKIMSIGN_E_NOMEM;
+        return open_matching(module_path, m, false, NULL, ret);
+}
+
+int hsm_open_uri(const char *uri, const char *module_path, struct hsm **ret)
+{
+        char module[HSM_URI_MAX + 1];
+        P11KitUri *m = NULL;
+        int r;
+
+        hsmi_last_ckr = 0;
+        if (!uri || !ret)
+                return DKIMSIGN_E_INTERNAL;
+        r = hsmi_uri_parse(uri, &m, module, sizeof(module));
+        if (r < 0)
+                return r;
+        if (!module_path && !module[0])
+                hsmi_why("%s has no module-path, and no module is given", uri);
+        else if (module_path && module[0] && strcmp(module, module_path) != 0)
+                hsmi_why("the module-path of %s is not the module %s", uri, module_path);
+        else
+                return open_matching(module_path ? module_path : module, m, true, uri, ret);
+        p11_kit_uri_free(m);
+        return DKIMSIGN_E_FORMAT;
+}
+
+void hsm_token_id(const struct hsm *h, struct hsm_token_id *ret)
+{
+        *ret = h->id;
 }
 
 struct hsm *hsm_close(struct hsm *h)
@@ -137,7 +185,7 @@ struct hsm *hsm_close(struct hsm *h)
         }
         hsmi_copies_free(h->copies);
         pin_forget(&h->pin);
-        free(h->token_label);
+        p11_kit_uri_free(h->match);
         pthread_mutex_destroy(&h->sessions_lock);
         pthread_mutex_destroy(&h->lock);
         pthread_rwlock_destroy(&h->init_lock);
@@ -317,7 +365,7 @@ CK_RV hsmi_session_open_locked(struct hsm *h, CK_FLAGS flags, CK_SESSION_HANDLE 
         if (rv != CKR_SLOT_ID_INVALID && rv != CKR_TOKEN_NOT_PRESENT && rv != CKR_DEVICE_REMOVED &&
             rv != CKR_TOKEN_NOT_RECOGNIZED)
                 return rv;
-        if (hsmi_slot_find(h->p11, h->token_label, false, &slot) < 0 || slot == h->slot)
+        if (hsmi_token_find(h, &slot) < 0 || slot == h->slot)
                 return rv;
         h->slot = slot;
         return h->p11->C_OpenSession(h->slot, flags, NULL, NULL, ret);

@@ -3,8 +3,8 @@
  * Modules, slots and tokens: load a PKCS#11 module by path (dlopen,
  * C_Initialize with OS locking), shared and reference-counted
  * process-wide, because PKCS#11 state (initialization, login) is per
- * process, not per handle; find a slot by its token's label; initialize a
- * new token (hsm_init_token).
+ * process, not per handle; find a slot by its token's label or a URI's
+ * attributes (uri.c); initialize a new token (hsm_init_token*).
  *
  * It must never dlopen() a bare name (that would search the library path)
  * nor a file that anyone but root or this user could have replaced (it
@@ -251,24 +251,24 @@ static int slots_get(CK_FUNCTION_LIST *p11, CK_SLOT_ID **ret, CK_ULONG *ret_coun
         return DKIMSIGN_E_HSM;
 }
 
-static bool token_label_eq(const CK_UTF8CHAR field[TOKEN_LABEL_LEN], const char *label)
+/* Add the serial of a matching token to found's list, while it fits. */
+static void serial_note(struct hsmi_found *found, const CK_TOKEN_INFO *info)
 {
-        size_t n = strlen(label);
+        struct hsm_token_id id;
+        size_t len = strlen(found->serials);
 
-        if (n > TOKEN_LABEL_LEN || memcmp(field, label, n) != 0)
-                return false;
-        /* Blank padded by the standard; some modules pad with NULs. */
-        for (size_t i = n; i < TOKEN_LABEL_LEN; i++)
-                if (field[i] != ' ' && field[i] != '\0')
-                        return false;
-        return true;
+        hsmi_token_id(info, &id);
+        if (len + strlen(id.serial) + 8 < sizeof(found->serials))
+                snprintf(found->serials + len, sizeof(found->serials) - len, "%s%s", len ? ", " : "",
+                         id.serial[0] ? id.serial : "(none)");
+        else if (!strstr(found->serials, "..."))
+                snprintf(found->serials + len, sizeof(found->serials) - len, ", ...");
 }
 
-/* The first slot with an initialized token labelled label (want_free false),
- * or with an uninitialized token (want_free true).  DKIMSIGN_E_NO_TOKEN if none. */
-int hsmi_slot_find(CK_FUNCTION_LIST *p11, const char *label, bool want_free, CK_SLOT_ID *ret)
+int hsmi_slot_find(CK_FUNCTION_LIST *p11, P11KitUri *m, enum hsmi_find how, struct hsmi_found *ret)
 {
         _cleanup_(freep) CK_SLOT_ID *slots = NULL;
+        struct hsmi_found found = { 0 };
         CK_ULONG n = 0;
         int r;
 
@@ -283,12 +283,32 @@ int hsmi_slot_find(CK_FUNCTION_LIST *p11, const char *label, bool want_free, CK_
                 if (p11->C_GetTokenInfo(slots[i], &info) != CKR_OK)
                         continue;
                 initialized = info.flags & CKF_TOKEN_INITIALIZED;
-                if (want_free ? initialized : !initialized || !token_label_eq(info.label, label))
+                if (initialized == (how == HSMI_FIND_FREE) ||
+                    !hsmi_uri_match(m, p11, slots[i], &info, how == HSMI_FIND_FREE))
                         continue;
-                *ret = slots[i];
-                return 0;
+                if (found.count++ == 0) {
+                        found.slot = slots[i];
+                        found.info = info;
+                }
+                if (how != HSMI_FIND_ONLY)
+                        break;
+                serial_note(&found, &info);
         }
-        return DKIMSIGN_E_NO_TOKEN;
+        if (found.count == 0)
+                return DKIMSIGN_E_NO_TOKEN;
+        if (ret)
+                *ret = found;
+        return found.count > 1 ? DKIMSIGN_E_EXISTS : 0;
+}
+
+int hsmi_token_find(struct hsm *h, CK_SLOT_ID *ret)
+{
+        struct hsmi_found found;
+        int r = hsmi_slot_find(h->p11, h->match, h->match_only ? HSMI_FIND_ONLY : HSMI_FIND_FIRST, &found);
+
+        if (r == 0)
+                *ret = found.slot;
+        return r;
 }
 
 /* ---- what a token can do ---- */
@@ -378,8 +398,11 @@ static int pin_lengths_check(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, size_t so_p
         return 0;
 }
 
-static int token_init(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, const char *label, char *so_pin,
-                      size_t so_pin_len, char *user_pin, size_t user_pin_len)
+/* Initialize the token in slot, labelled label, then find it again by m
+ * (how) into ret.  PINs are the caller's to wipe. */
+static int token_init(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, const char *label, P11KitUri *m,
+                      enum hsmi_find how, char *so_pin, size_t so_pin_len, char *user_pin, size_t user_pin_len,
+                      struct hsmi_found *ret)
 {
         CK_UTF8CHAR padded[TOKEN_LABEL_LEN];
         CK_SESSION_HANDLE s;
@@ -393,13 +416,14 @@ static int token_init(CK_FUNCTION_LIST *p11, CK_SLOT_ID slot, const char *label,
                 return hsmi_ckr_fail(rv);
         /* The token is initialized now: whatever fails below leaves it so,
          * without a user PIN, and says how to recover.  A module may show
-         * it under a new slot ID (tpm2-pkcs11 does): found by label. */
-        r = hsmi_slot_find(p11, label, false, &slot);
+         * it under a new slot ID (tpm2-pkcs11 does): found by label, or
+         * by the whole URI. */
+        r = hsmi_slot_find(p11, m, how, ret);
         if (r < 0) {
                 rv = hsmi_last_ckr ? hsmi_last_ckr : CKR_TOKEN_NOT_PRESENT;
                 goto no_user_pin;
         }
-        rv = p11->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+        rv = p11->C_OpenSession(ret->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
         if (rv != CKR_OK)
                 goto no_user_pin;
         rv = p11->C_Login(s, CKU_SO, (CK_UTF8CHAR *) so_pin, so_pin_len);
@@ -420,43 +444,108 @@ no_user_pin:
         return DKIMSIGN_E_PIN;
 }
 
+/* hsm_init_token and hsm_init_token_uri: label the first free token that
+ * matches m in all but the label; uri (NULL for a bare label) names m in
+ * the sentences. */
+static int init_matching(const char *module_path, P11KitUri *m, const char *uri, const char *label,
+                         char *so_pin, size_t so_pin_len, char *user_pin, size_t user_pin_len,
+                         struct hsm_token_id *ret)
+{
+        struct hsmi_found found;
+        struct module *mod = NULL;
+        int r;
+
+        r = hsmi_module_get(module_path, &mod);
+        if (r < 0)
+                goto out;
+        r = hsmi_slot_find(mod->p11, m, HSMI_FIND_FIRST, &found);
+        if (r == 0) {
+                r = DKIMSIGN_E_EXISTS;
+                if (uri) {
+                        struct hsm_token_id id;
+
+                        hsmi_token_id(&found.info, &id);
+                        hsmi_why("a token of %s matches %s already (label '%s', serial %s): init-token makes a "
+                                 "new one", module_path, uri, id.label, id.serial);
+                }
+        }
+        if (r != DKIMSIGN_E_NO_TOKEN)
+                goto out;
+        r = hsmi_slot_find(mod->p11, m, HSMI_FIND_FREE, &found);
+        if (r == DKIMSIGN_E_NO_TOKEN && uri)
+                hsmi_why("no free token of %s matches %s (its attributes but token=, which is the label to give)",
+                         module_path, uri);
+        if (r < 0)
+                goto out;
+        r = pin_lengths_check(mod->p11, found.slot, so_pin_len, user_pin_len);
+        if (r < 0)
+                goto out;
+        r = token_init(mod->p11, found.slot, label, m, uri ? HSMI_FIND_ONLY : HSMI_FIND_FIRST, so_pin, so_pin_len,
+                       user_pin, user_pin_len, &found);
+        if (r == 0 && ret)
+                hsmi_token_id(&found.info, ret);
+out:
+        hsmi_module_put(mod);
+        return r;
+}
+
 int hsm_init_token(const char *module_path, const char *label, char *so_pin, size_t so_pin_len,
                    char *user_pin, size_t user_pin_len)
 {
-        struct module *m = NULL;
-        CK_SLOT_ID slot;
+        P11KitUri *m = NULL;
         int r;
 
         hsmi_last_ckr = 0;
         hsmi_last_why[0] = '\0';
-        if (!label || !so_pin || !user_pin) {
+        if (!label || !so_pin || !user_pin)
+                r = DKIMSIGN_E_INTERNAL;
+        else if (strlen(label) > TOKEN_LABEL_LEN)
+                r = DKIMSIGN_E_TOO_LARGE;
+        else if (!(m = hsmi_uri_for_label(label)))
+                r = DKIMSIGN_E_NOMEM;
+        else
+                r = init_matching(module_path, m, NULL, label, so_pin, so_pin_len, user_pin, user_pin_len, NULL);
+        if (so_pin)
+                OPENSSL_cleanse(so_pin, so_pin_len);
+        if (user_pin)
+                OPENSSL_cleanse(user_pin, user_pin_len);
+        p11_kit_uri_free(m);
+        return r;
+}
+
+int hsm_init_token_uri(const char *uri, const char *module_path, char *so_pin, size_t so_pin_len,
+                       char *user_pin, size_t user_pin_len, struct hsm_token_id *ret)
+{
+        char module[HSM_URI_MAX + 1];
+        struct hsm_token_id want;
+        P11KitUri *m = NULL;
+        int r;
+
+        hsmi_last_ckr = 0;
+        hsmi_last_why[0] = '\0';
+        if (!uri || !so_pin || !user_pin) {
                 r = DKIMSIGN_E_INTERNAL;
                 goto out;
         }
-        if (strlen(label) > TOKEN_LABEL_LEN) {
-                r = DKIMSIGN_E_TOO_LARGE;
-                goto out;
-        }
-        r = hsmi_module_get(module_path, &m);
+        r = hsmi_uri_parse(uri, &m, module, sizeof(module));
         if (r < 0)
                 goto out;
-        r = hsmi_slot_find(m->p11, label, false, &slot);
-        if (r == 0)
-                r = DKIMSIGN_E_EXISTS;
-        if (r != DKIMSIGN_E_NO_TOKEN)
-                goto out;
-        r = hsmi_slot_find(m->p11, NULL, true, &slot);
-        if (r < 0)
-                goto out;
-        r = pin_lengths_check(m->p11, slot, so_pin_len, user_pin_len);
-        if (r < 0)
-                goto out;
-        r = token_init(m->p11, slot, label, so_pin, so_pin_len, user_pin, user_pin_len);
+        r = DKIMSIGN_E_FORMAT;
+        hsmi_token_id(p11_kit_uri_get_token_info(m), &want);
+        if (!p11_kit_uri_get_token_info(m)->label[0])
+                hsmi_why("%s has no token=: init-token gives the new token that label", uri);
+        else if (module_path && module[0] && strcmp(module, module_path) != 0)
+                hsmi_why("the module-path of %s is not the module %s", uri, module_path);
+        else if (!module_path && !module[0])
+                hsmi_why("%s has no module-path, and no module is given", uri);
+        else
+                r = init_matching(module_path ? module_path : module, m, uri, want.label, so_pin, so_pin_len,
+                                  user_pin, user_pin_len, ret);
 out:
         if (so_pin)
                 OPENSSL_cleanse(so_pin, so_pin_len);
         if (user_pin)
                 OPENSSL_cleanse(user_pin, user_pin_len);
-        hsmi_module_put(m);
+        p11_kit_uri_free(m);
         return r;
 }

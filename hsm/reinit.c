@@ -87,13 +87,18 @@ int hsm_reinitialize(struct hsm *h, unsigned wait_ms)
                 r = hsmi_module_reinit(h->mod);
                 if (r < 0)
                         goto out;
-                r = hsmi_slot_find(h->p11, h->token_label, false, &slot);
+                r = hsmi_token_find(h, &slot);
                 if (r != DKIMSIGN_E_NO_TOKEN || attempt + 1 >= REINIT_ATTEMPTS)
                         break;
                 nanosleep(&(struct timespec) { .tv_nsec = (long) (REINIT_RETRY_MS << attempt) * 1000000L }, NULL);
         }
+        if (r == DKIMSIGN_E_EXISTS) {
+                hsmi_why("token '%s': several tokens match its uri after C_Initialize; add serial= to the uri",
+                         h->id.label);
+                goto out;
+        }
         if (r < 0) {
-                hsmi_why("token '%s' not found after C_Initialize (%u attempts)", h->token_label, REINIT_ATTEMPTS);
+                hsmi_why("token '%s' not found after C_Initialize (%u attempts)", h->id.label, REINIT_ATTEMPTS);
                 goto out;
         }
         h->slot = slot;

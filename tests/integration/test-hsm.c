@@ -35,6 +35,9 @@
 
 #include "protocol/dkimsign-errors.h"
 #include "hsm/hsm.h"
+/* test_open_uri moves h->slot, as a reinsertion that renumbers slots does. */
+#define DKIMSIGN_HSM_INTERNAL
+#include "hsm/hsm-private.h"
 
 #define TOKEN "dkimsign-test"
 #define SO_PIN "87654321"
@@ -1429,6 +1432,120 @@ static void test_init_token_pin_length(void **state)
         hsm_close(h);
 }
 
+/* A token chosen by a PKCS#11 URI: by its label, its serial, label and
+ * manufacturer, with the module in the URI; none or several matching are
+ * refused, saying which; found again by the URI when its slot moved; and
+ * init-token by URI. */
+static void test_open_uri(void **state)
+{
+        char uri[HSM_URI_MAX + 1], want[1024], so[] = SO_PIN, user[] = USER_PIN;
+        struct hsm_token_id id, id2;
+        struct hsm_session *s = NULL;
+        struct hsm *h = NULL;
+        CK_SLOT_ID slot;
+
+        (void) state;
+        assert_int_equal(hsm_open_uri("pkcs11:token=" TOKEN, module, &h), 0);
+        hsm_token_id(h, &id);
+        assert_string_equal(id.label, TOKEN);
+        assert_string_equal(id.manufacturer, "SoftHSM project");
+        assert_string_equal(id.model, "SoftHSM v2");
+        assert_int_equal(strlen(id.serial), 16);
+        h = hsm_close(h);
+        snprintf(uri, sizeof(uri), "pkcs11:serial=%s", id.serial);
+        assert_int_equal(hsm_open_uri(uri, module, &h), 0);
+        hsm_token_id(h, &id2);
+        assert_string_equal(id2.label, TOKEN);
+        h = hsm_close(h);
+        snprintf(uri, sizeof(uri), "pkcs11:token=%s;manufacturer=SoftHSM%%20project?module-path=%s", TOKEN, module);
+        assert_int_equal(hsm_open_uri(uri, NULL, &h), 0);
+        h = hsm_close(h);
+        assert_int_equal(hsm_open_uri(uri, module, &h), 0);
+        h = hsm_close(h);
+
+        /* None, several, and what can't be matched or loaded. */
+        assert_int_equal(hsm_open_uri("pkcs11:token=" TOKEN ";model=other", module, &h), DKIMSIGN_E_NO_TOKEN);
+        snprintf(want, sizeof(want), "no token of %s matches pkcs11:token=" TOKEN ";model=other", module);
+        assert_string_equal(hsm_last_why(), want);
+        assert_int_equal(hsm_open_uri("pkcs11:model=SoftHSM%20v2", module, &h), DKIMSIGN_E_EXISTS);
+        snprintf(want, sizeof(want), " tokens of %s match pkcs11:model=SoftHSM%%20v2 (serials ", module);
+        assert_non_null(strstr(hsm_last_why(), want));
+        assert_non_null(strstr(hsm_last_why(), id.serial));
+        assert_non_null(strstr(hsm_last_why(), "): add serial= to the uri to choose one"));
+        assert_null(h);
+        assert_int_equal(hsm_open_uri("pkcs11:token=" TOKEN ";object=k", module, &h), DKIMSIGN_E_FORMAT);
+        assert_string_equal(hsm_last_why(), "object= selects objects, not a token: dkimsign finds its keys on the "
+                                            "token itself; drop it");
+        assert_int_equal(hsm_open_uri("pkcs11:token=" TOKEN "?module-path=/usr/lib/other.so", module, &h),
+                         DKIMSIGN_E_FORMAT);
+        snprintf(want, sizeof(want), "the module-path of pkcs11:token=" TOKEN "?module-path=/usr/lib/other.so is "
+                 "not the module %s", module);
+        assert_string_equal(hsm_last_why(), want);
+        assert_int_equal(hsm_open_uri("pkcs11:token=" TOKEN, NULL, &h), DKIMSIGN_E_FORMAT);
+        assert_string_equal(hsm_last_why(), "pkcs11:token=" TOKEN " has no module-path, and no module is given");
+        assert_null(h);
+
+        /* A reinsertion that renumbered the slots: the token is found
+         * again by the URI, on its new slot. */
+        snprintf(uri, sizeof(uri), "pkcs11:serial=%s", id.serial);
+        assert_int_equal(hsm_open_uri(uri, module, &h), 0);
+        assert_int_equal(hsm_login(h, user, strlen(user)), 0);
+        slot = h->slot;
+        h->slot = slot + 1000;
+        assert_int_equal(hsm_session_open(h, &s), 0);
+        assert_int_equal(h->slot, slot);
+        hsm_session_close(s);
+        h = hsm_close(h);
+        /* And after the module is initialized again (a reload). */
+        assert_int_equal(hsm_open_uri(uri, module, &h), 0);
+        hsm_keep_pin(h);
+        strcpy(user, USER_PIN);
+        assert_int_equal(hsm_login(h, user, strlen(user)), 0);
+        h->slot = slot + 1000;
+        assert_int_equal(hsm_reinitialize(h, 1000), 0);
+        assert_int_equal(h->slot, slot);
+        assert_int_equal(hsm_session_open(h, &s), 0);
+        hsm_session_close(s);
+        h = hsm_close(h);
+
+        /* init-token by URI: token= is the label; the first free token that
+         * matches the rest is the one initialized. */
+        assert_int_equal(hsm_init_token_uri("pkcs11:token=" TOKEN, module, so, strlen(so), user, strlen(user), &id2),
+                         DKIMSIGN_E_EXISTS);
+        assert_true(all_zero(so, strlen(SO_PIN)) && all_zero(user, strlen(USER_PIN)));
+        snprintf(want, sizeof(want), "a token of %s matches pkcs11:token=" TOKEN " already (label '" TOKEN "', "
+                 "serial ", module);
+        assert_true(strncmp(hsm_last_why(), want, strlen(want)) == 0);
+        strcpy(so, SO_PIN);
+        strcpy(user, USER_PIN);
+        assert_int_equal(hsm_init_token_uri("pkcs11:manufacturer=SoftHSM%20project", module, so, strlen(so), user,
+                                            strlen(user), &id2),
+                         DKIMSIGN_E_FORMAT);
+        assert_string_equal(hsm_last_why(), "pkcs11:manufacturer=SoftHSM%20project has no token=: init-token gives "
+                                            "the new token that label");
+        strcpy(so, SO_PIN);
+        strcpy(user, USER_PIN);
+        assert_int_equal(hsm_init_token_uri("pkcs11:token=by-uri;model=other", module, so, strlen(so), user,
+                                            strlen(user), &id2),
+                         DKIMSIGN_E_NO_TOKEN);
+        snprintf(want, sizeof(want), "no free token of %s matches pkcs11:token=by-uri;model=other (its attributes "
+                 "but token=, which is the label to give)", module);
+        assert_string_equal(hsm_last_why(), want);
+        strcpy(so, SO_PIN);
+        strcpy(user, USER_PIN);
+        assert_int_equal(hsm_init_token_uri("pkcs11:token=by-uri;manufacturer=SoftHSM%20project", module, so,
+                                            strlen(so), user, strlen(user), &id2),
+                         0);
+        assert_true(all_zero(so, strlen(SO_PIN)) && all_zero(user, strlen(USER_PIN)));
+        assert_string_equal(id2.label, "by-uri");
+        assert_int_equal(strlen(id2.serial), 16);
+        snprintf(uri, sizeof(uri), "pkcs11:token=by-uri;serial=%s", id2.serial);
+        assert_int_equal(hsm_open_uri(uri, module, &h), 0);
+        strcpy(user, USER_PIN);
+        assert_int_equal(hsm_login(h, user, strlen(user)), 0);
+        h = hsm_close(h);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1449,6 +1566,7 @@ int main(void)
                 cmocka_unit_test(test_caps_check),
                 cmocka_unit_test(test_token_caps_and_uses),
                 cmocka_unit_test(test_init_token_pin_length),
+                cmocka_unit_test(test_open_uri),
         };
 
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
