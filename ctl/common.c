@@ -56,17 +56,36 @@ int load_config(const struct options *o, struct config **ret)
         return 0;
 }
 
+const char *token_name(const struct hsm *h, char ret[TOKEN_NAME_SIZE])
+{
+        struct hsm_token_id id;
+
+        hsm_token_id(h, &id);
+        snprintf(ret, TOKEN_NAME_SIZE, "'%s' (serial %s)", id.label, id.serial[0] ? id.serial : "none");
+        return ret;
+}
+
+const char *token_wanted(const struct config *c)
+{
+        return c->token_uri ? c->token_uri : c->token_label;
+}
+
 int open_token(const struct config *c, struct hsm **ret)
 {
-        char pin_path[4096];
-        int r = hsm_open(c->module, c->token_label, ret);
+        char pin_path[4096], name[TOKEN_NAME_SIZE];
+        int r = c->token_uri ? hsm_open_uri(c->token_uri, c->module, ret) : hsm_open(c->module, c->token_label, ret);
 
         if (r == DKIMSIGN_E_SYSTEM)
                 return die("cannot load the PKCS#11 module %s: %s", c->module, strerror(errno));
         if (r == DKIMSIGN_E_CONFIG)
                 return die("refusing to load the PKCS#11 module: %s", hsm_last_why());
+        /* hsm_open_uri's sentence names the URI, the module, and for
+         * several tokens their serials. */
+        if (r < 0 && c->token_uri && hsm_last_why()[0])
+                return die("%s", hsm_last_why());
         if (r < 0)
-                return die("token '%s' in %s: %s", c->token_label, c->module, dkimsign_strerror(r));
+                return die("token '%s' in %s: %s", token_wanted(c), c->module, dkimsign_strerror(r));
+        token_name(*ret, name);
         r = config_pin_path(c, pin_path, sizeof(pin_path));
         if (r < 0) {
                 *ret = hsm_close(*ret);
@@ -79,7 +98,7 @@ int open_token(const struct config *c, struct hsm **ret)
                         return die("cannot read the PIN file %s: %s", pin_path, strerror(errno));
                 if (r == DKIMSIGN_E_CONFIG)
                         return die("refusing the PIN file: %s", hsm_last_why());
-                return die("login to token '%s' with the PIN in %s: %s", c->token_label, pin_path,
+                return die("login to token %s with the PIN in %s: %s", name, pin_path,
                            dkimsign_strerror(r));
         }
         /* keygen and rotate may make a key that also decrypts only when

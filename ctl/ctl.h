@@ -110,6 +110,13 @@ int read_pin(const char *path, char *pin, size_t *ret_len);
 bool selector_is_valid(const char *s);
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int open_token(const struct config *c, struct hsm **ret);
+/* The token h is open on, for messages: 'LABEL' (serial SERIAL), the
+ * serial telling apart tokens of one label.  Into ret; returns it. */
+#define TOKEN_NAME_SIZE 80
+const char *token_name(const struct hsm *h, char ret[TOKEN_NAME_SIZE]);
+/* The token the configuration asks for, for messages before it is open:
+ * its label, or its [token] uri.  Borrowed from c. */
+const char *token_wanted(const struct config *c);
 
 /* ---- lifecycle.c ---- */
 

@@ -374,20 +374,22 @@ static void section_print(FILE *f, const struct migration *m, const struct osect
 /* Every label must be free on the token: no private key of that name at
  * all, even one hsm_find() would not use (an Ed25519 key without its
  * public half). */
-static void check_token(struct migration *m, struct hsm *h, const char *token)
+static void check_token(struct migration *m, struct hsm *h)
 {
         struct hsm_key **all = NULL;
+        char token[TOKEN_NAME_SIZE];
         size_t n = 0;
         int r = hsm_list(h, &all, &n);
 
+        token_name(h, token);
         if (r < 0) {
-                problem(m, "listing the keys on token '%s': %s", token, dkimsign_strerror(r));
+                problem(m, "listing the keys on token %s: %s", token, dkimsign_strerror(r));
                 return;
         }
         for (size_t i = 0; i < m->nkeys; i++)
                 for (size_t j = 0; j < n; j++)
                         if (strcasecmp(all[j]->label, m->keys[i].label) == 0) {
-                                problem(m, "%s:%u: a key named %s already exists on token '%s'", m->keytable,
+                                problem(m, "%s:%u: a key named %s already exists on token %s", m->keytable,
                                         m->keys[i].line, m->keys[i].label, token);
                                 break;
                         }
@@ -433,6 +435,7 @@ static int write_sections(const struct migration *m, const char *path)
 
 static int migrate(struct migration *m, const struct options *o, const struct config *c, struct hsm *h)
 {
+        char name[TOKEN_NAME_SIZE];
         int r;
 
         if (o->config_out && write_sections(m, o->config_out))
@@ -455,9 +458,9 @@ static int migrate(struct migration *m, const struct options *o, const struct co
         }
         for (size_t i = 0; i < m->nkeys; i++)
                 import_lifecycle(c, m->keys[i].label, m->keys[i].done->pubkey);
-        printf("%zu key%s imported into token '%s'; their DNS records stay as published (dkimsignctl "
+        printf("%zu key%s imported into token %s; their DNS records stay as published (dkimsignctl "
                "dns-record prints them)\n",
-               m->nkeys, m->nkeys == 1 ? "" : "s", c->token_label);
+               m->nkeys, m->nkeys == 1 ? "" : "s", token_name(h, name));
         if (!m->signingtable)
                 return 0;
         if (o->config_out)
@@ -492,7 +495,7 @@ int cmd_import_opendkim(const struct options *o)
                 problem(&m, "%s exists; dkimsignctl does not overwrite it", o->config_out);
         status = open_all(o, &c, &h);
         if (status == 0) {
-                check_token(&m, h, c->token_label);
+                check_token(&m, h);
                 if (m.problems)
                         status = die("%u problem%s; nothing was imported", m.problems, m.problems == 1 ? "" : "s");
                 else

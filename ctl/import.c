@@ -175,7 +175,7 @@ void import_lifecycle(const struct config *c, const char *label, EVP_PKEY *pub)
 
 int cmd_import(const struct options *o)
 {
-        char label[HSM_LABEL_MAX + 1], why[512];
+        char label[HSM_LABEL_MAX + 1], why[512], name[TOKEN_NAME_SIZE];
         struct config *c = NULL;
         struct hsm *h = NULL;
         struct hsm_key *k = NULL;
@@ -198,8 +198,8 @@ int cmd_import(const struct options *o)
         if (r < 0)
                 status = import_failed(r, label);
         else {
-                printf("imported %s %u-bit key %s into token '%s' (listed as imported: it was not made there)\n",
-                       hsm_alg_name(k->alg), k->bits, label, c->token_label);
+                printf("imported %s %u-bit key %s into token %s (listed as imported: it was not made there)\n",
+                       hsm_alg_name(k->alg), k->bits, label, token_name(h, name));
                 printf("%s is no longer needed: remove it (shred -u)\n", o->args[0]);
                 printf("its DNS record (unchanged if it is already published):\n");
                 status = print_record(k, label);

@@ -16,7 +16,8 @@ int cmd_init_token(const struct options *o)
 {
         char so_pin[PIN_MAX] = { 0 }, pin[PIN_MAX] = { 0 }, pin_path[4096];
         size_t so_len = 0, pin_len = 0;
-        const char *pin_which;
+        const char *pin_which, *want;
+        struct hsm_token_id made = { 0 };
         struct config *c = NULL;
         int r, status = 0;
 
@@ -31,23 +32,30 @@ int cmd_init_token(const struct options *o)
         } else if (read_pin(pin_path, pin, &pin_len) < 0) {
                 status = die("cannot read a user PIN from %s", pin_path);
         } else {
-                r = hsm_init_token(c->module, c->token_label, so_pin, so_len, pin, pin_len);
+                /* By URI: token= is the label, the first free token that
+                 * matches the rest is initialized (hsm_init_token_uri). */
+                want = token_wanted(c);
+                r = c->token_uri ? hsm_init_token_uri(c->token_uri, c->module, so_pin, so_len, pin, pin_len, &made)
+                                 : hsm_init_token(c->module, c->token_label, so_pin, so_len, pin, pin_len);
                 if (r < 0 && (pin_which = strstr(hsm_last_why(), "; the user PIN has ")))
                         status = die("initializing token '%s' in %s: %.*s; the user PIN in %s has %s; nothing was "
-                                     "changed", c->token_label, c->module, (int) (pin_which - hsm_last_why()),
+                                     "changed", want, c->module, (int) (pin_which - hsm_last_why()),
                                      hsm_last_why(), pin_path, pin_which + strlen("; the user PIN has "));
                 else if (r < 0 && (pin_which = strstr(hsm_last_why(), "; the SO PIN has ")))
                         status = die("initializing token '%s' in %s: %.*s; the SO PIN in %s has %s; nothing was "
-                                     "changed", c->token_label, c->module, (int) (pin_which - hsm_last_why()),
+                                     "changed", want, c->module, (int) (pin_which - hsm_last_why()),
                                      hsm_last_why(), o->so_pin_file, pin_which + strlen("; the SO PIN has "));
                 else if (r < 0 && hsm_last_why()[0])
-                        status = die("initializing token '%s' in %s: %s", c->token_label, c->module, hsm_last_why());
+                        status = die("initializing token '%s' in %s: %s", want, c->module, hsm_last_why());
                 else if (r == DKIMSIGN_E_EXISTS)
                         status = die("initializing token '%s' in %s: %s (a token with this label is initialized "
-                                     "already)", c->token_label, c->module, dkimsign_strerror(r));
+                                     "already)", want, c->module, dkimsign_strerror(r));
                 else if (r < 0)
-                        status = die("initializing token '%s' in %s: %s (%s)", c->token_label, c->module,
+                        status = die("initializing token '%s' in %s: %s (%s)", want, c->module,
                                      dkimsign_strerror(r), hsm_ckr_name(hsm_last_ckr()));
+                else if (c->token_uri)
+                        printf("initialized token '%s' (serial %s)\n", made.label,
+                               made.serial[0] ? made.serial : "none");
                 else
                         printf("initialized token '%s'\n", c->token_label);
         }
@@ -59,7 +67,7 @@ int cmd_init_token(const struct options *o)
 
 int cmd_keygen(const struct options *o)
 {
-        char label[HSM_LABEL_MAX + 1];
+        char label[HSM_LABEL_MAX + 1], name[TOKEN_NAME_SIZE];
         enum hsm_alg alg = HSM_ALG_RSA;
         struct config *c = NULL;
         struct hsm *h = NULL;
@@ -86,8 +94,8 @@ int cmd_keygen(const struct options *o)
                 status = die("generating %s key %s: %s (%s)", hsm_alg_name(alg), label, dkimsign_strerror(r),
                              hsm_ckr_name(hsm_last_ckr()));
         else {
-                printf("generated %s %u-bit key %s on token '%s'\n", hsm_alg_name(alg), k->bits, label,
-                       c->token_label);
+                printf("generated %s %u-bit key %s on token %s\n", hsm_alg_name(alg), k->bits, label,
+                       token_name(h, name));
                 printf("publish this record, then sign:\n");
                 status = print_record(k, label);
         }
@@ -100,13 +108,14 @@ int cmd_keygen(const struct options *o)
 /* The key S._domainkey.D named by --domain and --selector, on an open token. */
 int find_named(const struct config *c, struct hsm *h, const char *label, struct hsm_key **ret)
 {
+        char name[TOKEN_NAME_SIZE];
         int r = hsm_find(h, label, ret);
 
         if (r == DKIMSIGN_E_NO_KEY)
-                return die("no key named %s on token '%s'", label, c->token_label);
+                return die("no key named %s on token %s", label, token_name(h, name));
         if (r == DKIMSIGN_E_EXISTS)
-                return die("several keys are named %s on token '%s'; dkimsignctl will not guess", label,
-                           c->token_label);
+                return die("several keys are named %s on token %s; dkimsignctl will not guess", label,
+                           token_name(h, name));
         if (r < 0)
                 return die("finding key %s: %s", label, dkimsign_strerror(r));
         return 0;

@@ -351,7 +351,7 @@ static const char *current_selector(const struct keytab *t, const char *domain, 
 int cmd_rotate(const struct options *o)
 {
         char domain[DKIM_DOMAIN_SIZE], selector[DKIM_SELECTOR_MAX + 1], label[HSM_LABEL_MAX + 1], why[1024];
-        char wait[24], grace[24];
+        char wait[24], grace[24], name[TOKEN_NAME_SIZE];
         enum hsm_alg alg = HSM_ALG_RSA;
         const struct config_domain *d;
         const char *old;
@@ -411,8 +411,8 @@ int cmd_rotate(const struct options *o)
                              hsm_ckr_name(hsm_last_ckr()));
                 goto out;
         }
-        printf("generated %s %u-bit key %s on token '%s': pending\n", hsm_alg_name(alg), k->bits, label,
-               c->token_label);
+        printf("generated %s %u-bit key %s on token %s: pending\n", hsm_alg_name(alg), k->bits, label,
+               token_name(h, name));
         ctl_duration(config_publish_wait(c, domain), wait);
         ctl_duration(config_retire_grace(c, domain), grace);
         printf("publish this record; dkimsignd signs with the key once DNS has shown it for publish_wait (%s)", wait);

@@ -90,11 +90,13 @@ static int inherited_socket(int *ret_fd)
 
 _Static_assert(CONFIG_KEY_COPIES_MAX <= HSM_KEY_COPIES_MAX, "[token] key_copies beyond what hsm/ takes");
 
-/* The configured token, set to sign through copies of its keys; not yet
- * logged in. */
+/* The configured token, by its label or its [token] uri, set to sign
+ * through copies of its keys; not yet logged in.  Which token it is
+ * (label and serial) is logged. */
 static int token_open(const struct config *c, struct hsm **ret)
 {
-        int r = hsm_open(c->module, c->token_label, ret);
+        int r = c->token_uri ? hsm_open_uri(c->token_uri, c->module, ret) : hsm_open(c->module, c->token_label, ret);
+        struct hsm_token_id id;
 
         if (r == DKIMSIGN_E_CONFIG) {
                 log_err("refusing to load the PKCS#11 module: %s", hsm_last_why());
@@ -102,18 +104,30 @@ static int token_open(const struct config *c, struct hsm **ret)
         }
         if (r < 0) {
                 unsigned long ckr = hsm_last_ckr();
+                char what[HSM_URI_MAX + 1024];
 
+                /* hsm_open_uri's sentence names the URI and the module
+                 * (for several tokens, their serials). */
+                if (c->token_uri && hsm_last_why()[0])
+                        snprintf(what, sizeof(what), "%s", hsm_last_why());
+                else
+                        snprintf(what, sizeof(what), "token '%s' in %s: %s",
+                                 c->token_uri ? c->token_uri : c->token_label, c->module, dkimsign_strerror(r));
                 /* The CKR name, and for an unprivileged signer where to
                  * look: most modules fail so when their files are out of
                  * its reach. */
-                log_err("token '%s' in %s: %s%s%s%s%s", c->token_label, c->module, dkimsign_strerror(r),
+                log_err("%s%s%s%s%s", what,
                         ckr ? " (" : "", ckr ? hsm_ckr_name(ckr) : "", ckr ? ")" : "",
-                        geteuid() != 0 ? "; running as a user other than root: the token's files or the module's "
-                                         "group must be reachable by this user (SoftHSM: its token directory, "
-                                         "tokendir in SOFTHSM2_CONF; opencryptoki: membership of the pkcs11 "
-                                         "group; tpm2-pkcs11: its store, TPM2_PKCS11_STORE)" : "");
+                        geteuid() != 0 && r != DKIMSIGN_E_EXISTS
+                                ? "; running as a user other than root: the token's files or the module's "
+                                  "group must be reachable by this user (SoftHSM: its token directory, "
+                                  "tokendir in SOFTHSM2_CONF; opencryptoki: membership of the pkcs11 "
+                                  "group; tpm2-pkcs11: its store, TPM2_PKCS11_STORE)"
+                                : "");
                 return r;
         }
+        hsm_token_id(*ret, &id);
+        log_info("token '%s' (serial %s) in %s", id.label, id.serial[0] ? id.serial : "none", c->module);
         r = hsm_key_copies(*ret, c->key_copies);
         if (r < 0) {
                 log_err("[token] key_copies: %s", dkimsign_strerror(r));
@@ -124,6 +138,7 @@ static int token_open(const struct config *c, struct hsm **ret)
 
 static int open_token(const struct config *c, struct hsm **ret)
 {
+        struct hsm_token_id id;
         char pin_path[4096];
         struct hsm *h = NULL;
         int r;
@@ -143,9 +158,10 @@ static int open_token(const struct config *c, struct hsm **ret)
         r = hsm_login_pin_file(h, pin_path);
         if (r == DKIMSIGN_E_CONFIG)
                 log_err("refusing the PIN file: %s", hsm_last_why());
-        else if (r < 0)
-                log_err("login to token '%s' with the PIN in %s: %s", c->token_label, pin_path,
-                        dkimsign_strerror(r));
+        else if (r < 0) {
+                hsm_token_id(h, &id);
+                log_err("login to token '%s' with the PIN in %s: %s", id.label, pin_path, dkimsign_strerror(r));
+        }
         if (r < 0) {
                 hsm_close(h);
                 return r;
@@ -237,6 +253,11 @@ struct reload_source {
         bool watch_file_only;   /* another process watches DNS (procs.h) */
 };
 
+static bool same_string(const char *a, const char *b)
+{
+        return a == b || (a && b && strcmp(a, b) == 0);
+}
+
 static bool same_module_env(const struct config *a, const struct config *b)
 {
         if (a->nmodule_env != b->nmodule_env)
@@ -287,12 +308,13 @@ static struct sign_ctx *reload_generation(void *userdata, bool from_request, cha
         if (r < 0)
                 return NULL;
         /* What was set up at start-up can't change without a restart. */
-        if (strcmp(c->module, src->running->module) != 0 || strcmp(c->token_label, src->running->token_label) != 0 ||
+        if (strcmp(c->module, src->running->module) != 0 || !same_string(c->token_label, src->running->token_label) ||
+            !same_string(c->token_uri, src->running->token_uri) ||
             c->sessions != src->running->sessions || c->processes != src->running->processes ||
             c->key_copies != src->running->key_copies || !same_module_env(c, src->running) ||
             strcmp(c->socket_path, src->running->socket_path) != 0)
-                log_warn("reload: [token] module/label/module_env/sessions/processes/key_copies and [daemon] socket "
-                         "take effect at the next restart");
+                log_warn("reload: [token] module/label/uri/module_env/sessions/processes/key_copies and [daemon] "
+                         "socket take effect at the next restart");
         r = token_reinitialize(src->h, why, whylen);
         if (r < 0) {
                 config_free(c);
@@ -513,8 +535,12 @@ static int signer_child(size_t index, int ready_fd, void *userdata)
         if (r == 0) {
                 hsm_keep_pin(sg.h);
                 r = hsm_login_pin(sg.h, cs->pin);
-                if (r < 0)
-                        log_err("login to token '%s': %s", sg.c->token_label, dkimsign_strerror(r));
+                if (r < 0) {
+                        struct hsm_token_id id;
+
+                        hsm_token_id(sg.h, &id);
+                        log_err("login to token '%s': %s", id.label, dkimsign_strerror(r));
+                }
         }
         cs->pin = hsm_pin_free(cs->pin);   /* this process's copy */
         if (r == 0)

@@ -236,14 +236,14 @@ static int uri_parse(const char *text, P11KitUri **ret, char *ret_module, size_t
                 return DKIMSIGN_E_INTERNAL;
         len = strnlen(text, HSM_URI_MAX + 1);
         if (len > HSM_URI_MAX) {
-                snprintf(why, whylen, "longer than %d characters", HSM_URI_MAX);
+                snprintf(why, whylen, "it is longer than %d characters", HSM_URI_MAX);
                 return DKIMSIGN_E_FORMAT;
         }
         /* RFC 7512 percent-encodes all else; p11-kit would drop spaces. */
         for (size_t i = 0; i < len; i++)
                 if ((unsigned char) text[i] <= ' ' || (unsigned char) text[i] >= 0x7f) {
-                        snprintf(why, whylen, "has a space, a control character or a character outside ASCII: "
-                                 "percent-encode it (%%20 for a space, %%C3%%A9 for an e acute)");
+                        snprintf(why, whylen, "a space, a control character or a character outside ASCII must be "
+                                 "percent-encoded (%%20 for a space, %%C3%%A9 for an e acute)");
                         return DKIMSIGN_E_FORMAT;
                 }
         u = p11_kit_uri_new();
@@ -273,7 +273,7 @@ static int uri_parse(const char *text, P11KitUri **ret, char *ret_module, size_t
         /* What the checks above refused already, asked of p11-kit too. */
         if (p11_kit_uri_any_unrecognized(u) || p11_kit_uri_get_pin_value(u) || p11_kit_uri_get_pin_source(u) ||
             p11_kit_uri_get_module_name(u)) {
-                snprintf(why, whylen, "has a part dkimsign does not take");
+                snprintf(why, whylen, "a part of it is not one dkimsign takes");
                 r = DKIMSIGN_E_FORMAT;
                 goto out;
         }

@@ -25,6 +25,7 @@
 #include "protocol/dkimsign-errors.h"
 #include "protocol/frame.h"
 #include "dkim/header.h"
+#include "hsm/hsm.h"
 #include "util/fileperm.h"
 #include "util/readfile.h"
 
@@ -68,6 +69,7 @@ struct parse_state {
         bool continued;                 /* it continues the key above it */
         bool after_key;                 /* a key was set since the last [section] line */
         size_t fail_line;               /* the first refusal's line; 0: none */
+        size_t uri_line;                /* [token] uri's first line; 0: not set */
         struct seen_keys seen[SEEN_COUNT];      /* SEEN_DOMAIN: the current [domain] */
         struct section_lists signing;
         struct section_lists *domain_lists;     /* one per c->domains entry, in file order */
@@ -499,6 +501,29 @@ static int add_module_env(struct parse_state *s, const char *value)
         return 1;
 }
 
+/* [token] uri, or an indented line continuing it: RFC 3986 (appendix C)
+ * lets a long URI break across lines, joined again without the breaks.
+ * Checked whole, once the file is read (check_token). */
+static int add_uri(struct parse_state *s, const char *value)
+{
+        struct config *c = s->c;
+        size_t have = c->token_uri ? strlen(c->token_uri) : 0, add = strlen(value);
+        char *p;
+
+        if (have + add > HSM_URI_MAX)
+                return fail(s, "'uri' is longer than %d characters", HSM_URI_MAX);
+        if (!s->continued) {
+                s->uri_line = s->line;
+                return set_string(s, &c->token_uri, "uri", value);
+        }
+        p = realloc(c->token_uri, have + add + 1);
+        if (!p)
+                return fail(s, "out of memory");
+        memcpy(p + have, value, add + 1);
+        c->token_uri = p;
+        return 1;
+}
+
 static int handle_token(struct parse_state *s, const char *name, const char *value)
 {
         struct config *c = s->c;
@@ -510,6 +535,8 @@ static int handle_token(struct parse_state *s, const char *name, const char *val
                         return fail(s, "'label' is longer than a PKCS#11 token label may be (32)");
                 return set_string(s, &c->token_label, name, value);
         }
+        if (strcmp(name, "uri") == 0)
+                return add_uri(s, value);
         if (strcmp(name, "pin_file") == 0)
                 return set_string(s, &c->pin_file, name, value);
         if (strcmp(name, "module_env") == 0)
@@ -782,10 +809,11 @@ static int open_domain(struct parse_state *s, const char *section)
         return 1;
 }
 
-/* The keys whose value is a list: only they continue on indented lines. */
+/* The keys whose value is a list, and a URI (add_uri): only they continue
+ * on indented lines. */
 static bool is_list_key(const char *name)
 {
-        static const char *const lists[] = { "allow", "headers", "oversign", "selectors", "module_env" };
+        static const char *const lists[] = { "allow", "headers", "oversign", "selectors", "module_env", "uri" };
 
         for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
                 if (strcmp(name, lists[i]) == 0)
@@ -1003,10 +1031,62 @@ static struct config *config_new(void)
         return c;
 }
 
+/* The line of a key of [token], 0 if unset. */
+static size_t token_key_line(const struct parse_state *s, const char *name)
+{
+        const struct seen_keys *seen = &s->seen[SEEN_TOKEN];
+
+        for (size_t i = 0; i < seen->n; i++)
+                if (strcmp(seen->key[i].name, name) == 0)
+                        return seen->key[i].line;
+        return 0;
+}
+
+/* [token] uri, whole: one way to choose the token, a URI dkimsign can
+ * honour (hsm_uri_check), and one module (its module-path, else
+ * 'module'). */
+static int check_token(struct parse_state *s)
+{
+        struct config *c = s->c;
+        char module[HSM_URI_MAX + 1], why[512];
+        int r;
+
+        if (!c->token_uri)
+                return 0;
+        if (c->token_label) {
+                snprintf(s->err, s->errlen, "line %zu: [token] 'uri' and 'label' (line %zu) both choose the token: "
+                         "keep one", s->uri_line, token_key_line(s, "label"));
+                return DKIMSIGN_E_CONFIG;
+        }
+        r = hsm_uri_check(c->token_uri, module, sizeof(module), why, sizeof(why));
+        if (r == DKIMSIGN_E_NOMEM) {
+                snprintf(s->err, s->errlen, "out of memory");
+                return r;
+        }
+        if (r < 0) {
+                snprintf(s->err, s->errlen, "line %zu: 'uri': %s", s->uri_line, why);
+                return DKIMSIGN_E_CONFIG;
+        }
+        if (!module[0] && !c->module) {
+                snprintf(s->err, s->errlen, "line %zu: 'uri' has no module-path=: set 'module' too", s->uri_line);
+                return DKIMSIGN_E_CONFIG;
+        }
+        if (module[0] && c->module && strcmp(module, c->module) != 0) {
+                snprintf(s->err, s->errlen, "line %zu: 'uri' has module-path=%s, but 'module' (line %zu) is %s: keep "
+                         "one, or make them the same", s->uri_line, module, token_key_line(s, "module"), c->module);
+                return DKIMSIGN_E_CONFIG;
+        }
+        if (!c->module && !(c->module = strdup(module))) {
+                snprintf(s->err, s->errlen, "out of memory");
+                return DKIMSIGN_E_NOMEM;
+        }
+        return 0;
+}
+
 static int check_complete(struct config *c, char *err, size_t errlen)
 {
-        if (!c->module || !c->token_label) {
-                snprintf(err, errlen, "[token] needs 'module' and 'label'");
+        if (!c->module || !(c->token_label || c->token_uri)) {
+                snprintf(err, errlen, "[token] needs 'module' and 'label', or 'uri'");
                 return DKIMSIGN_E_CONFIG;
         }
         if (c->limits.max_header_block + 4096 > c->limits.max_frame) {
@@ -1101,7 +1181,9 @@ int config_parse(const char *text, size_t len, struct config **ret, char *err, s
                 r = DKIMSIGN_E_CONFIG;
                 goto out;
         }
-        r = check_complete(c, err, errlen);
+        r = check_token(&s);
+        if (r == 0)
+                r = check_complete(c, err, errlen);
         if (r == 0)
                 r = resolve_policies(&s);
         if (r < 0)
@@ -1220,6 +1302,7 @@ struct config *config_free(struct config *c)
         acl_free(&c->allow);
         free(c->module);
         free(c->token_label);
+        free(c->token_uri);
         free(c->pin_file);
         for (size_t i = 0; i < c->nmodule_env; i++)
                 free(c->module_env[i]);

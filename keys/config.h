@@ -124,8 +124,9 @@ struct config {
         int log_level;              /* syslog priority, LOG_INFO by default */
         char *state_dir;            /* key states (keystate.h); DKIMSIGN_DEFAULT_STATEDIR */
         /* [token] */
-        char *module;
-        char *token_label;
+        char *module;               /* a uri's module-path when only it names the module */
+        char *token_label;          /* NULL: the token is chosen by token_uri */
+        char *token_uri;            /* [token] uri (RFC 7512), as written; NULL: by token_label */
         char *pin_file;             /* NULL: $CREDENTIALS_DIRECTORY/pin */
         char *module_env[CONFIG_MODULE_ENV_MAX];  /* "NAME=VALUE", for the module (config_apply_module_env) */
         size_t nmodule_env;

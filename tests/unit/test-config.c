@@ -516,6 +516,127 @@ static void test_nul_and_long_lines(void **state)
         assert_non_null(strstr(err, "line 5: longer than 198 characters"));
 }
 
+#define SOFTHSM "/usr/lib/softhsm/libsofthsm2.so"
+
+/* [token] uri (RFC 7512): the token chosen by a PKCS#11 URI instead of a
+ * label, its module from its module-path or from 'module'. */
+static void test_token_uri(void **state)
+{
+        static const struct { const char *text; const char *uri; const char *module; } good[] = {
+                { "[token]\nuri = pkcs11:token=dkim;manufacturer=SoftHSM%20project?module-path=" SOFTHSM "\n",
+                  "pkcs11:token=dkim;manufacturer=SoftHSM%20project?module-path=" SOFTHSM, SOFTHSM },
+                { "[token]\nmodule = /opt/p11/lib.so\nuri = pkcs11:serial=0123456789abcdef\n",
+                  "pkcs11:serial=0123456789abcdef", "/opt/p11/lib.so" },
+                { "[token]\nmodule = " SOFTHSM "\nuri = pkcs11:token=dkim?module-path=" SOFTHSM "\n",
+                  "pkcs11:token=dkim?module-path=" SOFTHSM, SOFTHSM },
+                /* Broken across lines (RFC 3986 appendix C), joined without the breaks. */
+                { "[token]\nuri = pkcs11:token=dkim;\n  manufacturer=SoftHSM%20project;model=SoftHSM%20v2\n"
+                  "\t?module-path=" SOFTHSM "\npin_file = /etc/pin\n",
+                  "pkcs11:token=dkim;manufacturer=SoftHSM%20project;model=SoftHSM%20v2?module-path=" SOFTHSM, SOFTHSM },
+                { "[token]\nmodule = /m.so\nuri = pkcs11:slot-id=12;slot-description=Slot%201;token=%41b\n",
+                  "pkcs11:slot-id=12;slot-description=Slot%201;token=%41b", "/m.so" },
+        };
+        static const struct { const char *text; const char *err; } bad[] = {
+                { "[token]\nmodule = " SOFTHSM "\nlabel = t\nuri = pkcs11:token=t\n",
+                  "line 4: [token] 'uri' and 'label' (line 3) both choose the token: keep one" },
+                { "[token]\nuri = pkcs11:token=t\nlabel = t\nmodule = " SOFTHSM "\n",
+                  "line 2: [token] 'uri' and 'label' (line 3) both choose the token: keep one" },
+                { "[token]\nmodule = " SOFTHSM "\nuri = pkcs11:token=t?pin-value=123456\n",
+                  "line 3: 'uri': pin-value= would put the PIN in the configuration and in logs; it is refused: "
+                  "the PIN comes from [token] pin_file or the 'pin' credential" },
+                { "[token]\nmodule = " SOFTHSM "\nuri = pkcs11:token=t;pin-value=123456\n",
+                  "line 3: 'uri': pin-value= would put the PIN in the configuration and in logs; it is refused: "
+                  "the PIN comes from [token] pin_file or the 'pin' credential" },
+                { "[token]\nmodule = " SOFTHSM "\nuri = pkcs11:token=t%2?pin-value=123456\n",
+                  "line 3: 'uri': URI encoding invalid or corrupted (a '%' in token= is not followed by two hex "
+                  "digits)" },
+                { "[token]\nmodule = " SOFTHSM "\nuri = pkcs11:token=t?pin-source=file:/etc/pin\n",
+                  "line 3: 'uri': pin-source= is not read: the PIN comes from [token] pin_file or the 'pin' credential" },
+                { "[token]\nmodule = " SOFTHSM "\nuri = pkcs11:token=a%2\n",
+                  "line 3: 'uri': URI encoding invalid or corrupted (a '%' in token= is not followed by two hex "
+                  "digits)" },
+                { "[token]\nmodule = " SOFTHSM "\nuri = pkcs11:token=dkim;manufacturer=Soft%zzHSM\n",
+                  "line 3: 'uri': URI encoding invalid or corrupted (a '%' in manufacturer= is not followed by two "
+                  "hex digits)" },
+                { "[token]\nmodule = /usr/lib/other.so\nuri = pkcs11:token=t?module-path=" SOFTHSM "\n",
+                  "line 3: 'uri' has module-path=" SOFTHSM ", but 'module' (line 2) is /usr/lib/other.so: keep one, "
+                  "or make them the same" },
+                { "[token]\nuri = pkcs11:token=t\n", "line 2: 'uri' has no module-path=: set 'module' too" },
+                { "[token]\nmodule = /m.so\nuri = pkcs11:token=t;object=dkim\n",
+                  "line 3: 'uri': object= selects objects, not a token: dkimsign finds its keys on the token "
+                  "itself; drop it" },
+                { "[token]\nmodule = /m.so\nuri = pkcs11:token=t;id=%01\n",
+                  "line 3: 'uri': id= selects objects, not a token: dkimsign finds its keys on the token itself; "
+                  "drop it" },
+                { "[token]\nmodule = /m.so\nuri = pkcs11:type=private;token=t\n",
+                  "line 3: 'uri': type= selects objects, not a token: dkimsign finds its keys on the token itself; "
+                  "drop it" },
+                { "[token]\nmodule = /m.so\nuri = pkcs11:library-version=2.6;token=t\n",
+                  "line 3: 'uri': library-version= is not matched: the module is the file that module-path= or "
+                  "[token] module names; drop it" },
+                { "[token]\nmodule = /m.so\nuri = pkcs11:token=t?module-name=softhsm2\n",
+                  "line 3: 'uri': module-name= names a module by p11-kit's configuration, which dkimsign does not "
+                  "read: give its file with module-path=" },
+                { "[token]\nmodule = /m.so\nuri = file:/m.so\n",
+                  "line 3: 'uri': URI scheme must be 'pkcs11:' (RFC 7512: pkcs11:ATTR=VALUE;...?module-path=PATH)" },
+                { "[token]\nmodule = /m.so\nuri = pkcs11:token=my token\n",
+                  "line 3: 'uri': a space, a control character or a character outside ASCII must be percent-encoded "
+                  "(%20 for a space, %C3%A9 for an e acute)" },
+                { "[token]\nmodule = /m.so\nuri = pkcs11:tokne=t\n",
+                  "line 3: 'uri': tokne= is not an attribute of a token or a slot (RFC 7512): token, manufacturer, "
+                  "model, serial, slot-description, slot-manufacturer or slot-id" },
+                { "[token]\nmodule = /m.so\nuri = pkcs11:token=t?foo=bar\n",
+                  "line 3: 'uri': foo= is not a query attribute dkimsign takes (only module-path=)" },
+                { "[token]\nmodule = /m.so\nuri = pkcs11:token=t;token=u\n", "line 3: 'uri': token= appears twice" },
+                { "[token]\nmodule = /m.so\nuri = pkcs11:token=\n", "line 3: 'uri': token= is empty" },
+                { "[token]\nmodule = /m.so\nuri = pkcs11:token=t;\n",
+                  "line 3: 'uri': an attribute has no name (an empty one between ';'s, or one at the end)" },
+                { "[token]\nmodule = /m.so\nuri = pkcs11:token=123456789012345678901234567890123\n",
+                  "line 3: 'uri': token= is longer than a PKCS#11 token label may be (32 octets)" },
+                { "[token]\nmodule = /m.so\nuri = pkcs11:serial=%30%31%32%33%34%35%36%37%38%39%30%31%32%33%34%35%36\n",
+                  "line 3: 'uri': serial= is longer than a PKCS#11 token serial number may be (16 octets)" },
+                { "[token]\nmodule = /m.so\nuri = pkcs11:token=a%00b\n", "line 3: 'uri': token= has a control character" },
+                { "[token]\nmodule = /m.so\nuri = pkcs11:slot-id=1234567890123456789\n",
+                  "line 3: 'uri': slot-id= must be a decimal number of at most 18 digits" },
+                { "[token]\nuri = pkcs11:token=t?module-path=libsofthsm2.so\n",
+                  "line 2: 'uri': module-path= must be an absolute path" },
+                { "[token]\nmodule = /m.so\nuri = pkcs11:token=t\nuri = pkcs11:token=u\n",
+                  "line 4: 'uri' is set twice in [token] (first on line 3)" },
+                { "[token]\nmodule = /m.so\nuri =\n", "line 3: 'uri' is empty" },
+                { "[token]\nmodule = /m.so\n", "[token] needs 'module' and 'label', or 'uri'" },
+        };
+        char text[2048], err[512];
+        struct config *c = NULL;
+        size_t n;
+
+        (void) state;
+        for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+                c = parse_ok(good[i].text);
+                assert_string_equal(c->token_uri, good[i].uri);
+                assert_string_equal(c->module, good[i].module);
+                assert_null(c->token_label);
+                c = config_free(c);
+        }
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                err[0] = '\0';
+                if (config_parse(bad[i].text, strlen(bad[i].text), &c, err, sizeof(err)) != DKIMSIGN_E_CONFIG)
+                        fail_msg("case %zu accepted", i);
+                assert_null(c);
+                if (strcmp(err, bad[i].err) != 0)
+                        fail_msg("case %zu: '%s', not '%s'", i, err, bad[i].err);
+                /* A PIN in the URI never reaches the message. */
+                assert_null(strstr(err, "123456"));
+        }
+
+        /* At most HSM_URI_MAX (1024) characters, however many lines. */
+        n = (size_t) snprintf(text, sizeof(text), "[token]\nmodule = /m.so\nuri = pkcs11:model=\n");
+        for (int k = 0; k < 7; k++)
+                n += (size_t) snprintf(text + n, sizeof(text) - n, "  %0150d\n", 0);
+        assert_int_equal(config_parse(text, n, &c, err, sizeof(err)), DKIMSIGN_E_CONFIG);
+        assert_string_equal(err, "line 10: 'uri' is longer than 1024 characters");
+        assert_null(c);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -531,6 +652,7 @@ int main(void)
                 cmocka_unit_test(test_module_env_daemon_user),
                 cmocka_unit_test(test_nul_and_long_lines),
                 cmocka_unit_test(test_allow_decrypt_keys),
+                cmocka_unit_test(test_token_uri),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
