@@ -752,6 +752,95 @@ def test_module_env_names_the_token_config():
                 assert b.stop() == 0, b.log()
 
 
+# --- [token] uri ---------------------------------------------------------------
+
+def softhsm_init_free(b, label):
+    """A token labelled `label` on the free slot, by SoftHSM's own tool
+    (which, unlike init-token, lets two tokens share a label)."""
+    with open(b.so_pin_file) as f:
+        so_pin = f.read().strip()
+    with open(b.pin_file) as f:
+        pin = f.read().strip()
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label, "--so-pin", so_pin, "--pin", pin],
+                   env=b.env, check=True, capture_output=True, timeout=60)
+
+
+def config_line(b, text):
+    with open(b.config) as f:
+        return 1 + [i for i, line in enumerate(f.read().split("\n")) if text in line][0]
+
+
+def test_token_uri():
+    """[token] uri (RFC 7512) chooses the token: by token=, by token= and
+    manufacturer=, by serial= (read with softhsm2-util); init-token by URI
+    labels a free token with its token=; none or two tokens matching are
+    refused in one line naming the URI (two: their serials, and serial=
+    to choose); a pin-value is refused without being printed."""
+    with Sandbox(label="uri-a") as b:
+        b.init_token()
+        uri_b = f"pkcs11:token=uri-b;manufacturer=SoftHSM%20project?module-path={SOFTHSM}"
+        b.write_config(token=f"uri = {uri_b}\n")
+        p = ctl("init-token", "--so-pin-file", b.so_pin_file, sandbox=b)
+        tokens = b.tokens()
+        assert sorted(label for label, _ in tokens) == ["uri-a", "uri-b"], tokens
+        serial = dict(tokens)
+        assert p.stdout == f"initialized token 'uri-b' (serial {serial['uri-b']})\n", p.stdout
+        p = ctl("init-token", "--so-pin-file", b.so_pin_file, sandbox=b, check=False)
+        assert p.returncode == 1 and p.stderr == (
+            f"dkimsignctl: initializing token '{uri_b}' in {SOFTHSM}: a token of {SOFTHSM} matches {uri_b} already "
+            f"(label 'uri-b', serial {serial['uri-b']}): init-token makes a new one\n"), p.stderr
+
+        # By token=, the module in the URI: keygen lands on uri-b, named with its serial.
+        b.write_config(token=f"uri = pkcs11:token=uri-b?module-path={SOFTHSM}\n")
+        p = ctl("keygen", "--domain", "b.example", "--selector", "s", "--algorithm", "ed25519", sandbox=b)
+        assert f" on token 'uri-b' (serial {serial['uri-b']})\n" in p.stdout, p.stdout
+        # By token= and manufacturer=, the module apart.
+        b.write_config(token=f"module = {SOFTHSM}\nuri = pkcs11:token=uri-b;manufacturer=SoftHSM%20project\n")
+        assert [(k["domain"], k["selector"]) for k in keys(b)] == [("b.example", "s")]
+        # By serial=: uri-a, which has no key yet; then one is made there.
+        b.write_config(token=f"module = {SOFTHSM}\nuri = pkcs11:serial={serial['uri-a']}\n")
+        assert keys(b) == []
+        p = ctl("keygen", "--domain", "a.example", "--selector", "s", "--algorithm", "ed25519", sandbox=b)
+        assert f" on token 'uri-a' (serial {serial['uri-a']})\n" in p.stdout, p.stdout
+        b.write_config()
+        assert [k["domain"] for k in keys(b)] == ["a.example"]
+
+        # No token matches.
+        uri = "pkcs11:token=uri-b;model=nothing"
+        b.write_config(token=f"module = {SOFTHSM}\nuri = {uri}\n")
+        p = ctl("list", sandbox=b, check=False)
+        assert p.returncode == 1 and p.stderr == f"dkimsignctl: no token of {SOFTHSM} matches {uri}\n", p.stderr
+        # Two tokens match: neither is used, serial= chooses.
+        softhsm_init_free(b, "twin")
+        softhsm_init_free(b, "twin")
+        twins = [s for label, s in b.tokens() if label == "twin"]
+        assert len(twins) == 2 and twins[0] != twins[1], twins
+        b.write_config(token=f"module = {SOFTHSM}\nuri = pkcs11:token=twin\n")
+        p = ctl("list", sandbox=b, check=False)
+        # In the order the module lists them (softhsm2-util's, as a rule).
+        assert p.returncode == 1 and p.stderr in (
+            f"dkimsignctl: 2 tokens of {SOFTHSM} match pkcs11:token=twin (serials {one}, {two}): add serial= to the "
+            "uri to choose one\n" for one, two in (twins, twins[::-1])), p.stderr
+        b.write_config(token=f"module = {SOFTHSM}\nuri = pkcs11:token=twin;serial={twins[1]}\n")
+        assert keys(b) == []
+
+        # A PIN in the URI: refused, never printed (ctl() checks that).
+        with open(b.pin_file) as f:
+            pin = f.read().strip()
+        b.write_config(token=f"module = {SOFTHSM}\nuri = pkcs11:token=uri-b?pin-value={pin}\n")
+        p = ctl("list", sandbox=b, check=False)
+        assert p.returncode == 1 and p.stderr == (
+            f"dkimsignctl: configuration: {b.config}: line {config_line(b, 'uri =')}: 'uri': pin-value= would put "
+            "the PIN in the configuration and in logs; it is refused: the PIN comes from [token] pin_file or the "
+            "'pin' credential\n"), p.stderr
+        # uri and label both.
+        b.write_config(token=f"module = {SOFTHSM}\nlabel = uri-a\nuri = pkcs11:token=uri-b\n")
+        p = ctl("list", sandbox=b, check=False)
+        assert p.returncode == 1 and p.stderr == (
+            f"dkimsignctl: configuration: {b.config}: line {config_line(b, 'uri =')}: [token] 'uri' and 'label' "
+            f"(line {config_line(b, 'label =')}) both choose the token: keep one\n"), p.stderr
+
+
 # --- tokens other than SoftHSM: asked first, uses shown, refusals said ------------
 
 def test_uses_listed():
@@ -862,6 +951,6 @@ if __name__ == "__main__":
              test_import, test_retire_and_destroy, test_generated_keys_not_extractable,
              test_retired_key_no_longer_signs, test_retired_in_state_file, test_custody_checked_at_load, test_opendkim_migration,
              test_module_env_names_the_token_config, test_uses_listed, test_init_token_pin_length_checked_first,
-             test_always_authenticate_refused, test_decrypt_keys_need_the_setting])
+             test_always_authenticate_refused, test_decrypt_keys_need_the_setting, test_token_uri])
     finally:
         box.close()

@@ -18,7 +18,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import wire  # noqa: E402
-from harness import Notify, Sandbox, Skip, dkimpy_verify, run, signature_fields, tags, user_ids  # noqa: E402
+from harness import (SOFTHSM, Notify, Sandbox, Skip, binary, dkimpy_verify, run, signature_fields, tags,  # noqa: E402
+                     user_ids)
 
 HEADERS = (b"From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: load\r\n"
            b"Date: Sun, 29 Nov 2026 10:00:00 +0000\r\nMessage-ID: <d@example.com>\r\n")
@@ -353,6 +354,52 @@ def test_64_pipelining_clients():
         assert len(signed) == 640 and not bad
 
 
+def test_token_uri():
+    """[token] uri: of two tokens holding a key of the same name, dkimsignd
+    signs with the one the URI's serial= chooses and logs which (label and
+    serial); a URI that no token or two tokens match keeps it from
+    starting, with one line naming the URI (two: their serials)."""
+    with Sandbox(label="uri-one") as box:
+        box.init_token()
+        box.keygen("example.com", "same", "ed25519")
+        box.label = "uri-two"
+        box.write_config()
+        box.init_token()
+        box.keygen("example.com", "same", "ed25519")   # the record verifiers see is uri-two's
+        serial = dict(box.tokens())
+        box.write_config(token=f"uri = pkcs11:serial={serial['uri-two']}?module-path={SOFTHSM}\n")
+        box.start()
+        try:
+            p = box.sign(MESSAGE)
+            assert p.returncode == 0, p.stderr + box.log().encode()
+            assert dkimpy_verify(p.stdout, box.keytable), "signed with the other token's key"
+            assert f"dkimsignd: token 'uri-two' (serial {serial['uri-two']}) in {SOFTHSM}\n" in box.log(), box.log()
+        finally:
+            assert box.stop() == 0, box.log()
+
+        def check(uri):
+            box.write_config(token=f"module = {SOFTHSM}\nuri = {uri}\n")
+            p = subprocess.run([binary("dkimsignd"), "--check", "--config", box.config], env=box.env,
+                               capture_output=True, text=True, timeout=60)
+            assert p.returncode == 1, (p.returncode, p.stderr)
+            return [line.split("dkimsignd: ", 1)[1] for line in p.stderr.splitlines() if line.startswith("<3>")]
+
+        uri = "pkcs11:token=uri-two;model=nothing"
+        assert check(uri) == [f"no token of {SOFTHSM} matches {uri}"]
+        box.label = "uri-one"           # a second token labelled uri-one
+        box.write_config()
+        with open(box.so_pin_file) as f, open(box.pin_file) as g:
+            subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "uri-one", "--so-pin",
+                            f.read().strip(), "--pin", g.read().strip()], env=box.env, check=True,
+                           capture_output=True, timeout=60)
+        ones = [s for label, s in box.tokens() if label == "uri-one"]
+        assert len(ones) == 2, ones
+        assert check("pkcs11:token=uri-one") in (
+            [f"2 tokens of {SOFTHSM} match pkcs11:token=uri-one (serials {a}, {b}): add serial= to the uri to "
+             "choose one"] for a, b in (ones, ones[::-1]))
+
+
 if __name__ == "__main__":
     run([test_socket_activation_and_notify, test_peer_authorization, test_authorization_on_d_and_from, test_signing_quotas, test_drops_privileges_when_started_as_root,
-         test_reload_under_load, test_sigterm_finishes_requests_in_flight, test_64_pipelining_clients])
+         test_reload_under_load, test_sigterm_finishes_requests_in_flight, test_64_pipelining_clients,
+         test_token_uri])

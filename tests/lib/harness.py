@@ -82,10 +82,13 @@ class Sandbox:
         self.write_config(extra_config)
         self.env = dict(os.environ, SOFTHSM2_CONF=os.path.join(self.dir, "softhsm2.conf"))
 
-    def write_config(self, extra=""):
+    def write_config(self, extra="", token=None):
+        """The sandbox's configuration; token: the [token] lines that name
+        the module and the token (default: module and label)."""
+        token = token or f"module = {SOFTHSM}\nlabel = {self.label}\n"
         with open(self.config, "w") as f:
             f.write(f"[daemon]\nsocket = {self.socket}\nsocket_mode = 0600\nstate_dir = {self.dir}/state\n\n"
-                    f"[token]\nmodule = {SOFTHSM}\nlabel = {self.label}\npin_file = {self.pin_file}\n"
+                    f"[token]\n{token}pin_file = {self.pin_file}\n"
                     "sessions = 2\n\n"
                     # No DNS in a sandbox: keys sign before their record is
                     # seen (test-lifecycle.py writes its own configuration).
@@ -168,6 +171,18 @@ class Sandbox:
 
     def init_token(self):
         return self.ctl("init-token", "--so-pin-file", self.so_pin_file)
+
+    def tokens(self):
+        """(label, serial) of each initialized token of the sandbox's
+        SoftHSM, in the order the module lists their slots."""
+        out = subprocess.run(["softhsm2-util", "--show-slots"], env=self.env, capture_output=True, text=True,
+                             check=True, timeout=60).stdout
+        found = []
+        for block in out.split("\nSlot ")[1:]:
+            m = re.search(r"Serial number:[ \t]*(\S*).*?Initialized:[ \t]*(\w+).*?Label:[ \t]*([^\n]*)", block, re.S)
+            if m and m.group(2) == "yes":
+                found.append((m.group(3).rstrip(), m.group(1)))
+        return found
 
     def keygen(self, domain, selector, algorithm="rsa", bits=None):
         args = ["keygen", "--domain", domain, "--selector", selector, "--algorithm", algorithm]
