@@ -274,11 +274,15 @@ static bool same_module_env(const struct config *a, const struct config *b)
 
 /* The module initialized again, so the keys listed next are the token's
  * as it is now, whatever the module caches (hsm_reinitialize). */
-static int token_reinitialize(struct hsm *h, char *why, size_t whylen)
+static int token_reinitialize(struct hsm *h, const struct config *c, char *why, size_t whylen)
 {
         unsigned long ckr;
-        int r = hsm_reinitialize(h, REINIT_WAIT_MS);
+        int r;
 
+        if (c->reinitialize == CONFIG_REINIT_NEVER ||
+            (c->reinitialize == CONFIG_REINIT_AUTO && hsm_module_sees_changes(h)))
+                return 0;
+        r = hsm_reinitialize(h, REINIT_WAIT_MS);
         if (r == DKIMSIGN_E_BUSY) {
                 /* Nothing changed: the keys are listed as before. */
                 log_warn("reload: the PKCS#11 module was not initialized again: %s; a module that reads the "
@@ -315,7 +319,7 @@ static struct sign_ctx *reload_generation(void *userdata, bool from_request, cha
             strcmp(c->socket_path, src->running->socket_path) != 0)
                 log_warn("reload: [token] module/label/uri/module_env/sessions/processes/key_copies and [daemon] "
                          "socket take effect at the next restart");
-        r = token_reinitialize(src->h, why, whylen);
+        r = token_reinitialize(src->h, c, why, whylen);
         if (r < 0) {
                 config_free(c);
                 return NULL;

@@ -400,6 +400,11 @@ unsigned long hsm_recoveries(struct hsm *h);
  * which.
  */
 int hsm_reinitialize(struct hsm *h, unsigned wait_ms);
+/* Whether the module is one known to show each process what other
+ * processes changed on the token at every search (SoftHSM, opencryptoki:
+ * by its C_GetInfo manufacturer), so that a reload needs no
+ * re-initialization.  False for every other module. */
+bool hsm_module_sees_changes(struct hsm *h);
 /* Initializations since hsm_open (0: none). */
 unsigned long hsm_reinitializations(struct hsm *h);
 

@@ -22,6 +22,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <string.h>
 #include <time.h>
 
 #include "hsm/hsm-private.h"
@@ -112,6 +113,33 @@ out:
         pthread_mutex_unlock(&h->lock);
         pthread_rwlock_unlock(&h->init_lock);
         return r;
+}
+
+/* Modules read here to search the token's objects anew at every
+ * C_FindObjectsInit, by C_GetInfo's manufacturerID (blank padded). */
+static const char *const sees_changes[] = {
+        "SoftHSM",   /* SoftHSM 2: its object store re-reads changed token files */
+        "IBM",       /* opencryptoki: its shared memory segment holds the token's objects */
+};
+
+bool hsm_module_sees_changes(struct hsm *h)
+{
+        CK_INFO info;
+
+        if (!h || h->p11->C_GetInfo(&info) != CKR_OK)
+                return false;
+        for (size_t i = 0; i < sizeof(sees_changes) / sizeof(sees_changes[0]); i++) {
+                size_t n = strlen(sees_changes[i]);
+
+                /* The whole field: the name, then blanks only. */
+                if (memcmp(info.manufacturerID, sees_changes[i], n) != 0)
+                        continue;
+                for (; n < sizeof(info.manufacturerID) && info.manufacturerID[n] == ' '; n++)
+                        ;
+                if (n == sizeof(info.manufacturerID))
+                        return true;
+        }
+        return false;
 }
 
 unsigned long hsm_reinitializations(struct hsm *h)

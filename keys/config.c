@@ -547,6 +547,17 @@ static int handle_token(struct parse_state *s, const char *name, const char *val
                 return parse_size(s, name, value, 1, 64, &c->processes);
         if (strcmp(name, "key_copies") == 0)
                 return parse_size(s, name, value, 0, CONFIG_KEY_COPIES_MAX, &c->key_copies);
+        if (strcmp(name, "reinitialize") == 0) {
+                if (strcasecmp(value, "auto") == 0)
+                        c->reinitialize = CONFIG_REINIT_AUTO;
+                else if (strcasecmp(value, "always") == 0)
+                        c->reinitialize = CONFIG_REINIT_ALWAYS;
+                else if (strcasecmp(value, "never") == 0)
+                        c->reinitialize = CONFIG_REINIT_NEVER;
+                else
+                        return fail(s, "'reinitialize' must be auto, always or never");
+                return 1;
+        }
         if (strcmp(name, "allow_decrypt_keys") == 0) {
                 if (strcasecmp(value, "yes") == 0 || strcasecmp(value, "true") == 0)
                         c->allow_decrypt_keys = true;

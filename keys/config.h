@@ -50,6 +50,15 @@ struct config_quota {
         uint64_t per_day;
 };
 
+/* [token] reinitialize: when a reload finalizes and initializes the module
+ * again.  AUTO: unless the module is known to show other processes'
+ * changes without it (hsm_module_sees_changes). */
+enum config_reinit {
+        CONFIG_REINIT_AUTO = 0,
+        CONFIG_REINIT_ALWAYS,
+        CONFIG_REINIT_NEVER,
+};
+
 struct config_limits {
         size_t max_frame;          /* largest frame accepted */
         size_t max_header_block;   /* largest header block in a SIGN request */
@@ -135,6 +144,7 @@ struct config {
         size_t key_copies;          /* keys signed with through session copies (hsm_key_copies), per process */
         unsigned sign_timeout_ms;   /* a token call longer than this is answered with a temporary error */
         bool allow_decrypt_keys;    /* a key that may also decrypt signs (and keygen may make one); default no */
+        enum config_reinit reinitialize;  /* at reload: re-initialize the module (hsm_reinitialize) */
         /* [limits] */
         struct config_limits limits;
         /* [signing] */
