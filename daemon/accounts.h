@@ -21,6 +21,7 @@ struct account {
         /* A connection of this uid stopped being read for a limit: look
          * at its connections again when what it holds goes down. */
         bool held;
+        bool resume;             /* being taken up again (server.c, resume_held) */
         void *first;             /* the event loop's list of its connections (server.c) */
         struct account *next;    /* hash chain */
 };

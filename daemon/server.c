@@ -116,7 +116,15 @@ struct server {
         struct accounts *accounts;
         size_t buffered;              /* octets held for every peer (c->held summed) */
         bool held_global;             /* reading stopped for max_buffered: look again when it drops */
-        bool resuming;                /* inside account_resume */
+        /* A held uid (or the server) went back under its share: its
+         * connections are taken up again at the end of this turn of the
+         * loop (resume_held), never from inside the code that changed
+         * the counts, which may hold connection pointers. */
+        bool resume_due;
+        /* Connections done with, freed at the end of this turn of the
+         * loop (free_retired): an event or a pointer of this turn may
+         * still name one, and must find it closed (fd -1), not freed. */
+        struct conn *retired;
         struct ratelimit refusal_log[REFUSAL_MAX];
         bool stopping;
         uint64_t stop_started;
@@ -155,27 +163,32 @@ static void log_refusal(struct server *s, enum refusal why, const char *fmt, ...
         log_warn("%s", line);
 }
 
-static void conn_resume_all(struct server *s);
-static void account_resume(struct server *s, struct account *acct);
-
-/* Bring c's count in its account and the server's to what it holds now:
- * its buffers (allocated octets) and its queued requests. */
-static void conn_charge(struct server *s, struct conn *c)
+static bool account_under_share(const struct server *s, const struct account *acct)
 {
         const struct config_limits *l = &s->c->limits;
+
+        return acct->inflight < l->max_inflight_per_uid && acct->buffered < l->max_buffered_per_uid;
+}
+
+/* Bring c's count in its account and the server's to what it holds now:
+ * its buffers (allocated octets) and its queued requests.  Counts only:
+ * what went back under a share is taken up by resume_held. */
+static void conn_charge(struct server *s, struct conn *c)
+{
         struct account *acct = c->acct;
         size_t now = c->in.size + c->out.size + c->queued_bytes;
 
         acct->buffered = acct->buffered - c->held + now;
         s->buffered = s->buffered - c->held + now;
         c->held = now;
-        if (acct->held && acct->inflight < l->max_inflight_per_uid && acct->buffered < l->max_buffered_per_uid)
-                account_resume(s, acct);
-        if (s->held_global && s->buffered < l->max_buffered)
-                conn_resume_all(s);
+        if ((acct->held && account_under_share(s, acct)) ||
+            (s->held_global && s->buffered < s->c->limits.max_buffered))
+                s->resume_due = true;
 }
 
-static void conn_free(struct server *s, struct conn *c)
+/* Out of every list and every count, its buffers freed; the struct itself
+ * waits in s->retired for the end of the loop's turn (free_retired). */
+static void conn_retire(struct server *s, struct conn *c)
 {
         struct account *acct = c->acct;
 
@@ -196,10 +209,24 @@ static void conn_free(struct server *s, struct conn *c)
         c->queued_bytes = 0;
         conn_charge(s, c);
         acct->conns--;
-        free(c);
+        /* Its account may go now: a retired connection is never looked at again. */
         accounts_release(s->accounts, acct);
+        c->acct = NULL;
+        c->next = s->retired;
+        c->prev = NULL;
+        s->retired = c;
         s->nconns--;
-        s->freed_since_trim++;
+}
+
+static void free_retired(struct server *s)
+{
+        while (s->retired) {
+                struct conn *c = s->retired;
+
+                s->retired = c->next;
+                free(c);
+                s->freed_since_trim++;
+        }
 }
 
 /* Close the socket now; the struct lives on while jobs are in flight. */
@@ -210,8 +237,8 @@ static void conn_close(struct server *s, struct conn *c)
                 close(c->fd);
                 c->fd = -1;
         }
-        if (c->inflight == 0)
-                conn_free(s, c);
+        if (c->inflight == 0 && c->acct)
+                conn_retire(s, c);
 }
 
 static size_t out_pending(const struct conn *c)
@@ -226,11 +253,13 @@ static bool conn_within_shares(struct server *s, struct conn *c)
 {
         const struct config_limits *l = &s->c->limits;
 
-        if (c->acct->inflight >= l->max_inflight_per_uid || c->acct->buffered >= l->max_buffered_per_uid) {
+        if (!account_under_share(s, c->acct)) {
                 c->acct->held = true;
                 return false;
         }
-        if (s->buffered >= l->max_buffered) {
+        /* All peers together are over: only a uid that holds less than one
+         * request's worth goes on, so a few heavy uids can't stop the rest. */
+        if (s->buffered >= l->max_buffered && c->acct->buffered >= l->max_frame + 65536) {
                 s->held_global = true;
                 return false;
         }
@@ -239,7 +268,9 @@ static bool conn_within_shares(struct server *s, struct conn *c)
 
 static void conn_update_events(struct server *s, struct conn *c)
 {
-        uint32_t ev = 0;
+        /* Hang-ups are heard even while the connection is not read (an
+         * empty mask would not report them). */
+        uint32_t ev = EPOLLRDHUP;
         size_t max_inflight = s->c->limits.max_inflight;
 
         if (c->fd < 0)
@@ -249,6 +280,10 @@ static void conn_update_events(struct server *s, struct conn *c)
                 ev |= EPOLLIN;
         if (out_pending(c))
                 ev |= EPOLLOUT;
+        /* A frame's read_timeout runs only while the daemon reads it: read
+         * again, its clock starts anew. */
+        if ((ev & EPOLLIN) && !(c->events & EPOLLIN) && c->frame_started)
+                c->frame_started = now_ms();
         if (ev != c->events) {
                 epoll_set(s, EPOLL_CTL_MOD, c->fd, ev, c);
                 c->events = ev;
@@ -256,12 +291,9 @@ static void conn_update_events(struct server *s, struct conn *c)
 }
 
 /* Write what can be written; 0, or DKIMSIGN_E_CLOSED when the peer is
- * gone.  Output that makes no progress starts (or keeps) the stall clock
- * the write timeout reads. */
+ * gone.  Output left waiting starts the clock the write timeout reads. */
 static int conn_flush(struct conn *c)
 {
-        bool progress = false;
-
         while (out_pending(c)) {
                 ssize_t n = send(c->fd, buf_ptr(&c->out), out_pending(c), MSG_NOSIGNAL | MSG_DONTWAIT);
 
@@ -272,11 +304,12 @@ static int conn_flush(struct conn *c)
                 if (n <= 0)
                         return DKIMSIGN_E_CLOSED;
                 buf_consume(&c->out, (size_t) n);
-                progress = true;
         }
+        /* The clock runs from when output began to wait until all of it
+         * is gone: reading a trickle does not keep a backlog alive. */
         if (!out_pending(c))
                 c->stalled_since = 0;
-        else if (progress || !c->stalled_since)
+        else if (!c->stalled_since)
                 c->stalled_since = now_ms();
         buf_release_if_empty(&c->out);
         buf_compact(&c->out);
@@ -566,37 +599,38 @@ static void conn_after_io(struct server *s, struct conn *c)
         conn_update_events(s, c);
 }
 
-/* Connections held back by their uid's share: take their frames, read
- * them again. */
-static void account_resume(struct server *s, struct account *acct)
+/* At the end of the loop's turn: the connections of every uid back under
+ * its share (and, when all peers together are back under max_buffered,
+ * every connection) get their buffered frames taken and are read again.
+ * Closing one here only retires it (free_retired frees it later), so the
+ * walk's next pointer stays valid. */
+static void resume_held(struct server *s)
 {
-        /* Not again from inside: the loop below sees every connection, and
-         * a nested one could free the next it is about to visit. */
-        if (s->resuming)
+        bool global;
+
+        if (!s->resume_due)
                 return;
-        s->resuming = true;
-        acct->held = false;
-        for (struct conn *c = acct->first, *next; c; c = next) {
-                next = c->uid_next;
-                if (c->fd < 0)
+        s->resume_due = false;
+        global = s->held_global && s->buffered < s->c->limits.max_buffered;
+        if (global)
+                s->held_global = false;
+        /* First the accounts to resume, then their connections: an
+         * account's flag is cleared once, not by its first connection. */
+        for (struct conn *c = s->conns; c; c = c->next)
+                if (c->acct && c->acct->held && account_under_share(s, c->acct)) {
+                        c->acct->held = false;
+                        c->acct->resume = true;
+                }
+        for (struct conn *c = s->conns, *next; c; c = next) {
+                next = c->next;
+                if (c->fd < 0 || !(c->acct->resume || global))
                         continue;
                 conn_process(s, c);
                 conn_after_io(s, c);
         }
-        s->resuming = false;
-}
-
-/* The same when every peer together was over max_buffered. */
-static void conn_resume_all(struct server *s)
-{
-        if (s->resuming)
-                return;
-        s->held_global = false;
-        for (struct conn *c = s->conns, *next; c; c = next) {
-                next = c->next;
-                if (c->fd >= 0)
-                        conn_update_events(s, c);
-        }
+        for (struct conn *c = s->conns; c; c = c->next)
+                if (c->acct)
+                        c->acct->resume = false;
 }
 
 /* The peer's supplementary groups, for group-based authorization.  A peer
@@ -669,8 +703,8 @@ static void accept_all(struct server *s)
                 buf_init(&c->in, s->c->limits.max_frame + FRAME_LEN_SIZE);
                 buf_init(&c->out, OUT_MAX);
                 c->last_active = now_ms();
-                c->events = EPOLLIN;
-                if (epoll_set(s, EPOLL_CTL_ADD, fd, EPOLLIN, c) < 0) {
+                c->events = EPOLLIN | EPOLLRDHUP;
+                if (epoll_set(s, EPOLL_CTL_ADD, fd, c->events, c) < 0) {
                         close(fd);
                         free(c);
                         accounts_release(s->accounts, acct);
@@ -720,7 +754,7 @@ static void deliver_done(struct server *s)
                         conn_process(s, c);      /* frames held back by the in-flight limit */
                         conn_after_io(s, c);     /* charges c: its uid's other connections may go on */
                 } else if (c->inflight == 0) {
-                        conn_free(s, c);
+                        conn_retire(s, c);
                 } else {
                         conn_charge(s, c);
                 }
@@ -737,7 +771,7 @@ static void sweep_timeouts(struct server *s)
         while (c) {
                 struct conn *next = c->next;
 
-                if (c->fd >= 0 && c->frame_started &&
+                if (c->fd >= 0 && c->frame_started && (c->events & EPOLLIN) &&
                     now - c->frame_started > s->c->limits.read_timeout_ms) {
                         s->stats.closed_timeout++;
                         log_refusal(s, REFUSAL_READ_TIMEOUT, "peer uid=%u pid=%d: frame not completed within "
@@ -851,8 +885,9 @@ struct server *server_free(struct server *s)
                 if (c->fd >= 0)
                         close(c->fd);
                 c->fd = -1;
-                conn_free(s, c);
+                conn_retire(s, c);
         }
+        free_retired(s);
         if (s->listen_fd >= 0)
                 close(s->listen_fd);
         if (s->sig_fd >= 0)
@@ -908,7 +943,7 @@ int server_run(struct server *s)
                         c = p;
                         if (c->fd < 0)
                                 continue;
-                        if (events[i].events & (EPOLLERR | EPOLLHUP) && !(events[i].events & EPOLLIN)) {
+                        if (events[i].events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP) && !(events[i].events & EPOLLIN)) {
                                 conn_close(s, c);
                                 continue;
                         }
@@ -925,6 +960,10 @@ int server_run(struct server *s)
                         sweep_timeouts(s);
                         last_sweep = now_ms();
                 }
+                /* The safe points of the turn: nothing holds a connection
+                 * pointer from the events above any more. */
+                resume_held(s);
+                free_retired(s);
                 if (s->stopping && (s->nconns == 0 || now_ms() - s->stop_started > DRAIN_MAX_MS))
                         break;
         }
