@@ -98,6 +98,7 @@ enum refusal {
         REFUSAL_FRAME,          /* oversize or malformed frame */
         REFUSAL_READ_TIMEOUT,
         REFUSAL_WRITE_TIMEOUT,
+        REFUSAL_ADMIN,          /* STATUS or RELOAD from a peer that may not */
         REFUSAL_MAX,
 };
 
@@ -147,6 +148,7 @@ static void log_refusal(struct server *s, enum refusal why, const char *fmt, ...
         static const char *const names[REFUSAL_MAX] = {
                 [REFUSAL_CONNECTIONS] = "refused connections", [REFUSAL_FRAME] = "bad frames",
                 [REFUSAL_READ_TIMEOUT] = "read timeouts", [REFUSAL_WRITE_TIMEOUT] = "write timeouts",
+                [REFUSAL_ADMIN] = "refused admin requests",
         };
         unsigned long dropped;
         char line[256];
@@ -487,8 +489,8 @@ static void handle_admin(struct server *s, struct conn *c, struct frame *f)
                 return;
         }
         if (!peer_is_admin(&c->peer)) {
-                log_info("audit: refused admin request from uid=%u pid=%d", (unsigned) c->peer.uid,
-                         (int) c->peer.pid);
+                log_refusal(s, REFUSAL_ADMIN, "audit: refused admin request from uid=%u pid=%d",
+                            (unsigned) c->peer.uid, (int) c->peer.pid);
                 msg_error_encode_code(&c->out, f->id, DKIMSIGN_E_DENIED,
                                       "only root or the daemon's own user may ask for status or reload");
                 return;

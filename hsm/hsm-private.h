@@ -21,8 +21,9 @@
  *
  *   modules_lock (module.c, process-wide): the list of loaded modules and
  *     their reference counts.  A leaf: none of ours is taken under it
- *     (only the module's own, in C_Initialize and C_Finalize), and it is
- *     taken with none of the locks below held.
+ *     (only the module's own, in C_Initialize and C_Finalize).  It is
+ *     taken with none of the locks below held, except by
+ *     hsm_reinitialize, which holds h->init_lock and h->lock around it.
  *
  *   h->lock: the admin session (h->admin, h->admin_open) and every PKCS#11
  *     call made on it, h->slot once sessions exist, the kept PIN (h->pin),
@@ -118,7 +119,8 @@ struct module {
         void *dl;
         CK_FUNCTION_LIST *p11;
         unsigned refs;
-        bool finalize;           /* we initialized it, so we finalize it */
+        bool owner;              /* we initialized it first: ours to finalize and initialize again */
+        bool initialized;        /* initialized now (a re-initialization may have failed) */
 };
 
 /* A copy of the PIN for logging in again after the token was reset, in a

@@ -396,7 +396,9 @@ CK_RV hsmi_login_restore_locked(struct hsm *h)
         CK_SESSION_INFO info;
         CK_RV rv;
 
-        rv = h->p11->C_GetSessionInfo(h->admin, &info);
+        /* A closed admin session's number may name another session now:
+         * never ask about it. */
+        rv = h->admin_open ? h->p11->C_GetSessionInfo(h->admin, &info) : CKR_SESSION_HANDLE_INVALID;
         if (rv == CKR_OK && hsmi_logged_in(&info))
                 return CKR_OK;
         /* The key copies went with the admin session or with the login

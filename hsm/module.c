@@ -148,7 +148,8 @@ int hsmi_module_get(const char *path, struct module **ret)
         m->dl = dl;
         m->p11 = p11;
         m->refs = 1;
-        m->finalize = rv == CKR_OK;
+        m->owner = rv == CKR_OK;
+        m->initialized = true;
         m->next = modules;
         modules = m;
 out:
@@ -172,7 +173,7 @@ void hsmi_module_put(struct module *m)
                                 *p = m->next;
                                 break;
                         }
-                if (m->finalize)
+                if (m->owner && m->initialized)
                         m->p11->C_Finalize(NULL);
                 dlclose(m->dl);
                 free(m);
@@ -187,7 +188,7 @@ bool hsmi_module_shared(struct module *m)
         pthread_mutex_lock(&modules_lock);
         /* Another handle in this process, or the module's other owner,
          * would lose its sessions and login under a C_Finalize. */
-        shared = m->refs != 1 || !m->finalize;
+        shared = m->refs != 1 || !m->owner;
         pthread_mutex_unlock(&modules_lock);
         return shared;
 }
@@ -198,14 +199,16 @@ int hsmi_module_reinit(struct module *m)
         int r = 0;
 
         pthread_mutex_lock(&modules_lock);
-        if (m->refs != 1 || !m->finalize) {
+        if (m->refs != 1 || !m->owner) {
                 hsmi_why("the module is shared with another user in this process");
                 r = DKIMSIGN_E_BUSY;
         } else {
-                m->p11->C_Finalize(NULL);
+                /* After a failed initialization there is nothing to finalize:
+                 * only C_Initialize is tried again. */
+                if (m->initialized)
+                        m->p11->C_Finalize(NULL);
                 rv = module_initialize(m->p11);
-                /* Not initialized now: nothing to finalize at the end. */
-                m->finalize = rv == CKR_OK;
+                m->initialized = rv == CKR_OK;
                 if (rv != CKR_OK) {
                         hsmi_why("C_Initialize failed after C_Finalize");
                         r = hsmi_ckr_fail(rv);

@@ -86,6 +86,14 @@ int hsm_reinitialize(struct hsm *h, unsigned wait_ms)
          * times, before giving up. */
         for (unsigned attempt = 0;; attempt++) {
                 r = hsmi_module_reinit(h->mod);
+                /* A module that failed to initialize may do so a moment
+                 * later (a daemon it talks to restarting): tried again
+                 * too, and at every later reload. */
+                if (r < 0 && r != DKIMSIGN_E_BUSY && attempt + 1 < REINIT_ATTEMPTS) {
+                        nanosleep(&(struct timespec) { .tv_nsec = (long) (REINIT_RETRY_MS << attempt) * 1000000L },
+                                  NULL);
+                        continue;
+                }
                 if (r < 0)
                         goto out;
                 r = hsmi_token_find(h, &slot);

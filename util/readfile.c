@@ -33,7 +33,11 @@ int readfile(const char *path, size_t max, unsigned flags, char **ret, size_t *r
         char *data;
         int fd, r;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | ((flags & READFILE_NOFOLLOW) ? O_NOFOLLOW : 0));
+        /* O_NONBLOCK: a FIFO planted where the file should be must not
+         * hang the open (and whatever lock the caller holds); it changes
+         * nothing for a regular file, and anything else is refused below. */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
+                  ((flags & READFILE_NOFOLLOW) ? O_NOFOLLOW : 0));
         if (fd < 0 || fstat(fd, &st) < 0) {
                 int saved = errno;
                 struct stat lst;

@@ -192,6 +192,29 @@ def test_signing_quotas():
                 assert status(box)["refused_quota"] == "2", status(box)
 
 
+def test_reload_recovers_from_a_failed_initialization():
+    """A module that fails C_Initialize at one reload (here SoftHSM, its
+    configuration away for a moment) refuses that reload, saying signing
+    fails until one succeeds; the next reload initializes it again and
+    signing goes on, with no restart."""
+    with Sandbox(extra_config="[token]\nreinitialize = always\n") as box:
+        box.init_token()
+        box.keygen("example.com", "sel")
+        box.start()
+        assert box.sign(MESSAGE).returncode == 0
+        conf = box.env["SOFTHSM2_CONF"]
+        os.rename(conf, conf + ".away")
+        p = box.ctl("reload", check=False)
+        assert p.returncode == 1 and "C_Initialize failed after C_Finalize" in p.stderr \
+            and "signing fails until a reload or restart succeeds" in p.stderr, (p.returncode, p.stderr)
+        assert box.sign(MESSAGE).returncode == 75
+        os.rename(conf + ".away", conf)
+        p = box.ctl("reload")
+        assert "reloaded: 1 signing key(s)" in p.stdout, p.stdout
+        p = box.sign(MESSAGE)
+        assert p.returncode == 0 and dkimpy_verify(p.stdout, box.keytable), p.stderr
+
+
 def test_drops_privileges_when_started_as_root():
     if os.geteuid() != 0:
         raise Skip("not root: nothing to drop")
@@ -400,6 +423,7 @@ def test_token_uri():
 
 
 if __name__ == "__main__":
-    run([test_socket_activation_and_notify, test_peer_authorization, test_authorization_on_d_and_from, test_signing_quotas, test_drops_privileges_when_started_as_root,
+    run([test_socket_activation_and_notify, test_peer_authorization, test_authorization_on_d_and_from, test_signing_quotas,
+         test_reload_recovers_from_a_failed_initialization, test_drops_privileges_when_started_as_root,
          test_reload_under_load, test_sigterm_finishes_requests_in_flight, test_64_pipelining_clients,
          test_token_uri])

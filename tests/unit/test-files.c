@@ -200,6 +200,14 @@ static void test_readfile_flags(void **state)
         assert_contains(why, "mode 0620): writable by its group");
         assert_int_equal(readfile(link, 1024, 0, &text, &len, why, sizeof(why)), 0);
         readfile_free(text, len);
+        /* A FIFO where the file should be: refused at once, never waited on
+         * (the open would block for a writer without O_NONBLOCK). */
+        path_in(path, sizeof(path), "fifo.state");
+        unlink(path);
+        assert_int_equal(mkfifo(path, 0600), 0);
+        assert_int_equal(readfile(path, 1024, 0, &text, &len, why, sizeof(why)), DKIMSIGN_E_TOO_LARGE);
+        assert_contains(why, "not a regular file");
+        unlink(path);
 }
 
 /* ---- keys/config.c ---- */
