@@ -4,7 +4,7 @@
 
 BUILD_PACKAGES="gcc clang valgrind libclang-rt-14-dev meson ninja-build pkg-config libssl-dev libinih-dev libsodium-dev libpsl-dev publicsuffix
         libsystemd-dev libp11-kit-dev libcmocka-dev softhsm2 python3 python3-dkim python3-nacl libmilter-dev
-        debhelper dpkg-dev fakeroot build-essential"
+        debhelper dpkg-dev fakeroot build-essential libjansson-dev"
 # The independent verifiers the conformance tests run, and what the other
 # tests start: systemd-socket-activate, setpriv, Postfix, swaks, openssl,
 # strace and man (tests/packaging); for test-tokens.py (tests/lib/tokens.py)
