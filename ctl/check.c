@@ -32,15 +32,6 @@
 
 /* ---- output helpers ---- */
 
-/* s as a JSON string (ctl_json_string), or null. */
-static void json_str_or_null(const char *s)
-{
-        if (s)
-                ctl_json_string(s);
-        else
-                fputs("null", stdout);
-}
-
 /* Printable ASCII only on a terminal: a TXT record is someone else's text.
  * A line break (between the strings of a zone-file value) continues the
  * line under indent. */
@@ -58,21 +49,22 @@ static void text_safe(const char *s, const char *indent)
         }
 }
 
-static void json_findings(const struct dns_findings *f)
+/* A list of findings as JSON; NULL when out of memory. */
+static json_t *json_findings(const struct dns_findings *f)
 {
-        fputs("[", stdout);
-        for (size_t i = 0; i < f->count; i++) {
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < f->count; i++) {
                 const struct dns_finding *d = &f->items[i];
 
-                printf("%s{\"verdict\": \"%s\", \"id\": ", i ? ", " : "", dns_verdict_name(d->verdict));
-                ctl_json_string(d->id);
-                fputs(", \"message\": ", stdout);
-                ctl_json_string(d->message);
-                fputs(", \"fix\": ", stdout);
-                json_str_or_null(d->fix);
-                printf(", \"incomplete\": %s}", d->incomplete ? "true" : "false");
+                ctl_json_push(&a, json_pack("{s:s, s:o, s:o, s:o, s:b}",
+                                            "verdict", dns_verdict_name(d->verdict),
+                                            "id", ctl_json_text(d->id),
+                                            "message", ctl_json_text(d->message),
+                                            "fix", ctl_json_text(d->fix),
+                                            "incomplete", d->incomplete));
         }
-        fputs("]", stdout);
+        return a;
 }
 
 static void text_findings(const struct dns_findings *f)
@@ -228,61 +220,61 @@ static enum dns_verdict dkim_worst(const struct check_result *res)
 
 /* ---- printing the report ---- */
 
-static void print_json(const struct check_result *res, enum dns_verdict worst, bool incomplete, int status)
+/* One selector of the domain: its key, its record and what was found. */
+static json_t *json_selector(const struct check_result *res, const struct selector_result *s)
+{
+        char name[DNS_NAME_MAX + 80];
+
+        snprintf(name, sizeof(name), "%s._domainkey.%s", s->key->selector, res->domain);
+        return json_pack("{s:o, s:o, s:s, s:I, s:b, s:s, s:o, s:I, s:b, s:b, s:o, s:o}",
+                         "selector", ctl_json_text(s->key->selector),
+                         "name", ctl_json_text(name),
+                         "algorithm", hsm_alg_name(s->key->key->alg),
+                         "bits", (json_int_t) s->key->key->bits,
+                         "retired", s->key->key->retired[0] != 0,
+                         "verdict", dns_verdict_name(dns_findings_worst(&s->f)),
+                         "record", ctl_json_text(s->rep.record),
+                         "strings", (json_int_t) s->rep.strings,
+                         "matches", s->rep.matches,
+                         "testing", s->rep.testing,
+                         "expected", ctl_json_text(s->expected),
+                         "findings", json_findings(&s->f));
+}
+
+static int print_json(const struct check_result *res, enum dns_verdict worst, bool incomplete, int status)
 {
         char all[2] = { res->spf.all, 0 };
+        json_t *selectors = json_array();
 
-        fputs("{\"domain\": ", stdout);
-        ctl_json_string(res->domain);
-        fputs(", \"resolver\": ", stdout);
-        ctl_json_string(res->resolver);
-        printf(", \"verdict\": \"%s\", \"incomplete\": %s, \"exit_status\": %d,\n", dns_verdict_name(worst),
-               incomplete ? "true" : "false", status);
-
-        printf(" \"spf\": {\"verdict\": \"%s\", \"record\": ", dns_verdict_name(dns_findings_worst(&res->spf_f)));
-        json_str_or_null(res->spf.record);
-        printf(", \"lookups\": %u, \"void_lookups\": %u, \"all\": ", res->spf.lookups, res->spf.void_lookups);
-        json_str_or_null(res->spf.all ? all : NULL);
-        fputs(", \"findings\": ", stdout);
-        json_findings(&res->spf_f);
-        fputs("},\n", stdout);
-
-        printf(" \"dkim\": {\"verdict\": \"%s\", \"findings\": ", dns_verdict_name(dkim_worst(res)));
-        json_findings(&res->dkim_f);
-        fputs(", \"selectors\": [", stdout);
-        for (size_t i = 0; i < res->nsel; i++) {
-                const struct selector_result *s = &res->sel[i];
-                char name[DNS_NAME_MAX + 80];
-
-                fputs(i ? ",\n   {" : "\n   {", stdout);
-                snprintf(name, sizeof(name), "%s._domainkey.%s", s->key->selector, res->domain);
-                fputs("\"selector\": ", stdout);
-                ctl_json_string(s->key->selector);
-                fputs(", \"name\": ", stdout);
-                ctl_json_string(name);
-                printf(", \"algorithm\": \"%s\", \"bits\": %u, \"retired\": %s, "
-                       "\"verdict\": \"%s\", \"record\": ",
-                       hsm_alg_name(s->key->key->alg), s->key->key->bits,
-                       s->key->key->retired[0] ? "true" : "false", dns_verdict_name(dns_findings_worst(&s->f)));
-                json_str_or_null(s->rep.record);
-                printf(", \"strings\": %zu, \"matches\": %s, \"testing\": %s, \"expected\": ", s->rep.strings,
-                       s->rep.matches ? "true" : "false", s->rep.testing ? "true" : "false");
-                ctl_json_string(s->expected);
-                fputs(", \"findings\": ", stdout);
-                json_findings(&s->f);
-                fputs("}", stdout);
-        }
-        fputs("]},\n", stdout);
-
-        printf(" \"dmarc\": {\"verdict\": \"%s\", \"record\": ", dns_verdict_name(dns_findings_worst(&res->dmarc_f)));
-        json_str_or_null(res->dmarc.record);
-        fputs(", \"found_at\": ", stdout);
-        json_str_or_null(res->dmarc.found_at);
-        fputs(", \"policy\": ", stdout);
-        json_str_or_null(res->dmarc.record ? dmarc_policy_name(res->dmarc.p) : NULL);
-        fputs(", \"findings\": ", stdout);
-        json_findings(&res->dmarc_f);
-        fputs("}}\n", stdout);
+        for (size_t i = 0; selectors && i < res->nsel; i++)
+                ctl_json_push(&selectors, json_selector(res, &res->sel[i]));
+        return ctl_json_out(json_pack(
+                "{s:o, s:o, s:s, s:b, s:i,"
+                " s:{s:s, s:o, s:I, s:I, s:o, s:o},"
+                " s:{s:s, s:o, s:o},"
+                " s:{s:s, s:o, s:o, s:o, s:o}}",
+                "domain", ctl_json_text(res->domain),
+                "resolver", ctl_json_text(res->resolver),
+                "verdict", dns_verdict_name(worst),
+                "incomplete", incomplete,
+                "exit_status", status,
+                "spf",
+                        "verdict", dns_verdict_name(dns_findings_worst(&res->spf_f)),
+                        "record", ctl_json_text(res->spf.record),
+                        "lookups", (json_int_t) res->spf.lookups,
+                        "void_lookups", (json_int_t) res->spf.void_lookups,
+                        "all", ctl_json_text(res->spf.all ? all : NULL),
+                        "findings", json_findings(&res->spf_f),
+                "dkim",
+                        "verdict", dns_verdict_name(dkim_worst(res)),
+                        "findings", json_findings(&res->dkim_f),
+                        "selectors", selectors,
+                "dmarc",
+                        "verdict", dns_verdict_name(dns_findings_worst(&res->dmarc_f)),
+                        "record", ctl_json_text(res->dmarc.record),
+                        "found_at", ctl_json_text(res->dmarc.found_at),
+                        "policy", ctl_json_text(res->dmarc.record ? dmarc_policy_name(res->dmarc.p) : NULL),
+                        "findings", json_findings(&res->dmarc_f)));
 }
 
 static void count_findings(const struct dns_findings *f, unsigned *errors, unsigned *warnings)
@@ -417,9 +409,9 @@ int ctl_check(const struct config *c, struct hsm *h, const char *domain_in, cons
                 worst = dkim_worst(&res);
         if (dns_findings_worst(&res.dmarc_f) > worst)
                 worst = dns_findings_worst(&res.dmarc_f);
-        if (json)
-                print_json(&res, worst, incomplete, status);
-        else
+        if (json && print_json(&res, worst, incomplete, status))
+                status = EXIT_FAIL;
+        else if (!json)
                 print_text(&res, incomplete);
 out:
         check_result_clear(&res);
@@ -443,20 +435,26 @@ static void print_suggestion_text(const struct suggestion *s)
         printf("; %s: %s\n%s. IN TXT %s\n\n", s->kind, s->note, s->name, s->zone);
 }
 
-static void print_suggestion_json(const struct suggestion *s, bool first)
+static json_t *json_suggestion(const struct suggestion *s)
 {
-        fputs(first ? "\n  {" : ",\n  {", stdout);
-        fputs("\"type\": ", stdout);
-        ctl_json_string(s->kind);
-        fputs(", \"name\": ", stdout);
-        ctl_json_string(s->name);
-        fputs(", \"value\": ", stdout);
-        ctl_json_string(s->value);
-        fputs(", \"zone\": ", stdout);
-        ctl_json_string(s->zone);
-        fputs(", \"note\": ", stdout);
-        ctl_json_string(s->note);
-        fputs("}", stdout);
+        return json_pack("{s:o, s:o, s:o, s:o, s:o}",
+                         "type", ctl_json_text(s->kind),
+                         "name", ctl_json_text(s->name),
+                         "value", ctl_json_text(s->value),
+                         "zone", ctl_json_text(s->zone),
+                         "note", ctl_json_text(s->note));
+}
+
+static int print_suggestions_json(const char *domain, const struct suggestion *sugg, size_t n, size_t skipped)
+{
+        json_t *records = json_array();
+
+        for (size_t i = 0; records && i < n; i++)
+                ctl_json_push(&records, json_suggestion(&sugg[i]));
+        return ctl_json_out(json_pack("{s:o, s:o, s:I}",
+                                      "domain", ctl_json_text(domain),
+                                      "records", records,
+                                      "retired_keys_skipped", (json_int_t) skipped));
 }
 
 static int simple_suggestion(struct suggestion *s, const char *kind, const char *name, const char *value)
@@ -535,12 +533,7 @@ int ctl_records(const struct config *c, struct hsm *h, const char *domain_in, bo
                 goto out;
         }
         if (json) {
-                fputs("{\"domain\": ", stdout);
-                ctl_json_string(domain);
-                fputs(", \"records\": [", stdout);
-                for (size_t i = 0; i < n; i++)
-                        print_suggestion_json(&sugg[i], i == 0);
-                printf("\n], \"retired_keys_skipped\": %zu}\n", skipped);
+                status = print_suggestions_json(domain, sugg, n, skipped);
         } else {
                 printf("; Records to publish for %s\n\n", domain);
                 for (size_t i = 0; i < n; i++)

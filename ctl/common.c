@@ -229,17 +229,6 @@ int fingerprint(EVP_PKEY *pub, char ret[FINGERPRINT_SIZE])
         return 0;
 }
 
-/* A CK_DATE as "YYYY-MM-DD", or null when unset. */
-void json_date(const char *d)
-{
-        char buf[11];
-
-        if (d[0])
-                ctl_json_string(date_show(d, buf));
-        else
-                fputs("null", stdout);
-}
-
 bool key_generated(const struct hsm_key *k)
 {
         return k->local && k->never_extractable && k->always_sensitive;

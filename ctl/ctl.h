@@ -5,8 +5,9 @@
  * keys.c (init-token, keygen, dns-record, list), import.c,
  * import-opendkim.c, lifecycle.c (refresh, rotate, retire, destroy and the
  * key states), check.c (check, records), daemon.c (status, reload),
- * report.c (messages and JSON).  Each cmd_* prints its result or one error
- * line and returns the exit status.
+ * report.c (messages and JSON output), json.c (the JSON values, on jansson:
+ * json.h).  Each cmd_* prints its result or one error line and returns the
+ * exit status.
  */
 #ifndef CTL_CTL_H
 #define CTL_CTL_H
@@ -17,6 +18,7 @@
 #include <stdint.h>
 #include <openssl/evp.h>
 
+#include "ctl/json.h"
 #include "keys/config.h"
 #include "hsm/hsm.h"
 #include "keys/keys.h"
@@ -72,14 +74,14 @@ struct command {
 /*
  * dkimsignctl's messages: one line on stderr, "dkimsignctl: " first.
  * Each returns the status it is given, so a command can
- * `return ctl_report(EXIT_FAIL, ...)`.  And its JSON strings.
+ * `return ctl_report(EXIT_FAIL, ...)`.
  */
 int ctl_vreport(int status, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 int ctl_report(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* s (NULL: "") as a JSON string on stdout, ASCII only: what is not
- * printable ASCII (a TXT record is anyone's bytes) is escaped. */
-void ctl_json_string(const char *s);
+/* A --json document (built with ctl/json.h; its reference is taken, NULL:
+ * out of memory) on stdout.  0, or EXIT_FAIL after saying why. */
+int ctl_json_out(json_t *v);
 
 /* ---- common.c ---- */
 
@@ -96,7 +98,6 @@ int check_name_options(const struct options *o, const char *cmd);
 const char *date_show(const char *d, char ret[11]);
 int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fingerprint(EVP_PKEY *pub, char ret[FINGERPRINT_SIZE]);
-void json_date(const char *d);
 bool key_generated(const struct hsm_key *k);
 void key_listing_close(struct key_listing *l);
 int key_listing_lives(struct key_listing *l);

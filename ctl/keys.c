@@ -146,60 +146,71 @@ int cmd_dns_record(const struct options *o)
 /* ---- list ---- */
 
 /* A lifecycle time as JSON: "YYYY-MM-DDTHH:MM:SSZ" or null. */
-static void json_time(int64_t t)
+static json_t *json_time(int64_t t)
 {
         char buf[24];
 
-        if (!t) {
-                fputs("null", stdout);
-                return;
-        }
+        if (!t)
+                return json_null();
         keystate_utc(t, buf);
-        ctl_json_string(buf);
+        return ctl_json_text(buf);
 }
 
-static void list_json(const struct keytab *t, const struct ctl_key_life *life, char (*fps)[FINGERPRINT_SIZE])
+/* A CK_DATE as "YYYY-MM-DD", or null when unset. */
+static json_t *json_date(const char *d)
 {
-        printf("[");
-        for (size_t i = 0; i < t->count; i++) {
-                const struct signer_key *k = &t->keys[i];
-                const struct ctl_key_life *l = &life[i];
+        char buf[11];
 
-                printf("%s\n  {\"domain\": ", i ? "," : "");
-                ctl_json_string(k->domain);
-                printf(", \"selector\": ");
-                ctl_json_string(k->selector);
-                printf(", \"algorithm\": \"%s\", \"bits\": %u, \"state\": \"%s\", \"unpublished_signing\": %s",
-                       hsm_alg_name(k->key->alg), k->key->bits, key_state_name(l->state),
-                       l->unpublished ? "true" : "false");
-                printf(", \"first_seen\": ");
-                json_time(l->seen);
-                printf(", \"active_since\": ");
-                json_time(l->active);
-                printf(", \"signs_from\": ");
-                json_time(l->signs_from);
-                printf(", \"retires\": ");
-                json_time(l->retires);
-                printf(", \"created\": ");
-                json_date(k->key->created);
-                printf(", \"retired\": ");
-                json_date(k->key->retired);
-                printf(", \"origin\": \"%s\", \"fingerprint\": ", key_generated(k->key) ? "generated" : "imported");
-                ctl_json_string(fps[i]);
-                printf(", \"local\": %s, \"always_sensitive\": %s, \"never_extractable\": %s, \"refused\": ",
-                       k->key->local ? "true" : "false", k->key->always_sensitive ? "true" : "false",
-                       k->key->never_extractable ? "true" : "false");
-                if (k->key->refused)
-                        ctl_json_string(k->key->refused);
-                else
-                        printf("null");
-                printf(", \"uses\": [");
-                for (unsigned b = 0, n = 0; b < HSM_USES_COUNT; b++)
-                        if (k->key->uses & (1u << b))
-                                printf("%s\"%s\"", n++ ? ", " : "", hsm_use_name(1u << b));
-                printf("], \"always_authenticate\": %s}", k->key->always_authenticate ? "true" : "false");
-        }
-        printf("%s]\n", t->count ? "\n" : "");
+        return d[0] ? ctl_json_text(date_show(d, buf)) : json_null();
+}
+
+/* What the token lets the private key do, by name. */
+static json_t *json_uses(unsigned uses)
+{
+        json_t *a = json_array();
+
+        for (unsigned b = 0; a && b < HSM_USES_COUNT; b++)
+                if (uses & (1u << b))
+                        ctl_json_push(&a, ctl_json_text(hsm_use_name(1u << b)));
+        return a;
+}
+
+/* One key as `list --json` shows it; NULL when out of memory. */
+static json_t *list_key_json(const struct signer_key *k, const struct ctl_key_life *l, const char *fp)
+{
+        const struct hsm_key *key = k->key;
+
+        return json_pack("{s:o, s:o, s:s, s:I, s:s, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:b, s:b, s:b,"
+                         " s:o, s:o, s:b}",
+                         "domain", ctl_json_text(k->domain),
+                         "selector", ctl_json_text(k->selector),
+                         "algorithm", hsm_alg_name(key->alg),
+                         "bits", (json_int_t) key->bits,
+                         "state", key_state_name(l->state),
+                         "unpublished_signing", l->unpublished,
+                         "first_seen", json_time(l->seen),
+                         "active_since", json_time(l->active),
+                         "signs_from", json_time(l->signs_from),
+                         "retires", json_time(l->retires),
+                         "created", json_date(key->created),
+                         "retired", json_date(key->retired),
+                         "origin", key_generated(key) ? "generated" : "imported",
+                         "fingerprint", ctl_json_text(fp),
+                         "local", key->local,
+                         "always_sensitive", key->always_sensitive,
+                         "never_extractable", key->never_extractable,
+                         "refused", ctl_json_text(key->refused),
+                         "uses", json_uses(key->uses),
+                         "always_authenticate", key->always_authenticate);
+}
+
+static int list_json(const struct keytab *t, const struct ctl_key_life *life, char (*fps)[FINGERPRINT_SIZE])
+{
+        json_t *keys = json_array();
+
+        for (size_t i = 0; keys && i < t->count; i++)
+                ctl_json_push(&keys, list_key_json(&t->keys[i], &life[i], fps[i]));
+        return ctl_json_out(keys);
 }
 
 /* One line under the table for each key that is not retired: what the
@@ -304,7 +315,7 @@ int cmd_list(const struct options *o)
                         goto out;
                 }
         if (o->json)
-                list_json(l.t, l.life, fps);
+                status = list_json(l.t, l.life, fps);
         else
                 list_table(l.t, l.life, fps);
 out:

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * dkimsignctl's messages and JSON strings.  See ctl.h.
+ * dkimsignctl's messages, and its --json documents on stdout.  See ctl.h.
  */
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "ctl/ctl.h"
+#include "protocol/dkimsign-errors.h"
 
 int ctl_vreport(int status, const char *fmt, va_list ap)
 {
@@ -24,18 +27,13 @@ int ctl_report(int status, const char *fmt, ...)
         return status;
 }
 
-void ctl_json_string(const char *s)
+int ctl_json_out(json_t *v)
 {
-        putchar('"');
-        for (; s && *s; s++) {
-                unsigned char c = (unsigned char) *s;
+        int r = ctl_json_print(v, stdout);
 
-                if (c == '"' || c == '\\')
-                        printf("\\%c", c);
-                else if (c < 0x20 || c >= 0x7f)
-                        printf("\\u%04x", c);
-                else
-                        putchar(c);
-        }
-        putchar('"');
+        if (r == DKIMSIGN_E_SYSTEM)
+                return ctl_report(EXIT_FAIL, "writing the JSON output: %s", strerror(errno));
+        if (r < 0)
+                return ctl_report(EXIT_FAIL, "building the JSON output: %s", dkimsign_strerror(r));
+        return 0;
 }
