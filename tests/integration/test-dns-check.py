@@ -9,19 +9,22 @@ another key, a missing one, one split into several character-strings, a
 over TCP), one with t=y, a 1024-bit key; SPF with too many lookups, an SPF
 include loop, a +all, a syntax error, two SPF records; a broken DMARC
 record, one with pct and an external rua with and without its
-authorization record, a subdomain that inherits its parent's policy.  An
-unresponsive UDP socket stands in for a resolver that times out.  Every
-assertion is on `check --json` and the exit status (0 ok, 3 warnings, 4
-errors, 5 incomplete), plus the text output and `records`."""
+authorization record, a subdomain that inherits its parent's policy;
+records holding UTF-8 text (a key record's n= note, a DMARC address) and
+records that are not UTF-8 at all.  An unresponsive UDP socket stands in
+for a resolver that times out.  Every assertion is on `check --json`
+(parsed by Python's json module) and the exit status (0 ok, 3 warnings,
+4 errors, 5 incomplete), plus the text output and `records`."""
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from dnsserver import DnsServer  # noqa: E402
-from harness import Sandbox, run  # noqa: E402
+from harness import Sandbox, binary, run  # noqa: E402
 
 box = None
 dns = None
@@ -43,6 +46,7 @@ def setup():
         records[selector] = box.keytable[f"{selector}._domainkey.example.test"]
     box.keygen("allok.test", "s1", "ed25519")
     box.keygen("monitor.test", "s1", "ed25519")
+    box.keygen("utf8.test", "s1", "ed25519")
     another = Sandbox()
     try:
         another.init_token()
@@ -94,6 +98,13 @@ def setup():
         "_dmarc.brokendmarc.test": ["v=DMARC1; p=rejected; adkim=x"],
         "_dmarc.nosemicolon.test": ["v=DMARC1 p=reject"],
         "_dmarc.order.test": ["v=DMARC1; rua=mailto:d@order.test; p=reject; ri=3600"],
+        # utf8.test: UTF-8 text in its records (test_utf8); badutf8.test:
+        # records that are not UTF-8.
+        "utf8.test": ["v=spf1 ip4:192.0.2.1 -all"],
+        "s1._domainkey.utf8.test": [UTF8_NOTE + box.keytable["s1._domainkey.utf8.test"][len("v=DKIM1; "):]],
+        "_dmarc.utf8.test": [UTF8_DMARC],
+        "badutf8.test": [NOT_UTF8_SPF],
+        "_dmarc.badutf8.test": [NOT_UTF8_DMARC],
     }
     for i in range(4):
         zone[f"i{i}.toomany.test"] = [f"v=spf1 a mx include:j{i}.toomany.test ~all"]
@@ -101,6 +112,16 @@ def setup():
         zone[f"i{i}.toomany.test"].append(("A", f"10.0.1.{i}"))
         zone[f"i{i}.toomany.test"].append(("MX", f"10 i{i}.toomany.test"))
     dns = DnsServer(zone)
+
+
+# A key record with a note (n=) in UTF-8, German and a euro sign, and a
+# DMARC address with a U-label: text in JSON must come back as itself.
+UTF8_NOTE = "v=DKIM1; n=Schl\u00fcssel f\u00fcr B\u00fccher, 5 \u20ac; "
+UTF8_DMARC = "v=DMARC1; p=reject; rua=mailto:rapports@b\u00fccher.example"
+# Octets that are not UTF-8: a lone 0xff, an overlong "/", a cut 3-octet
+# sequence, a surrogate, a Latin-1 e-acute.
+NOT_UTF8_SPF = b"v=spf1 ip4:192.0.2.1 \xff \xc0\xaf \xe2\x82 \xed\xa0\x80 -all"
+NOT_UTF8_DMARC = b"v=DMARC1; p=reject; rua=mailto:a@caf\xe9.example"
 
 
 def check(domain, *extra, resolver=True, expect=None):
@@ -342,6 +363,44 @@ def test_text_output():
     assert out.rstrip().splitlines()[-1].endswith("warnings"), out.rstrip().splitlines()[-1]
 
 
+def check_octets(domain):
+    """check --json DOMAIN as the octets it printed, and parsed from them
+    (json.loads refuses what is not UTF-8)."""
+    p = subprocess.run([binary("dkimsignctl"), "--config", box.config, "check", domain, "--json",
+                        "--resolver", dns.address], env=box.env, capture_output=True, timeout=120)
+    assert p.returncode in (0, 3, 4), (p.returncode, p.stderr)
+    report = json.loads(p.stdout)
+    assert report["exit_status"] == p.returncode
+    return p.stdout, report
+
+
+def test_utf8_kept():
+    out, r = check_octets("utf8.test")
+    # UTF-8 stays UTF-8: not \u00XX per octet, which made "SchlÃ¼ssel" of it.
+    s1 = selector(r, "s1")
+    assert s1["record"].startswith(UTF8_NOTE), s1["record"]
+    assert UTF8_NOTE.encode() in out, out[:2000]
+    assert r["dmarc"]["record"] == UTF8_DMARC, r["dmarc"]
+    assert UTF8_DMARC.encode() in out
+    # The parsers take only ASCII in these tags; they say so.
+    assert finding(s1["findings"], "dkim-syntax", "error")
+    assert finding(r["dmarc"]["findings"], "dmarc-syntax", "error")
+
+
+def test_not_utf8():
+    # What is not UTF-8 is still valid JSON: each ill-formed sequence is one
+    # U+FFFD, as Python's decoder replaces it; the rest is kept.
+    out, r = check_octets("badutf8.test")
+    assert r["spf"]["record"] == NOT_UTF8_SPF.decode("utf-8", "replace"), r["spf"]
+    assert r["spf"]["record"].count("\ufffd") == 7, r["spf"]["record"]
+    assert finding(r["spf"]["findings"], "spf-syntax", "error")
+    assert r["dmarc"]["record"] == NOT_UTF8_DMARC.decode("utf-8", "replace"), r["dmarc"]
+    # The text output shows the octets themselves.
+    p = box.ctl("check", "badutf8.test", "--resolver", dns.address, check=False)
+    assert p.returncode == 4
+    assert "v=spf1 ip4:192.0.2.1 \\xff \\xc0\\xaf \\xe2\\x82 \\xed\\xa0\\x80 -all" in p.stdout, p.stdout
+
+
 def test_usage_errors():
     p = box.ctl("check", check=False)
     assert p.returncode == 2 and "wrong number of arguments" in p.stderr, p.stderr
@@ -394,7 +453,8 @@ def main():
         run([test_dkim_selectors, test_dkim_revoked_and_garbage, test_spf_ok, test_spf_too_many_lookups,
              test_spf_loop, test_spf_policy_and_syntax, test_dmarc_pct_and_external_reports, test_dmarc_broken,
              test_dmarc_inherited, test_exit_status_ok_and_warnings, test_timeout_is_incomplete,
-             test_refused_is_incomplete, test_resolver_from_config, test_text_output, test_usage_errors, test_records])
+             test_refused_is_incomplete, test_resolver_from_config, test_text_output, test_utf8_kept, test_not_utf8,
+             test_usage_errors, test_records])
     finally:
         dns.close()
         box.close()

@@ -10,9 +10,12 @@ records the test gives it (no upstream, no /etc/hosts).
 A record is a str (one TXT record, split into 255-octet character-strings),
 a list of str (one TXT record made of exactly these character-strings), or
 a tuple ("A", addr), ("AAAA", addr), ("MX", "PREF HOST") or
-("CNAME", target).  Every name under a zone the records mention (the last
-top-level label of each name) that has no record answers NXDOMAIN; a name with
-records of other types only answers NODATA.
+("CNAME", target).  A TXT text is served as its UTF-8 octets; bytes
+instead of a str are served as they are, for a record that is not UTF-8
+(any octet but the controls: dnsmasq's configuration is lines).  Every
+name under a zone the records mention (the last top-level label of each
+name) that has no record answers NXDOMAIN; a name with records of other
+types only answers NODATA.
 
 set_records() replaces everything by restarting dnsmasq on the same port
 (dnsmasq reads its records only at start), which takes well under a second.
@@ -29,18 +32,26 @@ import time
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 
 
+def _octets(s):
+    return s if isinstance(s, bytes) else s.encode()
+
+
 def _quote(s):
-    """A dnsmasq config quoted string: backslash escapes for \\ and "."""
-    if any(ord(c) < 0x20 or ord(c) > 0x7e for c in s):
-        raise ValueError(f"dnsmasq can't serve {s!r}: printable ASCII only")
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A dnsmasq config quoted string (str or bytes): backslash escapes for
+    \\ and ", other octets as they are (the file is written with
+    surrogateescape, so bytes that are not UTF-8 stay themselves)."""
+    data = _octets(s)
+    if any(c < 0x20 or c == 0x7f for c in data):
+        raise ValueError(f"dnsmasq can't serve {s!r}: no control characters")
+    text = data.decode("utf-8", "surrogateescape")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _split255(text):
-    data = text.encode()
+    data = _octets(text)
     if not data:
-        return [""]
-    return [data[i:i + 255].decode() for i in range(0, len(data), 255)]
+        return [b""]
+    return [data[i:i + 255] for i in range(0, len(data), 255)]
 
 
 def _zone_of(name):
@@ -97,7 +108,7 @@ class DnsServer:
             name = name.rstrip(".")
             zones.add(_zone_of(name))
             for rec in recs:
-                if isinstance(rec, str):
+                if isinstance(rec, (str, bytes)):
                     strings = _split255(rec)
                 elif isinstance(rec, list):
                     strings = rec
@@ -118,7 +129,7 @@ class DnsServer:
         # Answer only from these records: unknown names in the zones are NXDOMAIN.
         for zone in sorted(zones):
             lines.append(f"local=/{zone}/")
-        with open(self.conf, "w") as f:
+        with open(self.conf, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write("\n".join(lines) + "\n")
 
     def _start(self):
