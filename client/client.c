@@ -20,6 +20,7 @@
 
 #include "protocol/buf.h"
 #include "dkim/canon.h"
+#include "dkim/header.h"
 #include "client/dkimsign.h"
 #include "protocol/frame.h"
 #include "protocol/msg.h"
@@ -524,6 +525,37 @@ static int message_finish(dkimsign_message *m)
         if (r == 0)
                 m->state = FINISHED;
         return r == DKIMSIGN_E_NOSPACE ? DKIMSIGN_E_TOO_LARGE : r;
+}
+
+/* The header block as collected so far, parsed as dkimsignd parses it.
+ * Its limits are the largest dkimsignd can be configured with: a block
+ * within them that the daemon's own limits refuse is refused there. */
+PUBLIC int dkimsign_message_from_domain(const dkimsign_message *m, char *ret, size_t size)
+{
+        const struct dkim_header_limits limits = { .max_fields = 1000000, .max_line = 1024 * 1024 };
+        struct dkim_headers h;
+        char domain[DKIM_DOMAIN_SIZE];
+        size_t len = m->header.len;
+        int r;
+
+        /* Fields given through add_header end in CRLF; a block written
+         * with dkimsign_message_write may stop inside a field, which is
+         * left out until it ends. */
+        while (len > 0 && !(len >= 2 && m->header.data[len - 2] == '\r' && m->header.data[len - 1] == '\n'))
+                len--;
+        r = dkim_headers_parse(m->header.data, len, &limits, &h);
+        if (r == 0) {
+                r = dkim_headers_from_domain(&h, domain);
+                dkim_headers_deinit(&h);
+        } else if (r == DKIMSIGN_E_FORMAT && len == 0) {
+                r = DKIMSIGN_E_NO_FROM;
+        }
+        if (r < 0)
+                return r == DKIMSIGN_E_TOO_LARGE ? DKIMSIGN_E_FORMAT : r;
+        if (strlen(domain) >= size)
+                return DKIMSIGN_E_NOSPACE;
+        memcpy(ret, domain, strlen(domain) + 1);
+        return 0;
 }
 
 PUBLIC int dkimsign_message_ended_in_header(const dkimsign_message *m)

@@ -103,6 +103,16 @@ int dkimsign_message_add_header_raw(dkimsign_message *m, const char *name, const
 int dkimsign_message_add_header(dkimsign_message *m, const char *name, const char *value);
 int dkimsign_message_write_body(dkimsign_message *m, const void *data, size_t len);
 
+/* The domain of the From field's address, lowercased, as dkimsignd will
+ * read it from the header fields given so far: call it once the header is
+ * complete.  A caller that authorizes a sender checks this domain, the one
+ * the daemon signs for.  Copied with its NUL into ret (size octets; 254
+ * hold any domain).  0; DKIMSIGN_E_NO_FROM (no From field),
+ * DKIMSIGN_E_MULTI_FROM (two From fields, or two addresses in one),
+ * DKIMSIGN_E_FORMAT (no valid address, or a header block dkimsignd would
+ * refuse), DKIMSIGN_E_NOSPACE (size too small). */
+int dkimsign_message_from_domain(const dkimsign_message *m, char *ret, size_t size);
+
 /* Finish the message and ask the daemon for its signature(s).  *ret_fields
  * gets one or more complete "DKIM-Signature: ..." fields, each ending in
  * CRLF, NUL-terminated; free() it.  Reconnects once if the connection was

@@ -326,6 +326,51 @@ static void test_raw_field_over_limit(void **state)
         assert_memory_equal(f.headers, expect, strlen(expect));
 }
 
+/* The From domain the library reads is the one the daemon signs for: the
+ * address in angle brackets, not one in a comment or a display name. */
+static void test_from_domain(void **state)
+{
+        static const struct {
+                const char *fields[3];
+                int r;
+                const char *domain;
+        } cases[] = {
+                { { "From", " Alice <alice@A.Example>" }, 0, "a.example" },
+                { { "From", " ceo@b.example (alice@a.example)" }, 0, "b.example" },
+                { { "From", " \"alice@a.example\" <ceo@b.example>" }, 0, "b.example" },
+                { { "From", " \"x\"@b.example" }, 0, "b.example" },
+                { { "Subject", " no From" }, DKIMSIGN_E_NO_FROM, NULL },
+                { { "From", " a@a.example, b@b.example" }, DKIMSIGN_E_MULTI_FROM, NULL },
+                { { "From", " a@a.example", "FROM" }, DKIMSIGN_E_MULTI_FROM, NULL },
+                { { "From", " undisclosed:;" }, DKIMSIGN_E_FORMAT, NULL },
+                { { "From", " a@[192.0.2.1]" }, DKIMSIGN_E_FORMAT, NULL },
+        };
+        char domain[254];
+
+        (void) state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                dkimsign_message *m = NULL;
+
+                assert_int_equal(dkimsign_message_new(&m), 0);
+                assert_int_equal(dkimsign_message_add_header_raw(m, cases[i].fields[0], cases[i].fields[1]), 0);
+                if (cases[i].fields[2])
+                        assert_int_equal(dkimsign_message_add_header_raw(m, cases[i].fields[2], " b@b.example"), 0);
+                assert_int_equal(dkimsign_message_from_domain(m, domain, sizeof(domain)), cases[i].r);
+                if (cases[i].domain)
+                        assert_string_equal(domain, cases[i].domain);
+                dkimsign_message_free(m);
+        }
+        /* Nothing given yet; a buffer too small. */
+        dkimsign_message *m = NULL;
+        assert_int_equal(dkimsign_message_new(&m), 0);
+        assert_int_equal(dkimsign_message_from_domain(m, domain, sizeof(domain)), DKIMSIGN_E_NO_FROM);
+        assert_int_equal(dkimsign_message_add_header_raw(m, "From", " a@a.example"), 0);
+        assert_int_equal(dkimsign_message_from_domain(m, domain, 9), DKIMSIGN_E_NOSPACE);
+        assert_int_equal(dkimsign_message_from_domain(m, domain, 10), 0);
+        assert_string_equal(domain, "a.example");
+        dkimsign_message_free(m);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -334,6 +379,7 @@ int main(void)
                 cmocka_unit_test(test_malformed_fields_refused),
                 cmocka_unit_test(test_fields_after_write_refused),
                 cmocka_unit_test(test_raw_field_over_limit),
+                cmocka_unit_test(test_from_domain),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
