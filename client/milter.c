@@ -5,15 +5,21 @@
  * hands them over; the milter never holds a message whole (the library
  * keeps the bounded header block and a running body hash).
  *
- * What is signed: mail from an SMTP-authenticated sender ({auth_authen}) or
- * from a client in internal_networks (or with no address: local
- * submission).  Everything else, and every message dkimsignd refuses for
- * good (no key for the From domain, no From, two From), passes unsigned
- * with one info line giving the reason (rate-limited per reason).  A
- * temporary failure (dkimsignd down, token failure, busy) tempfails the
- * message, or accepts it unsigned (on_tempfail = accept); an outage is
- * logged when it starts and when it ends.  Message content is never
- * logged, only the queue id and the From (or envelope sender) domain.
+ * What is signed (client/milter-decide.c decides): mail from an
+ * SMTP-authenticated sender ({auth_authen}) whose login may sign the From
+ * domain, mail that came in on a submission daemon or port the
+ * configuration names, mail from internal_networks, and local submission
+ * only with sign_local = yes.  Every request reaches dkimsignd as this
+ * milter's uid, so the daemon's own lists can't tell senders apart: this
+ * is where they are told apart.  Everything else, and every message
+ * dkimsignd refuses for good (no key for the From domain, no From, two
+ * From), passes unsigned with one info line giving the reason
+ * (rate-limited per reason); a signed message is logged at debug with the
+ * reason it was signed.  A temporary failure (dkimsignd down, token
+ * failure, busy) tempfails the message, or accepts it unsigned (on_tempfail
+ * = accept); an outage is logged when it starts and when it ends.  Message
+ * content is never logged, only the queue id, the login and the From (or
+ * envelope sender) domain.
  *
  * Header fields are signed as the MTA will send them: the milter asks for
  * SMFIP_HDR_LEADSPC, so a value comes with the whitespace after the colon.
@@ -46,38 +52,33 @@
 
 #include "dkimsign-build.h"
 #include "client/dkimsign.h"
+#include "client/milter-decide.h"
+#include "util/fileperm.h"
 #include "util/log.h"
 
 #define DEFAULT_CONFIG "/etc/dkimsign/dkimsign-milter.conf"
 #define DEFAULT_MILTER_SOCKET "unix:/run/dkimsign-milter/milter.sock"
-#define MAX_NETWORKS 64
 #define POOL_MAX 16
 #define UNSIGNED_BURST 100      /* info lines a reason, per window */
 #define UNSIGNED_WINDOW 60      /* seconds */
 #define EXIT_USAGE 64
 #define EXIT_CONFIG 78
 
-struct network {
-        int family;             /* AF_INET or AF_INET6 */
-        uint8_t addr[16];
-        unsigned prefix;
-};
-
 struct milter_config {
         char *milter_socket;
         char *dkimsignd_socket; /* NULL: the library's default */
-        struct network networks[MAX_NETWORKS];
-        size_t n_networks;
-        bool networks_set;
+        char *login_map;        /* NULL: none */
+        struct login_map *logins;       /* login_map's rules */
+        struct milter_policy policy;
         bool tempfail_accept;
         enum dkimsign_canon header_canon, body_canon;
         int log_level;
         int timeout;            /* seconds, the MTA connection (libmilter) */
-        int line;               /* the first bad line (inih) */
         char error[160];
 };
 
 static struct milter_config cfg = {
+        .policy = { .sign_authenticated = true, .login_owns_domain = true },
         .header_canon = DKIMSIGN_CANON_RELAXED,
         .body_canon = DKIMSIGN_CANON_RELAXED,
         .log_level = LOG_INFO,
@@ -85,58 +86,6 @@ static struct milter_config cfg = {
 };
 
 /* ---- configuration ---- */
-
-static int parse_network(const char *s, size_t len, struct network *ret)
-{
-        char text[INET6_ADDRSTRLEN + 8], *slash, *end;
-        struct network n = { 0 };
-        unsigned long prefix;
-
-        if (len == 0 || len >= sizeof(text))
-                return -1;
-        memcpy(text, s, len);
-        text[len] = 0;
-        slash = strchr(text, '/');
-        if (slash)
-                *slash = 0;
-        if (inet_pton(AF_INET, text, n.addr) == 1)
-                n.family = AF_INET;
-        else if (inet_pton(AF_INET6, text, n.addr) == 1)
-                n.family = AF_INET6;
-        else
-                return -1;
-        n.prefix = n.family == AF_INET ? 32 : 128;
-        if (slash) {
-                errno = 0;
-                prefix = strtoul(slash + 1, &end, 10);
-                if (errno || end == slash + 1 || *end || prefix > n.prefix)
-                        return -1;
-                n.prefix = (unsigned) prefix;
-        }
-        *ret = n;
-        return 0;
-}
-
-static int parse_networks(struct milter_config *c, const char *value)
-{
-        const char *p = value;
-
-        c->n_networks = 0;
-        c->networks_set = true;
-        while (*p) {
-                size_t len;
-
-                p += strspn(p, " \t,");
-                len = strcspn(p, " \t,");
-                if (len == 0)
-                        break;
-                if (c->n_networks == MAX_NETWORKS || parse_network(p, len, &c->networks[c->n_networks]) < 0)
-                        return -1;
-                c->n_networks++;
-                p += len;
-        }
-        return 0;
-}
 
 static int parse_level(const char *s, int *ret)
 {
@@ -175,6 +124,17 @@ static int check_milter_socket(const char *s)
         return -1;
 }
 
+static int parse_bool(const char *s, bool *ret)
+{
+        if (strcmp(s, "yes") == 0 || strcmp(s, "true") == 0)
+                *ret = true;
+        else if (strcmp(s, "no") == 0 || strcmp(s, "false") == 0)
+                *ret = false;
+        else
+                return -1;
+        return 0;
+}
+
 static int set_string(char **dst, const char *value)
 {
         char *s = strdup(value);
@@ -202,7 +162,25 @@ static int config_handler(void *user, const char *section, const char *name, con
                 if (value[0] == '/')
                         r = set_string(&c->dkimsignd_socket, value);
         } else if (strcmp(name, "internal_networks") == 0) {
-                r = parse_networks(c, value);
+                r = milter_parse_networks(&c->policy, value);
+        } else if (strcmp(name, "sign_authenticated") == 0) {
+                r = parse_bool(value, &c->policy.sign_authenticated);
+        } else if (strcmp(name, "login_owns_domain") == 0) {
+                r = parse_bool(value, &c->policy.login_owns_domain);
+        } else if (strcmp(name, "login_map") == 0) {
+                if (value[0] == '/')
+                        r = set_string(&c->login_map, value);
+                else if (value[0] == 0) {
+                        free(c->login_map);
+                        c->login_map = NULL;
+                        r = 0;
+                }
+        } else if (strcmp(name, "submission_daemons") == 0) {
+                r = milter_parse_daemons(&c->policy, value);
+        } else if (strcmp(name, "submission_ports") == 0) {
+                r = milter_parse_ports(&c->policy, value);
+        } else if (strcmp(name, "sign_local") == 0) {
+                r = parse_bool(value, &c->policy.sign_local);
         } else if (strcmp(name, "on_tempfail") == 0) {
                 if (strcmp(value, "tempfail") == 0 || strcmp(value, "accept") == 0) {
                         c->tempfail_accept = strcmp(value, "accept") == 0;
@@ -231,73 +209,101 @@ static int config_handler(void *user, const char *section, const char *name, con
         return r == 0;
 }
 
-static int milter_config_load(const char *path, bool must_exist)
+/* A file that steers what is signed: owned by root or this user and
+ * writable by no one else (util/fileperm.h), else refused. */
+static FILE *open_trusted(const char *path, bool must_exist, bool *ret_missing)
 {
         FILE *f = fopen(path, "re");
+        char why[256];
+
+        *ret_missing = false;
+        if (!f) {
+                *ret_missing = errno == ENOENT && !must_exist;
+                if (!*ret_missing)
+                        fprintf(stderr, "dkimsign-milter: cannot open %s: %s\n", path, strerror(errno));
+                return NULL;
+        }
+        if (fileperm_check_fd(fileno(f), path, FILEPERM_NO_UID, why, sizeof(why)) < 0) {
+                fprintf(stderr, "dkimsign-milter: %s\n", why);
+                fclose(f);
+                return NULL;
+        }
+        return f;
+}
+
+/* The login map: the whole file (a regular file, LOGIN_MAP_MAX_SIZE octets
+ * at most), then login_map_parse. */
+static int login_map_load(const char *path, struct login_map **ret)
+{
+        struct stat st;
+        char *data = NULL, why[300];
+        size_t len = 0;
+        bool missing;
+        FILE *f = open_trusted(path, true, &missing);
+        int r = -1;
+
+        if (!f)
+                return -1;
+        if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > LOGIN_MAP_MAX_SIZE) {
+                fprintf(stderr, "dkimsign-milter: %s: not a regular file of at most %d octets\n", path,
+                        LOGIN_MAP_MAX_SIZE);
+                goto out;
+        }
+        data = malloc((size_t) st.st_size + 1);
+        if (!data)
+                goto out;
+        /* Read to the end, but never past the bound, whatever st_size said. */
+        len = fread(data, 1, (size_t) st.st_size + 1, f);
+        if (ferror(f) || len > (size_t) st.st_size) {
+                fprintf(stderr, "dkimsign-milter: %s: %s\n", path,
+                        ferror(f) ? "read error" : "the file grew while it was read");
+                goto out;
+        }
+        data[len] = 0;
+        r = login_map_parse(data, len, ret, why, sizeof(why));
+        if (r < 0)
+                fprintf(stderr, "dkimsign-milter: %s: %s\n", path, why);
+out:
+        free(data);
+        fclose(f);
+        return r;
+}
+
+static int milter_config_load(const char *path, bool must_exist)
+{
+        bool missing;
+        FILE *f = open_trusted(path, must_exist, &missing);
         int r;
 
-        if (!f) {
-                if (errno == ENOENT && !must_exist)
-                        goto defaults;
-                fprintf(stderr, "dkimsign-milter: cannot open %s: %s\n", path, strerror(errno));
+        if (!f && !missing)
                 return -1;
+        if (f) {
+                r = ini_parse_file(f, config_handler, &cfg);
+                fclose(f);
+                if (r != 0) {
+                        fprintf(stderr, "dkimsign-milter: %s:%d: %s\n", path, r,
+                                cfg.error[0] ? cfg.error : "syntax error");
+                        return -1;
+                }
         }
-        r = ini_parse_file(f, config_handler, &cfg);
-        fclose(f);
-        if (r != 0) {
-                fprintf(stderr, "dkimsign-milter: %s:%d: %s\n", path, r,
-                        cfg.error[0] ? cfg.error : "syntax error");
-                return -1;
-        }
-defaults:
         if (!cfg.milter_socket && set_string(&cfg.milter_socket, DEFAULT_MILTER_SOCKET) < 0)
                 return -1;
-        if (!cfg.networks_set && parse_networks(&cfg, "127.0.0.0/8, ::1/128") < 0)
-                return -1;
+        if (cfg.login_map) {
+                if (login_map_load(cfg.login_map, &cfg.logins) < 0)
+                        return -1;
+                cfg.policy.logins = cfg.logins;
+        }
         return 0;
 }
 
-/* ---- signing policy ---- */
-
-static bool in_network(const struct network *n, int family, const uint8_t *addr)
+static void milter_config_free(void)
 {
-        unsigned full = n->prefix / 8, rest = n->prefix % 8;
-
-        if (n->family != family)
-                return false;
-        if (memcmp(n->addr, addr, full) != 0)
-                return false;
-        return rest == 0 || ((n->addr[full] ^ addr[full]) & (0xff00 >> rest) & 0xff) == 0;
-}
-
-static bool is_internal(const struct sockaddr *sa)
-{
-        const uint8_t *addr;
-        uint8_t v4[4];
-        int family;
-
-        if (!sa)
-                return true;    /* no address: local submission (sendmail(1), pickup) */
-        if (sa->sa_family == AF_INET) {
-                family = AF_INET;
-                addr = (const uint8_t *) &((const struct sockaddr_in *) (const void *) sa)->sin_addr;
-        } else if (sa->sa_family == AF_INET6) {
-                const struct in6_addr *a6 = &((const struct sockaddr_in6 *) (const void *) sa)->sin6_addr;
-
-                family = AF_INET6;
-                addr = a6->s6_addr;
-                if (IN6_IS_ADDR_V4MAPPED(a6)) {
-                        memcpy(v4, a6->s6_addr + 12, 4);
-                        family = AF_INET;
-                        addr = v4;
-                }
-        } else {
-                return sa->sa_family == AF_UNIX;
-        }
-        for (size_t i = 0; i < cfg.n_networks; i++)
-                if (in_network(&cfg.networks[i], family, addr))
-                        return true;
-        return false;
+        cfg.logins = login_map_free(cfg.logins);
+        cfg.policy.logins = NULL;
+        milter_policy_deinit(&cfg.policy);
+        free(cfg.milter_socket);
+        free(cfg.dkimsignd_socket);
+        free(cfg.login_map);
 }
 
 /* ---- dkimsignd connections: a small pool, and the outage state ---- */
@@ -368,15 +374,30 @@ static void pool_clear(void)
 
 /* ---- milter callbacks ---- */
 
+enum why_unsigned {
+        WHY_EXTERNAL,           /* a network client not trusted to sign */
+        WHY_LOCAL,              /* local submission, sign_local = no */
+        WHY_LOGIN,              /* a login that may not sign the From domain */
+        WHY_REFUSED,            /* dkimsignd refused for good (no key, no From...) */
+        WHY_INPUT,              /* the header or body could not be taken */
+        WHY_UNAVAILABLE,        /* dkimsignd down, on_tempfail = accept */
+        WHY_MAX,
+};
+
 struct conn {
-        bool internal;
+        enum milter_origin origin;
         bool leadspc;           /* the MTA passes values with leading whitespace */
         bool sign;              /* this message is being signed */
-        bool external;          /* this message is not, and that is not logged yet */
+        bool check_login;       /* ... if login may sign its From domain (at end of header) */
+        /* Not signed, and not logged yet: WHY_MAX when nothing is pending. */
+        int pending;
         dkimsign_message *msg;
         /* For the log: the first From field's domain of a message being
-         * signed, the envelope sender's of an external one; or "". */
+         * signed, the envelope sender's of one that is not; or "". */
         char domain[254];
+        char login[MILTER_LOGIN_MAX + 1];
+        /* Why it is signed, or not: milter-decide.c's sentence. */
+        char why[MILTER_LOGIN_MAX + MILTER_NAME_MAX + 96];
 };
 
 static struct conn *conn_get(SMFICTX *ctx)
@@ -392,8 +413,10 @@ static struct conn *conn_attach(SMFICTX *ctx)
 
         if (!c) {
                 c = calloc(1, sizeof(*c));
-                if (c)
+                if (c) {
+                        c->pending = WHY_MAX;
                         smfi_setpriv(ctx, c);
+                }
         }
         return c;
 }
@@ -403,8 +426,11 @@ static void conn_reset(struct conn *c)
         dkimsign_message_free(c->msg);
         c->msg = NULL;
         c->sign = false;
-        c->external = false;
+        c->check_login = false;
+        c->pending = WHY_MAX;
         c->domain[0] = 0;
+        c->login[0] = 0;
+        c->why[0] = 0;
 }
 
 static const char *queue_id(SMFICTX *ctx)
@@ -418,16 +444,9 @@ static const char *queue_id(SMFICTX *ctx)
  * reason in UNSIGNED_WINDOW seconds; how many more were left out is said
  * with the first line of that reason after the window ---- */
 
-enum why_unsigned {
-        WHY_EXTERNAL,           /* neither internal nor authenticated */
-        WHY_REFUSED,            /* dkimsignd refused for good (no key, no From...) */
-        WHY_INPUT,              /* the header or body could not be taken */
-        WHY_UNAVAILABLE,        /* dkimsignd down, on_tempfail = accept */
-        WHY_MAX,
-};
-
 static const char *const why_names[WHY_MAX] = {
-        [WHY_EXTERNAL] = "external", [WHY_REFUSED] = "refused by dkimsignd",
+        [WHY_EXTERNAL] = "external", [WHY_LOCAL] = "local submission", [WHY_LOGIN] = "login may not sign",
+        [WHY_REFUSED] = "refused by dkimsignd",
         [WHY_INPUT] = "unreadable message", [WHY_UNAVAILABLE] = "dkimsignd unavailable",
 };
 
@@ -489,7 +508,7 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
                              unsigned long f3, unsigned long *pf0, unsigned long *pf1, unsigned long *pf2,
                              unsigned long *pf3)
 {
-        const unsigned long skip = SMFIP_NOHELO | SMFIP_NORCPT | SMFIP_NOEOH | SMFIP_NOUNKNOWN;
+        const unsigned long skip = SMFIP_NOHELO | SMFIP_NORCPT | SMFIP_NOUNKNOWN;
         struct conn *c;
 
         (void) f2;
@@ -503,6 +522,11 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
         if (c)
                 c->leadspc = (f1 & SMFIP_HDR_LEADSPC) != 0;
         *pf0 = SMFIF_ADDHDRS;
+        /* The connect macros the decision reads, whatever the MTA sends
+         * by default (Postfix sends {daemon_port} only when asked). */
+        if ((f0 & SMFIF_SETSYMLIST) &&
+            smfi_setsymlist(ctx, SMFIM_CONNECT, (char *) "{daemon_name} {daemon_port}") == MI_SUCCESS)
+                *pf0 |= SMFIF_SETSYMLIST;
         *pf1 = f1 & (skip | (c ? SMFIP_HDR_LEADSPC : 0));
         *pf2 = 0;
         *pf3 = 0;
@@ -518,7 +542,7 @@ static sfsistat on_connect(SMFICTX *ctx, char *hostname, struct sockaddr *hostad
                 log_msg(LOG_ERR, "on_connect: %s", dkimsign_strerror(DKIMSIGN_E_NOMEM));
                 return SMFIS_TEMPFAIL;
         }
-        c->internal = is_internal(hostaddr);
+        c->origin = milter_origin(&cfg.policy, hostaddr);
         return SMFIS_CONTINUE;
 }
 
@@ -547,18 +571,31 @@ static enum dkimsign_canon header_canon(const struct conn *c)
         return DKIMSIGN_CANON_RELAXED;
 }
 
+static const char *symval(SMFICTX *ctx, const char *name)
+{
+        return smfi_getsymval(ctx, (char *) name);
+}
+
 static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
 {
         struct conn *c = conn_get(ctx);
-        const char *auth = smfi_getsymval(ctx, (char *) "{auth_authen}");
+        struct milter_facts f;
+        enum milter_verdict v;
         int r;
 
         if (!c)
                 return SMFIS_ACCEPT;
         conn_reset(c);
-        if (!c->internal && !(auth && *auth)) {
+        f = (struct milter_facts) {
+                .origin = c->origin,
+                .daemon_name = symval(ctx, "{daemon_name}"),
+                .daemon_port = symval(ctx, "{daemon_port}"),
+                .login = symval(ctx, "{auth_authen}"),
+        };
+        v = milter_decide(&cfg.policy, &f, c->why, sizeof(c->why));
+        if (v != MILTER_SIGN && v != MILTER_CHECK_LOGIN) {
                 /* Logged at the next step, which has the queue id. */
-                c->external = true;
+                c->pending = v == MILTER_NOT_LOCAL ? WHY_LOCAL : v == MILTER_NOT_MALFORMED ? WHY_INPUT : WHY_EXTERNAL;
                 if (argv && argv[0])
                         address_domain(argv[0], c->domain);
                 return SMFIS_CONTINUE;
@@ -572,19 +609,24 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
                 return SMFIS_TEMPFAIL;
         }
         c->sign = true;
+        c->check_login = v == MILTER_CHECK_LOGIN;
+        if (c->check_login)
+                snprintf(c->login, sizeof(c->login), "%s", f.login);    /* milter_decide checked it */
         return SMFIS_CONTINUE;
 }
 
-/* A message that is not being signed.  An external one is logged at the
- * first step after MAIL FROM that comes (DATA from Postfix and Sendmail):
- * the queue id is known there (Postfix opens the queue file only after a
- * valid recipient), and a transaction that ends before it, every
- * recipient refused, leaves nothing unsigned. */
+/* A message that is not being signed.  Its line is logged at the first
+ * step after MAIL FROM that comes (DATA from Postfix and Sendmail): the
+ * queue id is known there (Postfix opens the queue file only after a valid
+ * recipient), and a transaction that ends before it, every recipient
+ * refused, leaves nothing unsigned. */
 static sfsistat not_signing(SMFICTX *ctx, struct conn *c, sfsistat status)
 {
-        if (c && c->external) {
-                c->external = false;
-                log_unsigned(ctx, WHY_EXTERNAL, LOG_INFO, "external client, not authenticated",
+        if (c && c->pending != WHY_MAX) {
+                enum why_unsigned why = (enum why_unsigned) c->pending;
+
+                c->pending = WHY_MAX;
+                log_unsigned(ctx, why, why == WHY_INPUT ? LOG_WARNING : LOG_INFO, c->why,
                              "envelope sender domain", c->domain);
         }
         return status;
@@ -616,6 +658,54 @@ static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
                 return pass(c);
         }
         return SMFIS_CONTINUE;
+}
+
+/* A login's message is signed only if the login may sign the From domain
+ * as dkimsignd will read it, and then with d= that domain and no other.
+ * false: it passes unsigned (logged). */
+static bool login_check(SMFICTX *ctx, struct conn *c)
+{
+        char why[sizeof(c->why)];
+        int r;
+
+        if (!c->check_login)
+                return true;
+        c->check_login = false;
+        r = dkimsign_message_from_domain(c->msg, c->domain, sizeof(c->domain));
+        if (r < 0) {
+                snprintf(why, sizeof(why), "login %s: %s", c->login, dkimsign_strerror(r));
+                c->domain[0] = 0;
+                log_unsigned(ctx, WHY_LOGIN, LOG_INFO, why, "From domain", c->domain);
+                return false;
+        }
+        if (!milter_login_may_sign(&cfg.policy, c->login, c->domain, why, sizeof(why))) {
+                log_unsigned(ctx, WHY_LOGIN, LOG_INFO, why, "From domain", c->domain);
+                return false;
+        }
+        snprintf(c->why, sizeof(c->why), "%s", why);
+        r = dkimsign_message_set_domain(c->msg, c->domain);
+        if (r < 0)
+                log_unsigned(ctx, WHY_INPUT, LOG_WARNING, dkimsign_strerror(r), "From domain", c->domain);
+        return r == 0;
+}
+
+/* The whole header is in: a login's message is checked here, before its
+ * body is hashed for nothing. */
+static sfsistat on_eoh(SMFICTX *ctx)
+{
+        struct conn *c = conn_get(ctx);
+
+        if (!c || !c->sign)
+                return not_signing(ctx, c, SMFIS_ACCEPT);
+        if (!c->check_login) {
+                /* For the log: the From domain as dkimsignd reads it. */
+                char domain[sizeof(c->domain)];
+
+                if (dkimsign_message_from_domain(c->msg, domain, sizeof(domain)) == 0)
+                        memcpy(c->domain, domain, sizeof(domain));
+                return SMFIS_CONTINUE;
+        }
+        return login_check(ctx, c) ? SMFIS_CONTINUE : pass(c);
 }
 
 static sfsistat on_body(SMFICTX *ctx, unsigned char *data, size_t len)
@@ -696,6 +786,13 @@ static sfsistat on_eom(SMFICTX *ctx)
 
         if (!c || !c->sign)
                 return not_signing(ctx, c, SMFIS_CONTINUE);
+        /* An MTA that skipped the end of header. */
+        if (!login_check(ctx, c)) {
+                conn_reset(c);
+                return SMFIS_CONTINUE;
+        }
+        log_msg(LOG_DEBUG, "%s: signing: %s (From domain %s)", queue_id(ctx), c->why,
+                c->domain[0] ? c->domain : "unknown");
         r = client_get(&client);
         if (r == 0)
                 r = dkimsign_sign(client, c->msg, &fields);
@@ -755,6 +852,7 @@ static struct smfiDesc filter = {
         .xxfi_envfrom = on_envfrom,
         .xxfi_data = on_data,
         .xxfi_header = on_header,
+        .xxfi_eoh = on_eoh,
         .xxfi_body = on_body,
         .xxfi_eom = on_eom,
         .xxfi_abort = on_abort,
@@ -763,6 +861,45 @@ static struct smfiDesc filter = {
 };
 
 /* ---- main ---- */
+
+static void join(char *out, size_t size, const char *const *names, const unsigned *ports, size_t n)
+{
+        size_t len = 0;
+
+        out[0] = 0;
+        for (size_t i = 0; i < n && len < size; i++) {
+                int w = names ? snprintf(out + len, size - len, "%s%s", i ? ", " : "", names[i])
+                              : snprintf(out + len, size - len, "%s%u", i ? ", " : "", ports[i]);
+
+                if (w < 0)
+                        break;
+                len += (size_t) w;
+        }
+        if (n == 0)
+                snprintf(out, size, "none");
+}
+
+/* What is signed, once at start. */
+static void log_policy(void)
+{
+        const struct milter_policy *p = &cfg.policy;
+        struct sockaddr_in lo = { .sin_family = AF_INET, .sin_port = htons(25),
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        char daemons[512], ports[128];
+
+        join(daemons, sizeof(daemons), (const char *const *) p->daemons, NULL, p->n_daemons);
+        join(ports, sizeof(ports), NULL, p->ports, p->n_ports);
+        log_msg(LOG_INFO, "what is signed: sign_authenticated = %s, login_owns_domain = %s, login_map = %s "
+                          "(%zu rules), submission_daemons = %s, submission_ports = %s, internal_networks: %zu, "
+                          "sign_local = %s",
+                p->sign_authenticated ? "yes" : "no", p->login_owns_domain ? "yes" : "no",
+                cfg.login_map ? cfg.login_map : "none", cfg.logins ? cfg.logins->n : 0, daemons, ports,
+                p->n_networks, p->sign_local ? "yes" : "no");
+        if (milter_origin(p, (const struct sockaddr *) &lo) == MILTER_ORIGIN_INTERNAL)
+                log_msg(LOG_WARNING, "internal_networks includes 127.0.0.1: mail this host puts back into the "
+                                     "queue over SMTP on loopback (a list manager, a forward, a content filter) "
+                                     "is signed whatever its From");
+}
 
 static void usage(FILE *f)
 {
@@ -825,10 +962,10 @@ int main(int argc, char **argv)
         log_msg(LOG_INFO, "listening on %s, dkimsignd at %s, on_tempfail = %s", cfg.milter_socket,
                 cfg.dkimsignd_socket ? cfg.dkimsignd_socket : DKIMSIGN_DEFAULT_SOCKET_PATH,
                 cfg.tempfail_accept ? "accept" : "tempfail");
+        log_policy();
         r = smfi_main();
         pool_clear();
-        free(cfg.milter_socket);
-        free(cfg.dkimsignd_socket);
+        milter_config_free();
         log_msg(LOG_INFO, "stopped");
         return r == MI_SUCCESS ? 0 : 1;
 }

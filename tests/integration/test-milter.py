@@ -7,6 +7,13 @@ instance on loopback, submitted to with swaks, delivered to a Maildir and
 verified with python3-dkim and OpenDKIM.  Every message the milter leaves
 unsigned must have its info line in the milter's log.
 
+What is signed (issue 19, finding 2: every local or authenticated sender
+got any From signed): behind a Postfix with an MX port, a submission port
+with SASL (Cyrus, a sasldb of the test's own) and milter_macro_daemon_name
+= ORIGINATING, a re-injection port and local submission (sendmail(1),
+pickup, non_smtpd_milters), once with the milter's defaults and once
+configured with submission_daemons, a login map and sign_local.
+
 Skips (exit 77) when dkimsign-milter was not built (no libmilter); the
 Postfix part skips its tests when postfix or swaks is missing, or when not
 run as root (Postfix needs its own users and root to start)."""
@@ -31,6 +38,8 @@ except FileNotFoundError:
     sys.exit(77)
 
 SMTP_PORT = 25250 + os.getpid() % 500
+SUBMISSION_PORT = SMTP_PORT + 500       # SASL, milter_macro_daemon_name = ORIGINATING
+REINJECT_PORT = SMTP_PORT + 1000        # where a list manager or a forward re-injects
 box = None
 tmp = None
 
@@ -38,15 +47,25 @@ tmp = None
 # --- the milter, run by the test -------------------------------------------
 
 class Milter:
+    """internal_networks: the value, or None to leave the key out (the
+    default, none).  The tests that predate the what-is-signed rules sign
+    loopback clients as internal."""
+
     def __init__(self, name, internal_networks="127.0.0.0/8, ::1/128", on_tempfail="tempfail", extra="",
-                 log_level="debug"):
-        self.socket = os.path.join(tmp, name + ".sock")
+                 log_level="debug", socket=None):
+        """socket: the path to listen on (default: after name), for a
+        milter that takes over from a stopped one behind the same Postfix."""
+        self.socket = socket or os.path.join(tmp, name + ".sock")
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
         self.config = os.path.join(tmp, name + ".conf")
         self.log_path = os.path.join(tmp, name + ".log")
+        networks = "" if internal_networks is None else f"internal_networks = {internal_networks}\n"
         with open(self.config, "w") as f:
             f.write(f"[milter]\nsocket = unix:{self.socket}\ndkimsignd_socket = {box.socket}\n"
-                    f"internal_networks = {internal_networks}\non_tempfail = {on_tempfail}\n"
-                    f"log_level = {log_level}\n{extra}")
+                    f"{networks}on_tempfail = {on_tempfail}\nlog_level = {log_level}\n{extra}")
+        # The milter refuses a configuration others may write.
+        os.chmod(self.config, 0o644)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([MILTER, "--config", self.config], stdout=log, stderr=log)
         log.close()
@@ -67,6 +86,10 @@ class Milter:
         qid = re.escape(queue_id) if queue_id else r"\S+"
         return re.findall(rf"(?m)^<{priority}>dkimsign-milter: {qid}: not signed: {re.escape(reason)}.*$",
                           self.log())
+
+    def signing_lines(self, queue_id):
+        """The debug lines that say why a message is being signed."""
+        return re.findall(rf"(?m)^<7>dkimsign-milter: {re.escape(queue_id)}: signing: .*$", self.log())
 
     def stop(self):
         if self.proc.poll() is None:
@@ -131,8 +154,12 @@ class MilterClient:
     def macros(self, stage, **kv):
         self.send(b"D", stage + b"".join(k.encode() + b"\0" + v.encode() + b"\0" for k, v in kv.items()))
 
-    def connect(self, addr="127.0.0.1"):
-        return self.step(b"C", b"client.example\0" + b"4" + struct.pack(">H", 4711) + addr.encode() + b"\0")
+    def connect(self, addr="127.0.0.1", port=4711, **macros):
+        """macros: the connect macros ({daemon_name}, ...), as keywords
+        daemon_name="ORIGINATING"."""
+        if macros:
+            self.macros(b"C", **{"{" + k + "}": v for k, v in macros.items()})
+        return self.step(b"C", b"client.example\0" + b"4" + struct.pack(">H", port) + addr.encode() + b"\0")
 
     def message(self, headers, body, auth=None):
         """One transaction; returns (final reply, inserted headers as
@@ -274,15 +301,105 @@ def test_protocol_external_unsigned_authenticated_signed():
         assert r == b"a" and ins == [], (r, ins)
         lines = m.unsigned_lines("external client, not authenticated", c.queue_id)
         assert lines and lines[0].endswith("(envelope sender domain example.com)"), m.log()
-        r, ins = c.message(HEADERS, BODY, auth="alice")
+        r, ins = c.message(HEADERS, BODY, auth="alice@example.com")
         assert r == b"c" and len(ins) == 1, (r, ins)
         assert dkimpy_verify(c.rebuild(HEADERS, BODY, ins), box.keytable)
+        # A login without the From domain (and no login map) signs nothing.
+        r, ins = c.message(HEADERS, BODY, auth="alice")
+        assert r == b"a" and ins == [], (r, ins)
+        lines = m.unsigned_lines("login alice may not sign for this domain (From domain example.com)", c.queue_id)
+        assert len(lines) == 1, m.log()
         # A flood of unsigned mail: 100 lines a minute for each reason.
         for _ in range(120):
             r, ins = c.message(HEADERS, BODY)
             assert r == b"a", r
         c.close()
         assert len(m.unsigned_lines("external client")) == 100, m.log()
+    finally:
+        m.stop()
+
+
+def write_login_map(name, text):
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    return path
+
+
+def test_protocol_login_signs_only_its_domains():
+    """A login signs its own domain and those the login map gives it, with
+    d= that domain, and nothing else: the From domain checked is the one
+    dkimsignd signs for however the field is written (a comment or a display
+    name that looks like an address).  Old code signed every one."""
+    logins = write_login_map("proto-logins", "carol@a.example  b.example   # the CEO's assistant\n")
+    m = Milter("proto-login", internal_networks=None, extra=f"login_map = {logins}\n")
+    try:
+        c = MilterClient(m.socket)
+        assert c.connect("192.0.2.1", daemon_name="mx.example.com") == b"c"
+        cases = [("alice@a.example", " Alice <alice@a.example>", "a.example", True),
+                 ("Alice@A.Example", " alice@A.EXAMPLE", "a.example", True),
+                 ("carol@a.example", " CEO <ceo@b.example>", "b.example", True),
+                 ("alice@a.example", " CEO <ceo@b.example>", "b.example", False),
+                 ("alice@a.example", " ceo@b.example (alice@a.example)", "b.example", False),
+                 ("alice@a.example", ' "alice@a.example" <ceo@b.example>', "b.example", False),
+                 ("alice@a.example", " alice@sub.a.example", "sub.a.example", False),
+                 ("alice", " alice@a.example", "a.example", False)]
+        for login, from_, domain, signed in cases:
+            headers = [("From", from_)] + HEADERS[1:]
+            r, ins = c.message(headers, BODY, auth=login)
+            if signed:
+                assert r == b"c" and len(ins) == 1, (login, from_, r, ins)
+                assert tags(("DKIM-Signature:" + ins[0][2]).encode())["d"] == domain, ins
+                assert dkimpy_verify(c.rebuild(headers, BODY, ins), box.keytable), (login, from_)
+                assert len(m.signing_lines(c.queue_id)) == 1, m.log()
+            else:
+                # Refused at the end of the header, before the body.
+                assert r == b"a" and ins == [], (login, from_, r, ins)
+                lines = m.unsigned_lines(f"login {login} may not sign for this domain (From domain {domain})",
+                                         c.queue_id)
+                assert len(lines) == 1, (login, from_, m.log())
+        # Two authors: no From domain to check.
+        r, ins = c.message([("From", " alice@a.example, ceo@b.example")] + HEADERS[1:], BODY, auth="alice@a.example")
+        assert r == b"a" and ins == [], (r, ins)
+        assert len(m.unsigned_lines("login alice@a.example: the message has more than one From", c.queue_id)) == 1
+        # A login that carries a line end is no login: not signed, not
+        # logged as it came.
+        r, ins = c.message(HEADERS, BODY, auth="alice@example.com\r\n<3>forged")
+        assert r == b"a" and ins == [], (r, ins)
+        assert len(m.unsigned_lines("a malformed {auth_authen} macro", c.queue_id, 4)) == 1, m.log()
+        assert "forged" not in m.log()
+        c.close()
+    finally:
+        m.stop()
+
+
+def test_protocol_submission_and_local():
+    """Submission daemons and ports sign without a login; a loopback SMTP
+    client is a network client like any other; local submission (Postfix:
+    127.0.0.1, port 0) is signed for sign_local = yes, and as local, not as
+    the submission daemon whose name it carries."""
+    m = Milter("proto-sub", internal_networks=None, extra="submission_daemons = ORIGINATING, MSA\n"
+               "submission_ports = 587\nsign_local = yes\n")
+    try:
+        for addr, port, macros, reason in (
+                ("192.0.2.1", 4711, {"daemon_name": "ORIGINATING"}, "submission daemon ORIGINATING"),
+                ("192.0.2.1", 4711, {"daemon_name": "mx", "daemon_port": "587"}, "submission port 587"),
+                ("192.0.2.1", 4711, {"daemon_name": "mx", "daemon_port": "25"}, None),
+                ("192.0.2.1", 4711, {"daemon_name": "ORIGINATING\n"}, None),
+                ("127.0.0.1", 4711, {"daemon_name": "mx", "daemon_port": "25"}, None),
+                ("127.0.0.1", 0, {"daemon_name": "ORIGINATING", "daemon_port": "0"},
+                 "local submission, sign_local = yes")):
+            c = MilterClient(m.socket)
+            assert c.connect(addr, port, **macros) == b"c"
+            r, ins = c.message(HEADERS, BODY)
+            if reason:
+                assert r == b"c" and len(ins) == 1, (macros, r, ins)
+                assert [reason in x for x in m.signing_lines(c.queue_id)] == [True], m.log()
+            else:
+                assert r == b"a" and ins == [], (addr, port, macros, r, ins)
+                assert len(m.unsigned_lines("external client, not authenticated", c.queue_id)) == 1, m.log()
+            c.close()
     finally:
         m.stop()
 
@@ -374,6 +491,43 @@ def test_refuses_network_socket():
     assert p.returncode == 0, p.stderr
 
 
+def test_refuses_bad_login_map_and_loose_files():
+    """The login map is checked at start, with its line number; it and the
+    configuration must belong to root (or the milter's user) and be
+    writable by no one else: either steers what is signed."""
+    cfg = os.path.join(tmp, "map.conf")
+    logins = os.path.join(tmp, "bad-logins")
+
+    def check(map_text, map_mode=0o644, cfg_mode=0o644):
+        with open(logins, "w") as f:
+            f.write(map_text)
+        os.chmod(logins, map_mode)
+        with open(cfg, "w") as f:
+            f.write(f"[milter]\nlogin_map = {logins}\n")
+        os.chmod(cfg, cfg_mode)
+        return subprocess.run([MILTER, "--config", cfg, "--check"], capture_output=True, text=True)
+
+    p = check("# ok\ncarol@a.example  b.example, *.b.example\n@a.example a-news.example\n")
+    assert p.returncode == 0, p.stderr
+    for text, error in (("carol@a.example b.example\nbob c..example\n", "line 2: \"c..example\" is no domain"),
+                        ("carol@a.example\n", "line 1: no domain after the login"),
+                        ("carol b.example\x1b[2J\n", "line 1: a control character"),
+                        ("x" * 5000 + " b.example\n", "line 1: longer than 4096 octets")):
+        p = check(text)
+        assert p.returncode == 78 and f"{logins}: {error}" in p.stderr, (text[:40], p.returncode, p.stderr)
+    p = check("carol b.example\n", map_mode=0o664)
+    assert p.returncode == 78 and "bad permissions on " + logins in p.stderr, p.stderr
+    p = check("carol b.example\n", cfg_mode=0o666)
+    assert p.returncode == 78 and "bad permissions on " + cfg in p.stderr, p.stderr
+    for key in ("sign_local = maybe", "submission_ports = 0", "submission_daemons = A\x01",
+                "internal_networks = 10.0.0.0/33", "login_map = relative/path"):
+        with open(cfg, "w") as f:
+            f.write(f"[milter]\n{key}\n")
+        os.chmod(cfg, 0o644)
+        p = subprocess.run([MILTER, "--config", cfg, "--check"], capture_output=True, text=True)
+        assert p.returncode == 78 and ":2: invalid value for " + key.split()[0] in p.stderr, (key, p.stderr)
+
+
 # --- a private Postfix on loopback ------------------------------------------
 
 MASTER_CF = """\
@@ -399,12 +553,33 @@ anvil     unix  - - n - 1 anvil
 scache    unix  - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
 """
+# What dkimsign-milter(8) shows, on the test's ports: submission with SASL
+# whose mail the milter knows by its daemon name, and a port for mail put
+# back into the queue (a list manager, a content filter) without it; and
+# local submission (sendmail(1)) through pickup and non_smtpd_milters.
+# 127.0.0.1 is in mynetworks, so the submission port also admits it
+# without AUTH, as it would a webmail host.
+MASTER_CF_WHAT_IS_SIGNED = """\
+127.0.0.1:{submission} inet n - n - - smtpd
+  -o syslog_name=postfix/submission
+  -o smtpd_sasl_auth_enable=yes
+  -o milter_macro_daemon_name=ORIGINATING
+127.0.0.1:{reinject} inet n - n - - smtpd
+  -o syslog_name=postfix/reinject
+pickup    unix  n - n 60 1 pickup
+"""
+# The logins of the submission port (Cyrus SASL, a sasldb of the test's).
+ALICE = ("alice@a.example", "alice-secret")
+EXTERNAL_A = "external client, not authenticated (envelope sender domain a.example)"
+CAROL = ("carol@a.example", "carol-secret")
 
 
 class Postfix:
-    def __init__(self, *milters):
+    def __init__(self, *milters, what_is_signed=False):
         """milters: the milters' sockets, or {unix:PATH, protocol=N}
-        entries, in smtpd_milters order."""
+        entries, in smtpd_milters order.  what_is_signed: also the
+        submission and re-injection ports and local submission
+        (MASTER_CF_WHAT_IS_SIGNED), the milters as non_smtpd_milters too."""
         self.dir = os.path.join(tmp, "postfix")
         self.conf = os.path.join(self.dir, "conf")
         self.mail = os.path.join(self.dir, "mail")
@@ -445,8 +620,12 @@ virtual_gid_maps = static:{pw.pw_gid}
 smtpd_milters = {" ".join(m if m.startswith("{") else "unix:" + m for m in milters)}
 milter_default_action = tempfail
 """)
+            if what_is_signed:
+                f.write(self.sasl() + "non_smtpd_milters = $smtpd_milters\n")
         with open(os.path.join(self.conf, "master.cf"), "w") as f:
             f.write(MASTER_CF.format(port=SMTP_PORT))
+            if what_is_signed:
+                f.write(MASTER_CF_WHAT_IS_SIGNED.format(submission=SUBMISSION_PORT, reinject=REINJECT_PORT))
         p = subprocess.run(["postfix", "-c", self.conf, "start"], capture_output=True, text=True, timeout=60)
         if p.returncode != 0:
             raise AssertionError(f"postfix start failed: {p.stdout}{p.stderr}{self.log()}")
@@ -459,6 +638,37 @@ milter_default_action = tempfail
                 if time.monotonic() > deadline:
                     raise AssertionError("postfix did not listen:\n" + self.log())
                 time.sleep(0.1)
+
+    def sasl(self):
+        """Cyrus SASL for smtpd: PLAIN and LOGIN against a sasldb in the
+        test's directory (Debian's Postfix reads smtpd.conf below
+        config_directory, upstream's where cyrus_sasl_config_path says);
+        returns main.cf's lines."""
+        sasl = os.path.join(self.conf, "sasl")
+        os.makedirs(sasl, exist_ok=True)
+        db = os.path.join(sasl, "sasldb2")
+        with open(os.path.join(sasl, "smtpd.conf"), "w") as f:
+            f.write(f"pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\nsasldb_path: {db}\n")
+        for login, password in (ALICE, CAROL):
+            user, realm = login.split("@")
+            subprocess.run(["saslpasswd2", "-f", db, "-p", "-c", "-u", realm, user], input=password + "\n",
+                           text=True, check=True, capture_output=True)
+        import pwd
+        pw = pwd.getpwnam("postfix")
+        os.chown(db, pw.pw_uid, pw.pw_gid)
+        os.chmod(db, 0o600)
+        return f"smtpd_sasl_type = cyrus\nsmtpd_sasl_path = smtpd\ncyrus_sasl_config_path = {sasl}\n"
+
+    def queue_id(self, marker, timeout=30):
+        """The queue id of the message whose Message-ID carries marker
+        (cleanup logs it), for mail submitted without SMTP."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.search(rf"\]: (\w+): message-id=<{re.escape(marker)}@", self.log())
+            if found:
+                return found.group(1)
+            time.sleep(0.2)
+        raise AssertionError(f"no queue id for {marker}:\n{self.log()}")
 
     def log(self):
         try:
@@ -483,11 +693,10 @@ milter_default_action = tempfail
         raise AssertionError(f"no delivered message with {marker}:\n{self.log()}")
 
 
-def swaks(sender, marker, subject=None, head_extra=""):
-    """Submit a message with folded header fields (as a real MUA writes
-    them); swaks reads it from stdin.  subject: the Subject field's value
-    as it stands after the colon (default: one space, the marker, folded).
-    Returns the CompletedProcess and the queue id Postfix gave."""
+def message_text(sender, marker, subject=None, head_extra=""):
+    """A message with folded header fields, as a real MUA writes them.
+    subject: the Subject field's value as it stands after the colon
+    (default: one space, the marker, folded)."""
     if subject is None:
         subject = f" test {marker} with a subject long enough\r\n  to be folded, twice\r\n\tover three lines"
     message = (f"From: Alice Example <{sender}>\r\n"
@@ -500,8 +709,17 @@ def swaks(sender, marker, subject=None, head_extra=""):
                "Content-Type: text/plain; charset=us-ascii\r\n"
                "\r\n"
                "Hello Bob.\r\n\r\n  Indented line  with  spaces \r\n.dot-stuffed line\r\n\r\n\r\n")
-    p = subprocess.run(["swaks", "--server", f"127.0.0.1:{SMTP_PORT}", "--from", sender,
-                        "--to", "bob@local.test", "--data", "-", "--timeout", "60"],
+    return message
+
+
+def swaks(sender, marker, subject=None, head_extra="", port=SMTP_PORT, auth=None):
+    """Submit message_text() over SMTP to port (swaks reads it from stdin),
+    with AUTH PLAIN as auth = (login, password) if given.  Returns the
+    CompletedProcess and the queue id Postfix gave."""
+    message = message_text(sender, marker, subject, head_extra)
+    login = ["--auth", "PLAIN", "--auth-user", auth[0], "--auth-password", auth[1]] if auth else []
+    p = subprocess.run(["swaks", "--server", f"127.0.0.1:{port}", "--from", sender,
+                        "--to", "bob@local.test", "--data", "-", "--timeout", "60"] + login,
                        input=message, capture_output=True, text=True, timeout=120)
     queued = re.search(r"queued as ([0-9A-Za-z]+)", p.stdout)
     return p, queued.group(1) if queued else None
@@ -527,11 +745,49 @@ def verify_all(path, count=1):
         assert p.returncode == 0 and verdicts == ["pass"] * count, (name, p.stdout, p.stderr)
 
 
-def postfix_available():
-    # Not a skip: scripts/test installs Postfix and swaks, and main() has
-    # already skipped the whole test (exit 77) for a user who is not root.
+def postfix_available(sasl=False):
+    # Not a skip: scripts/test installs Postfix, swaks and Cyrus SASL's
+    # saslpasswd2, and main() has already skipped the whole test (exit 77)
+    # for a user who is not root.
     assert shutil.which("postfix") and shutil.which("swaks"), "postfix or swaks is not installed"
+    assert not sasl or shutil.which("saslpasswd2"), "saslpasswd2 (sasl2-bin) is not installed"
     return True
+
+
+def sendmail(pf, sender, marker):
+    """Submit message_text() locally: Postfix's sendmail(1) -t, as a user,
+    a sieve redirect or a cron job does (postdrop, pickup, cleanup with
+    non_smtpd_milters).  Returns the queue id."""
+    p = subprocess.run(["sendmail", "-C", pf.conf, "-t", "-f", sender], input=message_text(sender, marker),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return pf.queue_id(marker)
+
+
+def submit(marker, sender, port, auth=None):
+    p, qid = swaks(sender, marker, port=port, auth=auth)
+    assert p.returncode == 0 and qid, p.stdout + p.stderr
+    return qid
+
+
+def signed(pf, m, marker, qid, domain, reason):
+    """The delivered message has one signature, d=domain, that every
+    verifier passes; the milter said why it signed it."""
+    path, data = pf.delivered(marker)
+    fields = signature_fields(data)
+    assert len(fields) == 1 and tags(fields[0])["d"] == domain, (marker, data[:2000])
+    verify_all(path)
+    lines = m.signing_lines(qid)
+    assert len(lines) == 1 and reason in lines[0], (marker, reason, m.log())
+
+
+def not_signed(pf, m, marker, qid, reason):
+    """The delivered message has no signature, and the milter's one line
+    for it gives reason."""
+    _path, data = pf.delivered(marker)
+    assert signature_fields(data) == [], (marker, data[:2000])
+    lines = m.unsigned_lines(reason, qid)
+    assert len(lines) == 1 and lines[0].endswith(reason), (marker, reason, m.log())
 
 
 def test_postfix_end_to_end():
@@ -594,6 +850,76 @@ def test_postfix_outside_unsigned():
         m.stop()
 
 
+def test_postfix_what_is_signed_by_default():
+    """The milter's defaults behind the Postfix of dkimsign-milter(8): a
+    login signs its own domain, and nothing else is signed: not another
+    domain's From, not mail re-injected on loopback (a list manager, a
+    forward) whatever its From, not local submission, not unauthenticated
+    mail on the submission port (no submission_daemons by default).  The
+    milter before issue 19 signed all of it (loopback and local mail were
+    internal_networks, any login signed any From)."""
+    if not postfix_available(sasl=True):
+        return
+    m = Milter("pf-default", internal_networks=None)
+    pf = Postfix(m.socket, what_is_signed=True)
+    try:
+        qid = submit("default-own", "alice@a.example", SUBMISSION_PORT, ALICE)
+        signed(pf, m, "default-own", qid, "a.example", "login alice@a.example owns the From domain")
+        qid = submit("default-other", "ceo@b.example", SUBMISSION_PORT, ALICE)
+        not_signed(pf, m, "default-other", qid,
+                   "login alice@a.example may not sign for this domain (From domain b.example)")
+        for marker, sender in (("default-reinject-outside", "outside@elsewhere.example"),
+                               ("default-reinject-local", "someone@a.example")):
+            qid = submit(marker, sender, REINJECT_PORT)
+            not_signed(pf, m, marker, qid, "external client, not authenticated (envelope sender domain "
+                       f"{sender.split('@')[1]})")
+        qid = sendmail(pf, "alice@a.example", "default-local")
+        not_signed(pf, m, "default-local", qid, "local submission, sign_local = no (envelope sender domain a.example)")
+        qid = submit("default-noauth", "alice@a.example", SUBMISSION_PORT)
+        not_signed(pf, m, "default-noauth", qid, EXTERNAL_A)
+    finally:
+        pf.stop()
+        m.stop()
+
+
+def test_postfix_what_is_signed_configured():
+    """dkimsign-milter(8)'s Postfix setup with submission_daemons =
+    ORIGINATING, a login map and sign_local = yes: a mapped login signs its
+    other domain and an unmapped one still does not; unauthenticated mail
+    the submission port admits is signed; local submission is; re-injected
+    mail still is not.  Then submission_ports alone: Postfix sends
+    {daemon_port} only when asked, and the milter asks."""
+    if not postfix_available(sasl=True):
+        return
+    logins = write_login_map("pf-logins", "carol@a.example  b.example\n")
+    m = Milter("pf-conf", internal_networks=None,
+               extra=f"submission_daemons = ORIGINATING\nlogin_map = {logins}\nsign_local = yes\n")
+    pf = Postfix(m.socket, what_is_signed=True)
+    try:
+        qid = submit("conf-mapped", "ceo@b.example", SUBMISSION_PORT, CAROL)
+        signed(pf, m, "conf-mapped", qid, "b.example",
+               "login_map line 1 (carol@a.example b.example) allows login carol@a.example")
+        qid = submit("conf-unmapped", "ceo@b.example", SUBMISSION_PORT, ALICE)
+        not_signed(pf, m, "conf-unmapped", qid,
+                   "login alice@a.example may not sign for this domain (From domain b.example)")
+        qid = submit("conf-noauth", "ceo@b.example", SUBMISSION_PORT)
+        signed(pf, m, "conf-noauth", qid, "b.example", "submission daemon ORIGINATING")
+        qid = sendmail(pf, "alice@a.example", "conf-local")
+        signed(pf, m, "conf-local", qid, "a.example", "local submission, sign_local = yes")
+        qid = submit("conf-reinject", "someone@a.example", REINJECT_PORT)
+        not_signed(pf, m, "conf-reinject", qid, EXTERNAL_A)
+        m.stop()
+        m = Milter("pf-ports", internal_networks=None, extra=f"submission_ports = {SUBMISSION_PORT}\n",
+                   socket=m.socket)
+        qid = submit("ports-noauth", "ceo@b.example", SUBMISSION_PORT)
+        signed(pf, m, "ports-noauth", qid, "b.example", f"submission port {SUBMISSION_PORT}")
+        qid = submit("ports-reinject", "someone@a.example", REINJECT_PORT)
+        not_signed(pf, m, "ports-reinject", qid, EXTERNAL_A)
+    finally:
+        pf.stop()
+        m.stop()
+
+
 CANONS = ["simple/simple", "simple/relaxed", "relaxed/simple", "relaxed/relaxed"]
 
 
@@ -642,6 +968,9 @@ def setup():
     box = Sandbox()
     box.init_token()
     box.keygen("example.com", "s2026")
+    # The tenants of the what-is-signed tests.
+    box.keygen("a.example", "s2026")
+    box.keygen("b.example", "s2026")
     box.start()
 
 
@@ -654,10 +983,13 @@ def main():
     setup()
     try:
         run([test_protocol_signs_internal, test_protocol_header_whitespace,
-             test_protocol_external_unsigned_authenticated_signed,
+             test_protocol_external_unsigned_authenticated_signed, test_protocol_login_signs_only_its_domains,
+             test_protocol_submission_and_local,
              test_protocol_no_key_and_no_from_pass_unsigned, test_protocol_20mb,
              test_protocol_tempfail_once_per_outage, test_protocol_tempfail_accept,
-             test_refuses_network_socket, test_postfix_end_to_end, test_postfix_outside_unsigned,
+             test_refuses_network_socket, test_refuses_bad_login_map_and_loose_files, test_postfix_end_to_end,
+             test_postfix_outside_unsigned,
+             test_postfix_what_is_signed_by_default, test_postfix_what_is_signed_configured,
              test_postfix_header_whitespace_every_canon])
     finally:
         box.close()
