@@ -104,6 +104,7 @@ int open_token(const struct config *c, struct hsm **ret)
         /* keygen and rotate may make a key that also decrypts only when
          * the configuration says so (hsm.h, hsm_generate). */
         hsm_allow_decrypt_keys(*ret, c->allow_decrypt_keys);
+        hsm_lock_keys(*ret, c->lock_keys);
         return 0;
 }
 

@@ -107,17 +107,17 @@ enum copy_refusal {
         COPY_REFUSED_TOKEN,      /* the token copies no private key: never again */
 };
 
-/* Whether the token object key says it may be copied: true unless its
- * CKA_COPYABLE reads false (a module without the attribute copies as it
- * pleases).  h->lock held. */
-static bool key_copyable(struct hsm *h, CK_OBJECT_HANDLE key)
+/* Whether the token object key says yes to attribute type (CKA_COPYABLE,
+ * CKA_MODIFIABLE): true unless it reads false (a module without the
+ * attribute allows as it pleases).  h->lock held. */
+static bool key_allows(struct hsm *h, CK_OBJECT_HANDLE key, CK_ATTRIBUTE_TYPE type)
 {
-        CK_BBOOL copyable = CK_TRUE;
-        CK_ATTRIBUTE a = { CKA_COPYABLE, &copyable, sizeof(copyable) };
+        CK_BBOOL value = CK_TRUE;
+        CK_ATTRIBUTE a = { type, &value, sizeof(value) };
 
-        if (h->p11->C_GetAttributeValue(h->admin, key, &a, 1) != CKR_OK || a.ulValueLen != sizeof(copyable))
+        if (h->p11->C_GetAttributeValue(h->admin, key, &a, 1) != CKR_OK || a.ulValueLen != sizeof(value))
                 return true;
-        return copyable != CK_FALSE;
+        return value != CK_FALSE;
 }
 
 /* What rv, the failure of a copy of token, refuses.  h->lock held. */
@@ -125,8 +125,12 @@ static enum copy_refusal copy_refusal_locked(struct hsm *h, CK_OBJECT_HANDLE tok
 {
         if (rv == CKR_FUNCTION_NOT_SUPPORTED)
                 return COPY_REFUSED_TOKEN;
-        if (rv == CKR_ACTION_PROHIBITED)
-                return key_copyable(h, token) ? COPY_REFUSED_TOKEN : COPY_REFUSED_KEY;
+        /* A key that is itself CKA_COPYABLE false, or CKA_MODIFIABLE false
+         * (hsm_lock_keys: SoftHSM won't change its CKA_TOKEN in a copy),
+         * refuses for itself: the other keys still copy. */
+        if (rv == CKR_ACTION_PROHIBITED || rv == CKR_ATTRIBUTE_READ_ONLY)
+                return key_allows(h, token, CKA_COPYABLE) && key_allows(h, token, CKA_MODIFIABLE)
+                       ? COPY_REFUSED_TOKEN : COPY_REFUSED_KEY;
         if (hsmi_handle_gone_obj(rv))
                 return COPY_REFUSED_KEY;
         return COPY_PAUSE;

@@ -147,6 +147,7 @@ struct hsm {
         bool admin_open;
         bool keep_pin;
         bool allow_decrypt_keys;     /* hsm_allow_decrypt_keys; read under lock by hsm_generate */
+        bool lock_keys;              /* hsm_lock_keys: private keys made CKA_MODIFIABLE false */
         struct kept_pin pin;
         uint64_t recover_failed_ms;  /* when the last recovery failed, 0 if it did not */
         unsigned long recoveries;    /* sessions reopened or logins redone (atomic) */

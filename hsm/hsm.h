@@ -259,6 +259,12 @@ int hsm_caps_check(const struct hsm_caps *caps, enum hsm_alg alg, unsigned bits,
  * See hsm_generate.
  */
 void hsm_allow_decrypt_keys(struct hsm *h, bool allow);
+/* Make the private keys of hsm_generate and hsm_import CKA_MODIFIABLE
+ * false, so no PIN holder can relabel one onto another domain (dkimsignctl
+ * sets it from [token] lock_keys; default false here).  SoftHSM then
+ * refuses the session copies signing prefers (hsm_key_copies): such a key
+ * signs with its token object. */
+void hsm_lock_keys(struct hsm *h, bool lock);
 
 /*
  * Generate a key pair on the token: CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE

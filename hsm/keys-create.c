@@ -59,6 +59,15 @@ int hsm_token_caps(struct hsm *h, struct hsm_caps *ret)
         return r;
 }
 
+void hsm_lock_keys(struct hsm *h, bool lock)
+{
+        if (!h)
+                return;
+        pthread_mutex_lock(&h->lock);
+        h->lock_keys = lock;
+        pthread_mutex_unlock(&h->lock);
+}
+
 void hsm_allow_decrypt_keys(struct hsm *h, bool allow)
 {
         if (!h)
@@ -157,17 +166,22 @@ static bool template_refused(CK_RV rv)
 /* The attributes of every private key made here: a token object that signs
  * and can never be read, unwrapped into or used for anything else.  wide:
  * the "false" uses are left to the module (see hsm.h, hsm_generate). */
-static void tmpl_private(struct tmpl *t, const char *label, const uint8_t id[KEY_ID_LEN], bool wide)
+static void tmpl_private(struct tmpl *t, const char *label, const uint8_t id[KEY_ID_LEN], bool wide, bool lock)
 {
         hsmi_tmpl_add(t, CKA_TOKEN, &ck_true, sizeof(ck_true));
         hsmi_tmpl_add(t, CKA_PRIVATE, &ck_true, sizeof(ck_true));
         hsmi_tmpl_add(t, CKA_SENSITIVE, &ck_true, sizeof(ck_true));
         hsmi_tmpl_add(t, CKA_EXTRACTABLE, &ck_false, sizeof(ck_false));
-        /* Not CKA_MODIFIABLE false: SoftHSM 2.6.1 then refuses the session
-         * copy signing uses (C_CopyObject with CKA_TOKEN false answers
-         * CKR_ATTRIBUTE_READ_ONLY).  A key relabelled onto another domain
-         * is a new key to its label's state (keys.state records label and
-         * fingerprint), pending until DNS shows it there. */
+        /* Locked (hsm_lock_keys): no PIN holder can relabel it onto another
+         * domain.  SoftHSM 2.6.1 then refuses the session copy signing
+         * prefers (C_CopyObject with CKA_TOKEN false: CKR_ATTRIBUTE_READ_ONLY),
+         * so the key signs with its token object.  Unlocked, a key
+         * relabelled onto another domain is still a new key to its label's
+         * state (keys.state records label and fingerprint), pending until
+         * DNS shows it there.  The public half stays modifiable: it carries
+         * the key's retirement date. */
+        if (lock)
+                hsmi_tmpl_add(t, CKA_MODIFIABLE, &ck_false, sizeof(ck_false));
         hsmi_tmpl_add(t, CKA_SIGN, &ck_true, sizeof(ck_true));
         if (!wide) {
                 hsmi_tmpl_add(t, CKA_SIGN_RECOVER, &ck_false, sizeof(ck_false));
@@ -216,7 +230,7 @@ static CK_RV keypair_try(struct hsm *h, const char *label, enum hsm_alg alg, CK_
         CK_RV rv = CKR_GENERAL_ERROR;
 
         tmpl_public(&pub, label, id, wide);
-        tmpl_private(&priv, label, id, wide);
+        tmpl_private(&priv, label, id, wide, h->lock_keys);
         if (alg == HSM_ALG_RSA) {
                 mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
                 hsmi_tmpl_add(&pub, CKA_MODULUS_BITS, bits, sizeof(*bits));
@@ -443,7 +457,7 @@ static int rsa_import(struct hsm *h, const char *label, EVP_PKEY *pkey, const ui
         if (r == 0) {
                 hsmi_tmpl_add(&priv, CKA_CLASS, &class_private, sizeof(class_private));
                 hsmi_tmpl_add(&priv, CKA_KEY_TYPE, &type_rsa, sizeof(type_rsa));
-                tmpl_private(&priv, label, id, false);
+                tmpl_private(&priv, label, id, false, h->lock_keys);
                 for (size_t i = 0; i < RSA_PARTS; i++)
                         hsmi_tmpl_add(&priv, rsa_parts[i].type, b.v[i], b.len[i]);
                 hsmi_tmpl_add(&pub, CKA_CLASS, &class_public, sizeof(class_public));
@@ -475,7 +489,7 @@ static int ed25519_import(struct hsm *h, const char *label, EVP_PKEY *pkey, cons
 
                 hsmi_tmpl_add(&priv, CKA_CLASS, &class_private, sizeof(class_private));
                 hsmi_tmpl_add(&priv, CKA_KEY_TYPE, &type_eddsa, sizeof(type_eddsa));
-                tmpl_private(&priv, label, id, false);
+                tmpl_private(&priv, label, id, false, h->lock_keys);
                 hsmi_tmpl_add(&priv, CKA_EC_PARAMS, curve, curve_len);
                 hsmi_tmpl_add(&priv, CKA_VALUE, seed, sizeof(seed));
                 hsmi_tmpl_add(&pub, CKA_CLASS, &class_public, sizeof(class_public));

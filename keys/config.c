@@ -547,6 +547,15 @@ static int handle_token(struct parse_state *s, const char *name, const char *val
                 return parse_size(s, name, value, 1, 64, &c->processes);
         if (strcmp(name, "key_copies") == 0)
                 return parse_size(s, name, value, 0, CONFIG_KEY_COPIES_MAX, &c->key_copies);
+        if (strcmp(name, "lock_keys") == 0) {
+                if (strcasecmp(value, "yes") == 0 || strcasecmp(value, "true") == 0)
+                        c->lock_keys = true;
+                else if (strcasecmp(value, "no") == 0 || strcasecmp(value, "false") == 0)
+                        c->lock_keys = false;
+                else
+                        return fail(s, "'lock_keys' must be yes or no");
+                return 1;
+        }
         if (strcmp(name, "reinitialize") == 0) {
                 if (strcasecmp(value, "auto") == 0)
                         c->reinitialize = CONFIG_REINIT_AUTO;
@@ -1013,6 +1022,7 @@ static struct config *config_new(void)
         c->processes = 1;
         c->key_copies = CONFIG_KEY_COPIES_DEFAULT;
         c->sign_timeout_ms = 10000;
+        c->lock_keys = true;
         c->allow.any = true;  /* the socket's mode and group are the first gate */
         c->log_level = LOG_INFO;
         c->state_dir = strdup(DKIMSIGN_DEFAULT_STATEDIR);

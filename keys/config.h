@@ -144,6 +144,7 @@ struct config {
         size_t key_copies;          /* keys signed with through session copies (hsm_key_copies), per process */
         unsigned sign_timeout_ms;   /* a token call longer than this is answered with a temporary error */
         bool allow_decrypt_keys;    /* a key that may also decrypt signs (and keygen may make one); default no */
+        bool lock_keys;             /* keys made or imported are CKA_MODIFIABLE false; default yes */
         enum config_reinit reinitialize;  /* at reload: re-initialize the module (hsm_reinitialize) */
         /* [limits] */
         struct config_limits limits;

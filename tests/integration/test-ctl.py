@@ -518,6 +518,16 @@ for label in sys.argv[3:]:
     for t, v in ((0x162, yes), (0x103, no)):
         a = attr(t, v)
         assert lib.C_SetAttributeValue(session, priv, byref(a), 1) != 0, (label, hex(t))
+    # Locked ([token] lock_keys): CKA_MODIFIABLE false, so no PIN holder can
+    # relabel it onto another domain (CKR_ATTRIBUTE_READ_ONLY, 0x10, or as
+    # SoftHSM says, CKR_ACTION_PROHIBITED, 0x1b).
+    mod = ctypes.c_ubyte(1)
+    a = attr(0x170, mod)
+    assert lib.C_GetAttributeValue(session, priv, byref(a), 1) == 0 and mod.value == 0, (label, "CKA_MODIFIABLE")
+    other = ctypes.create_string_buffer(b"x._domainkey.other.example", 26)
+    a = attr(0x3, other)
+    rv = lib.C_SetAttributeValue(session, priv, byref(a), 1)
+    assert rv in (0x10, 0x1B), (label, "relabel", hex(rv))
     # Wrapping it under a fresh AES key: CKR_KEY_UNEXTRACTABLE (0x6a).
     vlen, true, false = c_ulong(32), ctypes.c_ubyte(1), ctypes.c_ubyte(0)
     t = (ATTR * 3)(attr(0x161, vlen), attr(0x106, true), attr(0x1, false))

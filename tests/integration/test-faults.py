@@ -566,8 +566,10 @@ def test_quirk_ec_params_by_name():
 def run_no_copy(quirk, ckr):
     """A token that won't copy private keys: signing uses the token
     objects, without an error, and the copy is not tried again on every
-    signature, for the other key, nor after every reload."""
-    with FaultBox() as box:
+    signature, for the other key, nor after every reload.  The keys are
+    made modifiable (lock_keys = no): a locked key's refusal can't be told
+    from the token's policy, so it is counted against that key alone."""
+    with FaultBox(extra="lock_keys = no\n") as box:
         box.init_token()
         box.keygen("example.com", "rsa1", "rsa")
         box.keygen("example.com", "ed1", "ed25519")
