@@ -765,6 +765,16 @@ static void deliver_done(struct server *s)
         }
 }
 
+/* A started frame's read_timeout runs while the daemon reads it, and also
+ * while its uid has nothing in flight: then no answer will take the uid's
+ * connections up again, and a uid whose started frames alone fill its
+ * share (max_buffered_per_uid) would wait for idle_timeout, unable to
+ * sign on any connection meanwhile. */
+static bool frame_clock_runs(const struct conn *c)
+{
+        return (c->events & EPOLLIN) || c->acct->inflight == 0;
+}
+
 static void sweep_timeouts(struct server *s)
 {
         uint64_t now = now_ms();
@@ -773,7 +783,7 @@ static void sweep_timeouts(struct server *s)
         while (c) {
                 struct conn *next = c->next;
 
-                if (c->fd >= 0 && c->frame_started && (c->events & EPOLLIN) &&
+                if (c->fd >= 0 && c->frame_started && frame_clock_runs(c) &&
                     now - c->frame_started > s->c->limits.read_timeout_ms) {
                         s->stats.closed_timeout++;
                         log_refusal(s, REFUSAL_READ_TIMEOUT, "peer uid=%u pid=%d: frame not completed within "
