@@ -5,17 +5,24 @@
  * hashed as it is read and spooled to an unlinked temporary file (or read
  * again, when stdin is a regular file), never held whole in memory.
  *
- * Exit status: 0 signed; 64 usage; 65 the message can't be signed
- * (permanent); 75 try again later (daemon down, token failure, busy).
+ * Exit status: 0 signed (or, with --unsigned-ok, written back unsigned); 64
+ * usage; 65 the message can't be signed (permanent); 75 try again later
+ * (daemon down, token failure, busy).
+ *
+ * It never writes a diagnostic into the message: when stderr is the same
+ * file as stdout (an Exim transport_filter, whose stderr Exim reads into
+ * the message), its lines go to syslog instead.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "dkimsign-build.h"
@@ -25,6 +32,11 @@
 #define EXIT_DATAERR 65
 #define EXIT_TEMPFAIL 75
 #define CHUNK 65536
+
+/* Where each line goes (stderr or syslog), and the MTA's queue id that
+ * starts it, if given. */
+static bool use_syslog;
+static const char *queue_id;
 
 static void usage(FILE *f)
 {
@@ -38,18 +50,66 @@ static void usage(FILE *f)
                 "  -d, --domain DOMAIN   sign for DOMAIN (d=) instead of the From domain\n"
                 "  -c, --canon H/B       canonicalization: simple or relaxed, for header\n"
                 "                        and body (default relaxed/relaxed)\n"
+                "  -u, --unsigned-ok     a message dkimsignd may not sign (no key for its\n"
+                "                        domain, or not this user's to sign) is written\n"
+                "                        back unchanged, exit 0 (for MTA filters)\n"
+                "      --queue-id ID     start each line with the MTA's queue id ID\n"
                 "  -h, --help            show this help\n"
                 "  -V, --version         show the version\n"
                 "\n"
-                "Exit status: 0 signed, 64 usage error, 65 the message can't be signed,\n"
-                "75 temporary failure (try again later).\n",
+                "Exit status: 0 signed (or written back unsigned with --unsigned-ok),\n"
+                "64 usage error, 65 the message can't be signed, 75 temporary failure\n"
+                "(try again later).  Lines go to standard error, or to syslog (facility\n"
+                "mail) when standard error is standard output, as in an Exim\n"
+                "transport_filter.\n",
                 DKIMSIGN_DEFAULT_SOCKET_PATH);
+}
+
+/* stderr is the file stdout is (not a terminal): a line there would land
+ * in the message.  Exim does this to a transport filter. */
+static bool stderr_is_stdout(void)
+{
+        struct stat out, err;
+
+        return !isatty(STDERR_FILENO) && fstat(STDOUT_FILENO, &out) == 0 && fstat(STDERR_FILENO, &err) == 0 &&
+               out.st_dev == err.st_dev && out.st_ino == err.st_ino;
+}
+
+/* One line about this message: "dkimsign: [ID: ]TEXT", on stderr or to
+ * syslog.  Control characters never reach either raw. */
+static void say(int priority, const char *fmt, ...)
+{
+        char line[1024];
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(line, sizeof(line), fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                return;
+        for (char *p = line; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        *p = '?';
+        if (use_syslog)
+                syslog(priority, "%s%s%s", queue_id ? queue_id : "", queue_id ? ": " : "", line);
+        else
+                fprintf(stderr, "dkimsign: %s%s%s\n", queue_id ? queue_id : "", queue_id ? ": " : "", line);
 }
 
 static int fail(int r, const char *what)
 {
-        fprintf(stderr, "dkimsign: %s\n", what);
-        return dkimsign_err_is_temporary(r) ? EXIT_TEMPFAIL : EXIT_DATAERR;
+        bool temporary = dkimsign_err_is_temporary(r);
+
+        say(temporary ? LOG_WARNING : LOG_ERR, "%s", what);
+        return temporary ? EXIT_TEMPFAIL : EXIT_DATAERR;
+}
+
+/* What --unsigned-ok passes on: the daemon will not sign this message, and
+ * says so for the message's domain, not for its form. */
+static bool not_ours_to_sign(int r)
+{
+        return r == DKIMSIGN_E_NO_KEY || r == DKIMSIGN_E_DENIED;
 }
 
 static int write_all(FILE *f, const void *p, size_t n)
@@ -69,12 +129,26 @@ static int write_fields(const char *fields, bool lf_only)
         return 0;
 }
 
+/* A command line it can't use: the usage on a terminal or pipe; one line
+ * when stderr is the message (it would be lost there). */
+static int usage_error(void)
+{
+        if (use_syslog)
+                say(LOG_ERR, "invalid command line (see dkimsign --help)");
+        else
+                usage(stderr);
+        return EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
+        enum { OPT_QUEUE_ID = 0x100 };
         static const struct option opts[] = {
                 { "socket", required_argument, NULL, 's' },
                 { "domain", required_argument, NULL, 'd' },
                 { "canon", required_argument, NULL, 'c' },
+                { "unsigned-ok", no_argument, NULL, 'u' },
+                { "queue-id", required_argument, NULL, OPT_QUEUE_ID },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 { 0 },
@@ -85,33 +159,38 @@ int main(int argc, char **argv)
         dkimsign_message *msg = NULL;
         FILE *spool = NULL, *src;
         static uint8_t chunk[CHUNK];
-        bool seekable, first_line_seen = false, lf_only = false;
-        char *fields = NULL;
+        bool seekable, first_line_seen = false, lf_only = false, unsigned_ok = false;
+        char *fields = NULL, *unsigned_why = NULL;
         struct stat st;
         long start = 0;
         uint8_t last = '\n';
         int opt, r, status = 0;
         size_t n;
 
-        while ((opt = getopt_long(argc, argv, "s:d:c:hV", opts, NULL)) != -1) {
+        use_syslog = stderr_is_stdout();
+        if (use_syslog) {
+                openlog("dkimsign", LOG_PID, LOG_MAIL);
+                opterr = 0;
+        }
+        while ((opt = getopt_long(argc, argv, "s:d:c:uhV", opts, NULL)) != -1) {
                 switch (opt) {
                 case 's': socket_path = optarg; break;
                 case 'd': domain = optarg; break;
                 case 'c':
                         if (dkimsign_canon_parse(optarg, &hc, &bc) < 0) {
-                                fprintf(stderr, "dkimsign: --canon takes simple or relaxed, as H/B (e.g. relaxed/simple)\n");
+                                say(LOG_ERR, "--canon takes simple or relaxed, as H/B (e.g. relaxed/simple)");
                                 return EXIT_USAGE;
                         }
                         break;
+                case 'u': unsigned_ok = true; break;
+                case OPT_QUEUE_ID: queue_id = optarg; break;
                 case 'h': usage(stdout); return 0;
                 case 'V': printf("dkimsign %s\n", DKIMSIGN_VERSION); return 0;
-                default: usage(stderr); return EXIT_USAGE;
+                default: return usage_error();
                 }
         }
-        if (optind < argc) {
-                usage(stderr);
-                return EXIT_USAGE;
-        }
+        if (optind < argc)
+                return usage_error();
 
         seekable = fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode) && (start = ftell(stdin)) >= 0;
         if (!seekable) {
@@ -156,7 +235,15 @@ int main(int argc, char **argv)
         r = dkimsign_client_open(socket_path, &client);
         if (r == 0)
                 r = dkimsign_sign(client, msg, &fields);
-        if (r < 0) {
+        if (r < 0 && unsigned_ok && not_ours_to_sign(r)) {
+                /* Said once the message is out, so the line never tells of
+                 * a message that then failed to be written. */
+                unsigned_why = strdup(client ? dkimsign_client_error(client) : dkimsign_strerror(r));
+                if (!unsigned_why) {
+                        status = fail(DKIMSIGN_E_NOMEM, dkimsign_strerror(DKIMSIGN_E_NOMEM));
+                        goto out;
+                }
+        } else if (r < 0) {
                 status = fail(r, client ? dkimsign_client_error(client) : dkimsign_strerror(r));
                 goto out;
         }
@@ -166,7 +253,7 @@ int main(int argc, char **argv)
                 status = fail(DKIMSIGN_E_SYSTEM, "cannot read the message again");
                 goto out;
         }
-        if (write_fields(fields, lf_only) < 0)
+        if (fields && write_fields(fields, lf_only) < 0)
                 goto write_error;
         while ((n = fread(chunk, 1, sizeof(chunk), src)) > 0) {
                 if (write_all(stdout, chunk, n) < 0)
@@ -174,8 +261,9 @@ int main(int argc, char **argv)
                 last = chunk[n - 1];
         }
         /* A header-only message gets the empty line that ends its header
-         * (after a line end of its own if the last line had none). */
-        if (dkimsign_message_ended_in_header(msg)) {
+         * (after a line end of its own if the last line had none); one
+         * written back unsigned is left exactly as it came. */
+        if (fields && dkimsign_message_ended_in_header(msg)) {
                 const char *eol = lf_only ? "\n" : "\r\n";
 
                 if (last != '\n' && fputs(eol, stdout) == EOF)
@@ -183,12 +271,16 @@ int main(int argc, char **argv)
                 if (fputs(eol, stdout) == EOF)
                         goto write_error;
         }
-        if (fflush(stdout) == 0 && !ferror(stdout))
+        if (fflush(stdout) == 0 && !ferror(stdout)) {
+                if (unsigned_why)
+                        say(r == DKIMSIGN_E_NO_KEY ? LOG_INFO : LOG_WARNING, "not signed: %s", unsigned_why);
                 goto out;
+        }
 write_error:
         status = fail(DKIMSIGN_E_SYSTEM, "error writing standard output");
 out:
         free(fields);
+        free(unsigned_why);
         dkimsign_message_free(msg);
         dkimsign_client_free(client);
         if (spool)

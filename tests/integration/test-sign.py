@@ -82,6 +82,70 @@ def test_refuses_domain_without_key():
     assert b"no signing key for domain example.org" in p.stderr
 
 
+def test_unsigned_ok_passes_a_domain_without_key_unchanged():
+    """--unsigned-ok: a message of a domain without a key comes back byte
+    for byte (CRLF, LF, header only and without a last line end), exit
+    0, with one line naming why (and the queue id when given)."""
+    other = MESSAGE.replace(b"alice@example.com", b"alice@example.org")
+    for message in (other, other.replace(b"\r\n", b"\n"), other.split(b"\r\n\r\n")[0],
+                    other.split(b"\r\n\r\n")[0] + b"\r\n"):
+        p = box.sign(message, "--unsigned-ok")
+        assert p.returncode == 0, (p.returncode, p.stderr)
+        assert p.stdout == message, p.stdout
+        assert p.stderr == b"dkimsign: not signed: dkimsignd: no signing key for domain example.org\n", p.stderr
+    p = box.sign(other, "-u", "--queue-id", "1xZq-0007-AB")
+    assert p.returncode == 0 and p.stdout == other, p.stderr
+    assert p.stderr == b"dkimsign: 1xZq-0007-AB: not signed: dkimsignd: no signing key for domain example.org\n", p.stderr
+    # A domain with a key is signed as without the option.
+    p = box.sign(MESSAGE, "--unsigned-ok")
+    assert p.returncode == 0 and p.stderr == b"", p.stderr
+    assert len(signature_fields(p.stdout)) == 1 and dkimpy_verify(p.stdout, box.keytable)
+
+
+def test_unsigned_ok_still_refuses_broken_and_defers():
+    """A malformed message is still refused (65) and an unreachable daemon
+    still a temporary failure (75): nothing on stdout either way."""
+    cases = [(b"To: bob@example.net\r\nSubject: x\r\n\r\nbody\r\n", 65, b"no From"),
+             (b"From: a@example.com\r\nFrom: b@example.com\r\nSubject: x\r\n\r\nbody\r\n", 65,
+              b"more than one From"),
+             (b"From: a@example.com, b@example.com\r\nSubject: x\r\n\r\nbody\r\n", 65, b"more than one From")]
+    for message, code, why in cases:
+        p = box.sign(message, "--unsigned-ok")
+        assert p.returncode == code and p.stdout == b"", (message, p.returncode, p.stderr)
+        lines = p.stderr.splitlines()
+        assert len(lines) == 1 and why in lines[0] and b"not signed" not in lines[0], lines
+    p = box.sign(MESSAGE, "--unsigned-ok", "--socket", os.path.join(box.dir, "nothing.sock"))
+    assert p.returncode == 75 and p.stdout == b"" and b"cannot connect to dkimsignd" in p.stderr, p.stderr
+
+
+def test_unsigned_ok_passes_a_domain_not_ours():
+    """A domain this user may not sign for ([domain] allow) is refused
+    (65) without the option and written back unchanged with it, with the
+    daemon's reason."""
+    box.write_config("[domain example.com]\nallow = user:nobody\n")
+    box.stop()
+    box.start()
+    try:
+        p = box.sign(MESSAGE)
+        assert p.returncode == 65 and b"not authorized to sign for domain example.com" in p.stderr, p.stderr
+        p = box.sign(MESSAGE, "--unsigned-ok")
+        assert p.returncode == 0 and p.stdout == MESSAGE, p.stderr
+        assert p.stderr == (b"dkimsign: not signed: dkimsignd: uid %d is not authorized to sign for domain "
+                            b"example.com\n" % os.geteuid()), p.stderr
+    finally:
+        box.write_config()
+        box.stop()
+        box.start()
+
+
+def test_usage_errors():
+    for args in (["--canon", "loose"], ["--no-such-option"], ["extra-argument"]):
+        p = box.sign(MESSAGE, *args)
+        assert p.returncode == 64 and p.stdout == b"", (args, p.returncode, p.stderr)
+    p = box.sign(MESSAGE, "--help")
+    assert p.returncode == 0 and b"--unsigned-ok" in p.stdout and b"--queue-id" in p.stdout
+
+
 def test_domain_override():
     p = box.sign(MESSAGE.replace(b"alice@example.com", b"alice@example.org"), "--domain", "example.com")
     assert p.returncode == 0, p.stderr
@@ -194,7 +258,9 @@ if __name__ == "__main__":
     try:
         run([test_signs_and_verifies, test_lf_message_keeps_lf_and_verifies,
              test_simple_canonicalization_verifies, test_refuses_no_from, test_refuses_two_from,
-             test_refuses_domain_without_key, test_domain_override, test_large_body_streams,
+             test_refuses_domain_without_key, test_unsigned_ok_passes_a_domain_without_key_unchanged,
+             test_unsigned_ok_still_refuses_broken_and_defers, test_unsigned_ok_passes_a_domain_not_ours,
+             test_usage_errors, test_domain_override, test_large_body_streams,
              test_daemon_down_is_temporary, test_ctl_refuses_duplicate_and_unknown,
              test_wrong_pin_is_clear_and_secret, test_dns_record_format,
              test_bad_config_is_refused_clearly, test_dual_signing_rsa_and_ed25519,
