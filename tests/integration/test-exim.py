@@ -133,7 +133,7 @@ begin routers
 
 to_sink:
   driver = manualroute
-  route_list = * 127.0.0.1
+  route_list = short.test localhost byname ; * 127.0.0.1
   self = send
   transport = ${{if eq{{$local_part}}{{nogroup}}{{smtp_nogroup}}{{${{if eq{{$local_part}}{{longlines}}{{smtp_longlines}}{{remote_smtp}}}}}}}}
   no_more
@@ -164,7 +164,10 @@ smtp_nogroup:
 
 begin retry
 
-*  *  F,2h,15m; G,16h,1h,1.5; F,4d,6h
+# A rule that gives up after 3 s, for short.test's host (localhost): it
+# does not end a message the filter refuses (test_refused_stays_queued).
+localhost   *  F,3s,1s
+*           *  F,2h,15m; G,16h,1h,1.5; F,4d,6h
 """
 
 
@@ -440,6 +443,27 @@ def test_filter_without_socket_group_defers():
     results.append(f"filter without the socket's group: deferred: {line.split(qid, 1)[1].strip()}")
 
 
+def test_refused_stays_queued():
+    """A message dkimsign refuses for good (no From field: exit 65) is
+    deferred like any filter failure, and stays deferred after its retry
+    rule's cutoff (3 s for short.test's host here): Exim neither bounces
+    nor expires it (issue 20), so it waits for the postmaster (-Mrm)."""
+    data = b"To: bob@short.test\r\nSubject: no from\r\n\r\nm-nofrom\r\n"
+    qid = send(data, rcpt="bob@short.test")
+    pattern = rf"^.* {re.escape(qid)} == bob@short\.test .*$"
+    line = exim.wait_log(pattern)
+    assert "transport filter process failed (65)" in line, line
+    time.sleep(4)
+    exim.deliver()
+    assert len(re.findall(pattern, exim.log(), re.M)) == 2, exim.log()
+    assert not re.search(rf"^.* {re.escape(qid)} \*\* ", exim.log(), re.M), exim.log()
+    assert sink.find(b"m-nofrom") == []
+    p = exim.run("-Mrm", qid)
+    assert p.returncode == 0, p.stdout + p.stderr
+    results.append(f"no From (exit 65): deferred at each attempt, past the retry rule's cutoff: "
+                   f"{line.split(qid, 1)[1].strip()}")
+
+
 def test_dkimsignd_down():
     """dkimsignd down: the filter exits 75, Exim defers and keeps the
     message; once dkimsignd is back, a forced queue run (-qff) delivers it
@@ -477,7 +501,8 @@ def test_every_delivered_message():
     assert exim.queued() == 0, exim.run("-bp").stdout
     # Where the filter failed, Exim closed the connection in DATA, before
     # the final dot: the next hop got no message.
-    assert sorted(m.rcpts[0] for m in sink.aborted) == ["bob@local.test", "nogroup@local.test"], \
+    assert sorted(m.rcpts[0] for m in sink.aborted) == ["bob@local.test", "bob@short.test", "bob@short.test",
+                                                         "nogroup@local.test"], \
         [(m.rcpts, m.data[:200]) for m in sink.aborted]
     results.append(f"filter failures: {len(sink.aborted)} SMTP transactions left in DATA, no message sent")
 
@@ -511,7 +536,8 @@ def main():
         setup()
         run_tests = [test_plain, test_no_date_no_message_id, test_unqualified_address_lists, test_long_line,
                      test_8bit_body, test_utf8_headers, test_subject_no_space, test_every_canonicalization,
-                     test_domain_without_key, test_filter_without_socket_group_defers, test_dkimsignd_down,
+                     test_domain_without_key, test_filter_without_socket_group_defers, test_refused_stays_queued,
+                     test_dkimsignd_down,
                      test_every_delivered_message]
         try:
             run(run_tests)
