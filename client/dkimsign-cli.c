@@ -77,6 +77,7 @@ static bool stderr_is_stdout(void)
 
 /* One line about this message: "dkimsign: [ID: ]TEXT", on stderr or to
  * syslog.  Control characters never reach either raw. */
+static void say(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(int priority, const char *fmt, ...)
 {
         char line[1024];
