@@ -548,13 +548,21 @@ def main():
                 print(exim.log())
             print(f"total {time.monotonic() - start:.1f}s")
     finally:
-        if exim:
-            exim.stop()
-        if sink:
-            sink.close()
-        if box:
-            box.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        # Each one stopped whatever the one before raised: the Exim
+        # daemon, the sink, dkimsignd, then the directory.
+        try:
+            if exim:
+                exim.stop()
+        finally:
+            try:
+                if sink:
+                    sink.close()
+            finally:
+                try:
+                    if box:
+                        box.close()
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
