@@ -16,6 +16,17 @@
 
 #define SEPARATORS ", \t"
 
+/* The next item of a list (separated by commas and blanks) at *s: its
+ * start and length, *s moved past it; false at the end of the list. */
+static bool list_next(const char **s, const char **ret_item, size_t *ret_len)
+{
+        *s += strspn(*s, SEPARATORS);
+        *ret_len = strcspn(*s, SEPARATORS);
+        *ret_item = *s;
+        *s += *ret_len;
+        return *ret_len > 0;
+}
+
 static void say(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void say(char *why, size_t whylen, const char *fmt, ...)
 {
@@ -109,17 +120,13 @@ int milter_parse_networks(struct milter_policy *p, const char *value)
         struct milter_network nets[MILTER_MAX_NETWORKS];
         size_t n = 0;
 
-        for (const char *s = value;;) {
-                size_t len;
+        const char *s = value, *item;
+        size_t len;
 
-                s += strspn(s, SEPARATORS);
-                len = strcspn(s, SEPARATORS);
-                if (len == 0)
-                        break;
-                if (n == MILTER_MAX_NETWORKS || parse_network(s, len, &nets[n]) < 0)
+        while (list_next(&s, &item, &len)) {
+                if (n == MILTER_MAX_NETWORKS || parse_network(item, len, &nets[n]) < 0)
                         return -1;
                 n++;
-                s += len;
         }
         memcpy(p->networks, nets, n * sizeof(nets[0]));
         p->n_networks = n;
@@ -190,25 +197,22 @@ int milter_parse_daemons(struct milter_policy *p, const char *value)
         char *names[MILTER_MAX_NAMES];
         size_t n = 0;
 
-        for (const char *s = value;;) {
-                size_t len;
+        const char *s = value, *item;
+        size_t len;
 
-                s += strspn(s, SEPARATORS);
-                len = strcspn(s, SEPARATORS);
-                if (len == 0)
-                        break;
+        while (list_next(&s, &item, &len)) {
                 bool ok = n < MILTER_MAX_NAMES && len <= MILTER_NAME_MAX;
+
                 for (size_t i = 0; ok && i < len; i++)
-                        ok = s[i] > 0x20 && s[i] < 0x7f;
+                        ok = item[i] > 0x20 && item[i] < 0x7f;
                 if (ok)
-                        names[n] = strndup(s, len);
+                        names[n] = strndup(item, len);
                 if (!ok || !names[n]) {
                         while (n)
                                 free(names[--n]);
                         return -1;
                 }
                 n++;
-                s += len;
         }
         milter_policy_deinit(p);
         memcpy(p->daemons, names, n * sizeof(names[0]));
@@ -236,17 +240,13 @@ int milter_parse_ports(struct milter_policy *p, const char *value)
         unsigned ports[MILTER_MAX_NAMES];
         size_t n = 0;
 
-        for (const char *s = value;;) {
-                size_t len;
+        const char *s = value, *item;
+        size_t len;
 
-                s += strspn(s, SEPARATORS);
-                len = strcspn(s, SEPARATORS);
-                if (len == 0)
-                        break;
-                if (n == MILTER_MAX_NAMES || (ports[n] = port_number(s, len)) == 0)
+        while (list_next(&s, &item, &len)) {
+                if (n == MILTER_MAX_NAMES || (ports[n] = port_number(item, len)) == 0)
                         return -1;
                 n++;
-                s += len;
         }
         memcpy(p->ports, ports, n * sizeof(ports[0]));
         p->n_ports = n;
