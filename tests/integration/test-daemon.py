@@ -80,12 +80,8 @@ def test_peer_authorization():
     extra = ("[daemon]\nallow = user:root\n\n"
              "[domain example.net]\nallow = user:nobody\n")
     with Sandbox(extra_config=extra) as box:
-        box.open_to_others()  # nobody must reach the socket...
         box.write_config(extra)
-        with open(box.config) as f:
-            text = f.read().replace("socket_mode = 0600", "socket_mode = 0666")  # ...and open it
-        with open(box.config, "w") as f:
-            f.write(text)
+        box.open_socket_to_others()   # nobody must reach the socket and open it
         box.init_token()
         box.keygen("example.com", "a1")
         box.keygen("example.net", "a1")
@@ -126,11 +122,7 @@ def test_authorization_on_d_and_from():
              "[domain sub.b.example]\nallow = user:nobody\n\n"
              "[domain list.b.example]\n")
     with Sandbox(extra_config=extra) as box:
-        box.open_to_others()
-        with open(box.config) as f:
-            text = f.read().replace("socket_mode = 0600", "socket_mode = 0666")
-        with open(box.config, "w") as f:
-            f.write(text)
+        box.open_socket_to_others()
         box.init_token()
         box.keygen("b.example", "k1")
         box.keygen("sub.b.example", "k2")

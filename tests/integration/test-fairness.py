@@ -63,11 +63,7 @@ def open_box(extra):
     """A sandbox whose socket uid B (nobody) may open, started, with an
     RSA key for example.com."""
     b = Sandbox(extra_config=extra)
-    b.open_to_others()
-    with open(b.config) as f:
-        text = f.read().replace("socket_mode = 0600", "socket_mode = 0666")
-    with open(b.config, "w") as f:
-        f.write(text)
+    b.open_socket_to_others()
     b.init_token()
     b.keygen("example.com", "f1")
     b.start()
@@ -475,8 +471,8 @@ class SlowTokenBox(Sandbox):
         with open(self.config) as f:
             text = f.read().replace(f"module = {harness.SOFTHSM}", f"module = {FAULTP11}")
         with open(self.config, "w") as f:
-            f.write(text.replace("socket_mode = 0600", "socket_mode = 0666"))
-        self.open_to_others()
+            f.write(text)
+        self.open_socket_to_others()
         self.control = os.path.join(self.dir, "fault")
         self.control_write("none", 0)
         self.env.update(FAULTP11_MODULE=harness.SOFTHSM, FAULTP11_CONTROL=self.control)

@@ -113,6 +113,15 @@ class Sandbox:
                 break
             parent = os.path.dirname(parent)
 
+    def open_socket_to_others(self):
+        """Let every user reach the socket (open_to_others) and open it
+        (socket_mode 0666 in the configuration as written now)."""
+        self.open_to_others()
+        with open(self.config) as f:
+            text = f.read().replace("socket_mode = 0600", "socket_mode = 0666")
+        with open(self.config, "w") as f:
+            f.write(text)
+
     def reachable(self, path, rel=None):
         """A copy of file `path` that every user can read (and run, if it
         is a program), at `rel` (default: its name) below a directory of
