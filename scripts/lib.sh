@@ -43,8 +43,10 @@ install_packages() {
                 printf '#!/bin/sh\n# scripts/lib.sh install_packages: no service starts\nexit 101\n' >"$policy" &&
                         chmod 755 "$policy" && ours=1
         fi
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        # Another apt-get (a second checkout's tests, unattended-upgrades)
+        # may hold the dpkg lock: wait for it rather than fail.
+        apt-get -o DPkg::Lock::Timeout=600 update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
         r=$?
         [ -z "$ours" ] || rm -f "$policy"
         return $r
