@@ -11,6 +11,7 @@
 #include <openssl/evp.h>
 
 #include "protocol/dkimsign-errors.h"
+#include "dkim/identity.h"
 #include "dkim/sign.h"
 
 /* Folding keeps lines under 78 octets (RFC 5322 2.1.1's recommendation). */
@@ -18,35 +19,35 @@
 #define FOLD "\r\n\t"
 
 const struct dkim_hpolicy dkim_default_hpolicy[] = {
-        { "from", true },
-        { "reply-to", true },
-        { "subject", true },
-        { "date", true },
-        { "to", true },
-        { "cc", true },
-        { "message-id", true },
-        { "mime-version", true },
-        { "content-type", true },
-        { "content-transfer-encoding", false },
-        { "content-id", false },
-        { "content-description", false },
-        { "in-reply-to", false },
-        { "references", false },
-        { "resent-date", false },
-        { "resent-from", false },
-        { "resent-sender", false },
-        { "resent-to", false },
-        { "resent-cc", false },
-        { "resent-message-id", false },
-        { "list-id", false },
-        { "list-help", false },
-        { "list-unsubscribe", false },
-        { "list-unsubscribe-post", false },
-        { "list-subscribe", false },
-        { "list-post", false },
-        { "list-owner", false },
-        { "list-archive", false },
-        { "sender", false },
+        { "from", DKIM_OVERSIGN_ALWAYS },
+        { "reply-to", DKIM_OVERSIGN_ALWAYS },
+        { "subject", DKIM_OVERSIGN_ALWAYS },
+        { "date", DKIM_OVERSIGN_ALWAYS },
+        { "to", DKIM_OVERSIGN_ALWAYS },
+        { "cc", DKIM_OVERSIGN_ALWAYS },
+        { "message-id", DKIM_OVERSIGN_ALWAYS },
+        { "mime-version", DKIM_OVERSIGN_ALWAYS },
+        { "content-type", DKIM_OVERSIGN_ALWAYS },
+        { "content-transfer-encoding", DKIM_OVERSIGN_NO },
+        { "content-id", DKIM_OVERSIGN_NO },
+        { "content-description", DKIM_OVERSIGN_NO },
+        { "in-reply-to", DKIM_OVERSIGN_NO },
+        { "references", DKIM_OVERSIGN_NO },
+        { "resent-date", DKIM_OVERSIGN_NO },
+        { "resent-from", DKIM_OVERSIGN_NO },
+        { "resent-sender", DKIM_OVERSIGN_NO },
+        { "resent-to", DKIM_OVERSIGN_NO },
+        { "resent-cc", DKIM_OVERSIGN_NO },
+        { "resent-message-id", DKIM_OVERSIGN_NO },
+        { "list-id", DKIM_OVERSIGN_NO },
+        { "list-help", DKIM_OVERSIGN_NO },
+        { "list-unsubscribe", DKIM_OVERSIGN_NO },
+        { "list-unsubscribe-post", DKIM_OVERSIGN_NO },
+        { "list-subscribe", DKIM_OVERSIGN_NO },
+        { "list-post", DKIM_OVERSIGN_NO },
+        { "list-owner", DKIM_OVERSIGN_NO },
+        { "list-archive", DKIM_OVERSIGN_NO },
+        { "sender", DKIM_OVERSIGN_NO },
 };
 const size_t dkim_default_hpolicy_len = sizeof(dkim_default_hpolicy) / sizeof(dkim_default_hpolicy[0]);
 
@@ -57,7 +58,9 @@ int dkim_select_headers(const struct dkim_headers *h, const struct dkim_hpolicy 
         bool has_from = false;
 
         for (size_t i = 0; i < policy_len; i++) {
-                size_t times = dkim_headers_count(h, policy[i].name) + (policy[i].oversign ? 1 : 0);
+                size_t present = dkim_headers_count(h, policy[i].name);
+                size_t times = present + (policy[i].oversign == DKIM_OVERSIGN_ALWAYS ||
+                                          (policy[i].oversign == DKIM_OVERSIGN_IF_PRESENT && present) ? 1 : 0);
 
                 if (strcasecmp(policy[i].name, "from") == 0)
                         has_from = true;
@@ -105,7 +108,7 @@ static void fold_token(struct folder *f, const char *sep, const char *s, size_t 
 
 static void fold_tag(struct folder *f, const char *tag, const char *value)
 {
-        char tmp[DKIM_DOMAIN_SIZE + 32];
+        char tmp[DKIM_IDENTITY_SIZE + 32];
         int n = snprintf(tmp, sizeof(tmp), "%s=%s", tag, value);
 
         if (n < 0 || (size_t) n >= sizeof(tmp)) {
@@ -169,6 +172,8 @@ int dkim_sig_field_begin(const struct dkim_sig_spec *spec, struct buf *out)
                  dkim_canon_to_string(spec->body_canon));
         fold_tag(&f, "c", c);
         fold_tag(&f, "d", spec->domain);
+        if (spec->identity)
+                fold_tag(&f, "i", spec->identity);
         fold_tag(&f, "s", spec->selector);
         snprintf(num, sizeof(num), "%llu", (unsigned long long) spec->timestamp);
         fold_tag(&f, "t", num);

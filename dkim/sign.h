@@ -21,10 +21,19 @@
 #define DKIM_HNAMES_MAX 128    /* entries of an h= list */
 #define DKIM_SELECTOR_MAX 63
 
+/* How a policy's field is over-signed: listed in h= once more than it
+ * occurs, so no instance can be added above the signed ones. */
+enum dkim_oversign {
+        DKIM_OVERSIGN_NO = 0,
+        DKIM_OVERSIGN_ALWAYS,          /* N+1 times, even when absent (N = 0) */
+        DKIM_OVERSIGN_IF_PRESENT,      /* N+1 times when present, absent from h= when not
+                                        * (rspamd's "(x)"): h= names no absent field */
+};
+
 /* One header name of a signing policy. */
 struct dkim_hpolicy {
         const char *name;
-        bool oversign;         /* list it once more than it occurs */
+        enum dkim_oversign oversign;
 };
 
 /* RFC 6376 5.4.1's recommended set, with oversigning on for the fields a
@@ -39,6 +48,7 @@ struct dkim_sig_spec {
         enum dkim_canon body_canon;
         const char *domain;            /* d= */
         const char *selector;          /* s= */
+        const char *identity;          /* i=, NULL for none; checked by dkim_identity_make */
         uint64_t timestamp;            /* t= */
         uint64_t expire;               /* x=, 0 for none */
         const uint8_t *body_hash;      /* DKIM_SHA256_LEN octets: bh= */
@@ -48,8 +58,9 @@ struct dkim_sig_spec {
 
 /*
  * The h= list for these headers under a policy: each policy name once per
- * occurrence in the header block, plus once more when oversigned (so even an
- * absent field is covered).  Names point into the policy (borrowed).
+ * occurrence in the header block, plus once more when over-signed
+ * (DKIM_OVERSIGN_ALWAYS: even an absent field is covered;
+ * DKIM_OVERSIGN_IF_PRESENT: only a present one).  Names point into the policy (borrowed).
  * DKIMSIGN_E_TOO_LARGE if more than max entries are needed.  A policy must
  * contain "from".
  */

@@ -46,6 +46,58 @@ static void test_select_oversigns(void **state)
         dkim_headers_deinit(&h);
 }
 
+/* The two over-sign modes side by side, from the same header block: always
+ * lists an absent field once, if-present leaves it out and lists a present
+ * one N+1 times as always does. */
+static void test_select_oversign_if_present(void **state)
+{
+        const char block[] = "From: a@example.com\r\nTo: b@example.net\r\nTo: c@example.net\r\nSubject: s\r\n";
+        const struct dkim_hpolicy pol[] = {
+                { "from", DKIM_OVERSIGN_IF_PRESENT }, { "to", DKIM_OVERSIGN_IF_PRESENT },
+                { "cc", DKIM_OVERSIGN_IF_PRESENT }, { "reply-to", DKIM_OVERSIGN_ALWAYS },
+                { "subject", DKIM_OVERSIGN_NO }, { "date", DKIM_OVERSIGN_NO },
+        };
+        static const char *const want[] = { "from", "from", "to", "to", "to", "reply-to", "subject" };
+        const char *names[16];
+        struct dkim_headers h;
+        size_t n = 0;
+
+        assert_int_equal(dkim_headers_parse((const uint8_t *) block, strlen(block), &limits, &h), 0);
+        assert_int_equal(dkim_select_headers(&h, pol, 6, names, 16, &n), 0);
+        assert_int_equal(n, sizeof(want) / sizeof(want[0]));
+        for (size_t i = 0; i < n; i++)
+                assert_string_equal(names[i], want[i]);
+        /* The bound counts the extra instance too. */
+        assert_int_equal(dkim_select_headers(&h, pol, 6, names, 6, &n), DKIMSIGN_E_TOO_LARGE);
+        dkim_headers_deinit(&h);
+}
+
+/* i= goes after d=, as given; none without one. */
+static void test_field_identity(void **state)
+{
+        const char *names[] = { "from" };
+        uint8_t bh[DKIM_SHA256_LEN] = { 0 };
+        struct dkim_sig_spec spec = {
+                .alg = "ed25519-sha256", .header_canon = DKIM_CANON_RELAXED, .body_canon = DKIM_CANON_RELAXED,
+                .domain = "example.com", .selector = "s", .identity = "\"j.doe\"@news.example.com",
+                .timestamp = 1700000000, .body_hash = bh, .hnames = names, .hcount = 1,
+        };
+        struct buf b;
+
+        buf_init(&b, 4096);
+        assert_int_equal(dkim_sig_field_begin(&spec, &b), 0);
+        /* It may be folded onto a line of its own. */
+        assert_true((uint8_t *) memmem(b.data, b.len, "i=\"j.doe\"@news.example.com;", 27) >
+                    (uint8_t *) memmem(b.data, b.len, "d=example.com;", 14));
+        assert_non_null(memmem(b.data, b.len, "d=example.com;", 14));
+        buf_deinit(&b);
+        spec.identity = NULL;
+        buf_init(&b, 4096);
+        assert_int_equal(dkim_sig_field_begin(&spec, &b), 0);
+        assert_null(memmem(b.data, b.len, "i=", 2));
+        buf_deinit(&b);
+}
+
 static void test_field_is_folded_and_ends_with_b(void **state)
 {
         const char *names[40];
@@ -176,6 +228,8 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_select_oversigns),
+                cmocka_unit_test(test_select_oversign_if_present),
+                cmocka_unit_test(test_field_identity),
                 cmocka_unit_test(test_field_is_folded_and_ends_with_b),
                 cmocka_unit_test(test_rfc8463_digest_and_signature),
                 cmocka_unit_test(test_record_text_and_zone_split),
