@@ -25,6 +25,7 @@
 #include "protocol/dkimsign-errors.h"
 #include "protocol/frame.h"
 #include "dkim/header.h"
+#include "dkim/identity.h"
 #include "hsm/hsm.h"
 #include "util/fileperm.h"
 #include "util/readfile.h"
@@ -41,10 +42,12 @@ struct hlist {
         size_t line;                    /* where the key is; 0: not set */
 };
 
-/* A section's headers and oversign, resolved once the whole file is read
- * (resolve_policy), so their order in the file does not matter. */
+/* A section's headers and over-sign lists, resolved once the whole file is
+ * read (resolve_policy), so their order in the file does not matter; and
+ * the lines of the signing options checked then (check_signing_options). */
 struct section_lists {
-        struct hlist headers, oversign;
+        struct hlist headers, oversign, if_present;
+        size_t identity_line, also_sign_line;
 };
 
 /* The keys a section has set, each with its line: none may be set twice. */
@@ -227,6 +230,7 @@ static void section_lists_clear(struct section_lists *l)
 {
         free_policy(l->headers.p, l->headers.len);
         free_policy(l->oversign.p, l->oversign.len);
+        free_policy(l->if_present.p, l->if_present.len);
 }
 
 static bool hlist_has(const struct hlist *l, const char *name)
@@ -266,27 +270,61 @@ static int default_lists(struct section_lists *ret)
         return r;
 }
 
+/* A field in the section's own over-sign list that it does not sign is an
+ * error (the line would do nothing). */
+static int check_oversign_signed(const struct hlist *list, const char *key, const struct hlist *sign,
+                                 const char *section, char *err, size_t errlen)
+{
+        for (size_t i = 0; i < list->len; i++)
+                if (!hlist_has(sign, list->p[i].name)) {
+                        snprintf(err, errlen, "line %zu: [%s] %s names '%s', which is not signed: add it to "
+                                 "headers, or take it out of %s", list->line, section, key, list->p[i].name, key);
+                        return DKIMSIGN_E_CONFIG;
+                }
+        return 0;
+}
+
+/* How field name is over-signed: oversign and oversign_if_present are each
+ * the section's own list, else base's.  A field in both takes the
+ * section's own list's mode; in both of base's, if-present (only a section
+ * that set it explicitly can have put it there, over the default list). */
+static enum dkim_oversign oversign_mode(const struct section_lists *own, const struct hlist *over,
+                                        const struct hlist *if_present, const char *name)
+{
+        bool always = hlist_has(over, name), present = hlist_has(if_present, name);
+
+        if (always && present)
+                return own->oversign.line && !own->if_present.line ? DKIM_OVERSIGN_ALWAYS : DKIM_OVERSIGN_IF_PRESENT;
+        return always ? DKIM_OVERSIGN_ALWAYS : present ? DKIM_OVERSIGN_IF_PRESENT : DKIM_OVERSIGN_NO;
+}
+
 /* A section's policy: its signed fields (its own headers, else base's),
- * each over-signed when its own oversign, else base's, names it.  A field
- * in the section's own oversign that it does not sign is an error (the
- * line would do nothing); one in base's oversign is simply not signed here. */
+ * each over-signed as oversign_mode says.  A field of base's lists that
+ * the section does not sign is simply not signed here. */
 static int resolve_policy(const struct section_lists *own, const struct section_lists *base, const char *section,
                           struct dkim_hpolicy **ret, size_t *ret_len, char *err, size_t errlen)
 {
         const struct hlist *sign = own->headers.line ? &own->headers : &base->headers;
         const struct hlist *over = own->oversign.line ? &own->oversign : &base->oversign;
+        const struct hlist *if_present = own->if_present.line ? &own->if_present : &base->if_present;
         struct dkim_hpolicy *p;
+        int r;
 
         if (!hlist_has(sign, "from")) {
                 snprintf(err, errlen, "line %zu: [%s] headers must include From (RFC 6376 5.4)", own->headers.line,
                          section);
                 return DKIMSIGN_E_CONFIG;
         }
-        for (size_t i = 0; i < own->oversign.len; i++)
-                if (!hlist_has(sign, own->oversign.p[i].name)) {
-                        snprintf(err, errlen, "line %zu: [%s] oversign names '%s', which is not signed: add it to "
-                                 "headers, or take it out of oversign", own->oversign.line, section,
-                                 own->oversign.p[i].name);
+        r = check_oversign_signed(&own->oversign, "oversign", sign, section, err, errlen);
+        if (r == 0)
+                r = check_oversign_signed(&own->if_present, "oversign_if_present", sign, section, err, errlen);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < own->if_present.len; i++)
+                if (hlist_has(&own->oversign, own->if_present.p[i].name)) {
+                        snprintf(err, errlen, "line %zu: [%s] '%s' is in oversign (line %zu) and in "
+                                 "oversign_if_present: keep it in one", own->if_present.line, section,
+                                 own->if_present.p[i].name, own->oversign.line);
                         return DKIMSIGN_E_CONFIG;
                 }
         p = calloc(sign->len, sizeof(*p));
@@ -294,7 +332,7 @@ static int resolve_policy(const struct section_lists *own, const struct section_
                 return DKIMSIGN_E_NOMEM;
         for (size_t i = 0; i < sign->len; i++) {
                 p[i] = (struct dkim_hpolicy) { .name = strdup(sign->p[i].name),
-                                               .oversign = hlist_has(over, sign->p[i].name) };
+                                               .oversign = oversign_mode(own, over, if_present, sign->p[i].name) };
                 if (!p[i].name) {
                         free_policy(p, i);
                         return DKIMSIGN_E_NOMEM;
@@ -713,6 +751,37 @@ static int handle_dns(struct parse_state *s, const char *name, const char *value
         return fail(s, "unknown key '%s' in [dns]", name);
 }
 
+static int parse_expire(struct parse_state *s, const char *value, uint64_t *ret)
+{
+        if (parse_duration(value, ret) < 0)
+                return fail(s, "'expire' must be a duration such as 7d, or 0 for none");
+        return 1;
+}
+
+/* The syntax now; whether it fits d= once the whole file is read
+ * (check_signing_options), as key_domain may come after it. */
+static int parse_identity(struct parse_state *s, char **ret, struct section_lists *lists, const char *value)
+{
+        if (strlen(value) > DKIM_IDENTITY_MAX)
+                return fail(s, "'identity' is longer than %d characters", DKIM_IDENTITY_MAX);
+        lists->identity_line = s->line;
+        return set_string(s, ret, "identity", value);
+}
+
+/* A domain, or "none" (*ret stays NULL: no second signature). */
+static int parse_also_sign(struct parse_state *s, char **ret, bool *ret_given, struct section_lists *lists,
+                           const char *value)
+{
+        *ret_given = true;
+        lists->also_sign_line = s->line;
+        if (strcasecmp(value, "none") == 0)
+                return 1;
+        if (!dkim_domain_is_valid(value, strlen(value)))
+                return fail(s, "'also_sign' takes a domain name, or none: '%s' is not a valid domain name", value);
+        *ret = lowercase_dup(value);
+        return *ret ? 1 : fail(s, "out of memory");
+}
+
 static int handle_signing(struct parse_state *s, const char *name, const char *value)
 {
         struct config *c = s->c;
@@ -720,15 +789,21 @@ static int handle_signing(struct parse_state *s, const char *name, const char *v
         if (strcmp(name, "unpublished") == 0)
                 return parse_unpublished(s, value, &c->unpublished);
 
-        if (strcmp(name, "expire") == 0) {
-                if (parse_duration(value, &c->expire) < 0)
-                        return fail(s, "'expire' must be a duration such as 7d, or 0 for none");
-                return 1;
-        }
+        if (strcmp(name, "expire") == 0)
+                return parse_expire(s, value, &c->expire);
         if (strcmp(name, "headers") == 0)
                 return add_header_list(s, &s->signing.headers, value);
         if (strcmp(name, "oversign") == 0)
                 return add_header_list(s, &s->signing.oversign, value);
+        if (strcmp(name, "oversign_if_present") == 0)
+                return add_header_list(s, &s->signing.if_present, value);
+        if (strcmp(name, "identity") == 0)
+                return parse_identity(s, &c->identity, &s->signing, value);
+        if (strcmp(name, "also_sign") == 0) {
+                bool given;
+
+                return parse_also_sign(s, &c->also_sign, &given, &s->signing, value);
+        }
         return fail(s, "unknown key '%s' in [signing]", name);
 }
 
@@ -764,6 +839,16 @@ static int handle_domain(struct parse_state *s, const char *name, const char *va
                 return add_header_list(s, &lists->headers, value);
         if (strcmp(name, "oversign") == 0)
                 return add_header_list(s, &lists->oversign, value);
+        if (strcmp(name, "oversign_if_present") == 0)
+                return add_header_list(s, &lists->if_present, value);
+        if (strcmp(name, "identity") == 0)
+                return parse_identity(s, &d->identity, lists, value);
+        if (strcmp(name, "also_sign") == 0)
+                return parse_also_sign(s, &d->also_sign, &d->has_also_sign, lists, value);
+        if (strcmp(name, "expire") == 0) {
+                d->has_expire = true;
+                return parse_expire(s, value, &d->expire);
+        }
         if (strcmp(name, "allow") == 0)
                 return parse_acl(s, &d->allow, value);
         if (strcmp(name, "subdomains") == 0) {
@@ -833,7 +918,8 @@ static int open_domain(struct parse_state *s, const char *section)
  * on indented lines. */
 static bool is_list_key(const char *name)
 {
-        static const char *const lists[] = { "allow", "headers", "oversign", "selectors", "module_env", "uri" };
+        static const char *const lists[] = { "allow", "headers", "oversign", "oversign_if_present", "selectors",
+                                             "module_env", "uri" };
 
         for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
                 if (strcmp(name, lists[i]) == 0)
@@ -1126,6 +1212,59 @@ static int check_complete(struct config *c, char *err, size_t errlen)
         return 0;
 }
 
+/* [signing] identity applies to every d=: it must follow d= ("%d").  Its
+ * syntax is checked against a stand-in d=; the length it makes with a
+ * real one is checked per signature. */
+static int check_global_identity(struct parse_state *s)
+{
+        const char *tmpl = s->c->identity;
+        char ident[DKIM_IDENTITY_SIZE], why[512];
+        size_t line = s->signing.identity_line;
+
+        if (!tmpl)
+                return 0;
+        if (!dkim_identity_is_relative(tmpl)) {
+                snprintf(s->err, s->errlen, "line %zu: [signing] identity '%s' names one domain, but it applies to "
+                         "every d=: end it in %%d (@%%d, @mail.%%d, bounces@%%d), or set it in a [domain] section",
+                         line, tmpl);
+                return DKIMSIGN_E_CONFIG;
+        }
+        if (dkim_identity_make(tmpl, "d.example", ident, why, sizeof(why)) < 0) {
+                snprintf(s->err, s->errlen, "line %zu: [signing] %s", line, why);
+                return DKIMSIGN_E_CONFIG;
+        }
+        return 0;
+}
+
+/* A [domain]'s identity against its d= (key_domain, else its name), and
+ * its also_sign, which must name another domain. */
+static int check_domain_options(struct parse_state *s, const struct config_domain *d,
+                                const struct section_lists *lists)
+{
+        const char *kd = d->key_domain ? d->key_domain : d->name;
+        char ident[DKIM_IDENTITY_SIZE], why[512];
+
+        if (d->identity && dkim_identity_make(d->identity, kd, ident, why, sizeof(why)) < 0) {
+                snprintf(s->err, s->errlen, "line %zu: [domain %s] %s", lists->identity_line, d->name, why);
+                return DKIMSIGN_E_CONFIG;
+        }
+        if (d->also_sign && (strcmp(d->also_sign, d->name) == 0 || strcmp(d->also_sign, kd) == 0)) {
+                snprintf(s->err, s->errlen, "line %zu: [domain %s] also_sign names d=%s, which signs already",
+                         lists->also_sign_line, d->name, d->also_sign);
+                return DKIMSIGN_E_CONFIG;
+        }
+        return 0;
+}
+
+static int check_signing_options(struct parse_state *s)
+{
+        int r = check_global_identity(s);
+
+        for (size_t i = 0; r == 0 && i < s->c->ndomains; i++)
+                r = check_domain_options(s, &s->c->domains[i], &s->domain_lists[i]);
+        return r;
+}
+
 /* Every section's header policy, from its lists and [signing]'s, now that
  * the whole file is read. */
 static int resolve_policies(struct parse_state *s)
@@ -1140,12 +1279,13 @@ static int resolve_policies(struct parse_state *s)
         /* What a [domain] inherits: [signing]'s lists, each else the default. */
         global.headers = s->signing.headers.line ? s->signing.headers : defaults.headers;
         global.oversign = s->signing.oversign.line ? s->signing.oversign : defaults.oversign;
+        global.if_present = s->signing.if_present;  /* the default: none */
         for (size_t i = 0; i < c->ndomains && r == 0; i++) {
                 struct config_domain *d = &c->domains[i];
                 const struct section_lists *own = &s->domain_lists[i];
                 char section[DKIM_DOMAIN_SIZE + 8];
 
-                if (!own->headers.line && !own->oversign.line)
+                if (!own->headers.line && !own->oversign.line && !own->if_present.line)
                         continue;  /* hpolicy NULL: the global policy */
                 snprintf(section, sizeof(section), "domain %s", d->name);
                 r = resolve_policy(own, &global, section, &d->hpolicy, &d->hpolicy_len, s->err, s->errlen);
@@ -1207,6 +1347,8 @@ int config_parse(const char *text, size_t len, struct config **ret, char *err, s
                 r = check_complete(c, err, errlen);
         if (r == 0)
                 r = resolve_policies(&s);
+        if (r == 0)
+                r = check_signing_options(&s);
         if (r < 0)
                 goto out;
         if (c->ndomains > 1)
@@ -1328,6 +1470,8 @@ struct config *config_free(struct config *c)
         for (size_t i = 0; i < c->nmodule_env; i++)
                 free(c->module_env[i]);
         free_policy(c->hpolicy, c->hpolicy_len);
+        free(c->identity);
+        free(c->also_sign);
         for (size_t i = 0; i < c->ndomains; i++) {
                 struct config_domain *d = &c->domains[i];
 
@@ -1337,6 +1481,8 @@ struct config *config_free(struct config *c)
                         free(d->selectors[k]);
                 free_policy(d->hpolicy, d->hpolicy_len);
                 acl_free(&d->allow);
+                free(d->identity);
+                free(d->also_sign);
         }
         free(c->domains);
         free(c);
@@ -1396,6 +1542,21 @@ enum config_unpublished config_unpublished(const struct config *c, const char *k
         const struct config_domain *d = config_domain_for(c, key_domain);
 
         return d && d->unpublished != CONFIG_UNPUBLISHED_UNSET ? d->unpublished : c->unpublished;
+}
+
+const char *config_identity(const struct config *c, const struct config_domain *d)
+{
+        return d && d->identity ? d->identity : c->identity;
+}
+
+uint64_t config_expire(const struct config *c, const struct config_domain *d)
+{
+        return d && d->has_expire ? d->expire : c->expire;
+}
+
+const char *config_also_sign(const struct config *c, const struct config_domain *d)
+{
+        return d && d->has_also_sign ? d->also_sign : c->also_sign;
 }
 
 /* A value that names a file (it starts with '/'): the module reads it as

@@ -105,9 +105,10 @@ struct config_domain {
         char *key_domain;                /* sign with this domain's keys (d=), NULL: name */
         char *selectors[CONFIG_SELECTORS_MAX];  /* keys to use; none: every key on the token */
         size_t nselectors;
-        /* Set when the section has headers or oversign: its signed fields
-         * (its own headers, else [signing]'s), each over-signed when its
-         * own oversign, else [signing]'s, names it.  NULL: the global policy. */
+        /* Set when the section has headers, oversign or oversign_if_present:
+         * its signed fields (its own headers, else [signing]'s), each
+         * over-signed as its own lists, else [signing]'s, say.  NULL: the
+         * global policy. */
         struct dkim_hpolicy *hpolicy;
         size_t hpolicy_len;
         bool subdomains;                 /* also governs every subdomain without a section */
@@ -118,6 +119,13 @@ struct config_domain {
         enum config_unpublished unpublished;
         bool has_quota_minute, has_quota_day;
         struct config_quota quota;       /* for d= this domain; unset: [limits] domain_quota_* */
+        /* Signing options of the signatures whose d= this section gives;
+         * unset: [signing]'s (config_identity, config_expire, config_also_sign). */
+        char *identity;                  /* i= template (dkim/identity.h), checked against d= at load */
+        bool has_expire;
+        uint64_t expire;
+        bool has_also_sign;              /* also_sign given: a domain, or "none" (also_sign NULL) */
+        char *also_sign;
 };
 
 struct config {
@@ -150,6 +158,8 @@ struct config {
         struct config_limits limits;
         /* [signing] */
         uint64_t expire;            /* x= = t= + expire; 0: no x= */
+        char *identity;             /* i= template, relative to d= ("%d"); NULL: no i= */
+        char *also_sign;            /* a second d= that signs every message too; NULL: none */
         struct dkim_hpolicy *hpolicy;   /* headers (or the default), marked by oversign (or the default) */
         size_t hpolicy_len;
         enum config_unpublished unpublished;  /* REFUSE unless set to sign */
@@ -190,6 +200,14 @@ uint64_t config_publish_wait(const struct config *c, const char *key_domain);
 struct config_quota config_domain_quota(const struct config *c, const char *domain);
 uint64_t config_retire_grace(const struct config *c, const char *key_domain);
 enum config_unpublished config_unpublished(const struct config *c, const char *key_domain);
+
+/* The signing options of a signature made under section d (the one that
+ * governs the domain asked for, or also_sign's; NULL: none): its own,
+ * else [signing]'s.  identity: the i= template or NULL; expire: seconds
+ * after t= or 0; also_sign: the second d= domain's name or NULL. */
+const char *config_identity(const struct config *c, const struct config_domain *d);
+uint64_t config_expire(const struct config *c, const struct config_domain *d);
+const char *config_also_sign(const struct config *c, const struct config_domain *d);
 
 /* Put each [token] module_env entry into the environment (replacing a
  * value already there), for the PKCS#11 module to read when it is loaded.

@@ -237,6 +237,34 @@ static void test_refusals_name_the_line(void **state)
                   "line 7: [domain a.example] oversign names 'date', which is not signed" },
                 { TOKEN "[domain a.example]\nheaders = subject\n", "line 5: [domain a.example] headers must include From" },
                 { TOKEN "[signing]\noversign = from, From\n", "line 5: header field 'From' is listed twice" },
+                { TOKEN "[signing]\noversign = from\noversign_if_present = to, from\n",
+                  "line 6: [signing] 'from' is in oversign (line 5) and in oversign_if_present: keep it in one" },
+                { TOKEN "[signing]\nheaders = from\noversign_if_present = to\n",
+                  "line 6: [signing] oversign_if_present names 'to', which is not signed" },
+                /* Signing options: i= checked against d= once the file is read. */
+                { TOKEN "[signing]\nidentity = @example.com\n",
+                  "line 5: [signing] identity '@example.com' names one domain, but it applies to every d=" },
+                { TOKEN "[signing]\nidentity = a b@%d\n", "line 5: [signing] 'a b' is not a local part" },
+                { TOKEN "[signing]\nidentity = @x%d\n", "line 5: [signing] '@x%d': %d stands for d=" },
+                { TOKEN "[domain a.example]\nidentity = @b.example\n",
+                  "line 5: [domain a.example] identity '@b.example': b.example is neither d=a.example nor a "
+                  "subdomain of it" },
+                { TOKEN "[domain a.example]\nidentity = @mail.a.example\nkey_domain = esp.example\n",
+                  "line 5: [domain a.example] identity '@mail.a.example': mail.a.example is neither d=esp.example" },
+                { TOKEN "[domain a.example]\nidentity = x@y@a.example\n", "one '@'" },
+                { TOKEN "[domain a.example]\nidentity = \"a=b\"@a.example\n", "is not a local part" },
+                { TOKEN "[domain a.example]\nidentity = a..b@a.example\n", "is not a local part" },
+                { TOKEN "[domain a.example]\nidentity = a=b@a.example\n", "is not a local part" },
+                { TOKEN "[domain a.example]\nidentity = "
+                  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@a.example\n", "at most 64" },
+                { TOKEN "[domain a.example]\nidentity = @\n", "'' is not a valid domain name" },
+                { TOKEN "[domain a.example]\nidentity = @a.example\nidentity = @a.example\n", "set twice" },
+                { TOKEN "[signing]\nalso_sign = not a domain\n", "line 5: 'also_sign' takes a domain name, or none" },
+                { TOKEN "[domain a.example]\nalso_sign = A.example\n",
+                  "line 5: [domain a.example] also_sign names d=a.example, which signs already" },
+                { TOKEN "[domain a.example]\nkey_domain = esp.example\nalso_sign = esp.example\n",
+                  "line 6: [domain a.example] also_sign names d=esp.example" },
+                { TOKEN "[domain a.example]\nexpire = soon\n", "line 5: 'expire' must be a duration" },
                 /* The first refusal is reported, with its own line. */
                 { TOKEN "[limits]\ngarbage\nmax_frame = lots\n", "line 5: syntax error" },
                 { TOKEN "[limits]\nmax_line = 1\nmax_frame = lots\n", "line 5: 'max_line' must be" },
@@ -282,14 +310,17 @@ static void test_refusals_name_the_line(void **state)
         }
 }
 
-/* A policy as "name" or "name+" (over-signed), comma-separated. */
+/* A policy as "name", "name+" (over-signed) or "name?" (over-signed when
+ * present), comma-separated. */
 static void policy_string(const struct dkim_hpolicy *p, size_t len, char *ret, size_t size)
 {
         size_t n = 0;
 
         ret[0] = 0;
         for (size_t i = 0; i < len && n < size; i++)
-                n += (size_t) snprintf(ret + n, size - n, "%s%s%s", i ? "," : "", p[i].name, p[i].oversign ? "+" : "");
+                n += (size_t) snprintf(ret + n, size - n, "%s%s%s", i ? "," : "", p[i].name,
+                                       p[i].oversign == DKIM_OVERSIGN_ALWAYS ? "+" :
+                                       p[i].oversign == DKIM_OVERSIGN_IF_PRESENT ? "?" : "");
 }
 
 /* RFC 6376 5.4.1's fields after Content-Type, in the default list's order. */
@@ -299,6 +330,38 @@ static void policy_string(const struct dkim_hpolicy *p, size_t len, char *ret, s
 
 /* headers and oversign, each replacing its default, in any order; a
  * [domain] inherits each list it does not set from [signing]. */
+/* identity, also_sign and expire: each a [domain]'s own, else [signing]'s. */
+static void test_signing_options(void **state)
+{
+        struct config *c = parse_ok(TOKEN "[signing]\nidentity = bounces@%d\nalso_sign = ESP.example\nexpire = 2d\n"
+                                    "[domain a.example]\nidentity = \"j.doe\"@Mail.A.example\nexpire = 1h\n"
+                                    "also_sign = none\n"
+                                    "[domain b.example]\nkey_domain = c.example\nidentity = @c.example\n"
+                                    "also_sign = other.example\n"
+                                    "[domain d.example]\nselectors = s\n");
+        const struct config_domain *a = config_find_domain(c, "a.example"), *b = config_find_domain(c, "b.example");
+        const struct config_domain *d = config_find_domain(c, "d.example");
+
+        assert_string_equal(config_identity(c, NULL), "bounces@%d");
+        assert_string_equal(config_also_sign(c, NULL), "esp.example");
+        assert_int_equal(config_expire(c, NULL), 2 * 86400);
+        assert_string_equal(config_identity(c, a), "\"j.doe\"@Mail.A.example");
+        assert_null(config_also_sign(c, a));
+        assert_int_equal(config_expire(c, a), 3600);
+        assert_string_equal(config_identity(c, b), "@c.example");
+        assert_string_equal(config_also_sign(c, b), "other.example");
+        assert_int_equal(config_expire(c, b), 2 * 86400);
+        assert_string_equal(config_identity(c, d), "bounces@%d");
+        assert_string_equal(config_also_sign(c, d), "esp.example");
+        config_free(c);
+        /* None set: no i=, no second domain, no x=. */
+        c = parse_ok(TOKEN "[domain a.example]\nexpire = 0\n");
+        assert_null(config_identity(c, NULL));
+        assert_null(config_also_sign(c, config_find_domain(c, "a.example")));
+        assert_int_equal(config_expire(c, config_find_domain(c, "a.example")), 0);
+        config_free(c);
+}
+
 static void test_header_policy(void **state)
 {
         static const struct { const char *text; const char *domain; const char *expect; } cases[] = {
@@ -330,6 +393,18 @@ static void test_header_policy(void **state)
                   "a.example", "from+,date,subject+" },
                 { "[domain a.example]\nheaders = from, date, x-mailer\n", "a.example", "from+,date+,x-mailer" },
                 { "[domain a.example]\nheaders = from, subject\noversign = from\n", "a.example", "from+,subject" },
+                /* oversign_if_present: its own list wins over the inherited
+                 * oversign; a [domain] inherits [signing]'s. */
+                { "[signing]\nheaders = from, to, subject, cc\noversign_if_present = to, cc\n", NULL,
+                  "from+,to?,subject+,cc?" },
+                { "[signing]\nheaders = from, to, cc\noversign = from\noversign_if_present = to, cc\n", NULL,
+                  "from+,to?,cc?" },
+                { "[signing]\nheaders = from, to, cc\noversign_if_present = to\n[domain a.example]\noversign = to\n",
+                  "a.example", "from,to+,cc" },
+                { "[signing]\nheaders = from, to, cc\noversign_if_present = to\n[domain a.example]\nselectors = s\n"
+                  "headers = from, to, date\n", "a.example", "from+,to?,date+" },
+                { "[domain a.example]\nheaders = from, to\noversign =\noversign_if_present = from, to\n", "a.example",
+                  "from?,to?" },
         };
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -648,6 +723,7 @@ int main(void)
                 cmocka_unit_test(test_lifecycle),
                 cmocka_unit_test(test_refusals_name_the_line),
                 cmocka_unit_test(test_header_policy),
+                cmocka_unit_test(test_signing_options),
                 cmocka_unit_test(test_module_env),
                 cmocka_unit_test(test_module_env_daemon_user),
                 cmocka_unit_test(test_nul_and_long_lines),
