@@ -21,9 +21,27 @@
 #include "util/log.h"
 #include "protocol/msg.h"
 #include "daemon/policy.h"
+#include "dkim/identity.h"
 #include "dkim/sign.h"
+#include "util/clock.h"
+#include "util/ratelimit.h"
 
 #define MSGID_LOG_MAX 128
+
+/* The signatures of one d= domain, and what they are made with. */
+struct sigset {
+        const char *d;                     /* d= */
+        const struct config_domain *section;  /* whose options (config_identity, ...); NULL: [signing]'s */
+        const struct signer_key *keys[KEYS_PER_DOMAIN_MAX];
+        size_t nkeys;
+        const char *hnames[DKIM_HNAMES_MAX];  /* h= */
+        size_t hcount;
+        char identity[DKIM_IDENTITY_SIZE]; /* i=; empty: none */
+        uint64_t expire;                   /* x=; 0: none */
+};
+
+/* The domain asked for, and the also_sign domain of its section. */
+enum { SET_MAIN, SET_ALSO, SETS_MAX };
 
 struct request {
         struct msg_sign m;
@@ -32,11 +50,13 @@ struct request {
         char domain[DKIM_DOMAIN_SIZE];     /* the domain asked for */
         const struct config_domain *section;  /* domain's section, resolved once; NULL: none */
         char msgid[MSGID_LOG_MAX + 1];     /* for the audit line only */
-        const struct signer_key *keys[KEYS_PER_DOMAIN_MAX];
-        size_t nkeys;
-        const char *d;                     /* d= */
+        struct sigset set[SETS_MAX];
+        size_t nsets;
+        const char *d;                     /* the main d=: set[SET_MAIN].d */
         char why[256];                     /* the sentence of a refusal */
 };
+
+static_assert(SETS_MAX * KEYS_PER_DOMAIN_MAX <= MSG_SIGNATURES_MAX, "every signature fits in one reply");
 
 int sign_ctx_new(struct config *config, struct keytab *keys, struct sign_ctx **ret)
 {
@@ -204,22 +224,101 @@ static const struct dkim_hpolicy *policy_for(const struct config *c, const struc
         return c->hpolicy;
 }
 
+/* The h=, i= and x= of a set's signatures: its section's, else [signing]'s. */
+static int sigset_prepare(const struct sign_ctx *ctx, struct request *rq, struct sigset *set, uint64_t now)
+{
+        const struct config *c = ctx->config;
+        const char *identity = config_identity(c, set->section);
+        uint64_t expire = config_expire(c, set->section);
+        const struct dkim_hpolicy *pol;
+        size_t plen;
+        char why[200];
+        int r;
+
+        pol = policy_for(c, set->section, &plen);
+        r = dkim_select_headers(&rq->headers, pol, plen, set->hnames, DKIM_HNAMES_MAX, &set->hcount);
+        if (r < 0) {
+                snprintf(rq->why, sizeof(rq->why), "too many header fields to sign under the policy");
+                return r;
+        }
+        set->identity[0] = 0;
+        /* Checked at load, but for a [signing] template's length with this d=. */
+        if (identity && dkim_identity_make(identity, set->d, set->identity, why, sizeof(why)) < 0) {
+                snprintf(rq->why, sizeof(rq->why), "the configured %s", why);
+                return DKIMSIGN_E_CONFIG;
+        }
+        set->expire = expire ? now + expire : 0;
+        return 0;
+}
+
+/* The also_sign domain is left out (its signature missing, the main
+ * domain's made): say so, a few times a minute per worker at most. */
+static void log_also_skipped(const struct request *rq, const char *also, const char *why)
+{
+        static _Thread_local struct ratelimit rl = RATELIMIT_INIT(60000, 10);
+        unsigned long dropped = 0;
+
+        if (!ratelimit_allow(&rl, now_ms(), &dropped))
+                return;
+        log_warn("also_sign: %s: not signed with d=%s, only with d=%s (%s)%s", rq->msgid, also, rq->d, why,
+                 dropped ? " (more left out before, not logged)" : "");
+}
+
+/*
+ * The second signing domain of the main one's section (also_sign), if any:
+ * set[SET_ALSO].  The peer must be allowed to sign for it as for the main
+ * domain (pol_may_sign), or the whole request is refused: a configuration
+ * that gives the peer one signature but not the other is an error to see,
+ * not to paper over.  A domain without a key to sign with now (none,
+ * retired, not yet published) leaves its signature out, logged: the
+ * message still carries the main domain's.
+ */
+static int select_also(const struct sign_ctx *ctx, const struct peer *peer, struct request *rq, int64_t now)
+{
+        const struct config *c = ctx->config;
+        const char *name = config_also_sign(c, rq->section);
+        struct sigset *set = &rq->set[SET_ALSO];
+        char why[200];
+        int r;
+
+        if (!name || strcmp(name, rq->domain) == 0 || strcmp(name, rq->d) == 0)
+                return 0;
+        set->section = config_domain_for(c, name);
+        r = keytab_select(ctx->keys, c, name, set->section, now, set->keys, &set->nkeys, &set->d, why, sizeof(why));
+        if (r == DKIMSIGN_E_NO_KEY) {
+                log_also_skipped(rq, name, why);
+                return 0;
+        }
+        if (r < 0) {
+                snprintf(rq->why, sizeof(rq->why), "also_sign %s: %s", name, why);
+                return r;
+        }
+        if (!pol_may_sign(c, name, set->d, rq->from_domain, peer, why, sizeof(why))) {
+                snprintf(rq->why, sizeof(rq->why), "also_sign %s (for %s): %s", name, rq->domain, why);
+                return DKIMSIGN_E_DENIED;
+        }
+        if (strcmp(set->d, rq->d) != 0)  /* a key_domain may make them one */
+                rq->nsets = 2;
+        return 0;
+}
+
+
 /* Build, sign and self-check one DKIM-Signature field into field. */
-static int sign_one(const struct sign_ctx *ctx, struct hsm_session *session, struct request *rq,
-                    const struct signer_key *k, const char **hnames, size_t hcount, uint64_t now,
-                    struct buf *field)
+static int sign_one(struct hsm_session *session, struct request *rq, const struct sigset *set,
+                    const struct signer_key *k, uint64_t now, struct buf *field)
 {
         struct dkim_sig_spec spec = {
                 .alg = k->key->alg == HSM_ALG_RSA ? "rsa-sha256" : "ed25519-sha256",
                 .header_canon = rq->m.header_canon,
                 .body_canon = rq->m.body_canon,
-                .domain = rq->d,
+                .domain = set->d,
                 .selector = k->selector,
+                .identity = set->identity[0] ? set->identity : NULL,
                 .timestamp = now,
-                .expire = ctx->config->expire ? now + ctx->config->expire : 0,
+                .expire = set->expire,
                 .body_hash = rq->m.body_hash,
-                .hnames = hnames,
-                .hcount = hcount,
+                .hnames = set->hnames,
+                .hcount = set->hcount,
         };
         uint8_t digest[DKIM_SHA256_LEN], sig[HSM_SIG_MAX];
         size_t sig_len = 0;
@@ -299,17 +398,15 @@ static int quota_check(const struct sign_ctx *ctx, const struct peer *peer, stru
 int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const struct peer *peer,
                   uint32_t id, const uint8_t *payload, size_t len, struct buf *out)
 {
-        struct request rq = { 0 };
-        const char *hnames[DKIM_HNAMES_MAX];
-        struct buf fields[KEYS_PER_DOMAIN_MAX];
+        struct request rq = { .nsets = 1 };
+        struct sigset *main_set = &rq.set[SET_MAIN];
+        struct buf fields[MSG_SIGNATURES_MAX];
         struct msg_signed reply = { 0 };
-        size_t hcount = 0, plen;
-        const struct dkim_hpolicy *pol;
         uint64_t now = (uint64_t) time(NULL);
         struct quota_pair *quota_taken = NULL;
         int r;
 
-        for (size_t i = 0; i < KEYS_PER_DOMAIN_MAX; i++)
+        for (size_t i = 0; i < MSG_SIGNATURES_MAX; i++)
                 buf_init(&fields[i], MSG_FIELD_MAX);
         snprintf(rq.msgid, sizeof(rq.msgid), "-");
 
@@ -323,35 +420,40 @@ int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const
                          (unsigned) peer->uid, rq.domain);
                 r = DKIMSIGN_E_DENIED;
         }
+        main_set->section = rq.section;
         if (r == 0)
-                r = keytab_select(ctx->keys, ctx->config, rq.domain, rq.section, (int64_t) now, rq.keys,
-                                  &rq.nkeys, &rq.d, rq.why, sizeof(rq.why));
+                r = keytab_select(ctx->keys, ctx->config, rq.domain, rq.section, (int64_t) now, main_set->keys,
+                                  &main_set->nkeys, &main_set->d, rq.why, sizeof(rq.why));
+        rq.d = main_set->d;
         if (r == 0 && !pol_may_sign(ctx->config, rq.domain, rq.d, rq.from_domain, peer, rq.why, sizeof(rq.why)))
                 r = DKIMSIGN_E_DENIED;
         if (r == 0)
+                r = select_also(ctx, peer, &rq, (int64_t) now);
+        /* Counted against the main d= alone: also_sign's domain signs on
+         * its behalf (docs/configuration.md). */
+        if (r == 0)
                 r = quota_check(ctx, peer, &rq, (int64_t) now, &quota_taken);
-        if (r == 0) {
-                pol = policy_for(ctx->config, rq.section, &plen);
-                r = dkim_select_headers(&rq.headers, pol, plen, hnames, DKIM_HNAMES_MAX, &hcount);
-                if (r < 0)
-                        snprintf(rq.why, sizeof(rq.why), "too many header fields to sign under the policy");
-        }
-        for (size_t i = 0; r == 0 && i < rq.nkeys; i++) {
-                r = sign_one(ctx, session, &rq, rq.keys[i], hnames, hcount, now, &fields[i]);
-                reply.fields[i] = fields[i].data;
-                reply.field_lens[i] = fields[i].len;
-        }
-        reply.count = (uint16_t) rq.nkeys;
+        for (size_t s = 0; r == 0 && s < rq.nsets; s++)
+                r = sigset_prepare(ctx, &rq, &rq.set[s], now);
+        for (size_t s = 0; r == 0 && s < rq.nsets; s++)
+                for (size_t i = 0; r == 0 && i < rq.set[s].nkeys; i++) {
+                        struct buf *field = &fields[reply.count];
+
+                        r = sign_one(session, &rq, &rq.set[s], rq.set[s].keys[i], now, field);
+                        reply.fields[reply.count] = field->data;
+                        reply.field_lens[reply.count++] = field->len;
+                }
 
         if (r < 0 && quota_taken)
                 quota_give_back(ctx->quota, (int64_t) now, peer->uid, &quota_taken->uid, rq.d, &quota_taken->domain);
         if (r == 0) {
-                for (size_t i = 0; i < rq.nkeys; i++)
-                        log_audit(&(struct audit) { .outcome = "signed", .uid = (unsigned) peer->uid,
-                                                    .pid = (int) peer->pid, .domain = rq.d,
-                                                    .selector = rq.keys[i]->selector,
-                                                    .algorithm = hsm_alg_name(rq.keys[i]->key->alg),
-                                                    .message_id = rq.msgid });
+                for (size_t s = 0; s < rq.nsets; s++)
+                        for (size_t i = 0; i < rq.set[s].nkeys; i++)
+                                log_audit(&(struct audit) { .outcome = "signed", .uid = (unsigned) peer->uid,
+                                                            .pid = (int) peer->pid, .domain = rq.set[s].d,
+                                                            .selector = rq.set[s].keys[i]->selector,
+                                                            .algorithm = hsm_alg_name(rq.set[s].keys[i]->key->alg),
+                                                            .message_id = rq.msgid });
                 r = msg_signed_encode(out, id, &reply);
         } else {
                 log_audit(&(struct audit) { .outcome = "refused", .uid = (unsigned) peer->uid,
@@ -361,7 +463,7 @@ int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const
                 if (msg_error_encode_code(out, id, r, rq.why[0] ? rq.why : NULL) < 0)
                         r = DKIMSIGN_E_NOMEM;
         }
-        for (size_t i = 0; i < KEYS_PER_DOMAIN_MAX; i++)
+        for (size_t i = 0; i < MSG_SIGNATURES_MAX; i++)
                 buf_deinit(&fields[i]);
         dkim_headers_deinit(&rq.headers);
         return r;
