@@ -9,37 +9,15 @@ Mail::DKIM has no Ed25519, so it checks the RSA signature only.  Where
 index.tsv says a verifier cannot handle a message at all (tolerate column),
 its failure there is reported and tolerated."""
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import (BUILD, Sandbox, corpus_sign_inputs, keygen_corpus_domains, read_corpus,  # noqa: E402
-                     run, signature_fields, tags)
+from harness import (Sandbox, corpus_sign_inputs, keygen_corpus_domains, read_corpus,  # noqa: E402
+                     run, signature_fields, tags, verify_all, write_keytable)
 
-TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
 COMBOS = ("relaxed/relaxed", "relaxed/simple", "simple/relaxed", "simple/simple")
-VERIFIERS = {
-    "dkimpy": ["/usr/bin/python3", os.path.join(TOOLS, "dkimpy-verify.py")],
-    "mail-dkim": ["/usr/bin/perl", os.path.join(TOOLS, "maildkim-verify.pl")],
-    "opendkim": [os.path.join(BUILD, "tests", "tools", "opendkim-verify")],
-}
 # What each verifier must say of our two signatures (rsa first, then ed25519).
 EXPECTED = {"dkimpy": ["pass", "pass"], "mail-dkim": ["pass", "skip"], "opendkim": ["pass", "pass"]}
-
-
-
-
-
-
-def verify_all(name, files, keytable):
-    p = subprocess.run(VERIFIERS[name] + ["--keytable", keytable] + files,
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, f"{name} verifier failed ({p.returncode}): {p.stderr}"
-    out = {}
-    for line in p.stdout.splitlines():
-        path, _, verdicts = line.partition("\t")
-        out[path] = verdicts.split(",")
-    return out
 
 
 def test_conformance():
@@ -49,10 +27,7 @@ def test_conformance():
         box.init_token()
         domains = keygen_corpus_domains(box, rows, [("r2026", "rsa"), ("e2026", "ed25519")])
         box.start()
-        keytable = os.path.join(box.dir, "keytable.txt")
-        with open(keytable, "w") as f:
-            for name, txt in box.keytable.items():
-                f.write(f"{name} {txt}\n")
+        keytable = write_keytable(box)
 
         problems, signed, tolerated = [], {}, {}
         refused = 0

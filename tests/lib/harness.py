@@ -399,6 +399,39 @@ class Notify:
         raise AssertionError(f"no {needle!r} on NOTIFY_SOCKET; got {self.messages}")
 
 
+# Three independent DKIM verifiers, each a program of its own (tests/tools):
+# `PROGRAM --keytable FILE MSGFILE...` prints `MSGFILE<TAB>v1,v2,...`, a
+# verdict per DKIM-Signature from the top: pass, fail, or skip (Debian 12's
+# Mail::DKIM has no Ed25519).
+TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
+VERIFIERS = {
+    "dkimpy": ["/usr/bin/python3", os.path.join(TOOLS, "dkimpy-verify.py")],
+    "mail-dkim": ["/usr/bin/perl", os.path.join(TOOLS, "maildkim-verify.pl")],
+    "opendkim": [os.path.join(BUILD, "tests", "tools", "opendkim-verify")],
+}
+
+
+def write_keytable(box):
+    """box's key records as a verifier key table file; returns its path."""
+    path = os.path.join(box.dir, "keytable.txt")
+    with open(path, "w") as f:
+        for name, txt in box.keytable.items():
+            f.write(f"{name} {txt}\n")
+    return path
+
+
+def verify_all(name, files, keytable):
+    """Verifier `name`'s verdicts: {file: [verdict per signature]}."""
+    p = subprocess.run(VERIFIERS[name] + ["--keytable", keytable] + files,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, f"{name} verifier failed ({p.returncode}): {p.stderr}"
+    out = {}
+    for line in p.stdout.splitlines():
+        path, _, verdicts = line.partition("\t")
+        out[path] = verdicts.split(",")
+    return out
+
+
 class Skip(Exception):
     """Raised by a test that cannot run here (the reason is its text)."""
 
