@@ -283,25 +283,31 @@ static int select_also(const struct sign_ctx *ctx, const struct peer *peer, stru
 
         if (!name || strcmp(name, rq->domain) == 0 || strcmp(name, rq->d) == 0)
                 return 0;
+        /* Refused before a key is chosen, as the main domain is: a peer
+         * that may not sign for it learns nothing of its keys. */
+        if (!pol_allowed(c, name, peer)) {
+                snprintf(why, sizeof(why), "uid %u is not authorized to sign for domain %s", (unsigned) peer->uid,
+                         name);
+                r = DKIMSIGN_E_DENIED;
+                goto refused;
+        }
         set->section = config_domain_for(c, name);
         r = keytab_select(ctx->keys, c, name, set->section, now, set->keys, &set->nkeys, &set->d, why, sizeof(why));
         if (r == DKIMSIGN_E_NO_KEY) {
                 log_also_skipped(rq, name, why);
                 return 0;
         }
-        if (r < 0) {
-                snprintf(rq->why, sizeof(rq->why), "also_sign %s: %s", name, why);
-                return r;
-        }
-        if (!pol_may_sign(c, name, set->d, rq->from_domain, peer, why, sizeof(why))) {
-                snprintf(rq->why, sizeof(rq->why), "also_sign %s (for %s): %s", name, rq->domain, why);
-                return DKIMSIGN_E_DENIED;
-        }
+        if (r == 0 && !pol_may_sign(c, name, set->d, rq->from_domain, peer, why, sizeof(why)))
+                r = DKIMSIGN_E_DENIED;
+        if (r < 0)
+                goto refused;
         if (strcmp(set->d, rq->d) != 0)  /* a key_domain may make them one */
                 rq->nsets = 2;
         return 0;
+refused:
+        snprintf(rq->why, sizeof(rq->why), "also_sign %s (for %s): %s", name, rq->domain, why);
+        return r;
 }
-
 
 /* Build, sign and self-check one DKIM-Signature field into field. */
 static int sign_one(struct hsm_session *session, struct request *rq, const struct sigset *set,

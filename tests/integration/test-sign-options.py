@@ -60,6 +60,12 @@ also_sign = closed.example
 [domain closed.example]
 allow = user:{OTHER_UID}
 
+[domain denied2.example]
+also_sign = keyless.example
+
+[domain keyless.example]
+allow = user:{OTHER_UID}
+
 [domain present.example]
 also_sign = none
 oversign =
@@ -80,7 +86,8 @@ def setup():
     box.init_token()
     box.keygen("example.com", "r1", "rsa")
     box.keygen("example.com", "e1", "ed25519")
-    for domain in ("esp.example", "addr.example", "denied.example", "closed.example", "present.example",
+    for domain in ("esp.example", "addr.example", "denied.example", "denied2.example", "closed.example",
+                   "present.example",
                    "always.example", "plain.example"):
         box.keygen(domain, "r1", "rsa")
     box.start()
@@ -130,11 +137,14 @@ def test_identity_follows_d_without_a_section():
 
 def test_also_sign_not_allowed_is_refused():
     """The peer may sign for denied.example but not for its also_sign
-    domain: nothing is signed, and the sentence says which and why."""
-    p = box.sign(message(b"alice@denied.example"))
-    assert p.returncode == 65 and p.stdout == b"", (p.returncode, p.stderr)
-    err = p.stderr.decode()
-    assert "also_sign closed.example (for denied.example)" in err and "not authorized" in err, err
+    domain: nothing is signed, and the sentence says which and why; so too
+    when that domain has no key (the refusal comes first)."""
+    for domain, also in (("denied.example", "closed.example"), ("denied2.example", "keyless.example")):
+        p = box.sign(message(b"alice@" + domain.encode()))
+        assert p.returncode == 65 and p.stdout == b"", (domain, p.returncode, p.stderr)
+        err = p.stderr.decode()
+        assert f"also_sign {also} (for {domain}): uid {os.getuid()} is not authorized to sign for domain {also}" \
+            in err, err
 
 
 def h_counts(t):
