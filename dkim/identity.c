@@ -53,7 +53,8 @@ bool dkim_identity_is_relative(const char *tmpl)
         size_t len = strlen(tmpl), rl = strlen(RELATIVE);
         const char *at = strchr(tmpl, '@');
 
-        return at && len >= rl && strcmp(tmpl + len - rl, RELATIVE) == 0 && (size_t) (tmpl + len - at) > rl - 1;
+        /* The '@' can't be within the "%d" it ends with. */
+        return at && len >= rl && strcmp(tmpl + len - rl, RELATIVE) == 0;
 }
 
 int dkim_identity_make(const char *tmpl, const char *d, char ret[DKIM_IDENTITY_SIZE], char *why, size_t whylen)
