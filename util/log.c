@@ -75,6 +75,11 @@ void log_msg(int priority, const char *fmt, ...)
         }
 }
 
+void log_set_prefix(bool on)
+{
+        log_prefix = on;
+}
+
 bool log_enabled(int priority)
 {
         return priority <= log_max;

@@ -14,6 +14,11 @@
 void log_init(const char *ident, int max_priority);
 void log_msg(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Whether lines start with the "<N>" priority (log_init: when stderr is
+ * not a terminal).  Off for a program whose parent logs its stderr line by
+ * line with a priority of its own (an OpenSMTPD filter). */
+void log_set_prefix(bool on);
+
 /* Whether a line of this priority is written: callers with costly
  * formatting ask first. */
 bool log_enabled(int priority);
