@@ -9,9 +9,11 @@ connection before the final dot) is kept apart, in .aborted.
         ...  # the MTA relays to 127.0.0.1:sink.port
         msg = sink.wait_for(b"marker", timeout=30)   # msg.data, .mail_from, .rcpts
 
-It offers no extension beyond PIPELINING and SIZE: no 8BITMIME, no
-SMTPUTF8, no CHUNKING, no STARTTLS (a 7-bit next hop, as RFC 5321 has it
-by default).  Each command and reply line is bounded; the data is not.
+By default it offers no extension beyond PIPELINING and SIZE: no
+8BITMIME, no SMTPUTF8, no CHUNKING, no STARTTLS (a 7-bit next hop, as RFC
+5321 has it by default: an MTA must then send 8-bit mail as it is or
+convert it, which is what the tests look at).  SmtpSink(eightbitmime=True)
+offers 8BITMIME too, for a next hop that takes 8-bit mail.  Each command and reply line is bounded; the data is not.
 """
 import socketserver
 import threading
@@ -43,7 +45,8 @@ class _Handler(socketserver.StreamRequestHandler):
             cmd = line.rstrip(b"\r\n").decode("utf-8", "replace")
             verb = cmd[:4].upper()
             if verb in ("EHLO", "HELO"):
-                self.reply("250-sink.test\r\n250-PIPELINING\r\n250 SIZE 104857600" if verb == "EHLO"
+                ext = "250-8BITMIME\r\n" if sink.eightbitmime else ""
+                self.reply(f"250-sink.test\r\n250-PIPELINING\r\n{ext}250 SIZE 104857600" if verb == "EHLO"
                            else "250 sink.test")
             elif verb == "MAIL":
                 parts = cmd[10:].split()
@@ -85,9 +88,11 @@ class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
 
 class SmtpSink:
-    """Listens on 127.0.0.1 (port 0: any free port; .port says which)."""
+    """Listens on 127.0.0.1 (port 0: any free port; .port says which);
+    eightbitmime: offer 8BITMIME in the EHLO reply."""
 
-    def __init__(self, port=0):
+    def __init__(self, port=0, eightbitmime=False):
+        self.eightbitmime = eightbitmime
         self.messages = []
         # Transactions the client left in DATA, before the final dot: what
         # it had sent (not a message: a real server discards it).
