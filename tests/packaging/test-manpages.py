@@ -16,9 +16,10 @@ from harness import run  # noqa: E402
 SOURCE = os.environ.get("DKIMSIGN_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 MAN = os.path.join(SOURCE, "packaging", "man")
 PAGES = {"dkimsignd": "dkimsignd.8", "dkimsign": "dkimsign.1", "dkimsignctl": "dkimsignctl.8",
-         "dkimsign-milter": "dkimsign-milter.8", "dkimsignd.conf": "dkimsignd.conf.5"}
+         "dkimsign-milter": "dkimsign-milter.8", "dkimsignd.conf": "dkimsignd.conf.5",
+         "dkimsign-smtpd-filter": "dkimsign-smtpd-filter.8"}
 PROGRAMS = {"dkimsignd": "daemon/main.c", "dkimsign": "client/dkimsign-cli.c", "dkimsignctl": "ctl/main.c",
-            "dkimsign-milter": "client/milter.c"}
+            "dkimsign-milter": "client/milter.c", "dkimsign-smtpd-filter": "client/smtpd-filter.c"}
 
 
 def source(path):
