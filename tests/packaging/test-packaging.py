@@ -47,7 +47,7 @@ from harness import dkimpy_verify, run  # noqa: E402
 
 SOURCE = os.environ.get("DKIMSIGN_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 SOFTHSM = os.environ.get("SOFTHSM_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
-PACKAGES = ["dkimsignd", "dkimsign-milter", "libdkimsign0", "libdkimsign-dev"]
+PACKAGES = ["dkimsignd", "dkimsign-milter", "dkimsign-smtpd-filter", "libdkimsign0", "libdkimsign-dev"]
 USERS = ["dkimsignd", "dkimsign-milter"]
 GROUPS = ["dkimsign"]
 CONFIG = "/etc/dkimsignd/dkimsignd.conf"
@@ -142,7 +142,8 @@ def test_install():
         assert os.path.exists("/usr/bin/dkimsign.dkimpy")
     assert b"dkimsignd" in open("/usr/bin/dkimsign", "rb").read(), "/usr/bin/dkimsign is not ours"
     # Man pages for every binary and the config file.
-    for page in ("1 dkimsign", "8 dkimsignd", "8 dkimsignctl", "8 dkimsign-milter", "5 dkimsignd.conf"):
+    for page in ("1 dkimsign", "8 dkimsignd", "8 dkimsignctl", "8 dkimsign-milter", "8 dkimsign-smtpd-filter",
+                 "5 dkimsignd.conf"):
         sh("man", "-w", *page.split())
         render = sh("man", "-P", "cat", *page.split(), env=dict(os.environ, MANWIDTH="80", LC_ALL="C.UTF-8"))
         assert "SEE ALSO" in render.stdout and "dkimsignd" in render.stdout, page
@@ -402,7 +403,8 @@ def test_meson_install_options():
             "opt/dkimsign/include/dkimsign.h", "opt/dkimsign/include/dkimsign-errors.h",
             "opt/dkimsign/etc/dkimsignd/dkimsignd.conf", "opt/dkimsign/share/man/man1/dkimsign.1",
             "opt/dkimsign/share/man/man5/dkimsignd.conf.5", "opt/dkimsign/share/man/man8/dkimsignd.8",
-            "opt/dkimsign/share/man/man8/dkimsignctl.8"}
+            "opt/dkimsign/share/man/man8/dkimsignctl.8", "opt/dkimsign/sbin/dkimsign-smtpd-filter",
+            "opt/dkimsign/share/man/man8/dkimsign-smtpd-filter.8"}
     assert want <= set(files), sorted(want - set(files))
     assert all(f.startswith("opt/dkimsign/") for f in files), files
     for f in files:
