@@ -20,9 +20,10 @@
  *   them first, to a message it signs;
  * - it appends its host name to an address without a domain in From, To
  *   or Cc: such a message passes unsigned;
- * - it cuts a line it reads back from a filter at 2,047 octets: body
- *   lines over 998 octets (RFC 5322's limit) are split, and signed so; a
- *   header line over 998 octets leaves the message unsigned.
+ * - it mangles a line it reads back from a filter that is over 2,047
+ *   octets (cut short, the next line lost): body lines over 998 octets
+ *   (RFC 5322's limit) are split, and signed so; a header line over 998
+ *   octets leaves the message unsigned.
  *
  * dkimsignd down or failing (a temporary failure): the message is refused
  * with 451 at the commit phase, so the client tries again (the default),
@@ -304,8 +305,8 @@ static void header_line(struct msg *m, const char *text, size_t len)
         put_line(m, text, len);
 }
 
-/* A body line over LINE_LIMIT octets is split: smtpd would cut it at
- * 2,047 octets (and a next hop may split it after signing). */
+/* A body line over LINE_LIMIT octets is split: smtpd would mangle it
+ * past 2,047 octets (and a next hop may split it after signing). */
 static void body_line(struct msg *m, const char *text, size_t len)
 {
         if (len > LINE_LIMIT)
