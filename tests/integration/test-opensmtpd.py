@@ -298,6 +298,27 @@ def test_no_key_logged():
     results.append(f"no key: smtpd logged: {line[0].strip()}")
 
 
+def test_unsigned_for_good():
+    """A message dkimsignd refuses for good (no From field) and one with a
+    header line over 998 octets (which smtpd could not take back whole
+    past 2,047): delivered unsigned, each with the filter's line."""
+    for name, head, why in (
+            ("no-from", "To: bob@local.test\r\nSubject: no From\r\n", r"not signed: dkimsignd: .*From"),
+            ("long-header", "From: Alice <alice@example.com>\r\nTo: bob@local.test\r\nSubject: " + "y" * 1200
+             + "\r\n", r"not signed: a header line over 998 octets")):
+        case = down_case(name=name)
+        case.data = (head + f"X-Case: {name}\r\n\r\ncase {name}\r\n").encode()
+        smtp_send("127.0.0.1", smtpd.port("rr"), case)
+        deadline = time.monotonic() + 30
+        while not delivered(messages(), name) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        got = delivered(messages(), name)
+        assert len(got) == 1 and not signatures(got[0]), (name, got)
+        line = [x for x in smtpd.log().splitlines() if re.search(why, x)]
+        assert line, (why, smtpd.log())
+        results.append(f"{name}: delivered unsigned; smtpd logged: {line[0].strip()}")
+
+
 def test_dkimsignd_down():
     """dkimsignd down: the filter refuses the message with 451 at the end
     of DATA, so the client keeps it, and it is signed once dkimsignd is
@@ -332,12 +353,14 @@ def test_every_delivered_message():
     """Nothing was lost and nothing is delivered with a failing signature:
     every message the sink got is a case of the set or of the outage
     scenarios, once; those with a signature verify (mtacases.check above),
-    and the unsigned ones are the three expected."""
-    names = [c.name for c in cases()] + ["dkimsignd-down", "dkimsignd-down-accept", "dkimsignd-down-accept-after"]
+    and the unsigned ones are the five expected."""
+    names = [c.name for c in cases()] + ["no-from", "long-header", "dkimsignd-down", "dkimsignd-down-accept",
+                                         "dkimsignd-down-accept-after"]
     got = sorted(delivered_names())
     assert got == sorted(names), (got, names)
     unsigned_names = sorted(n for n in got if not signatures(delivered(messages(), n)[0]))
-    assert unsigned_names == ["dkimsignd-down-accept", "no-key", "unqualified-addresses"], unsigned_names
+    assert unsigned_names == ["dkimsignd-down-accept", "long-header", "no-from", "no-key", "unqualified-addresses"], \
+        unsigned_names
     results.append(f"{len(got)} messages delivered, each once; unsigned: {', '.join(unsigned_names)}")
 
 
@@ -375,8 +398,8 @@ def main():
     try:
         filter_path = setup()
         try:
-            run([test_message_set, test_what_smtpd_changed, test_no_key_logged, test_filter_without_socket_group,
-                 test_dkimsignd_down, test_every_delivered_message])
+            run([test_message_set, test_what_smtpd_changed, test_no_key_logged, test_unsigned_for_good,
+                 test_filter_without_socket_group, test_dkimsignd_down, test_every_delivered_message])
         finally:
             for r in results:
                 print("result: " + r)
