@@ -41,8 +41,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from harness import BUILD, Sandbox, run  # noqa: E402
-from mtacases import (cases, check, delivered, dkimsignd_down, down_case, signatures,  # noqa: E402
-                      smtp_send, unsigned)
+from mtacases import (case_name, cases, check, delivered, dkimsignd_down, down_case,  # noqa: E402
+                      signatures, smtp_send, unsigned)
 from smtpsink import SmtpSink  # noqa: E402
 
 PACKAGE = "opensmtpd"
@@ -168,7 +168,7 @@ class Smtpd:
         # /var: its spool, control socket and chroot are the test's.
         self.proc = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
-             f'mount --bind "$1" /var && exec "$2" -d -f "$3"', "sh", var, self.bin, self.config],
+             'mount --bind "$1" /var && exec "$2" -d -f "$3"', "sh", var, self.bin, self.config],
             stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + 30
@@ -365,7 +365,6 @@ def test_every_delivered_message():
 
 
 def delivered_names():
-    from mtacases import case_name
     return [case_name(m.data) for m in messages()]
 
 
