@@ -43,7 +43,8 @@ enum dkimsign_err {
         DKIMSIGN_E_DNS_TEMPORARY = -28, /* DNS: no answer now (timeout, SERVFAIL, refused) */
         DKIMSIGN_E_STATE = -29,       /* a persisted state file is unreadable or corrupt */
         DKIMSIGN_E_QUOTA = -30,       /* over a signing quota; retry later */
-        DKIMSIGN_E_ERR_MIN_ = -30,
+        DKIMSIGN_E_IDN = -31,         /* a domain is no valid internationalized domain name */
+        DKIMSIGN_E_ERR_MIN_ = -31,
 };
 
 /* A short, static, human-readable description of r; never NULL. */

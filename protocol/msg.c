@@ -263,6 +263,7 @@ enum wire_status wire_status_from_err(int r)
         case DKIMSIGN_E_NO_FROM:
         case DKIMSIGN_E_MULTI_FROM:
         case DKIMSIGN_E_HEADER:
+        case DKIMSIGN_E_IDN:
                 return WIRE_REFUSED;
         case DKIMSIGN_E_DENIED:
                 return WIRE_DENIED;
