@@ -2,7 +2,7 @@
 # Shared by scripts/quickstart, scripts/test, scripts/fuzz: the Debian
 # packages dkimsign needs, installed when missing.
 
-BUILD_PACKAGES="gcc clang valgrind libclang-rt-14-dev meson ninja-build pkg-config libssl-dev libinih-dev libsodium-dev libpsl-dev publicsuffix
+BUILD_PACKAGES="gcc clang valgrind libclang-rt-14-dev meson ninja-build pkg-config libssl-dev libinih-dev libsodium-dev libpsl-dev publicsuffix libidn2-dev
         libsystemd-dev libp11-kit-dev libcmocka-dev softhsm2 python3 python3-dkim python3-nacl libmilter-dev
         debhelper dpkg-dev fakeroot build-essential libjansson-dev"
 # The independent verifiers the conformance tests run, and what the other
