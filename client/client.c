@@ -545,7 +545,7 @@ PUBLIC int dkimsign_message_from_domain(const dkimsign_message *m, char *ret, si
                 len--;
         r = dkim_headers_parse(m->header.data, len, &limits, &h);
         if (r == 0) {
-                r = dkim_headers_from_domain(&h, domain);
+                r = dkim_headers_from_domain(&h, domain, NULL);
                 dkim_headers_deinit(&h);
         } else if (r == DKIMSIGN_E_FORMAT && len == 0) {
                 r = DKIMSIGN_E_NO_FROM;

@@ -69,7 +69,8 @@ int dkimsign_message_new(dkimsign_message **ret);
 void dkimsign_message_free(dkimsign_message *m);
 /* Canonicalization for header and body; only before the first write. */
 int dkimsign_message_set_canon(dkimsign_message *m, enum dkimsign_canon header, enum dkimsign_canon body);
-/* Sign for this domain (d=) instead of the From address's domain. */
+/* Sign for this domain (d=) instead of the From address's domain; U-labels
+ * ("bücher.example") are taken too, and signed for in A-label form. */
 int dkimsign_message_set_domain(dkimsign_message *m, const char *domain);
 /* Largest header block accepted (default 256 KiB): DKIMSIGN_E_TOO_LARGE past it. */
 int dkimsign_message_set_max_header(dkimsign_message *m, size_t max);
@@ -106,11 +107,14 @@ int dkimsign_message_write_body(dkimsign_message *m, const void *data, size_t le
 /* The domain of the From field's address, lowercased, as dkimsignd will
  * read it from the header fields given so far: call it once the header is
  * complete.  A caller that authorizes a sender checks this domain, the one
- * the daemon signs for.  Copied with its NUL into ret (size octets; 254
- * hold any domain).  0; DKIMSIGN_E_NO_FROM (no From field),
+ * the daemon signs for.  An internationalized domain (RFC 6532 mail) comes
+ * in A-label form ("xn--bcher-kva.example" for "bücher.example"), as d=
+ * has it (RFC 8616).  Copied with its NUL into ret (size octets; 254 hold
+ * any domain).  0; DKIMSIGN_E_NO_FROM (no From field),
  * DKIMSIGN_E_MULTI_FROM (two From fields, or two addresses in one),
  * DKIMSIGN_E_FORMAT (no valid address, or a header block dkimsignd would
- * refuse), DKIMSIGN_E_NOSPACE (size too small). */
+ * refuse), DKIMSIGN_E_IDN (a domain IDNA2008 refuses),
+ * DKIMSIGN_E_NOSPACE (size too small). */
 int dkimsign_message_from_domain(const dkimsign_message *m, char *ret, size_t size);
 
 /* Finish the message and ask the daemon for its signature(s).  *ret_fields

@@ -17,6 +17,7 @@
 #include "daemon/dispatch.h"
 #include "protocol/dkimsign-errors.h"
 #include "dkim/header.h"
+#include "dkim/idn.h"
 #include "daemon/audit.h"
 #include "util/log.h"
 #include "protocol/msg.h"
@@ -158,18 +159,11 @@ static void find_msgid(const struct dkim_headers *h, char *ret, size_t size)
         }
 }
 
-/* ASCII lowercase of len octets of in into out (which may be in), NUL-terminated. */
-static void lowercase(char *out, const char *in, size_t len)
-{
-        for (size_t i = 0; i < len; i++)
-                out[i] = (char) (in[i] >= 'A' && in[i] <= 'Z' ? in[i] + 32 : in[i]);
-        out[len] = 0;
-}
-
 static int parse_request(const struct sign_ctx *ctx, struct request *rq, const uint8_t *payload, size_t len)
 {
         const struct config_limits *lim = &ctx->config->limits;
         struct dkim_header_limits hl = { .max_fields = lim->max_headers, .max_line = lim->max_line };
+        const char *idn_why = NULL;
         struct buf p;
         int r;
 
@@ -192,23 +186,29 @@ static int parse_request(const struct sign_ctx *ctx, struct request *rq, const u
                 return DKIMSIGN_E_HEADER;
         }
         find_msgid(&rq->headers, rq->msgid, sizeof(rq->msgid));
-        r = dkim_headers_from_domain(&rq->headers, rq->from_domain);
+        /* Both domains in lowercase A-label form, as the key table's and
+         * the configuration's are: an EAI (RFC 6532) message's U-label
+         * From domain is signed for as its A-labels (RFC 8616). */
+        r = dkim_headers_from_domain(&rq->headers, rq->from_domain, &idn_why);
+        if (r == DKIMSIGN_E_IDN) {
+                snprintf(rq->why, sizeof(rq->why), "the From domain is not a valid internationalized domain "
+                         "name (IDNA2008): %s", idn_why);
+                return r;
+        }
         if (r < 0) {
                 snprintf(rq->why, sizeof(rq->why), "%s", r == DKIMSIGN_E_FORMAT
                          ? "the From header field has no valid address" : dkimsign_strerror(r));
                 return r == DKIMSIGN_E_FORMAT ? DKIMSIGN_E_HEADER : r;
         }
-        /* Domains compare in lowercase: the key table's and the
-         * configuration's are. */
-        lowercase(rq->from_domain, rq->from_domain, strlen(rq->from_domain));
         if (rq->m.domain_len == 0) {
                 memcpy(rq->domain, rq->from_domain, sizeof(rq->domain));
         } else {
-                if (!dkim_domain_is_valid(rq->m.domain, rq->m.domain_len)) {
-                        snprintf(rq->why, sizeof(rq->why), "the requested signing domain is not a valid domain name");
-                        return DKIMSIGN_E_FORMAT;
+                r = dkim_domain_to_ascii(rq->m.domain, rq->m.domain_len, rq->domain, &idn_why);
+                if (r < 0) {
+                        snprintf(rq->why, sizeof(rq->why), "the requested signing domain is not a valid domain "
+                                 "name: %s", idn_why);
+                        return r == DKIMSIGN_E_NOMEM ? r : DKIMSIGN_E_FORMAT;
                 }
-                lowercase(rq->domain, rq->m.domain, rq->m.domain_len);
         }
         return 0;
 }

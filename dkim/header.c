@@ -10,6 +10,7 @@
  * on input, do I/O or log.
  */
 #include "dkim/header.h"
+#include "dkim/idn.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -401,9 +402,11 @@ static int parse_local_part(struct lexer *lx, struct token *t)
         }
 }
 
-/* domain = atom *("." atom), collected without its CFWS.  A trailing dot
- * leaves a DOT that is not followed by an atom, and is refused. */
-static int parse_domain(struct lexer *lx, struct token *t, char *dom, size_t *ret_len)
+/* domain = atom *("." atom), collected without its CFWS into dom
+ * (DKIM_IDN_INPUT_MAX octets at most: U-labels, RFC 6532, are longer in
+ * UTF-8 than many A-labels).  A trailing dot leaves a DOT that is not
+ * followed by an atom, and is refused. */
+static int parse_domain(struct lexer *lx, struct token *t, char dom[DKIM_IDN_INPUT_MAX], size_t *ret_len)
 {
         size_t n = 0;
         int r;
@@ -414,7 +417,7 @@ static int parse_domain(struct lexer *lx, struct token *t, char *dom, size_t *re
                         return r;
                 if (t->type != TOK_ATOM)
                         return DKIMSIGN_E_FORMAT;
-                if (t->len > DKIM_DOMAIN_MAX - n)
+                if (t->len > DKIM_IDN_INPUT_MAX - n)
                         return DKIMSIGN_E_FORMAT;
                 for (size_t i = 0; i < t->len; i++)
                         dom[n++] = (char)ascii_lower(lx->s[t->off + i]);
@@ -423,7 +426,7 @@ static int parse_domain(struct lexer *lx, struct token *t, char *dom, size_t *re
                         return r;
                 if (t->type != TOK_DOT)
                         break;
-                if (n >= DKIM_DOMAIN_MAX)
+                if (n >= DKIM_IDN_INPUT_MAX)
                         return DKIMSIGN_E_FORMAT;
                 dom[n++] = '.';
         }
@@ -435,7 +438,7 @@ static int parse_domain(struct lexer *lx, struct token *t, char *dom, size_t *re
  * mailbox = [display-name] "<" addr-spec ">" / addr-spec, alone in the
  * value.  Words are read until "<" or "@" says which form it is.
  */
-static int parse_mailbox(const uint8_t *v, size_t n, char dom[DKIM_DOMAIN_SIZE], size_t *ret_len)
+static int parse_mailbox(const uint8_t *v, size_t n, char dom[DKIM_IDN_INPUT_MAX], size_t *ret_len)
 {
         struct lexer lx = { .s = v, .len = n, .pos = 0 };
         struct token first, t;
@@ -502,10 +505,10 @@ static void field_value(const struct dkim_headers *h, size_t i, const uint8_t **
         *ret_n = f->len - skip;
 }
 
-int dkim_headers_from_domain(const struct dkim_headers *h, char ret_domain[DKIM_DOMAIN_SIZE])
+int dkim_headers_from_domain(const struct dkim_headers *h, char ret_domain[DKIM_DOMAIN_SIZE], const char **ret_why)
 {
         size_t from = SIZE_MAX;
-        char dom[DKIM_DOMAIN_SIZE];
+        char dom[DKIM_IDN_INPUT_MAX];
         size_t len = 0;
         int r;
 
@@ -528,11 +531,8 @@ int dkim_headers_from_domain(const struct dkim_headers *h, char ret_domain[DKIM_
         r = parse_mailbox(v, n, dom, &len);
         if (r < 0)
                 return r;
-        if (!dkim_domain_is_valid(dom, len))
-                return DKIMSIGN_E_FORMAT;
-        memcpy(ret_domain, dom, len);
-        ret_domain[len] = '\0';
-        return 0;
+        /* RFC 8616: d= and the key's DNS name are the A-label form. */
+        return dkim_domain_to_ascii(dom, len, ret_domain, ret_why);
 }
 
 /* ---- domain syntax ---- */

@@ -60,13 +60,17 @@ bool dkim_field_name_is(const struct dkim_headers *h, size_t i, const char *name
 size_t dkim_headers_count(const struct dkim_headers *h, const char *name);
 
 /*
- * The domain of the one author address in the one From field, lowercased,
- * NUL-terminated into ret_domain (DKIM_DOMAIN_SIZE bytes).
+ * The domain of the one author address in the one From field, lowercased
+ * and in A-label form (a U-label domain of RFC 6532 mail converted, see
+ * dkim/idn.h), NUL-terminated into ret_domain (DKIM_DOMAIN_SIZE bytes).
  * DKIMSIGN_E_NO_FROM: no From field.  DKIMSIGN_E_MULTI_FROM: two From fields
  * (in any letter case, "From :" included) or several addresses in it.
- * DKIMSIGN_E_FORMAT: no parseable address or an invalid domain.
+ * DKIMSIGN_E_FORMAT: no parseable address or an invalid ASCII domain.
+ * DKIMSIGN_E_IDN: an internationalized domain IDNA2008 refuses; then
+ * *ret_why (when ret_why is not NULL) is the static sentence of
+ * dkim_domain_to_ascii() saying why.
  */
-int dkim_headers_from_domain(const struct dkim_headers *h, char ret_domain[DKIM_DOMAIN_SIZE]);
+int dkim_headers_from_domain(const struct dkim_headers *h, char ret_domain[DKIM_DOMAIN_SIZE], const char **ret_why);
 
 /* True when s (len bytes) is a syntactically valid domain name: LDH labels of
  * 1..63 octets separated by dots, 253 octets at most, no trailing dot. */

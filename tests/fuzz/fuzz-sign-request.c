@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 return 0;
         if (dkim_headers_parse(s.headers, s.headers_len, &lim, &h) < 0)
                 return 0;
-        (void) dkim_headers_from_domain(&h, domain);
+        (void) dkim_headers_from_domain(&h, domain, NULL);
         if (dkim_select_headers(&h, dkim_default_hpolicy, dkim_default_hpolicy_len, hnames,
                                 DKIM_HNAMES_MAX, &n) == 0) {
                 struct dkim_sig_spec spec = {

@@ -204,6 +204,11 @@ static const struct from_case from_cases[] = {
         { "From: Tom\xe1\x9a <Tom\xe1\x9a@football.example.com>\r\n", 0, "football.example.com" },
         { "From: a@1.2.3.4\r\n", 0, "1.2.3.4" },
         { "From: a@x-y.example\r\n", 0, "x-y.example" },
+        /* RFC 6532 mail: U-labels signed for as A-labels (RFC 8616) */
+        { "From: joe@b\xc3\xbc" "cher.example\r\n", 0, "xn--bcher-kva.example" },
+        { "From: J\xc3\xb6" "e <j\xc3\xb6" "e@B\xc3\x9c" "CHER.Example>\r\n", 0, "xn--bcher-kva.example" },
+        { "From: joe@XN--BCHER-KVA.example\r\n", 0, "xn--bcher-kva.example" },
+        { "From: joe@mail.b\xc3\xbc" "cher.example\r\n", 0, "mail.xn--bcher-kva.example" },
         /* refused */
         { "To: a@b.c\r\n", DKIMSIGN_E_NO_FROM, NULL },
         { "X-From: a@b.c\r\nFromage: a@b.c\r\n", DKIMSIGN_E_NO_FROM, NULL },
@@ -233,7 +238,11 @@ static const struct from_case from_cases[] = {
         { "From: joe@exa mple.com\r\n", DKIMSIGN_E_FORMAT, NULL },
         { "From: joe@exa(x)mple.com\r\n", DKIMSIGN_E_FORMAT, NULL },
         { "From: a@b@c.example\r\n", DKIMSIGN_E_FORMAT, NULL },
-        { "From: joe@b\xc3\xbc" "cher.example\r\n", DKIMSIGN_E_FORMAT, NULL },
+        { "From: joe@b\xc3\xbc" "cher..example\r\n", DKIMSIGN_E_FORMAT, NULL },
+        { "From: joe@\xff.example\r\n", DKIMSIGN_E_IDN, NULL },
+        { "From: joe@a\xe2\x80\x8d" "b.example\r\n", DKIMSIGN_E_IDN, NULL },    /* ZWJ, no context */
+        { "From: joe@xn--zz.example\r\n", DKIMSIGN_E_IDN, NULL },                /* bad Punycode */
+        { "From: joe@b\xc3\xbc" "cher_x.example\r\n", DKIMSIGN_E_IDN, NULL },
         { "From: Joe <joe@x.example\r\n", DKIMSIGN_E_FORMAT, NULL },
         { "From: Joe joe@x.example>\r\n", DKIMSIGN_E_FORMAT, NULL },
         { "From: \"unterminated <joe@x.example>\r\n", DKIMSIGN_E_FORMAT, NULL },
@@ -265,7 +274,7 @@ static void test_from_cases(void **state)
                                            &default_limits, &h);
                 if (r != 0)
                         fail_msg("case %zu: parse failed %d: %s", i, r, fc->block);
-                r = dkim_headers_from_domain(&h, dom);
+                r = dkim_headers_from_domain(&h, dom, NULL);
                 if (r != fc->r)
                         fail_msg("case %zu: got %d, want %d: %s", i, r, fc->r, fc->block);
                 if (r == 0 && strcmp(dom, fc->domain) != 0)
@@ -291,13 +300,13 @@ static void test_from_long_domain(void **state)
         assert_int_equal(strlen(want), 253);
         snprintf(block, sizeof(block), "From: Joe <joe@%s>\r\n", want);
         assert_int_equal(dkim_headers_parse((const uint8_t *)block, strlen(block), &default_limits, &h), 0);
-        assert_int_equal(dkim_headers_from_domain(&h, dom), 0);
+        assert_int_equal(dkim_headers_from_domain(&h, dom, NULL), 0);
         assert_string_equal(dom, want);
         dkim_headers_deinit(&h);
 
         snprintf(block, sizeof(block), "From: Joe <joe@%sb>\r\n", want);
         assert_int_equal(dkim_headers_parse((const uint8_t *)block, strlen(block), &default_limits, &h), 0);
-        assert_int_equal(dkim_headers_from_domain(&h, dom), DKIMSIGN_E_FORMAT);
+        assert_int_equal(dkim_headers_from_domain(&h, dom, NULL), DKIMSIGN_E_FORMAT);
         dkim_headers_deinit(&h);
 
         /* much longer than the buffer */
@@ -305,7 +314,7 @@ static void test_from_long_domain(void **state)
         want[DKIM_DOMAIN_MAX] = '\0';
         snprintf(block, sizeof(block), "From: joe@%s.%s\r\n", want, want);
         assert_int_equal(dkim_headers_parse((const uint8_t *)block, strlen(block), &default_limits, &h), 0);
-        assert_int_equal(dkim_headers_from_domain(&h, dom), DKIMSIGN_E_FORMAT);
+        assert_int_equal(dkim_headers_from_domain(&h, dom, NULL), DKIMSIGN_E_FORMAT);
         dkim_headers_deinit(&h);
 }
 
@@ -424,18 +433,18 @@ static void test_corpus(void **state)
                 if (strcmp(f[2], "either") == 0) {
                         /* malformed block: refusing is fine */
                         if (r == 0)
-                                r = dkim_headers_from_domain(&h, dom);
+                                r = dkim_headers_from_domain(&h, dom, NULL);
                         assert_true(r == 0 || r == DKIMSIGN_E_FORMAT);
                 } else if (strcmp(f[2], "refuse") == 0) {
                         if (r != 0)
                                 fail_msg("%s: parse %d", f[0], r);
-                        r = dkim_headers_from_domain(&h, dom);
+                        r = dkim_headers_from_domain(&h, dom, NULL);
                         assert_true(r == DKIMSIGN_E_NO_FROM || r == DKIMSIGN_E_MULTI_FROM);
                         refusals++;
                 } else {
                         if (r != 0)
                                 fail_msg("%s: parse %d", f[0], r);
-                        r = dkim_headers_from_domain(&h, dom);
+                        r = dkim_headers_from_domain(&h, dom, NULL);
                         if (r != 0)
                                 fail_msg("%s: from domain %d", f[0], r);
                         naive_domain(block, blen, want);
