@@ -103,8 +103,8 @@ int dkim_domain_to_ascii(const char *s, size_t len, char ret[DKIM_DOMAIN_SIZE], 
          * reason ("ab--cd" labels exist): LDH ASCII stays as it is. */
         if (is_ascii(s, len) && !has_alabel(s, len)) {
                 if (!dkim_domain_is_valid(s, len))
-                        return refuse(DKIMSIGN_E_FORMAT, "it is not a domain name (letters, digits and "
-                                      "hyphens, in dot-separated labels of 1 to 63 octets)", ret_why);
+                        return refuse(DKIMSIGN_E_FORMAT, "labels are letters, digits and inner hyphens, "
+                                      "1 to 63 octets each, between dots", ret_why);
                 for (size_t i = 0; i < len; i++)
                         ret[i] = (char) (s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
                 ret[len] = '\0';

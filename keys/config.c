@@ -26,6 +26,7 @@
 #include "protocol/frame.h"
 #include "dkim/header.h"
 #include "dkim/identity.h"
+#include "dkim/idn.h"
 #include "hsm/hsm.h"
 #include "util/fileperm.h"
 #include "util/readfile.h"
@@ -64,6 +65,7 @@ enum { SEEN_DAEMON, SEEN_TOKEN, SEEN_LIMITS, SEEN_SIGNING, SEEN_DNS, SEEN_DOMAIN
 struct parse_state {
         struct config *c;
         struct config_domain *domain;   /* the [domain X] section being read */
+        char *domain_section;           /* its section name as written (the name may be U-labels) */
         char *err;
         size_t errlen;
         const char *text;               /* what the reader has not given inih yet */
@@ -88,6 +90,23 @@ static int fail(struct parse_state *s, const char *fmt, ...)
         va_end(ap);
         s->fail_line = s->line;
         return 0;  /* inih: stop, report this line */
+}
+
+/* A domain the file names (a section's, key_domain) in lowercase A-label
+ * form, the one form dkimsignd compares: U-labels ("bücher.example") are
+ * taken and converted (IDNA2008, dkim/idn.h).  NULL after fail(). */
+static char *domain_dup(struct parse_state *s, const char *what, const char *v)
+{
+        char a[DKIM_DOMAIN_SIZE];
+        const char *why = "";
+        char *p = NULL;
+        int r = dkim_domain_to_ascii(v, strlen(v), a, &why);
+
+        if (r == DKIMSIGN_E_NOMEM || (r == 0 && !(p = strdup(a))))
+                fail(s, "out of memory");
+        else if (r < 0)
+                fail(s, "%s'%s' is not a valid domain name: %s", what, v, why);
+        return p;
 }
 
 static char *lowercase_dup(const char *v)
@@ -830,10 +849,8 @@ static int handle_domain(struct parse_state *s, const char *name, const char *va
                 return ok;
         }
         if (strcmp(name, "key_domain") == 0) {
-                if (!dkim_domain_is_valid(value, strlen(value)))
-                        return fail(s, "'%s' is not a valid domain name", value);
-                d->key_domain = lowercase_dup(value);
-                return d->key_domain ? 1 : fail(s, "out of memory");
+                d->key_domain = domain_dup(s, "", value);
+                return d->key_domain != NULL;
         }
         if (strcmp(name, "headers") == 0)
                 return add_header_list(s, &lists->headers, value);
@@ -888,27 +905,43 @@ static int open_domain(struct parse_state *s, const char *section)
         struct config_domain *p;
         struct section_lists *l;
 
+        char prefix[INI_LINE_MAX + 8];
+        char *name;
+
         while (*dn == ' ')
                 dn++;
-        if (!dkim_domain_is_valid(dn, strlen(dn)))
-                return fail(s, "[%s]: '%s' is not a valid domain name", section, dn);
+        snprintf(prefix, sizeof(prefix), "[%s]: ", section);
+        name = domain_dup(s, prefix, dn);
+        if (!name)
+                return 0;
         for (size_t i = 0; i < c->ndomains; i++)
-                if (strcasecmp(c->domains[i].name, dn) == 0)
-                        return fail(s, "[domain %s] appears twice", dn);
-        if (c->ndomains >= CONFIG_DOMAINS_MAX)
+                if (strcmp(c->domains[i].name, name) == 0) {
+                        /* "bücher.example" and "xn--bcher-kva.example" too */
+                        fail(s, "[domain %s] appears twice", dn);
+                        free(name);
+                        return 0;
+                }
+        free(s->domain_section);
+        s->domain_section = strdup(section);
+        if (!s->domain_section) {
+                free(name);
+                return fail(s, "out of memory");
+        }
+        if (c->ndomains >= CONFIG_DOMAINS_MAX) {
+                free(name);
                 return fail(s, "too many [domain] sections (at most %d)", CONFIG_DOMAINS_MAX);
+        }
         l = realloc(s->domain_lists, (c->ndomains + 1) * sizeof(*l));
-        if (!l)
+        if (l)
+                s->domain_lists = l;
+        p = l ? realloc(c->domains, (c->ndomains + 1) * sizeof(*p)) : NULL;
+        if (!p) {
+                free(name);
                 return fail(s, "out of memory");
-        s->domain_lists = l;
+        }
         l[c->ndomains] = (struct section_lists) { 0 };
-        p = realloc(c->domains, (c->ndomains + 1) * sizeof(*p));
-        if (!p)
-                return fail(s, "out of memory");
         c->domains = p;
-        p[c->ndomains] = (struct config_domain) { .name = lowercase_dup(dn) };
-        if (!p[c->ndomains].name)
-                return fail(s, "out of memory");
+        p[c->ndomains] = (struct config_domain) { .name = name };   /* transferred */
         s->domain = &p[c->ndomains++];
         s->seen[SEEN_DOMAIN].n = 0;
         return 1;
@@ -979,8 +1012,9 @@ static int handler(void *user, const char *section, const char *name, const char
         if (strcmp(section, "dns") == 0)
                 return handle_key(s, section, &s->seen[SEEN_DNS], handle_dns, name, value);
         if (strncmp(section, "domain ", 7) == 0) {
-                /* inih calls us per key; a section is new when its name changes. */
-                if (!s->domain || strcasecmp(s->domain->name, section + 7 + strspn(section + 7, " ")) != 0)
+                /* inih calls us per key; a section is new when its name
+                 * changes (as written: the name kept is its A-label form). */
+                if (!s->domain || strcmp(s->domain_section, section) != 0)
                         if (!open_domain(s, section))
                                 return 0;
                 return handle_key(s, section, &s->seen[SEEN_DOMAIN], handle_domain, name, value);
@@ -1360,6 +1394,7 @@ out:
         for (size_t i = 0; i < ndomains; i++)
                 section_lists_clear(&s.domain_lists[i]);
         free(s.domain_lists);
+        free(s.domain_section);
         config_free(c);
         return r;
 }

@@ -100,6 +100,27 @@ static void test_values(void **state)
         config_free(c);
 }
 
+/* Domains are kept, and found, in A-label form, whichever form the file
+ * wrote them in (RFC 8616: the form d= and DNS use). */
+static void test_idn_domains(void **state)
+{
+        struct config *c = parse_ok(TOKEN "[domain B\xc3\x9c" "CHER.example]\nkey_domain = mail.b\xc3\xbc" "cher.example\n"
+                                    "allow = *\nsubdomains = yes\n"
+                                    "[domain xn--fa-hia.de]\nselectors = a\n");
+        const struct config_domain *d = config_find_domain(c, "xn--bcher-kva.example");
+
+        (void) state;
+        assert_int_equal(c->ndomains, 2);
+        assert_non_null(d);
+        assert_string_equal(d->name, "xn--bcher-kva.example");
+        assert_string_equal(d->key_domain, "mail.xn--bcher-kva.example");
+        assert_true(d->subdomains && d->allow.set);
+        assert_ptr_equal(config_domain_for(c, "shop.xn--bcher-kva.example"), d);
+        assert_null(config_find_domain(c, "b\xc3\xbc" "cher.example"));
+        assert_non_null(config_find_domain(c, "xn--fa-hia.de"));
+        config_free(c);
+}
+
 /* config_parse asks no one: a name stays a name until config_resolve,
  * which looks it up and names the line of one that does not exist. */
 static void test_names_resolved_apart(void **state)
@@ -188,6 +209,13 @@ static void test_refusals_name_the_line(void **state)
                 { TOKEN "[signing]\nheaders = from, caf\xc3\xa9\n", "not a valid header field name" },
                 { TOKEN "[domain not_a domain]\nselectors = a\n", "not a valid domain name" },
                 { TOKEN "[domain a.example]\nselectors = a\n[domain a.example]\nselectors = b\n", "appears twice" },
+                /* one domain, as U-labels and as A-labels */
+                { TOKEN "[domain b\xc3\xbc" "cher.example]\nselectors = a\n[domain xn--bcher-kva.example]\n"
+                  "selectors = b\n", "line 7: [domain xn--bcher-kva.example] appears twice" },
+                { TOKEN "[domain a\xe2\x80\x8d" "b.example]\nselectors = a\n", "line 5: [domain a\xe2\x80\x8d"
+                  "b.example]: 'a\xe2\x80\x8d" "b.example' is not a valid domain name: it contains a joiner" },
+                { TOKEN "[domain a.example]\nkey_domain = xn--zz.example\n", "line 5: 'xn--zz.example' is not a "
+                  "valid domain name: an xn-- label is not a valid A-label" },
                 { "[token]\nlabel = t\n", "needs 'module' and 'label'" },
                 { TOKEN "[token]\nmodule = /again\n", "set twice" },
                 { TOKEN "[daemon]\nallow = user:no-such-user-here\n", "no such user" },
@@ -718,6 +746,7 @@ int main(void)
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_shipped_example_parses),
                 cmocka_unit_test(test_values),
+                cmocka_unit_test(test_idn_domains),
                 cmocka_unit_test(test_names_resolved_apart),
                 cmocka_unit_test(test_allow_lists),
                 cmocka_unit_test(test_lifecycle),
