@@ -249,11 +249,12 @@ static int print_json(const struct check_result *res, enum dns_verdict worst, bo
         for (size_t i = 0; selectors && i < res->nsel; i++)
                 ctl_json_push(&selectors, json_selector(res, &res->sel[i]));
         return ctl_json_out(json_pack(
-                "{s:o, s:o, s:s, s:b, s:i,"
+                "{s:o, s:o, s:o, s:s, s:b, s:i,"
                 " s:{s:s, s:o, s:I, s:I, s:o, s:o},"
                 " s:{s:s, s:o, s:o},"
                 " s:{s:s, s:o, s:o, s:o, s:o}}",
                 "domain", ctl_json_text(res->domain),
+                "domain_unicode", json_domain_unicode(res->domain),
                 "resolver", ctl_json_text(res->resolver),
                 "verdict", dns_verdict_name(worst),
                 "incomplete", incomplete,
@@ -291,7 +292,9 @@ static void print_text(const struct check_result *res, bool incomplete)
 {
         unsigned errors = 0, warnings = 0;
 
-        printf("DNS check of %s (resolver: %s)\n\n", res->domain, res->resolver);
+        char show[DOMAIN_SHOW_SIZE];
+
+        printf("DNS check of %s (resolver: %s)\n\n", domain_show(res->domain, show), res->resolver);
         printf("SPF  [%s]\n", dns_verdict_name(dns_findings_worst(&res->spf_f)));
         if (res->spf.record) {
                 fputs("  record:   ", stdout);
@@ -351,21 +354,6 @@ static int exit_status(const struct check_result *res, bool *ret_incomplete)
         return warning ? CTL_CHECK_EXIT_WARNINGS : 0;
 }
 
-/* A domain name from the command line, lowercased into out. */
-static int domain_arg(const char *arg, char *out, size_t outlen)
-{
-        size_t len = strlen(arg);
-
-        if (len > 0 && arg[len - 1] == '.')
-                len--;   /* "example.com." is the same name */
-        if (len >= outlen || !dkim_domain_is_valid(arg, len))
-                return ctl_report(EXIT_USAGE, "'%s' is not a valid domain name", arg);
-        for (size_t i = 0; i < len; i++)
-                out[i] = (char) (arg[i] >= 'A' && arg[i] <= 'Z' ? arg[i] + 32 : arg[i]);
-        out[len] = '\0';
-        return 0;
-}
-
 int ctl_check(const struct config *c, struct hsm *h, const char *domain_in, const char *resolver, bool json)
 {
         char domain[DNS_NAME_MAX + 1];
@@ -376,7 +364,7 @@ int ctl_check(const struct config *c, struct hsm *h, const char *domain_in, cons
         bool incomplete;
         int rc, status;
 
-        status = domain_arg(domain_in, domain, sizeof(domain));
+        status = domain_arg(domain_in, domain);
         if (status)
                 return status;
         if (!resolver || !*resolver)
@@ -451,8 +439,9 @@ static int print_suggestions_json(const char *domain, const struct suggestion *s
 
         for (size_t i = 0; records && i < n; i++)
                 ctl_json_push(&records, json_suggestion(&sugg[i]));
-        return ctl_json_out(json_pack("{s:o, s:o, s:I}",
+        return ctl_json_out(json_pack("{s:o, s:o, s:o, s:I}",
                                       "domain", ctl_json_text(domain),
+                                      "domain_unicode", json_domain_unicode(domain),
                                       "records", records,
                                       "retired_keys_skipped", (json_int_t) skipped));
 }
@@ -477,7 +466,7 @@ int ctl_records(const struct config *c, struct hsm *h, const char *domain_in, bo
         int rc, status;
 
         (void) c;
-        status = domain_arg(domain_in, domain, sizeof(domain));
+        status = domain_arg(domain_in, domain);
         if (status)
                 return status;
         rc = keytab_load(h, c, &t);
@@ -535,7 +524,9 @@ int ctl_records(const struct config *c, struct hsm *h, const char *domain_in, bo
         if (json) {
                 status = print_suggestions_json(domain, sugg, n, skipped);
         } else {
-                printf("; Records to publish for %s\n\n", domain);
+                char show[DOMAIN_SHOW_SIZE];
+
+                printf("; Records to publish for %s\n\n", domain_show(domain, show));
                 for (size_t i = 0; i < n; i++)
                         print_suggestion_text(&sugg[i]);
                 if (nsel == skipped)

@@ -15,6 +15,7 @@
 
 #include "ctl/ctl.h"
 #include "protocol/dkimsign-errors.h"
+#include "dkim/idn.h"
 #include "dkim/record.h"
 #include "util/fileperm.h"
 
@@ -163,12 +164,44 @@ int check_name_options(const struct options *o, const char *cmd)
 {
         if (!o->domain || !o->selector)
                 return usage_error("%s needs --domain and --selector", cmd);
-        if (!dkim_domain_is_valid(o->domain, strlen(o->domain)))
-                return usage_error("'%s' is not a valid domain name", o->domain);
         if (!selector_is_valid(o->selector))
                 return usage_error("'%s' is not a valid selector (letters, digits, '-', dot-separated)",
                                    o->selector);
         return 0;
+}
+
+int domain_arg(const char *arg, char ret[DKIM_DOMAIN_SIZE])
+{
+        size_t len = strlen(arg);
+        const char *why = "";
+        int r;
+
+        if (len > 1 && arg[len - 1] == '.')
+                len--;   /* "example.com." is the same name */
+        r = dkim_domain_to_ascii(arg, len, ret, &why);
+        if (r == DKIMSIGN_E_NOMEM)
+                return die("out of memory");
+        if (r < 0)
+                return usage_error("'%s' is not a valid domain name: %s", arg, why);
+        return 0;
+}
+
+const char *domain_show(const char *domain, char ret[DOMAIN_SHOW_SIZE])
+{
+        char u[DKIM_IDN_UNICODE_SIZE];
+
+        if (dkim_domain_to_unicode(domain, u, sizeof(u)))
+                snprintf(ret, DOMAIN_SHOW_SIZE, "%s (%s)", domain, u);
+        else
+                snprintf(ret, DOMAIN_SHOW_SIZE, "%s", domain);
+        return ret;
+}
+
+json_t *json_domain_unicode(const char *domain)
+{
+        char u[DKIM_IDN_UNICODE_SIZE];
+
+        return ctl_json_text(dkim_domain_to_unicode(domain, u, sizeof(u)) ? u : domain);
 }
 
 int make_label(const char *selector, const char *domain, char *label, size_t size)
@@ -190,6 +223,13 @@ int print_record(const struct hsm_key *k, const char *label)
         if (r == 0)
                 r = dkim_record_zone_value((const char *) text.data, text.len, &zone);
         if (r == 0) {
+                const char *domain = strstr(label, "._domainkey.");
+                char show[DOMAIN_SHOW_SIZE];
+
+                /* An internationalized domain's record is named by its
+                 * A-labels: say which domain that is. */
+                if (domain && strchr(domain_show(domain + strlen("._domainkey."), show), ' '))
+                        printf("; for %s\n", show);
                 printf("%s. IN TXT %.*s\n", label, (int) zone.len, (const char *) zone.data);
                 printf("; as one string:\n; %.*s\n", (int) text.len, (const char *) text.data);
         }

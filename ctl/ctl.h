@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 
 #include "ctl/json.h"
+#include "dkim/idn.h"
 #include "keys/config.h"
 #include "hsm/hsm.h"
 #include "keys/keys.h"
@@ -95,6 +96,18 @@ struct key_listing {
 };
 
 int check_name_options(const struct options *o, const char *cmd);
+/* A domain from the command line (--domain, a DOMAIN operand) in lowercase
+ * A-label form into ret: U-labels are taken (IDNA2008, dkim/idn.h), a final
+ * dot dropped.  0, or EXIT_USAGE after saying why it is no domain name. */
+int domain_arg(const char *arg, char ret[DKIM_DOMAIN_SIZE]);
+/* domain as dkimsignctl shows it: an internationalized one in both forms,
+ * "xn--bcher-kva.example (bücher.example)", any other alone.  Into ret;
+ * returns it. */
+#define DOMAIN_SHOW_SIZE (DKIM_DOMAIN_SIZE + DKIM_IDN_UNICODE_SIZE + 3)
+const char *domain_show(const char *domain, char ret[DOMAIN_SHOW_SIZE]);
+/* --json's "domain_unicode": domain's U-label form, or domain itself when
+ * it has none (a new reference; NULL when out of memory). */
+json_t *json_domain_unicode(const char *domain);
 const char *date_show(const char *d, char ret[11]);
 int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fingerprint(EVP_PKEY *pub, char ret[FINGERPRINT_SIZE]);

@@ -180,9 +180,10 @@ static json_t *list_key_json(const struct signer_key *k, const struct ctl_key_li
 {
         const struct hsm_key *key = k->key;
 
-        return json_pack("{s:o, s:o, s:s, s:I, s:s, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:b, s:b, s:b,"
+        return json_pack("{s:o, s:o, s:o, s:s, s:I, s:s, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:b, s:b, s:b,"
                          " s:o, s:o, s:b}",
                          "domain", ctl_json_text(k->domain),
+                         "domain_unicode", json_domain_unicode(k->domain),
                          "selector", ctl_json_text(k->selector),
                          "algorithm", hsm_alg_name(key->alg),
                          "bits", (json_int_t) key->bits,
@@ -267,13 +268,24 @@ static void list_uses(const struct keytab *t)
         }
 }
 
+/* Characters, not octets, for lining up columns: a U-label is UTF-8. */
+static int width(const char *s)
+{
+        int n = 0;
+
+        for (; *s; s++)
+                n += ((unsigned char) *s & 0xc0) != 0x80;
+        return n;
+}
+
 static void list_table(const struct keytab *t, const struct ctl_key_life *life, char (*fps)[FINGERPRINT_SIZE])
 {
         int dw = (int) strlen("DOMAIN"), sw = (int) strlen("SELECTOR");
+        char show[DOMAIN_SHOW_SIZE];
 
         for (size_t i = 0; i < t->count; i++) {
-                if ((int) strlen(t->keys[i].domain) > dw)
-                        dw = (int) strlen(t->keys[i].domain);
+                if (width(domain_show(t->keys[i].domain, show)) > dw)
+                        dw = width(show);
                 if ((int) strlen(t->keys[i].selector) > sw)
                         sw = (int) strlen(t->keys[i].selector);
         }
@@ -283,7 +295,8 @@ static void list_table(const struct keytab *t, const struct ctl_key_life *life, 
                 const struct signer_key *k = &t->keys[i];
                 char created[11];
 
-                printf("%-*s %-*s %-9s %4u %-9s %-10s %-9s %s\n", dw, k->domain, sw, k->selector,
+                domain_show(k->domain, show);
+                printf("%s%*s %-*s %-9s %4u %-9s %-10s %-9s %s\n", show, dw - width(show), "", sw, k->selector,
                        hsm_alg_name(k->key->alg), k->key->bits,
                        k->key->refused ? "refused" : key_state_name(life[i].state),
                        k->key->created[0] ? date_show(k->key->created, created) : "-",

@@ -186,6 +186,16 @@ int main(int argc, char **argv)
                 if (o.given & ~cmd->opts & (1u << i))
                         return usage_error("%s does not take %s (see dkimsignctl %s --help)", cmd->name,
                                            opt_names[i], cmd->name);
+        /* Every command sees --domain in A-label form, the form of the
+         * token's key names, the configuration and DNS. */
+        if (o.domain) {
+                static char domain[DKIM_DOMAIN_SIZE];
+
+                status = domain_arg(o.domain, domain);
+                if (status)
+                        return status;
+                o.domain = domain;
+        }
         o.args = argv + optind + 1;
         o.nargs = (size_t) (argc - optind - 1);
         if (o.nargs < cmd->min_args || o.nargs > cmd->max_args) {
