@@ -24,16 +24,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import BUILD, SOFTHSM, Sandbox, binary, dkimpy_verify, run, signature_fields, tags  # noqa: E402
-
-TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
-VERIFIERS = {
-    "dkimpy": ["/usr/bin/python3", os.path.join(TOOLS, "dkimpy-verify.py")],
-    "mail-dkim": ["/usr/bin/perl", os.path.join(TOOLS, "maildkim-verify.pl")],
-}
-OPENDKIM_VERIFY = os.path.join(BUILD, "tests", "tools", "opendkim-verify")
-if os.path.exists(OPENDKIM_VERIFY):
-    VERIFIERS["opendkim"] = [OPENDKIM_VERIFY]
+from harness import (SOFTHSM, VERIFIERS, Sandbox, binary, dkimpy_verify, run, signature_fields,  # noqa: E402
+                     tags, verify_files)
 
 MESSAGE = (b"From: Alice <alice@example.com>\r\n"
            b"To: bob@example.net\r\n"
@@ -637,17 +629,6 @@ def opendkim_record(path):
         return "".join(re.findall(r'"([^"]*)"', f.read()))
 
 
-def verify(files, keytable):
-    verdicts = {}
-    for name, cmd in VERIFIERS.items():
-        p = subprocess.run(cmd + ["--keytable", keytable] + files, capture_output=True, text=True, timeout=300)
-        assert p.returncode == 0, f"{name}: {p.stderr}"
-        for line in p.stdout.splitlines():
-            path, _, v = line.partition("\t")
-            verdicts[(name, path)] = v.split(",")
-    return verdicts
-
-
 def test_opendkim_migration():
     assert shutil.which("opendkim-genkey"), "opendkim-genkey (opendkim-tools) is needed"
     with Sandbox() as b:
@@ -726,7 +707,7 @@ def test_opendkim_migration():
             with open(path, "wb") as f:
                 f.write(p.stdout)
             files.append(path)
-        verdicts = verify(files, keytable_file)
+        verdicts = verify_files(files, keytable_file)
         for name in VERIFIERS:
             for path in files:
                 assert verdicts[(name, path)] == ["pass"], (name, path, verdicts[(name, path)])

@@ -30,6 +30,17 @@ CORPUS = os.environ.get("DKIMSIGN_CORPUS",
                         os.path.join(os.path.dirname(__file__), "..", "data", "corpus"))
 # Extra command prefix for the daemon, e.g. "valgrind --leak-check=full".
 DAEMON_WRAPPER = os.environ.get("DKIMSIGN_DAEMON_WRAPPER", "").split()
+# The independent verifiers of tests/tools, each a program of its own with
+# one interface (--keytable FILE MSGFILE...): python3-dkim, Mail::DKIM and,
+# when it was built, OpenDKIM's library.
+TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
+VERIFIERS = {
+    "dkimpy": ["/usr/bin/python3", os.path.join(TOOLS, "dkimpy-verify.py")],
+    "mail-dkim": ["/usr/bin/perl", os.path.join(TOOLS, "maildkim-verify.pl")],
+}
+OPENDKIM_VERIFY = os.path.join(BUILD, "tests", "tools", "opendkim-verify")
+if os.path.exists(OPENDKIM_VERIFY):
+    VERIFIERS["opendkim"] = [OPENDKIM_VERIFY]
 
 
 def binary(name):
@@ -197,8 +208,12 @@ class Sandbox:
         args = ["keygen", "--domain", domain, "--selector", selector, "--algorithm", algorithm]
         if bits:
             args += ["--bits", str(bits)]
-        self.ctl(*args)
-        self.keytable[f"{selector}._domainkey.{domain}".lower()] = self.dns_record(domain, selector)
+        out = self.ctl(*args).stdout
+        # The key's DNS name as dkimsignctl made it: an internationalized
+        # domain's is in A-label form.
+        m = re.search(r" key (\S+) on token", out)
+        name = m.group(1) if m else f"{selector}._domainkey.{domain}".lower()
+        self.keytable[name] = self.dns_record(domain, selector)
 
     def dns_record(self, domain, selector):
         out = self.ctl("dns-record", "--domain", domain, "--selector", selector).stdout
@@ -299,6 +314,19 @@ def dkimpy_verify(message, keytable, index=0):
 
     d = dkim.DKIM(to_crlf(message), minkey=1024)
     return d.verify(idx=index, dnsfunc=dnsfunc)
+
+
+def verify_files(files, keytable):
+    """Every verifier of VERIFIERS on the message files, DNS answered from
+    the keytable file: {(verifier, path): [a verdict per signature]}."""
+    verdicts = {}
+    for name, cmd in VERIFIERS.items():
+        p = subprocess.run(cmd + ["--keytable", keytable] + files, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, f"{name}: {p.stderr}"
+        for line in p.stdout.splitlines():
+            path, _, v = line.partition("\t")
+            verdicts[(name, path)] = v.split(",")
+    return verdicts
 
 
 def signature_fields(message):
