@@ -145,6 +145,12 @@ static void test_org_domains(void **state)
         assert_string_equal(dns_org_domain("co.uk"), "co.uk");
         assert_true(dns_same_org("a.example.com", "example.com"));
         assert_false(dns_same_org("c.co.uk", "d.co.uk"));
+        /* Domains are compared in A-label form (an EAI From domain is
+         * converted): the list's internationalized suffixes still count,
+         * 公司.cn being one. */
+        assert_string_equal(dns_org_domain("mail.shop.xn--55qx5d.cn"), "shop.xn--55qx5d.cn");
+        assert_false(dns_same_org("a.xn--55qx5d.cn", "b.xn--55qx5d.cn"));
+        assert_true(dns_same_org("post.xn--bcher-kva.example", "xn--bcher-kva.example"));
 }
 
 static int teardown(void **state)
