@@ -21,6 +21,7 @@
 #include "protocol/buf.h"
 #include "dkim/canon.h"
 #include "dkim/header.h"
+#include "dkim/idn.h"
 #include "client/dkimsign.h"
 #include "protocol/frame.h"
 #include "protocol/msg.h"
@@ -525,6 +526,22 @@ static int message_finish(dkimsign_message *m)
         if (r == 0)
                 m->state = FINISHED;
         return r == DKIMSIGN_E_NOSPACE ? DKIMSIGN_E_TOO_LARGE : r;
+}
+
+PUBLIC int dkimsign_domain_to_ascii(const char *domain, char *ret, size_t size)
+{
+        char a[DKIM_DOMAIN_SIZE];
+        int r;
+
+        if (!domain || !ret)
+                return DKIMSIGN_E_FORMAT;
+        r = dkim_domain_to_ascii(domain, strlen(domain), a, NULL);
+        if (r < 0)
+                return r;
+        if (strlen(a) >= size)
+                return DKIMSIGN_E_NOSPACE;
+        memcpy(ret, a, strlen(a) + 1);
+        return 0;
 }
 
 /* The header block as collected so far, parsed as dkimsignd parses it.

@@ -117,6 +117,15 @@ int dkimsign_message_write_body(dkimsign_message *m, const void *data, size_t le
  * DKIMSIGN_E_NOSPACE (size too small). */
 int dkimsign_message_from_domain(const dkimsign_message *m, char *ret, size_t size);
 
+/* domain (NUL-terminated: ASCII, or UTF-8 with U-labels) in lowercase
+ * A-label form, the form dkimsign_message_from_domain gives and dkimsignd
+ * compares and signs for (IDNA2008, UTS #46 non-transitional; RFC 8616):
+ * for a caller's own list of domains.  Copied with its NUL into ret (size
+ * octets; 254 hold any domain).  0; DKIMSIGN_E_FORMAT (no domain name),
+ * DKIMSIGN_E_IDN (an internationalized name IDNA2008 refuses),
+ * DKIMSIGN_E_NOSPACE (size too small). */
+int dkimsign_domain_to_ascii(const char *domain, char *ret, size_t size);
+
 /* Finish the message and ask the daemon for its signature(s).  *ret_fields
  * gets one or more complete "DKIM-Signature: ..." fields, each ending in
  * CRLF, NUL-terminated; free() it.  Reconnects once if the connection was

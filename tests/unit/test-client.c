@@ -344,6 +344,9 @@ static void test_from_domain(void **state)
                 { { "From", " a@a.example", "FROM" }, DKIMSIGN_E_MULTI_FROM, NULL },
                 { { "From", " undisclosed:;" }, DKIMSIGN_E_FORMAT, NULL },
                 { { "From", " a@[192.0.2.1]" }, DKIMSIGN_E_FORMAT, NULL },
+                /* RFC 6532 mail: the A-label form the daemon signs for. */
+                { { "From", " J\xc3\xb6rg <j\xc3\xb6rg@B\xc3\xbc" "cher.example>" }, 0, "xn--bcher-kva.example" },
+                { { "From", " joe@a\xe2\x80\x8d" "b.example" }, DKIMSIGN_E_IDN, NULL },
         };
         char domain[254];
 
@@ -371,6 +374,23 @@ static void test_from_domain(void **state)
         dkimsign_message_free(m);
 }
 
+/* A caller's own domains in the form the From domain comes in. */
+static void test_domain_to_ascii(void **state)
+{
+        char out[254];
+
+        (void) state;
+        assert_int_equal(dkimsign_domain_to_ascii("B\xc3\xbc" "cher.Example", out, sizeof(out)), 0);
+        assert_string_equal(out, "xn--bcher-kva.example");
+        assert_int_equal(dkimsign_domain_to_ascii("Example.COM", out, sizeof(out)), 0);
+        assert_string_equal(out, "example.com");
+        assert_int_equal(dkimsign_domain_to_ascii("b\xc3\xbc" "cher.example", out, 21), DKIMSIGN_E_NOSPACE);
+        assert_int_equal(dkimsign_domain_to_ascii("b\xc3\xbc" "cher.example", out, 22), 0);
+        assert_int_equal(dkimsign_domain_to_ascii("ex_ample.com", out, sizeof(out)), DKIMSIGN_E_FORMAT);
+        assert_int_equal(dkimsign_domain_to_ascii("\xe2\x98\x83.example", out, sizeof(out)), DKIMSIGN_E_IDN);
+        assert_int_equal(dkimsign_domain_to_ascii(NULL, out, sizeof(out)), DKIMSIGN_E_FORMAT);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -380,6 +400,7 @@ int main(void)
                 cmocka_unit_test(test_fields_after_write_refused),
                 cmocka_unit_test(test_raw_field_over_limit),
                 cmocka_unit_test(test_from_domain),
+                cmocka_unit_test(test_domain_to_ascii),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
