@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "client/dkimsign.h"
 #include "client/milter-decide.h"
 
 #define SEPARATORS ", \t"
@@ -56,30 +57,19 @@ bool milter_macro_ok(const char *s, size_t max)
         return true;
 }
 
-/* LDH labels of 1 to 63 octets, no hyphen at a label's ends, 253 octets at
- * most, no trailing dot. */
-static bool domain_ok(const char *s, size_t len)
+/* A domain of the map, ASCII or U-labels, into ret (MILTER_DOMAIN_MAX + 1
+ * octets) in lowercase A-label form: the form dkimsign_message_from_domain
+ * gives the From domain in, so an EAI domain written either way matches.
+ * False when it is no domain name. */
+static bool map_domain(const char *s, size_t len, char *ret)
 {
-        size_t label = 0;
+        char in[4 * MILTER_DOMAIN_MAX + 1];   /* a U-label form's octets */
 
-        if (len == 0 || len > MILTER_DOMAIN_MAX)
+        if (len == 0 || len >= sizeof(in))
                 return false;
-        for (size_t i = 0; i < len; i++) {
-                char c = s[i];
-
-                if (c == '.') {
-                        if (label == 0 || s[i - 1] == '-')
-                                return false;
-                        label = 0;
-                } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                           (c == '-' && label > 0)) {
-                        if (++label > 63)
-                                return false;
-                } else {
-                        return false;
-                }
-        }
-        return s[len - 1] != '-' && s[len - 1] != '.';
+        memcpy(in, s, len);
+        in[len] = '\0';
+        return dkimsign_domain_to_ascii(in, ret, MILTER_DOMAIN_MAX + 1) == 0;
 }
 
 /* ---- networks ---- */
@@ -355,7 +345,7 @@ static const struct login_rule *find_rule(const struct login_map *m, const char 
 bool milter_login_may_sign(const struct milter_policy *p, const char *login, const char *domain, char *why,
                            size_t whylen)
 {
-        char key[MILTER_LOGIN_MAX + 1];
+        char key[MILTER_LOGIN_MAX + 1], at_domain[MILTER_DOMAIN_MAX + 2];
         const struct login_rule *r;
         const char *at;
         size_t n = strlen(login);
@@ -367,6 +357,12 @@ bool milter_login_may_sign(const struct milter_policy *p, const char *login, con
         for (size_t i = 0; i <= n; i++)
                 key[i] = ascii_lower(login[i]);
         at = strrchr(key, '@');
+        /* The login's domain in the map's form: "jörg@bücher.example"
+         * owns xn--bcher-kva.example. */
+        if (at && at != key && map_domain(at + 1, strlen(at + 1), at_domain + 1)) {
+                at_domain[0] = '@';
+                at = at_domain;
+        }
         if (p->login_owns_domain && at && at != key && strcmp(at + 1, domain) == 0) {
                 say(why, whylen, "login %s owns the From domain", login);
                 return true;
@@ -452,6 +448,7 @@ static int parse_line(struct login_map *m, size_t *cap, const char *s, size_t le
                       size_t whylen)
 {
         const char *end = s + len, *login;
+        char at_domain[MILTER_DOMAIN_MAX + 2];
         size_t login_len, n = 0;
 
         while (s < end && (*s == ' ' || *s == '\t'))
@@ -466,13 +463,19 @@ static int parse_line(struct login_map *m, size_t *cap, const char *s, size_t le
                 say(why, whylen, "line %u: a login longer than %d octets", line, MILTER_LOGIN_MAX);
                 return -1;
         }
-        if (login[0] == '@' && !domain_ok(login + 1, login_len - 1)) {
-                say(why, whylen, "line %u: \"%.*s\" is no @domain", line, (int) login_len, login);
-                return -1;
+        if (login[0] == '@') {
+                if (!map_domain(login + 1, login_len - 1, at_domain + 1)) {
+                        say(why, whylen, "line %u: \"%.*s\" is no @domain", line, (int) login_len, login);
+                        return -1;
+                }
+                at_domain[0] = '@';
+                login = at_domain;
+                login_len = strlen(at_domain);
         }
         for (;;) {
+                char domain[MILTER_DOMAIN_MAX + 3];
                 const char *d;
-                size_t dl;
+                size_t dl, wild;
 
                 while (s < end && strchr(SEPARATORS, *s))
                         s++;
@@ -482,12 +485,14 @@ static int parse_line(struct login_map *m, size_t *cap, const char *s, size_t le
                 while (s < end && !strchr(SEPARATORS, *s))
                         s++;
                 dl = (size_t) (s - d);
-                if (!(dl > 2 && d[0] == '*' && d[1] == '.' ? domain_ok(d + 2, dl - 2) : domain_ok(d, dl))) {
+                wild = dl > 2 && d[0] == '*' && d[1] == '.' ? 2 : 0;
+                if (!map_domain(d + wild, dl - wild, domain + wild)) {
                         say(why, whylen, "line %u: \"%.*s\" is no domain (DOMAIN or *.DOMAIN)", line,
                             (int) (dl > 300 ? 300 : dl), d);
                         return -1;
                 }
-                if (add_rule(m, cap, login, login_len, d, dl, line) < 0) {
+                memcpy(domain, "*.", wild);
+                if (add_rule(m, cap, login, login_len, domain, strlen(domain), line) < 0) {
                         say(why, whylen, "line %u: %s", line,
                             m->n == LOGIN_MAP_MAX_RULES ? "more rules than the map may hold" : "out of memory");
                         return -1;

@@ -125,7 +125,10 @@ static const char map_text[] =
         "@ops.example      ops.example,ops.test\r\n"
         "@a.example        a-news.example\n"
         "CAROL@A.EXAMPLE   D.Example\n"
-        "@wild.example     *.wild.example\n";
+        "@wild.example     *.wild.example\n"
+        /* Internationalized domains, U-labels or A-labels: kept as A-labels. */
+        "@b\xc3\xbc" "cher.example  *.b\xc3\xbc" "cher.example, xn--fa-hia.de\n"
+        "shop              xn--bcher-kva.example\n";
 
 static const struct login_case {
         bool owns;              /* login_owns_domain */
@@ -160,6 +163,17 @@ static const struct login_case {
         { true, "@ops.example", "ops.example", false, "may not sign" },
         { true, "mallory@x.ops.example", "ops.test", false, "may not sign" },
         { true, "ops.example", "ops.test", false, "may not sign" },
+        /* The From domain comes in A-label form (dkimsign_message_from_domain);
+         * a login's and the map's domains match it in either form. */
+        { true, "j\xc3\xb6rg@b\xc3\xbc" "cher.example", "xn--bcher-kva.example", true, "owns the From domain" },
+        { true, "j\xc3\xb6rg@B\xc3\x9c" "CHER.example", "xn--bcher-kva.example", true, "owns" },
+        { true, "joe@xn--bcher-kva.example", "xn--bcher-kva.example", true, "owns" },
+        { false, "j\xc3\xb6rg@b\xc3\xbc" "cher.example", "post.xn--bcher-kva.example", true,
+          "line 9 (@xn--bcher-kva.example *.xn--bcher-kva.example)" },
+        { false, "joe@xn--bcher-kva.example", "xn--fa-hia.de", true, "line 9" },
+        { false, "j\xc3\xb6rg@b\xc3\xbc" "cher.example", "xn--bcher-kva.example", false, "may not sign" },
+        { false, "shop", "xn--bcher-kva.example", true, "line 10" },
+        { true, "joe@a\xe2\x80\x8d" "b.example", "xn--bcher-kva.example", false, "may not sign" },
 };
 
 static void test_login_may_sign(void **state)
@@ -169,7 +183,7 @@ static void test_login_may_sign(void **state)
 
         (void) state;
         assert_int_equal(login_map_parse(map_text, strlen(map_text), &m, why, sizeof(why)), 0);
-        assert_int_equal(m->n, 8);
+        assert_int_equal(m->n, 11);
         for (size_t i = 0; i < sizeof(login_cases) / sizeof(login_cases[0]); i++) {
                 const struct login_case *t = &login_cases[i];
                 struct milter_policy p = { .login_owns_domain = t->owns, .logins = m };
@@ -208,6 +222,8 @@ static const struct {
         { "alice b_x.example\n", "is no domain" },
         { "@ b.example\n", "line 1: \"@\" is no @domain" },
         { "@a..example b.example\n", "is no @domain" },
+        { "alice a\xe2\x80\x8d" "b.example\n", "line 1: \"a\xe2\x80\x8d" "b.example\" is no domain" },
+        { "@xn--zz.example b.example\n", "is no @domain" },
         { "alice b.example\x01\n", "line 1: a control character or NUL" },
         { "x y.example\nalice b.example\0c.example\n", "line 2: a control character or NUL" },
         { "alice b.example\r\r\n", "line 1: a control character" },
@@ -223,7 +239,7 @@ static void test_map_parse(void **state)
                 char why[300] = "";
                 int r;
 
-                if (i == 16)
+                if (i == 18)
                         len = sizeof("x y.example\nalice b.example\0c.example\n") - 1;
                 r = login_map_parse(map_files[i].text, len, &m, why, sizeof(why));
                 if (map_files[i].error ? r != -1 || m || !strstr(why, map_files[i].error) : r != 0 || !m) {
