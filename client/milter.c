@@ -26,6 +26,14 @@
  * An MTA that does not grant it drops that whitespace, which simple header
  * canonicalization would sign wrongly: header fields are then signed with
  * relaxed canonicalization, and that is logged once.
+ *
+ * What the MTA changes after the milter is what it would break: mta =
+ * postfix | sendmail | other picks a profile (client/milter-mta.h).  A
+ * line longer than the MTA sends unbroken, an 8-bit body the MTA may
+ * convert, an address without a domain the MTA qualifies: the message
+ * passes unsigned with one info line saying which.  A Date or Message-ID
+ * the MTA would add after signing (Sendmail) the milter adds itself, and
+ * signs.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -53,6 +61,7 @@
 #include "dkimsign-build.h"
 #include "client/dkimsign.h"
 #include "client/milter-decide.h"
+#include "client/milter-mta.h"
 #include "util/fileperm.h"
 #include "util/log.h"
 
@@ -74,6 +83,9 @@ struct milter_config {
         enum dkimsign_canon header_canon, body_canon;
         int log_level;
         int timeout;            /* seconds, the MTA connection (libmilter) */
+        struct milter_mta mta;  /* mta, then line_limit and converts_8bit */
+        long line_limit;        /* -1: the profile's */
+        int converts_8bit;      /* -1: the profile's */
         char error[160];
 };
 
@@ -83,6 +95,9 @@ static struct milter_config cfg = {
         .body_canon = DKIMSIGN_CANON_RELAXED,
         .log_level = LOG_INFO,
         .timeout = 300,
+        .mta = { "postfix", 998, true, false, false },
+        .line_limit = -1,
+        .converts_8bit = -1,
 };
 
 /* ---- configuration ---- */
@@ -188,6 +203,20 @@ static int config_handler(void *user, const char *section, const char *name, con
                 }
         } else if (strcmp(name, "canonicalization") == 0) {
                 r = dkimsign_canon_parse(value, &c->header_canon, &c->body_canon);
+        } else if (strcmp(name, "mta") == 0) {
+                r = milter_mta_profile(value, &c->mta);
+        } else if (strcmp(name, "line_limit") == 0) {
+                char *end;
+
+                errno = 0;
+                c->line_limit = strtol(value, &end, 10);
+                r = !errno && end != value && *end == 0 && c->line_limit >= 0 && c->line_limit <= 1000000 ? 0 : -1;
+        } else if (strcmp(name, "converts_8bit") == 0) {
+                bool b = false;
+
+                r = parse_bool(value, &b);
+                if (r == 0)
+                        c->converts_8bit = b;
         } else if (strcmp(name, "log_level") == 0) {
                 r = parse_level(value, &c->log_level);
         } else if (strcmp(name, "timeout") == 0) {
@@ -286,6 +315,11 @@ static int milter_config_load(const char *path, bool must_exist)
                         return -1;
                 }
         }
+        /* The overrides apply to whichever profile, wherever mta = stood. */
+        if (cfg.line_limit >= 0)
+                cfg.mta.line_limit = (size_t) cfg.line_limit;
+        if (cfg.converts_8bit >= 0)
+                cfg.mta.converts_8bit = cfg.converts_8bit;
         if (!cfg.milter_socket && set_string(&cfg.milter_socket, DEFAULT_MILTER_SOCKET) < 0)
                 return -1;
         if (cfg.login_map) {
@@ -381,6 +415,7 @@ enum why_unsigned {
         WHY_REFUSED,            /* dkimsignd refused for good (no key, no From...) */
         WHY_INPUT,              /* the header or body could not be taken */
         WHY_UNAVAILABLE,        /* dkimsignd down, on_tempfail = accept */
+        WHY_MTA,                /* the MTA would change it after signing */
         WHY_MAX,
 };
 
@@ -398,6 +433,14 @@ struct conn {
         char login[MILTER_LOGIN_MAX + 1];
         /* Why it is signed, or not: milter-decide.c's sentence. */
         char why[MILTER_LOGIN_MAX + MILTER_NAME_MAX + 96];
+        /* What the MTA will change after signing (milter-mta.h): the
+         * first such thing in the header, "" if none; the body's lines. */
+        char mta_change[200];
+        struct milter_scan body;
+        bool has_date, has_message_id;
+        /* "Date: ...CRLF" and "Message-ID: ...CRLF" the milter adds at the
+         * end of the message, as signed; or "". */
+        char added[256];
 };
 
 static struct conn *conn_get(SMFICTX *ctx)
@@ -431,6 +474,10 @@ static void conn_reset(struct conn *c)
         c->domain[0] = 0;
         c->login[0] = 0;
         c->why[0] = 0;
+        c->mta_change[0] = 0;
+        c->body = (struct milter_scan) { 0 };
+        c->has_date = c->has_message_id = false;
+        c->added[0] = 0;
 }
 
 static const char *queue_id(SMFICTX *ctx)
@@ -448,6 +495,7 @@ static const char *const why_names[WHY_MAX] = {
         [WHY_EXTERNAL] = "external", [WHY_LOCAL] = "local submission", [WHY_LOGIN] = "login may not sign",
         [WHY_REFUSED] = "refused by dkimsignd",
         [WHY_INPUT] = "unreadable message", [WHY_UNAVAILABLE] = "dkimsignd unavailable",
+        [WHY_MTA] = "changed by the MTA after signing",
 };
 
 static struct {
@@ -639,6 +687,70 @@ static sfsistat on_data(SMFICTX *ctx)
         return !c || !c->sign ? not_signing(ctx, c, SMFIS_ACCEPT) : SMFIS_CONTINUE;
 }
 
+/* What the MTA will change in this header field after signing, noted
+ * (the first thing only) for on_eoh. */
+static void header_mta_check(struct conn *c, const char *name, const char *value)
+{
+        struct milter_scan s = { 0 };
+
+        c->has_date |= strcasecmp(name, "Date") == 0;
+        c->has_message_id |= strcasecmp(name, "Message-ID") == 0;
+        if (c->mta_change[0])
+                return;
+        milter_scan_feed(&s, name, strlen(name));
+        milter_scan_feed(&s, ":", 1);
+        milter_scan_feed(&s, value, strlen(value));
+        if (cfg.mta.line_limit && milter_scan_longest(&s) > cfg.mta.line_limit)
+                snprintf(c->mta_change, sizeof(c->mta_change),
+                         "a %.40s header line of %zu octets, longer than the %zu %s sends unbroken (line_limit)", name,
+                         milter_scan_longest(&s), cfg.mta.line_limit, cfg.mta.name);
+        else if (cfg.mta.qualifies_addresses && milter_mta_address_field(name) &&
+                 milter_mta_unqualified(value, strlen(value)))
+                snprintf(c->mta_change, sizeof(c->mta_change),
+                         "an address without a domain in %.40s, which %s qualifies after signing", name, cfg.mta.name);
+}
+
+/* "Name: value" into c->added and the message being signed: a field the
+ * MTA would add after signing, added here (at the end of the message, in
+ * on_eom) so the signature covers it. */
+static int add_field(struct conn *c, const char *name, const char *value)
+{
+        size_t len = strlen(c->added);
+        int n = snprintf(c->added + len, sizeof(c->added) - len, "%s: %s\r\n", name, value);
+        char raw[200];
+
+        if (n < 0 || (size_t) n >= sizeof(c->added) - len)
+                return DKIMSIGN_E_NOSPACE;
+        snprintf(raw, sizeof(raw), " %s", value);
+        return dkimsign_message_add_header_raw(c->msg, name, raw);
+}
+
+/* Date and Message-ID as Sendmail would write them (RFC 5322 3.3, 3.6.4):
+ * the local time with its offset; a unique id at the MTA's host name ({j}). */
+static int add_missing_fields(SMFICTX *ctx, struct conn *c)
+{
+        static atomic_uint counter;
+        struct timespec ts;
+        struct tm tm;
+        char date[64], id[160];
+        const char *host = smfi_getsymval(ctx, (char *) "j");
+        int r = 0;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if (!c->has_date) {
+                if (!localtime_r(&ts.tv_sec, &tm) || strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
+                        return DKIMSIGN_E_INTERNAL;
+                r = add_field(c, "Date", date);
+        }
+        if (r == 0 && !c->has_message_id) {
+                snprintf(id, sizeof(id), "<%llx.%lx.%x.%x@%.100s>", (unsigned long long) ts.tv_sec,
+                         (unsigned long) ts.tv_nsec, (unsigned) getpid(), atomic_fetch_add(&counter, 1),
+                         host && host[0] && !strpbrk(host, " \t\r\n<>") ? host : "localhost");
+                r = add_field(c, "Message-ID", id);
+        }
+        return r;
+}
+
 static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
 {
         struct conn *c = conn_get(ctx);
@@ -648,6 +760,7 @@ static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
                 return not_signing(ctx, c, SMFIS_ACCEPT);
         if (!c->domain[0] && strcasecmp(name, "From") == 0)
                 address_domain(value, c->domain);
+        header_mta_check(c, name, value);
         r = c->leadspc ? dkimsign_message_add_header_raw(c->msg, name, value)
                        : dkimsign_message_add_header(c->msg, name, value);
         if (r < 0) {
@@ -697,6 +810,18 @@ static sfsistat on_eoh(SMFICTX *ctx)
 
         if (!c || !c->sign)
                 return not_signing(ctx, c, SMFIS_ACCEPT);
+        if (c->mta_change[0]) {
+                log_unsigned(ctx, WHY_MTA, LOG_INFO, c->mta_change, "From domain", c->domain);
+                return pass(c);
+        }
+        if (cfg.mta.adds_date_message_id && (!c->has_date || !c->has_message_id)) {
+                int r = add_missing_fields(ctx, c);
+
+                if (r < 0) {
+                        log_unsigned(ctx, WHY_INPUT, LOG_WARNING, dkimsign_strerror(r), "From domain", c->domain);
+                        return pass(c);
+                }
+        }
         if (!c->check_login) {
                 /* For the log: the From domain as dkimsignd reads it. */
                 char domain[sizeof(c->domain)];
@@ -708,6 +833,24 @@ static sfsistat on_eoh(SMFICTX *ctx)
         return login_check(ctx, c) ? SMFIS_CONTINUE : pass(c);
 }
 
+/* true (and logged): the body as read so far is one the MTA will change
+ * after signing. */
+static bool body_mta_change(SMFICTX *ctx, struct conn *c)
+{
+        char why[160];
+
+        if (cfg.mta.line_limit && milter_scan_longest(&c->body) > cfg.mta.line_limit)
+                snprintf(why, sizeof(why), "a body line longer than the %zu octets %s sends unbroken (line_limit)",
+                         cfg.mta.line_limit, cfg.mta.name);
+        else if (cfg.mta.converts_8bit && c->body.eightbit)
+                snprintf(why, sizeof(why), "an 8-bit body, which %s may convert to 7-bit for a next hop without "
+                                           "8BITMIME (converts_8bit = yes)", cfg.mta.name);
+        else
+                return false;
+        log_unsigned(ctx, WHY_MTA, LOG_INFO, why, "From domain", c->domain);
+        return true;
+}
+
 static sfsistat on_body(SMFICTX *ctx, unsigned char *data, size_t len)
 {
         struct conn *c = conn_get(ctx);
@@ -715,6 +858,9 @@ static sfsistat on_body(SMFICTX *ctx, unsigned char *data, size_t len)
 
         if (!c || !c->sign)
                 return not_signing(ctx, c, SMFIS_ACCEPT);
+        milter_scan_feed(&c->body, data, len);
+        if (body_mta_change(ctx, c))
+                return pass(c);
         r = dkimsign_message_write_body(c->msg, data, len);
         if (r < 0) {
                 log_unsigned(ctx, WHY_INPUT, LOG_WARNING, dkimsign_strerror(r), "From domain", c->domain);
@@ -776,6 +922,30 @@ static int insert_fields(SMFICTX *ctx, bool leadspc, const char *fields)
         return r;
 }
 
+/* The fields the milter signed in place of the MTA (c->added), at the
+ * end of the header as they were signed. */
+static int add_fields(SMFICTX *ctx, bool leadspc, const char *fields)
+{
+        int r = 0;
+
+        for (const char *p = fields; *p && r == 0;) {
+                const char *colon = strchr(p, ':');
+                char name[32], *value = NULL;
+
+                if (!colon || (size_t) (colon - p) >= sizeof(name))
+                        return -1;
+                memcpy(name, p, (size_t) (colon - p));
+                name[colon - p] = 0;
+                p = field_value(p, leadspc, &value);
+                if (!p)
+                        return -1;
+                if (smfi_addheader(ctx, name, value) != MI_SUCCESS)
+                        r = -1;
+                free(value);
+        }
+        return r;
+}
+
 static sfsistat on_eom(SMFICTX *ctx)
 {
         struct conn *c = conn_get(ctx);
@@ -786,6 +956,11 @@ static sfsistat on_eom(SMFICTX *ctx)
 
         if (!c || !c->sign)
                 return not_signing(ctx, c, SMFIS_CONTINUE);
+        /* The last line, which no line end closed. */
+        if (body_mta_change(ctx, c)) {
+                conn_reset(c);
+                return SMFIS_CONTINUE;
+        }
         /* An MTA that skipped the end of header. */
         if (!login_check(ctx, c)) {
                 conn_reset(c);
@@ -810,7 +985,7 @@ static sfsistat on_eom(SMFICTX *ctx)
                              client ? dkimsign_client_error(client) : dkimsign_strerror(r), "From domain", c->domain);
         } else {
                 outage_update(false, NULL);
-                if (insert_fields(ctx, c->leadspc, fields) < 0) {
+                if (add_fields(ctx, c->leadspc, c->added) < 0 || insert_fields(ctx, c->leadspc, fields) < 0) {
                         log_msg(LOG_ERR, "%s: smfi_insheader failed", queue_id(ctx));
                         status = SMFIS_TEMPFAIL;
                 } else {
@@ -962,6 +1137,10 @@ int main(int argc, char **argv)
         log_msg(LOG_INFO, "listening on %s, dkimsignd at %s, on_tempfail = %s", cfg.milter_socket,
                 cfg.dkimsignd_socket ? cfg.dkimsignd_socket : DKIMSIGN_DEFAULT_SOCKET_PATH,
                 cfg.tempfail_accept ? "accept" : "tempfail");
+        log_msg(LOG_INFO, "mta = %s: line_limit = %zu, converts_8bit = %s, adds Date and Message-ID = %s, "
+                          "qualifies addresses = %s", cfg.mta.name, cfg.mta.line_limit,
+                cfg.mta.converts_8bit ? "yes" : "no", cfg.mta.adds_date_message_id ? "yes" : "no",
+                cfg.mta.qualifies_addresses ? "yes" : "no");
         log_policy();
         r = smfi_main();
         pool_clear();
