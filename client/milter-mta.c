@@ -12,14 +12,15 @@ static const struct milter_mta profiles[] = {
         /* smtp_line_length_limit, MIME output conversion on by default;
          * cleanup(8) adds Date and Message-ID and qualifies addresses
          * before the milters see the header. */
-        { "postfix", 998, true, false, false },
+        { "postfix", 998, true, false, false, false },
         /* The esmtp mailer's L=990 and no F=8; the H?D?Date and
-         * H?M?Message-Id defaults and MasqSMTP's qualification of header
-         * addresses happen when the message is sent, after the milters. */
-        { "sendmail", 990, true, true, true },
+         * H?M?Message-Id defaults, the MIME label of 8-bit mail and
+         * MasqSMTP's qualification of header addresses happen when the
+         * message is sent, after the milters. */
+        { "sendmail", 990, true, true, true, true },
         /* An MTA that sends what it was given (Exim with the milter
          * replaced by a transport filter, a relay on 8BITMIME hops). */
-        { "other", 0, false, false, false },
+        { "other", 0, false, false, false, false },
 };
 
 int milter_mta_profile(const char *name, struct milter_mta *ret)

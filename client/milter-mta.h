@@ -11,6 +11,10 @@
  *   - converts_8bit: the MTA re-encodes an 8-bit body for a next hop
  *     without 8BITMIME (Postfix unless disable_mime_output_conversion,
  *     Sendmail unless its mailer has F=8): an 8-bit body is not signed.
+ *   - labels_8bit: when it converts, the MTA also labels an 8-bit message
+ *     without MIME-Version (MIME-Version, Content-Type: ...; charset=
+ *     unknown-8bit: Sendmail), so 8-bit header fields without
+ *     MIME-Version are not signed either.
  *   - adds_date_message_id: the MTA adds Date and Message-ID after the
  *     milter when they are missing (Sendmail; Postfix adds them before its
  *     milters see the header): the milter adds them itself, and signs them.
@@ -32,6 +36,7 @@ struct milter_mta {
         const char *name;               /* "postfix", "sendmail", "other" */
         size_t line_limit;              /* octets before CRLF; 0: no limit */
         bool converts_8bit;
+        bool labels_8bit;
         bool adds_date_message_id;
         bool qualifies_addresses;
 };

@@ -95,7 +95,7 @@ static struct milter_config cfg = {
         .body_canon = DKIMSIGN_CANON_RELAXED,
         .log_level = LOG_INFO,
         .timeout = 300,
-        .mta = { "postfix", 998, true, false, false },
+        .mta = { "postfix", 998, true, false, false, false },
         .line_limit = -1,
         .converts_8bit = -1,
 };
@@ -437,7 +437,8 @@ struct conn {
          * first such thing in the header, "" if none; the body's lines. */
         char mta_change[200];
         struct milter_scan body;
-        bool has_date, has_message_id;
+        bool has_date, has_message_id, has_mime_version;
+        bool header_8bit;       /* an octet over 127 in a header field */
         /* "Date: ...CRLF" and "Message-ID: ...CRLF" the milter adds at the
          * end of the message, as signed; or "". */
         char added[256];
@@ -476,7 +477,7 @@ static void conn_reset(struct conn *c)
         c->why[0] = 0;
         c->mta_change[0] = 0;
         c->body = (struct milter_scan) { 0 };
-        c->has_date = c->has_message_id = false;
+        c->has_date = c->has_message_id = c->has_mime_version = c->header_8bit = false;
         c->added[0] = 0;
 }
 
@@ -571,9 +572,10 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
                 c->leadspc = (f1 & SMFIP_HDR_LEADSPC) != 0;
         *pf0 = SMFIF_ADDHDRS;
         /* The connect macros the decision reads, whatever the MTA sends
-         * by default (Postfix sends {daemon_port} only when asked). */
+         * by default (Postfix sends {daemon_port} only when asked), and
+         * the MTA's host name (j) for a Message-ID the milter adds. */
         if ((f0 & SMFIF_SETSYMLIST) &&
-            smfi_setsymlist(ctx, SMFIM_CONNECT, (char *) "{daemon_name} {daemon_port}") == MI_SUCCESS)
+            smfi_setsymlist(ctx, SMFIM_CONNECT, (char *) "{daemon_name} {daemon_port} j") == MI_SUCCESS)
                 *pf0 |= SMFIF_SETSYMLIST;
         *pf1 = f1 & (skip | (c ? SMFIP_HDR_LEADSPC : 0));
         *pf2 = 0;
@@ -695,11 +697,13 @@ static void header_mta_check(struct conn *c, const char *name, const char *value
 
         c->has_date |= strcasecmp(name, "Date") == 0;
         c->has_message_id |= strcasecmp(name, "Message-ID") == 0;
-        if (c->mta_change[0])
-                return;
+        c->has_mime_version |= strcasecmp(name, "MIME-Version") == 0;
         milter_scan_feed(&s, name, strlen(name));
         milter_scan_feed(&s, ":", 1);
         milter_scan_feed(&s, value, strlen(value));
+        c->header_8bit |= s.eightbit;
+        if (c->mta_change[0])
+                return;
         if (cfg.mta.line_limit && milter_scan_longest(&s) > cfg.mta.line_limit)
                 snprintf(c->mta_change, sizeof(c->mta_change),
                          "a %.40s header line of %zu octets, longer than the %zu %s sends unbroken (line_limit)", name,
@@ -810,6 +814,11 @@ static sfsistat on_eoh(SMFICTX *ctx)
 
         if (!c || !c->sign)
                 return not_signing(ctx, c, SMFIS_ACCEPT);
+        if (!c->mta_change[0] && cfg.mta.converts_8bit && cfg.mta.labels_8bit && c->header_8bit &&
+            !c->has_mime_version)
+                snprintf(c->mta_change, sizeof(c->mta_change),
+                         "8-bit header fields without MIME-Version, which %s labels (MIME-Version, Content-Type) "
+                         "for a next hop without 8BITMIME (converts_8bit = yes)", cfg.mta.name);
         if (c->mta_change[0]) {
                 log_unsigned(ctx, WHY_MTA, LOG_INFO, c->mta_change, "From domain", c->domain);
                 return pass(c);

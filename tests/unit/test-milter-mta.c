@@ -22,10 +22,10 @@ static void test_profiles(void **state)
         (void) state;
         assert_int_equal(milter_mta_profile("postfix", &m), 0);
         assert_int_equal(m.line_limit, 998);
-        assert_true(m.converts_8bit && !m.adds_date_message_id && !m.qualifies_addresses);
+        assert_true(m.converts_8bit && !m.labels_8bit && !m.adds_date_message_id && !m.qualifies_addresses);
         assert_int_equal(milter_mta_profile("sendmail", &m), 0);
         assert_int_equal(m.line_limit, 990);
-        assert_true(m.converts_8bit && m.adds_date_message_id && m.qualifies_addresses);
+        assert_true(m.converts_8bit && m.labels_8bit && m.adds_date_message_id && m.qualifies_addresses);
         assert_int_equal(milter_mta_profile("other", &m), 0);
         assert_int_equal(m.line_limit, 0);
         assert_int_equal(milter_mta_profile("exim", &m), -1);
