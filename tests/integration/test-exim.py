@@ -23,7 +23,6 @@ the test adds it as exim4-base's postinst would (a system user and group)
 when it is missing.  A machine without the package lists or the network
 fails the test (it is not skipped); the second run finds the package in the
 cache.  Not root: skipped (exit 77), as Exim's -C is root's only."""
-import glob
 import grp
 import os
 import pwd
@@ -40,9 +39,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from harness import BUILD, Sandbox, dkimpy_verify, run, signature_fields, tags  # noqa: E402
 from smtpsink import SmtpSink  # noqa: E402
+from debpkg import unpack  # noqa: E402
 
 PACKAGE = "exim4-daemon-light"
-CACHE = os.path.join(BUILD, "exim-cache")
 EXIM_USER = "Debian-exim"
 # dkimsignd's socket group in the test, which the transport's `group =`
 # gives the filter (any group Debian-exim is not in).
@@ -60,21 +59,8 @@ sink = None
 # --- Exim, unpacked ----------------------------------------------------------
 
 def exim_binary():
-    """The exim4 binary of PACKAGE, unpacked below tmp; the .deb comes from
-    CACHE, downloaded there first if it is not."""
-    os.makedirs(CACHE, exist_ok=True)
-    debs = sorted(glob.glob(os.path.join(CACHE, PACKAGE + "_*.deb")))
-    if not debs:
-        # Root's apt, not the _apt sandbox user: the cache may be below a
-        # directory _apt cannot enter.
-        p = subprocess.run(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", PACKAGE],
-                           cwd=CACHE, capture_output=True, text=True, timeout=120)
-        debs = sorted(glob.glob(os.path.join(CACHE, PACKAGE + "_*.deb")))
-        assert p.returncode == 0 and debs, \
-            f"apt-get download {PACKAGE} failed (no network, or no package lists: apt-get update):\n" \
-            f"{p.stdout}{p.stderr}"
-    root = os.path.join(tmp, "exim-root")
-    subprocess.run(["dpkg-deb", "-x", debs[-1], root], check=True, timeout=60)
+    """The exim4 binary of PACKAGE, unpacked below tmp (tests/lib/debpkg.py)."""
+    root = unpack([PACKAGE], os.path.join(tmp, "exim-root"))
     path = os.path.join(root, "usr", "sbin", "exim4")
     assert os.access(path, os.X_OK), path
     return path

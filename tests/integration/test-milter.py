@@ -30,6 +30,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from harness import BUILD, Sandbox, binary, dkimpy_verify, run, signature_fields, tags  # noqa: E402
+import milterproc  # noqa: E402
 
 try:
     MILTER = binary("dkimsign-milter")
@@ -46,60 +47,12 @@ tmp = None
 
 # --- the milter, run by the test -------------------------------------------
 
-class Milter:
-    """internal_networks: the value, or None to leave the key out (the
-    default, none).  The tests that predate the what-is-signed rules sign
-    loopback clients as internal."""
+class Milter(milterproc.Milter):
+    """tests/lib/milterproc.py's, in the test's directory, signing through
+    the test's dkimsignd."""
 
-    def __init__(self, name, internal_networks="127.0.0.0/8, ::1/128", on_tempfail="tempfail", extra="",
-                 log_level="debug", socket=None):
-        """socket: the path to listen on (default: after name), for a
-        milter that takes over from a stopped one behind the same Postfix."""
-        self.socket = socket or os.path.join(tmp, name + ".sock")
-        if os.path.exists(self.socket):
-            os.unlink(self.socket)
-        self.config = os.path.join(tmp, name + ".conf")
-        self.log_path = os.path.join(tmp, name + ".log")
-        networks = "" if internal_networks is None else f"internal_networks = {internal_networks}\n"
-        with open(self.config, "w") as f:
-            f.write(f"[milter]\nsocket = unix:{self.socket}\ndkimsignd_socket = {box.socket}\n"
-                    f"{networks}on_tempfail = {on_tempfail}\nlog_level = {log_level}\n{extra}")
-        # The milter refuses a configuration others may write.
-        os.chmod(self.config, 0o644)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([MILTER, "--config", self.config], stdout=log, stderr=log)
-        log.close()
-        deadline = time.monotonic() + 10
-        while not os.path.exists(self.socket):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"dkimsign-milter did not start:\n{self.log()}")
-            time.sleep(0.05)
-        os.chmod(self.socket, 0o666)    # Postfix's smtpd runs as user postfix
-
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def unsigned_lines(self, reason, queue_id=None, priority=6):
-        """The lines that say a message was left unsigned for reason (at
-        <6>, info, unless told), of one queue id if given."""
-        qid = re.escape(queue_id) if queue_id else r"\S+"
-        return re.findall(rf"(?m)^<{priority}>dkimsign-milter: {qid}: not signed: {re.escape(reason)}.*$",
-                          self.log())
-
-    def signing_lines(self, queue_id):
-        """The debug lines that say why a message is being signed."""
-        return re.findall(rf"(?m)^<7>dkimsign-milter: {re.escape(queue_id)}: signing: .*$", self.log())
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        assert "Sanitizer" not in self.log() and "runtime error" not in self.log(), self.log()
+    def __init__(self, name, **kw):
+        super().__init__(tmp, box.socket, name, **kw)
 
 
 # --- the MTA side of the milter protocol (version 6) -----------------------

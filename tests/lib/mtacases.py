@@ -165,7 +165,9 @@ def smtp_send(host, port, case, helo="client.test", timeout=60):
     final reply's text (the MTA's queue id is in it)."""
     with smtplib.SMTP(host, port, timeout=timeout) as s:
         s.ehlo(helo)
-        s.mail(case.sender, ["BODY=8BITMIME"] if case.eight_bit else [])
+        code, text = s.mail(case.sender, ["BODY=8BITMIME"] if case.eight_bit else [])
+        if code != 250:
+            raise smtplib.SMTPSenderRefused(code, text, case.sender)
         code, text = s.rcpt(case.rcpt)
         if code != 250:
             raise smtplib.SMTPRecipientsRefused({case.rcpt: (code, text)})
