@@ -31,6 +31,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from harness import BUILD, Sandbox, binary, dkimpy_verify, run, signature_fields, tags  # noqa: E402
 import milterproc  # noqa: E402
+from postfixproc import MASTER_CF  # noqa: E402
 
 try:
     MILTER = binary("dkimsign-milter")
@@ -483,29 +484,6 @@ def test_refuses_bad_login_map_and_loose_files():
 
 # --- a private Postfix on loopback ------------------------------------------
 
-MASTER_CF = """\
-127.0.0.1:{port} inet n - n - - smtpd
-cleanup   unix  n - n - 0 cleanup
-qmgr      unix  n - n 300 1 qmgr
-rewrite   unix  - - n - - trivial-rewrite
-bounce    unix  - - n - 0 bounce
-defer     unix  - - n - 0 bounce
-trace     unix  - - n - 0 bounce
-verify    unix  - - n - 1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n - - proxymap
-smtp      unix  - - n - - smtp
-relay     unix  - - n - - smtp
-showq     unix  n - n - - showq
-error     unix  - - n - - error
-retry     unix  - - n - - error
-discard   unix  - - n - - discard
-local     unix  - n n - - local
-virtual   unix  - n n - - virtual
-anvil     unix  - - n - 1 anvil
-scache    unix  - - n - 1 scache
-postlog   unix-dgram n - n - 1 postlogd
-"""
 # What dkimsign-milter(8) shows, on the test's ports: submission with SASL
 # whose mail the milter knows by its daemon name, and a port for mail put
 # back into the queue (a list manager, a content filter) without it; and
