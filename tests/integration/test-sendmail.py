@@ -202,6 +202,8 @@ def test_sendmail_changes():
     it converted, each in a message the milter left unsigned."""
     head = mtacases.delivered(delivered(), "no-date-no-message-id")[0].split(b"\r\n\r\n", 1)[0].lower()
     assert head.count(b"\r\ndate:") == 1 and head.count(b"\r\nmessage-id:") == 1, head
+    # The milter's Message-ID names Sendmail's host (the j macro).
+    assert b"@mx.example.com>" in head, head
     unqual = mtacases.delivered(delivered(), "unqualified-addresses")[0]
     long_line = mtacases.delivered(delivered(), "long-line")[0]
     eight = mtacases.delivered(delivered(), "8bit-body")[0]
