@@ -28,7 +28,6 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import smtplib
 import socket
 import subprocess
@@ -37,7 +36,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import BUILD, Sandbox, dkimpy_verify, run, signature_fields, tags  # noqa: E402
+from harness import BUILD, Sandbox, close_all, dkimpy_verify, run, signature_fields, stop_process, tags  # noqa: E402
 from smtpsink import SmtpSink  # noqa: E402
 from debpkg import unpack  # noqa: E402
 
@@ -225,13 +224,7 @@ class Exim:
         return int(p.stdout.strip())
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         # Exim writes a bounce by running itself as its user, which loses
         # root's privilege for -C and says so here; the bounce is still
         # queued (and checked in test_long_line).  Nothing else may be here.
@@ -536,19 +529,8 @@ def main():
     finally:
         # Each one stopped whatever the one before raised: the Exim
         # daemon, the sink, dkimsignd, then the directory.
-        try:
-            if exim:
-                exim.stop()
-        finally:
-            try:
-                if sink:
-                    sink.close()
-            finally:
-                try:
-                    if box:
-                        box.close()
-                finally:
-                    shutil.rmtree(tmp, ignore_errors=True)
+        close_all(exim and exim.stop, sink and sink.close, box and box.close,
+                  lambda: shutil.rmtree(tmp, ignore_errors=True))
 
 
 if __name__ == "__main__":

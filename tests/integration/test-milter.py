@@ -31,6 +31,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from harness import BUILD, Sandbox, binary, dkimpy_verify, run, signature_fields, tags  # noqa: E402
 import milterproc  # noqa: E402
+import postfixproc  # noqa: E402
 from postfixproc import MASTER_CF  # noqa: E402
 
 try:
@@ -505,7 +506,7 @@ EXTERNAL_A = "external client, not authenticated (envelope sender domain a.examp
 CAROL = ("carol@a.example", "carol-secret")
 
 
-class Postfix:
+class Postfix(postfixproc.PrivatePostfix):
     def __init__(self, *milters, what_is_signed=False):
         """milters: the milters' sockets, or {unix:PATH, protocol=N}
         entries, in smtpd_milters order.  what_is_signed: also the
@@ -525,25 +526,7 @@ class Postfix:
         self.maildir = os.path.join(self.mail, "bob", "new")
         with open(os.path.join(self.conf, "main.cf"), "w") as f:
             f.write(f"""\
-compatibility_level = 3.6
-queue_directory = {self.dir}/queue
-data_directory = {self.dir}/data
-meta_directory = /etc/postfix
-maillog_file = {self.dir}/maillog
-maillog_file_prefixes = {self.dir}
-myhostname = mx.example.com
-mydomain = example.com
-myorigin = example.com
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject
-alias_maps =
-alias_database =
-smtputf8_enable = no
-biff = no
-virtual_mailbox_domains = local.test
+{postfixproc.main_cf(self.dir)}virtual_mailbox_domains = local.test
 virtual_mailbox_base = {self.mail}
 virtual_mailbox_maps = static:bob/
 virtual_uid_maps = static:{pw.pw_uid}
@@ -557,18 +540,7 @@ milter_default_action = tempfail
             f.write(MASTER_CF.format(port=SMTP_PORT))
             if what_is_signed:
                 f.write(MASTER_CF_WHAT_IS_SIGNED.format(submission=SUBMISSION_PORT, reinject=REINJECT_PORT))
-        p = subprocess.run(["postfix", "-c", self.conf, "start"], capture_output=True, text=True, timeout=60)
-        if p.returncode != 0:
-            raise AssertionError(f"postfix start failed: {p.stdout}{p.stderr}{self.log()}")
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", SMTP_PORT), 1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("postfix did not listen:\n" + self.log())
-                time.sleep(0.1)
+        postfixproc.start(self.conf, SMTP_PORT, self.log)
 
     def sasl(self):
         """Cyrus SASL for smtpd: PLAIN and LOGIN against a sasldb in the
@@ -600,16 +572,6 @@ milter_default_action = tempfail
                 return found.group(1)
             time.sleep(0.2)
         raise AssertionError(f"no queue id for {marker}:\n{self.log()}")
-
-    def log(self):
-        try:
-            with open(os.path.join(self.dir, "maillog"), errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def stop(self):
-        subprocess.run(["postfix", "-c", self.conf, "stop"], capture_output=True, timeout=60)
 
     def delivered(self, marker, timeout=30):
         """The delivered message whose Subject carries marker."""

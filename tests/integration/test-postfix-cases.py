@@ -25,8 +25,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import Sandbox, binary, run  # noqa: E402
+from harness import Sandbox, close_all, run  # noqa: E402
 from smtpsink import SmtpSink  # noqa: E402
+import milterproc  # noqa: E402
 from milterproc import Milter  # noqa: E402
 from postfixproc import RelayPostfix  # noqa: E402
 import mtacases  # noqa: E402
@@ -83,10 +84,7 @@ class Setup:
         return self.milter.log() + box.log() + self.postfix.log()
 
     def close(self):
-        try:
-            self.postfix.stop()
-        finally:
-            self.milter.stop()
+        close_all(self.postfix.stop, self.milter.stop)
 
 
 def delivered():
@@ -147,14 +145,7 @@ def test_nothing_else():
 
 
 def main():
-    if os.geteuid() != 0:
-        print("SKIP: a private Postfix needs root")
-        sys.exit(77)
-    try:
-        binary("dkimsign-milter")
-    except FileNotFoundError:
-        print("SKIP: dkimsign-milter not built (no libmilter)")
-        sys.exit(77)
+    milterproc.require("Postfix")
     global box, tmp, sink
     start = time.monotonic()
     tmp = tempfile.mkdtemp(prefix="dkimsign-postfix-")
@@ -173,15 +164,7 @@ def main():
                 print("result: " + r)
             print(f"total {time.monotonic() - start:.1f}s")
     finally:
-        try:
-            if sink:
-                sink.close()
-        finally:
-            try:
-                if box:
-                    box.close()
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
+        close_all(sink and sink.close, box and box.close, lambda: shutil.rmtree(tmp, ignore_errors=True))
 
 
 if __name__ == "__main__":

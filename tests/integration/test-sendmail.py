@@ -27,7 +27,6 @@ Not root, or no dkimsign-milter (no libmilter): skipped (exit 77).  A
 machine without the package lists or the network fails the test."""
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -35,9 +34,10 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import Sandbox, binary, run  # noqa: E402
+from harness import Sandbox, close_all, run, stop_process  # noqa: E402
 from smtpsink import SmtpSink  # noqa: E402
 from debpkg import library_path, unpack  # noqa: E402
+import milterproc  # noqa: E402
 from milterproc import Milter  # noqa: E402
 import mtacases  # noqa: E402
 
@@ -140,13 +140,7 @@ class Sendmail:
         return (p.stdout + p.stderr).decode(errors="replace")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.output = self.proc.stdout.read().decode(errors="replace") if self.proc.stdout else ""
 
 
@@ -258,14 +252,7 @@ def setup():
 
 
 def main():
-    if os.geteuid() != 0:
-        print("SKIP: a private Sendmail needs root")
-        sys.exit(77)
-    try:
-        binary("dkimsign-milter")
-    except FileNotFoundError:
-        print("SKIP: dkimsign-milter not built (no libmilter)")
-        sys.exit(77)
+    milterproc.require("Sendmail")
     start = time.monotonic()
     try:
         setup()
@@ -280,23 +267,8 @@ def main():
             print(f"total {time.monotonic() - start:.1f}s")
     finally:
         # Each one stopped whatever the one before raised.
-        try:
-            if sendmail:
-                sendmail.stop()
-        finally:
-            try:
-                if milter:
-                    milter.stop()
-            finally:
-                try:
-                    if sink:
-                        sink.close()
-                finally:
-                    try:
-                        if box:
-                            box.close()
-                    finally:
-                        shutil.rmtree(tmp, ignore_errors=True)
+        close_all(sendmail and sendmail.stop, milter and milter.stop, sink and sink.close, box and box.close,
+                  lambda: shutil.rmtree(tmp, ignore_errors=True))
 
 
 if __name__ == "__main__":

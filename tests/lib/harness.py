@@ -458,6 +458,33 @@ def verify_all(name, files, keytable):
         path, _, verdicts = line.partition("\t")
         out[path] = verdicts.split(",")
     return out
+def stop_process(proc, sig=signal.SIGTERM, timeout=10):
+    """Stop a Popen the test started: sig, then SIGKILL after timeout
+    seconds; nothing when it already exited."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def close_all(*steps):
+    """Run each cleanup step (a callable; None is skipped) in order, every
+    one even when one before raised (a daemon stopped whatever the MTA's
+    stop raised); then raise the first error, if any."""
+    first = None
+    for step in steps:
+        if step is None:
+            continue
+        try:
+            step()
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            if first is None:
+                first = e
+    if first is not None:
+        raise first
 
 
 class Skip(Exception):

@@ -35,7 +35,65 @@ postlog   unix-dgram n - n - 1 postlogd
 """
 
 
-class RelayPostfix:
+def main_cf(d):
+    """The main.cf lines every private Postfix of the tests has: its
+    directory d, loopback only, relaying for 127.0.0.0/8, no local
+    delivery, no aliases."""
+    return f"""\
+compatibility_level = 3.6
+queue_directory = {d}/queue
+data_directory = {d}/data
+meta_directory = /etc/postfix
+maillog_file = {d}/maillog
+maillog_file_prefixes = {d}
+myhostname = mx.example.com
+mydomain = example.com
+myorigin = example.com
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+alias_maps =
+alias_database =
+smtputf8_enable = no
+biff = no
+"""
+
+
+def start(conf, port, log):
+    """postfix -c conf start, then wait (bounded) until smtpd listens on
+    127.0.0.1:port; log() is Postfix's log, for the error."""
+    p = subprocess.run(["postfix", "-c", conf, "start"], capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        raise AssertionError(f"postfix start failed: {p.stdout}{p.stderr}{log()}")
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError("postfix did not listen:\n" + log())
+            time.sleep(0.1)
+
+
+class PrivatePostfix:
+    """What every private Postfix of the tests has: its log (maillog in
+    self.dir) and a stop."""
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "maillog"), errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def stop(self):
+        subprocess.run(["postfix", "-c", self.conf, "stop"], capture_output=True, timeout=60)
+
+
+class RelayPostfix(PrivatePostfix):
     """Postfix that relays everything to relayhost (HOST:PORT) through
     smtpd_milters, with main.cf lines extra on top."""
 
@@ -50,57 +108,11 @@ class RelayPostfix:
         os.chmod(directory, 0o755)
         with open(os.path.join(self.conf, "main.cf"), "w") as f:
             f.write(f"""\
-compatibility_level = 3.6
-queue_directory = {directory}/queue
-data_directory = {directory}/data
-meta_directory = /etc/postfix
-maillog_file = {directory}/maillog
-maillog_file_prefixes = {directory}
-myhostname = mx.example.com
-mydomain = example.com
-myorigin = example.com
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject
-alias_maps =
-alias_database =
-smtputf8_enable = no
-biff = no
-relayhost = [{relayhost.split(':')[0]}]:{relayhost.split(':')[1]}
+{main_cf(directory)}relayhost = [{relayhost.split(':')[0]}]:{relayhost.split(':')[1]}
 smtp_tls_security_level = none
 smtpd_milters = {" ".join("unix:" + m for m in milters)}
 milter_default_action = tempfail
 {extra}""")
         with open(os.path.join(self.conf, "master.cf"), "w") as f:
             f.write(MASTER_CF.format(port=port))
-        p = subprocess.run(["postfix", "-c", self.conf, "start"], capture_output=True, text=True, timeout=60)
-        if p.returncode != 0:
-            raise AssertionError(f"postfix start failed: {p.stdout}{p.stderr}{self.log()}")
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("postfix did not listen:\n" + self.log())
-                time.sleep(0.1)
-
-    def log(self):
-        try:
-            with open(os.path.join(self.dir, "maillog"), errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def queue(self):
-        p = subprocess.run(["postqueue", "-c", self.conf, "-p"], capture_output=True, text=True, timeout=60)
-        return p.stdout + p.stderr
-
-    def flush(self):
-        subprocess.run(["postqueue", "-c", self.conf, "-f"], capture_output=True, timeout=60)
-
-    def stop(self):
-        subprocess.run(["postfix", "-c", self.conf, "stop"], capture_output=True, timeout=60)
+        start(self.conf, port, self.log)
