@@ -19,7 +19,8 @@ and passing python3-dkim, or unsigned with the milter's line saying why;
 none lost, none with a failing signature.  Sendmail adds Date and
 Message-ID after the milter, so the milter adds them: the message without
 them arrives with one of each, signed.  Then dkimsignd down (Sendmail
-answers 451, the client keeps the message and sends it again), and mail
+answers 451, the client keeps the message and sends it again; with
+on_tempfail = accept it goes on unsigned, with the milter's line), and mail
 submitted on the command line with sendmail.cf, which never reaches a
 milter and leaves unsigned (docs/sendmail.md: submit.cf).
 
@@ -144,7 +145,7 @@ class Sendmail:
         self.output = self.proc.stdout.read().decode(errors="replace") if self.proc.stdout else ""
 
 
-def start_milter(canon):
+def start_milter(canon, extra=""):
     """The milter of docs/sendmail.md (mta = sendmail), signing with canon,
     on the socket Sendmail's INPUT_MAIL_FILTER names."""
     global milter
@@ -152,7 +153,7 @@ def start_milter(canon):
     if milter:
         milter.stop()
     milter = Milter(tmp, box.socket, "sendmail-milter", socket=socket_path,
-                    extra=f"mta = sendmail\ncanonicalization = {canon}\n", log_level="info")
+                    extra=f"mta = sendmail\ncanonicalization = {canon}\n{extra}", log_level="info")
     milter.canon = canon
 
 
@@ -215,6 +216,19 @@ def test_dkimsignd_down():
     results.extend(mtacases.dkimsignd_down(box, send, delivered, box.keytable, logs))
 
 
+def test_dkimsignd_down_accept():
+    """With on_tempfail = accept the message goes on at once, unsigned,
+    with the milter's line; the next one, once dkimsignd is back, is
+    signed."""
+    start_milter("relaxed/relaxed", "on_tempfail = accept\n")
+    try:
+        results.extend(mtacases.dkimsignd_down(
+            box, send, delivered, box.keytable, logs, case=mtacases.down_case(name="dkimsignd-down-accept"),
+            mode="passed", unsigned_log=r"not signed: dkimsignd unavailable, on_tempfail = accept"))
+    finally:
+        start_milter("relaxed/relaxed")
+
+
 def test_command_line_submission_unsigned():
     """`sendmail -C sendmail.cf -t` queues the message without SMTP: no
     milter sees it, and it leaves unsigned, with no line anywhere saying
@@ -257,8 +271,8 @@ def main():
     try:
         setup()
         try:
-            run([test_message_set, test_sendmail_changes, test_dkimsignd_down, test_command_line_submission_unsigned,
-                 test_nothing_left])
+            run([test_message_set, test_sendmail_changes, test_dkimsignd_down, test_dkimsignd_down_accept,
+                 test_command_line_submission_unsigned, test_nothing_left])
         finally:
             for r in results:
                 print("result: " + r)
