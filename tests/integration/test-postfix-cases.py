@@ -63,8 +63,13 @@ class Setup:
         self.name, self.milter_extra = name, milter_extra
         self.milter = None
         self.start_milter("relaxed/relaxed")
-        self.postfix = RelayPostfix(os.path.join(self.dir, "postfix"), free_port(), f"127.0.0.1:{sink.port}",
-                                    [self.milter.socket], postfix_extra)
+        try:
+            self.postfix = RelayPostfix(os.path.join(self.dir, "postfix"), free_port(), f"127.0.0.1:{sink.port}",
+                                        [self.milter.socket], postfix_extra)
+        except BaseException:
+            # Not left running when Postfix does not start.
+            self.milter.stop()
+            raise
 
     def start_milter(self, canon):
         socket_path = self.milter.socket if self.milter else None
