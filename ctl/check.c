@@ -359,6 +359,8 @@ int ctl_check(const struct config *c, struct hsm *h, const char *domain_in, cons
         char domain[DNS_NAME_MAX + 1];
         struct check_result res = { .domain = domain };
         struct dns_resolver *r = NULL;
+        struct dns_resolver_options o;
+        char why[512];
         struct keytab *t = NULL;
         enum dns_verdict worst;
         bool incomplete;
@@ -370,11 +372,12 @@ int ctl_check(const struct config *c, struct hsm *h, const char *domain_in, cons
         if (!resolver || !*resolver)
                 resolver = c->dns_resolver;
         res.resolver = resolver && *resolver ? resolver : "system";
-        rc = dns_resolver_new(resolver, c->dns_timeout_ms ? c->dns_timeout_ms : DNS_TIMEOUT_DEFAULT_MS, &r);
+        config_dns_options(c, resolver, &o);
+        rc = dns_resolver_new(&o, &r, why, sizeof(why));
         if (rc == DKIMSIGN_E_CONFIG)
-                return ctl_report(EXIT_USAGE, "'%s' is not a resolver address (IPv4, IPv4:PORT or [IPv6]:PORT)", resolver);
+                return ctl_report(EXIT_USAGE, "%s", why);
         if (rc < 0)
-                return ctl_report(EXIT_FAIL, "cannot set up the DNS resolver: %s", dkimsign_strerror(rc));
+                return ctl_report(EXIT_FAIL, "cannot set up the DNS resolver: %s", why);
         rc = keytab_load(h, c, &t);
         if (rc < 0) {
                 status = ctl_report(EXIT_FAIL, "listing the token's keys: %s", dkimsign_strerror(rc));

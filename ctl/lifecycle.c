@@ -129,6 +129,7 @@ int ctl_refresh(const struct config *c, struct keyreg *reg, char *why, size_t wh
 {
         struct keycheck_report rep = { 0 };
         struct dns_resolver *res = NULL;
+        struct dns_resolver_options o;
         struct keyreg_entry **keys = NULL;
         const char *server = c->dns_resolver ? c->dns_resolver : "the system resolver";
         size_t n = 0;
@@ -138,12 +139,10 @@ int ctl_refresh(const struct config *c, struct keyreg *reg, char *why, size_t wh
                 snprintf(why, whylen, "state_dir %s: %s", c->state_dir, strerror(errno));
                 return DKIMSIGN_E_SYSTEM;
         }
-        r = dns_resolver_new(c->dns_resolver, c->dns_timeout_ms, &res);
-        if (r < 0) {
-                snprintf(why, whylen, "[dns] resolver %s: %s", c->dns_resolver ? c->dns_resolver : "system",
-                         dkimsign_strerror(r));
+        config_dns_options(c, NULL, &o);
+        r = dns_resolver_new(&o, &res, why, whylen);
+        if (r < 0)
                 return r;
-        }
         r = keyreg_current(reg, &keys, &n);
         if (r == 0)
                 r = keycheck_run(keys, n, res, c->state_dir, NULL, &rep);
@@ -177,14 +176,14 @@ int ctl_refresh(const struct config *c, struct keyreg *reg, char *why, size_t wh
 static enum key_dns lookup(const struct config *c, const char *label, EVP_PKEY *pub, char *why, size_t whylen)
 {
         struct dns_resolver *res = NULL;
+        struct dns_resolver_options o;
         enum key_dns out;
-        int r = dns_resolver_new(c->dns_resolver, c->dns_timeout_ms, &res);
+        int r;
 
-        if (r < 0) {
-                snprintf(why, whylen, "[dns] resolver %s: %s", c->dns_resolver ? c->dns_resolver : "system",
-                         dkimsign_strerror(r));
+        config_dns_options(c, NULL, &o);
+        r = dns_resolver_new(&o, &res, why, whylen);
+        if (r < 0)
                 return KEY_DNS_FAILED;
-        }
         out = keycheck_lookup(res, label, pub);
         dns_resolver_free(res);
         return out;

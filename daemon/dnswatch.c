@@ -25,6 +25,8 @@
 struct dns_settings {
         bool lookups;              /* false: [dns] watch = timer, the file has what DNS shows */
         char *resolver;            /* NULL: the system resolver */
+        char *trust_anchor;        /* NULL: the default */
+        enum dns_dnssec dnssec;
         unsigned timeout_ms;
         uint64_t interval;         /* seconds */
 };
@@ -52,31 +54,32 @@ struct dnswatch {
 static void settings_clear(struct dns_settings *s)
 {
         free(s->resolver);
+        free(s->trust_anchor);
         *s = (struct dns_settings) { 0 };
 }
 
 static int settings_from(const struct config *c, struct dns_settings *ret)
 {
         *ret = (struct dns_settings) { .timeout_ms = c->dns_timeout_ms, .interval = c->check_interval,
-                                       .lookups = c->dns_watch == CONFIG_WATCH_DAEMON };
+                                       .lookups = c->dns_watch == CONFIG_WATCH_DAEMON, .dnssec = c->dns_dnssec };
         if (c->dns_resolver && !(ret->resolver = strdup(c->dns_resolver)))
+                return DKIMSIGN_E_NOMEM;
+        if (c->dns_trust_anchor && !(ret->trust_anchor = strdup(c->dns_trust_anchor)))
                 return DKIMSIGN_E_NOMEM;
         return 0;
 }
 
 static int make_resolver(const struct dns_settings *s, struct dns_resolver **ret, char *why, size_t whylen)
 {
+        struct dns_resolver_options o = { .server = s->resolver, .timeout_ms = s->timeout_ms,
+                                          .dnssec = s->dnssec, .trust_anchor = s->trust_anchor };
+        char what[400];
         int r;
 
         /* Made even when the daemon makes no lookups: a bad address fails now. */
-        r = dns_resolver_new(s->resolver, s->timeout_ms, ret);
-
-        if (r == DKIMSIGN_E_CONFIG)
-                snprintf(why, whylen, "[dns] resolver '%s' is not an address (IP, IP:PORT, [IPv6]:PORT)",
-                         s->resolver ? s->resolver : "system");
-        else if (r < 0)
-                snprintf(why, whylen, "DNS resolver %s: %s", s->resolver ? s->resolver : "(system)",
-                         dkimsign_strerror(r));
+        r = dns_resolver_new(&o, ret, what, sizeof(what));
+        if (r < 0)
+                snprintf(why, whylen, "[dns]: %s", what);
         return r;
 }
 
@@ -153,6 +156,9 @@ static void cycle(struct dnswatch *w)
                 return;
         /* The entries outlive the lock: only keyreg_free frees them, in
          * dnswatch_free once this thread has ended. */
+        /* Each check asks afresh: a record published or changed since the
+         * last one is seen now, not when a cached answer expires. */
+        dns_resolver_forget(w->res);
         r = keycheck_run(keys, n, w->have.lookups ? w->res : NULL, w->state_dir, &w->stop, &rep);
         if (r == 0) {
                 if (w->have.lookups)
@@ -186,10 +192,15 @@ int dnswatch_attach(struct dnswatch *w, struct keytab *t, const struct config *c
 
 /* ---- the thread ---- */
 
+static bool same_string(const char *a, const char *b)
+{
+        return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
 static bool settings_equal(const struct dns_settings *a, const struct dns_settings *b)
 {
-        return a->timeout_ms == b->timeout_ms && a->lookups == b->lookups &&
-               (a->resolver && b->resolver ? strcmp(a->resolver, b->resolver) == 0 : a->resolver == b->resolver);
+        return a->timeout_ms == b->timeout_ms && a->lookups == b->lookups && a->dnssec == b->dnssec &&
+               same_string(a->resolver, b->resolver) && same_string(a->trust_anchor, b->trust_anchor);
 }
 
 /* Take a reload's settings; a resolver that can't be made keeps the old one. */

@@ -1,49 +1,87 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * DNS lookups on a private libresolv state.  See resolve.h.
+ * DNS lookups through libunbound.  See resolve.h.
  *
- * libresolv sends the query, matches the reply to it (id and question),
- * retries and falls back to TCP when a UDP answer is truncated.  This file
- * then walks the answer section with ns_parserr, which checks each record's
- * bounds against the message, and decodes the record data itself with
- * every length checked.  It never logs and never sends a second query to
- * follow a CNAME: a resolver that does not give the chain is not trusted to.
+ * libunbound sends the queries (EDNS0, TCP fallback, retries, the choice
+ * of server) and, given a trust anchor, validates the answers; it hands
+ * back the whole answer message, which answer.c decodes with every length
+ * checked.  A lookup runs on libunbound's own thread and this thread waits
+ * for it with poll() up to the timeout, so a lookup is bounded whatever
+ * the servers do.  The context (and with it the cache) is made at the
+ * first lookup and dropped by dns_resolver_forget.  It never logs.
  */
 #include <arpa/inet.h>
-#include <arpa/nameser.h>
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <resolv.h>
-#include <stdbool.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <unbound.h>
 
 #include "protocol/dkimsign-errors.h"
 #include "dns/resolve.h"
 
-/* The largest DNS message (TCP length is 16 bits). */
-#define ANSWER_MAX 65536
+#define RCODE_NXDOMAIN 3
 
 struct dns_resolver {
-        struct __res_state res;
-        bool res_open;
-        uint8_t *answer;   /* ANSWER_MAX octets, reused by every lookup */
+        char *forwarder;              /* "ADDR@PORT" for libunbound; NULL: see recursive */
+        bool recursive;               /* full recursion; else resolv.conf when no forwarder */
+        unsigned timeout_ms;
+        char *trust_anchor;           /* NULL: no validation */
+        struct ub_ctx *ctx;           /* made at the first lookup */
+        struct dns_answer_note log[DNS_ANSWER_LOG_MAX];
+        size_t nlog, dropped;
+        enum dns_security last;
 };
+
+static const char *const security_names[] = {
+        [DNS_SEC_UNCHECKED] = "unchecked", [DNS_SEC_INSECURE] = "insecure",
+        [DNS_SEC_SECURE] = "secure", [DNS_SEC_BOGUS] = "bogus",
+};
+
+const char *dns_security_name(enum dns_security s)
+{
+        return (unsigned) s <= DNS_SEC_BOGUS ? security_names[s] : "unknown";
+}
+
+const char *dns_type_name(int type)
+{
+        static _Thread_local char other[16];
+
+        switch (type) {
+        case DNS_TYPE_A: return "A";
+        case DNS_TYPE_AAAA: return "AAAA";
+        case DNS_TYPE_MX: return "MX";
+        case DNS_TYPE_TXT: return "TXT";
+        default:
+                snprintf(other, sizeof(other), "TYPE%d", type);
+                return other;
+        }
+}
+
+void dns_resolver_forget(struct dns_resolver *r)
+{
+        if (r && r->ctx) {
+                ub_ctx_delete(r->ctx);   /* joins its thread; cancels nothing pending: none is */
+                r->ctx = NULL;
+        }
+}
 
 struct dns_resolver *dns_resolver_free(struct dns_resolver *r)
 {
         if (!r)
                 return NULL;
-        if (r->res_open)
-                res_nclose(&r->res);   /* also frees an IPv6 server address we set */
-        free(r->answer);
+        dns_resolver_forget(r);
+        free(r->forwarder);
+        free(r->trust_anchor);
         free(r);
         return NULL;
 }
 
-static int parse_port(const char *s, uint16_t *ret)
+static int parse_port(const char *s, unsigned *ret)
 {
         unsigned long v = 0;
 
@@ -56,18 +94,18 @@ static int parse_port(const char *s, uint16_t *ret)
         }
         if (v == 0 || v > 65535)
                 return DKIMSIGN_E_CONFIG;
-        *ret = (uint16_t) v;
+        *ret = (unsigned) v;
         return 0;
 }
 
-/* "IPv4", "IPv4:PORT", "[IPv6]", "[IPv6]:PORT" or a bare IPv6 address. */
-static int parse_server(const char *server, struct sockaddr_in *ret4, struct sockaddr_in6 *ret6,
-                        bool *ret_is6)
+/* "IPv4", "IPv4:PORT", "[IPv6]", "[IPv6]:PORT" or a bare IPv6 address, as
+ * libunbound writes a forwarder: "ADDR@PORT". */
+static int parse_server(const char *server, char **ret)
 {
-        char host[INET6_ADDRSTRLEN + 1];
-        const char *port = NULL;
-        const char *colon;
-        uint16_t portnum = 53;
+        char host[INET6_ADDRSTRLEN + 1], out[INET6_ADDRSTRLEN + 8];
+        unsigned char buf[16];
+        const char *port = NULL, *colon;
+        unsigned portnum = 53;
         bool bracketed = server[0] == '[';
         size_t hlen;
 
@@ -99,107 +137,101 @@ static int parse_server(const char *server, struct sockaddr_in *ret4, struct soc
         host[hlen] = '\0';
         if (port && parse_port(port, &portnum) < 0)
                 return DKIMSIGN_E_CONFIG;
-
-        memset(ret4, 0, sizeof(*ret4));
-        memset(ret6, 0, sizeof(*ret6));
-        if (!bracketed && inet_pton(AF_INET, host, &ret4->sin_addr) == 1) {
-                ret4->sin_family = AF_INET;
-                ret4->sin_port = htons(portnum);
-                *ret_is6 = false;
-                return 0;
-        }
-        if (inet_pton(AF_INET6, host, &ret6->sin6_addr) == 1) {
-                ret6->sin6_family = AF_INET6;
-                ret6->sin6_port = htons(portnum);
-                *ret_is6 = true;
-                return 0;
-        }
-        return DKIMSIGN_E_CONFIG;
-}
-
-/* Replace the servers res_ninit read from resolv.conf by one server.  The
- * IPv6 form is how res_ninit itself stores an IPv6 server: a malloc'ed
- * address in _u._ext.nsaddrs that res_nclose frees. */
-static int use_server(struct __res_state *res, const struct sockaddr_in *sa4,
-                      const struct sockaddr_in6 *sa6, bool is6)
-{
-        for (int i = 0; i < MAXNS; i++) {
-                free(res->_u._ext.nsaddrs[i]);
-                res->_u._ext.nsaddrs[i] = NULL;
-                memset(&res->nsaddr_list[i], 0, sizeof(res->nsaddr_list[i]));
-        }
-        res->_u._ext.nscount = 0;
-        if (is6) {
-                struct sockaddr_in6 *copy = malloc(sizeof(*copy));
-
-                if (!copy)
-                        return DKIMSIGN_E_NOMEM;
-                *copy = *sa6;
-                res->nsaddr_list[0].sin_family = 0;
-                res->_u._ext.nsaddrs[0] = copy;
-        } else {
-                res->nsaddr_list[0] = *sa4;
-        }
-        res->nscount = 1;
-        return 0;
-}
-
-/* libresolv waits retrans seconds per server and try (more or less: later
- * servers get a share of a doubled wait), retry times: keep
- * tries x servers x retrans within the budget. */
-static void set_timeout(struct __res_state *res, unsigned timeout_ms)
-{
-        int servers = res->nscount > 0 ? res->nscount : 1;
-        int total = (int) (timeout_ms / 1000);
-
-        if (total < 1)
-                total = 1;
-        res->retry = total >= 2 * servers ? 2 : 1;
-        res->retrans = total / (res->retry * servers);
-        if (res->retrans < 1)
-                res->retrans = 1;
-}
-
-int dns_resolver_new(const char *server, unsigned timeout_ms, struct dns_resolver **ret)
-{
-        struct dns_resolver *r;
-        struct sockaddr_in sa4;
-        struct sockaddr_in6 sa6;
-        bool is6 = false;
-        bool custom = server && server[0] != '\0';
-        int rc;
-
-        if (custom && parse_server(server, &sa4, &sa6, &is6) < 0)
+        if ((bracketed || inet_pton(AF_INET, host, buf) != 1) && inet_pton(AF_INET6, host, buf) != 1)
                 return DKIMSIGN_E_CONFIG;
-        r = calloc(1, sizeof(*r));
+        snprintf(out, sizeof(out), "%s@%u", host, portnum);
+        *ret = strdup(out);
+        return *ret ? 0 : DKIMSIGN_E_NOMEM;
+}
+
+int dns_resolver_new(const struct dns_resolver_options *o, struct dns_resolver **ret, char *why, size_t whylen)
+{
+        struct dns_resolver *r = calloc(1, sizeof(*r));
+        const char *server = o->server;
+        const char *ta = o->trust_anchor ? o->trust_anchor : DNS_TRUST_ANCHOR_DEFAULT;
+        int rc = 0;
+
         if (!r)
                 return DKIMSIGN_E_NOMEM;
-        r->answer = malloc(ANSWER_MAX);
-        if (!r->answer) {
-                dns_resolver_free(r);
-                return DKIMSIGN_E_NOMEM;
+        r->timeout_ms = o->timeout_ms ? o->timeout_ms : DNS_TIMEOUT_DEFAULT_MS;
+        if (server && strcasecmp(server, DNS_RESOLVER_RECURSIVE) == 0) {
+                r->recursive = true;
+        } else if (server && *server && strcasecmp(server, "system") != 0) {
+                rc = parse_server(server, &r->forwarder);
+                if (rc == DKIMSIGN_E_CONFIG)
+                        snprintf(why, whylen, "'%s' is not a resolver address (system, recursive, IPv4, "
+                                 "IPv4:PORT or [IPv6]:PORT)", server);
         }
-        if (res_ninit(&r->res) < 0) {
-                dns_resolver_free(r);
-                return DKIMSIGN_E_SYSTEM;
-        }
-        r->res_open = true;
-        /* Names are always absolute here: no search list, no local domain. */
-        r->res.options &= ~(unsigned long) (RES_DNSRCH | RES_DEFNAMES);
-        if (custom) {
-                rc = use_server(&r->res, &sa4, &sa6, is6);
-                if (rc < 0) {
-                        dns_resolver_free(r);
-                        return rc;
+        /* auto validates only where the system has a trust anchor; yes
+         * insists on one.  libunbound reads it when the context is made. */
+        if (rc == 0 && o->dnssec != DNS_DNSSEC_NO) {
+                if (access(ta, R_OK) == 0) {
+                        rc = (r->trust_anchor = strdup(ta)) ? 0 : DKIMSIGN_E_NOMEM;
+                } else if (o->dnssec == DNS_DNSSEC_YES) {
+                        snprintf(why, whylen, "dnssec = yes, but the trust anchor %s can't be read: %s", ta,
+                                 strerror(errno));
+                        rc = DKIMSIGN_E_CONFIG;
                 }
         }
-        set_timeout(&r->res, timeout_ms ? timeout_ms : DNS_TIMEOUT_DEFAULT_MS);
+        if (rc == DKIMSIGN_E_NOMEM)
+                snprintf(why, whylen, "out of memory");
+        if (rc < 0) {
+                dns_resolver_free(r);
+                return rc;
+        }
         *ret = r;
         return 0;
 }
 
-/* A name we are willing to put in a query: printable, no escapes (res_mkquery
- * would interpret a backslash), labels of 1 to 63 octets, 253 in all. */
+bool dns_resolver_validates(const struct dns_resolver *r)
+{
+        return r->trust_anchor != NULL;
+}
+
+/* The context for the settings of r: libunbound's thread (so a lookup can
+ * be waited for with a bound), the servers, the trust anchor. */
+static int make_ctx(struct dns_resolver *r)
+{
+        struct ub_ctx *ctx = ub_ctx_create();
+        int e = 0;
+
+        if (!ctx)
+                return DKIMSIGN_E_NOMEM;
+        e = ub_ctx_async(ctx, 1);
+        /* Quiet: dns/ never logs, what went wrong comes back as a result. */
+        if (e == 0)
+                e = ub_ctx_debuglevel(ctx, 0);
+        if (e == 0 && r->forwarder) {
+                e = ub_ctx_set_fwd(ctx, r->forwarder);
+                /* A forwarder on loopback is a local resolver, the usual
+                 * setup: libunbound refuses to ask 127.0.0.0/8 otherwise. */
+                if (e == 0)
+                        e = ub_ctx_set_option(ctx, "do-not-query-localhost:", "no");
+        } else if (e == 0 && !r->recursive) {
+                e = ub_ctx_resolvconf(ctx, NULL);
+                if (e == 0)
+                        e = ub_ctx_set_option(ctx, "do-not-query-localhost:", "no");
+        }
+        if (e == 0 && r->trust_anchor)
+                e = ub_ctx_add_ta_file(ctx, r->trust_anchor);
+        /* libunbound answers the special-use name test. (RFC 6761) itself,
+         * NXDOMAIN; a forwarder or the zone's servers say what is there,
+         * as for any other name (test networks and the tests use it).
+         * Last: it completes the settings. */
+        if (e == 0)
+                e = ub_ctx_zone_remove(ctx, "test.");
+        if (e != 0) {
+                ub_ctx_delete(ctx);
+                errno = e == UB_READFILE ? ENOENT : EINVAL;
+                return e == UB_NOMEM ? DKIMSIGN_E_NOMEM : DKIMSIGN_E_SYSTEM;
+        }
+        r->ctx = ctx;
+        return 0;
+}
+
+/* A name we are willing to put in a query: printable, no escapes
+ * (libunbound would interpret a backslash), labels of 1 to 63 octets, 253
+ * in all. */
 static bool name_is_queryable(const char *name)
 {
         size_t len = strlen(name);
@@ -226,323 +258,161 @@ static bool name_is_queryable(const char *name)
         return true;
 }
 
-/* Owner-name comparison: case-insensitive, a final dot ignored on either side. */
-static bool name_equal(const char *a, const char *b)
-{
-        size_t la = strlen(a), lb = strlen(b);
+struct pending {
+        bool done;
+        int err;
+        struct ub_result *result;
+};
 
-        if (la > 0 && a[la - 1] == '.')
-                la--;
-        if (lb > 0 && b[lb - 1] == '.')
-                lb--;
-        return la == lb && strncasecmp(a, b, la) == 0;
+static void on_result(void *userdata, int err, struct ub_result *result)
+{
+        struct pending *p = userdata;
+
+        p->done = true;
+        p->err = err;
+        p->result = result;
 }
 
-typedef int (*rdata_fn)(void *userdata, const ns_msg *msg, const ns_rr *rr);
-
-static int mx_add(void *userdata, const ns_msg *msg, const ns_rr *rr);
-
-/* Send the query and map libresolv's outcome to our codes; *ret_len is the
- * answer's length in r->answer. */
-static int query(struct dns_resolver *r, const char *name, int type, int *ret_len)
+static int64_t now_ms(void)
 {
-        int n;
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Ask and wait up to the timeout.  0 with *ret (free with ub_resolve_free),
+ * or DKIMSIGN_E_DNS_TEMPORARY when no answer came in time. */
+static int ask(struct dns_resolver *r, const char *name, int type, struct ub_result **ret)
+{
+        struct pending p = { 0 };
+        int64_t deadline = now_ms() + r->timeout_ms;
+        int id, rc;
+
+        if (!r->ctx && (rc = make_ctx(r)) < 0)
+                return rc;
+        if (ub_resolve_async(r->ctx, name, type, 1 /* IN */, &p, on_result, &id) != 0)
+                return DKIMSIGN_E_DNS_TEMPORARY;
+        while (!p.done) {
+                int64_t left = deadline - now_ms();
+                struct pollfd pfd = { .fd = ub_fd(r->ctx), .events = POLLIN };
+
+                if (left <= 0) {
+                        ub_cancel(r->ctx, id);
+                        return DKIMSIGN_E_DNS_TEMPORARY;
+                }
+                if (poll(&pfd, 1, (int) left) < 0 && errno != EINTR)
+                        return DKIMSIGN_E_SYSTEM;
+                if (pfd.revents && ub_process(r->ctx) != 0)
+                        return DKIMSIGN_E_DNS_TEMPORARY;
+        }
+        if (p.err != 0) {
+                ub_resolve_free(p.result);
+                return p.err == UB_NOMEM ? DKIMSIGN_E_NOMEM : DKIMSIGN_E_DNS_TEMPORARY;
+        }
+        *ret = p.result;
+        return 0;
+}
+
+static enum dns_security security_of(const struct dns_resolver *r, const struct ub_result *res)
+{
+        if (!r->trust_anchor)
+                return DNS_SEC_UNCHECKED;
+        return res->bogus ? DNS_SEC_BOGUS : res->secure ? DNS_SEC_SECURE : DNS_SEC_INSECURE;
+}
+
+static void note(struct dns_resolver *r, const char *name, int type, enum dns_security sec, int result)
+{
+        struct dns_answer_note *n;
+
+        r->last = sec;
+        if (r->nlog == DNS_ANSWER_LOG_MAX) {
+                r->dropped++;
+                return;
+        }
+        n = &r->log[r->nlog++];
+        snprintf(n->name, sizeof(n->name), "%s", name);
+        n->type = type;
+        n->security = sec;
+        n->result = result;
+}
+
+const struct dns_answer_note *dns_resolver_answers(const struct dns_resolver *r, size_t *ret_count,
+                                                   size_t *ret_dropped)
+{
+        *ret_count = r->nlog;
+        if (ret_dropped)
+                *ret_dropped = r->dropped;
+        return r->log;
+}
+
+enum dns_security dns_resolver_last_security(const struct dns_resolver *r)
+{
+        return r->last;
+}
+
+typedef int (*decode_fn)(const uint8_t *answer, size_t len, const char *name, int family, void *ret);
+
+/*
+ * One lookup: ask, map the outcome to our codes, and decode the answer
+ * message with decode.  A bogus answer is never decoded: whatever it says
+ * is not to be believed.
+ */
+static int lookup(struct dns_resolver *r, const char *name, int type, decode_fn decode, int family, void *ret)
+{
+        struct ub_result *res = NULL;
+        enum dns_security sec = DNS_SEC_UNCHECKED;
+        int rc;
 
         if (!name_is_queryable(name))
                 return DKIMSIGN_E_FORMAT;
-        r->res.res_h_errno = 0;
-        n = res_nquery(&r->res, name, ns_c_in, type, r->answer, ANSWER_MAX);
-        if (n < 0) {
-                switch (r->res.res_h_errno) {
-                case HOST_NOT_FOUND:    /* NXDOMAIN */
-                case NO_DATA:           /* NOERROR with an empty answer */
-                        return DKIMSIGN_E_DNS_NOT_FOUND;
-                default:                /* TRY_AGAIN, NO_RECOVERY (REFUSED), network */
-                        return DKIMSIGN_E_DNS_TEMPORARY;
-                }
+        rc = ask(r, name, type, &res);
+        if (rc == 0) {
+                sec = security_of(r, res);
+                if (sec == DNS_SEC_BOGUS)
+                        rc = DKIMSIGN_E_DNS_BOGUS;
+                else if (res->rcode == RCODE_NXDOMAIN)
+                        rc = DKIMSIGN_E_DNS_NOT_FOUND;
+                else if (res->rcode != 0 || !res->answer_packet)
+                        rc = DKIMSIGN_E_DNS_TEMPORARY;   /* SERVFAIL, REFUSED, ... */
+                else
+                        rc = decode(res->answer_packet, (size_t) res->answer_len, name, family, ret);
         }
-        if (n < NS_HFIXEDSZ || n > ANSWER_MAX)
-                return DKIMSIGN_E_FORMAT;
-        *ret_len = n;
-        return 0;
+        ub_resolve_free(res);
+        note(r, name, type, sec, rc);
+        return rc;
 }
 
-/* The target of a CNAME record, in presentation form. */
-static int rr_name_target(const ns_msg *msg, const ns_rr *rr, size_t offset, char *out, size_t outlen)
+static int decode_txt(const uint8_t *answer, size_t len, const char *name, int family, void *ret)
 {
-        const uint8_t *start = ns_rr_rdata(*rr) + offset;
-        int used;
-
-        if (ns_rr_rdlen(*rr) <= offset)
-                return DKIMSIGN_E_FORMAT;
-        used = ns_name_uncompress(ns_msg_base(*msg), ns_msg_end(*msg), start, out, outlen);
-        if (used < 0 || (size_t) used != ns_rr_rdlen(*rr) - offset)
-                return DKIMSIGN_E_FORMAT;
-        return 0;
+        (void) family;
+        return dns_txt_from_answer(answer, len, name, ret);
 }
 
-/*
- * Walk the answer to r->answer for name: follow the CNAME chain the answer
- * section holds, then hand every record of type at the final owner name to
- * fn.  DKIMSIGN_E_DNS_NOT_FOUND when there is none (NODATA).
- */
-static int walk_answer(const uint8_t *answer, int len, const char *name, int type,
-                       rdata_fn fn, void *userdata)
+static int decode_mx(const uint8_t *answer, size_t len, const char *name, int family, void *ret)
 {
-        char owner[NS_MAXDNAME];
-        char target[NS_MAXDNAME];
-        ns_msg msg;
-        ns_rr rr;
-        int count, found = 0, rc;
-        int hops;
-
-        if (ns_initparse(answer, len, &msg) < 0)
-                return DKIMSIGN_E_FORMAT;
-        count = ns_msg_count(msg, ns_s_an);
-        if (strlen(name) >= sizeof(owner))
-                return DKIMSIGN_E_FORMAT;
-        strcpy(owner, name);
-
-        for (hops = 0; hops <= DNS_CNAME_MAX; hops++) {
-                bool moved = false;
-
-                for (int i = 0; i < count && !moved; i++) {
-                        if (ns_parserr(&msg, ns_s_an, i, &rr) < 0)
-                                return DKIMSIGN_E_FORMAT;
-                        if (ns_rr_class(rr) != ns_c_in || ns_rr_type(rr) != ns_t_cname ||
-                            !name_equal(ns_rr_name(rr), owner))
-                                continue;
-                        rc = rr_name_target(&msg, &rr, 0, target, sizeof(target));
-                        if (rc < 0)
-                                return rc;
-                        strcpy(owner, target);
-                        moved = true;
-                }
-                if (!moved)
-                        break;
-        }
-        if (hops > DNS_CNAME_MAX)
-                return DKIMSIGN_E_FORMAT;   /* a CNAME loop, or a chain too long */
-
-        for (int i = 0; i < count; i++) {
-                if (ns_parserr(&msg, ns_s_an, i, &rr) < 0)
-                        return DKIMSIGN_E_FORMAT;
-                if (ns_rr_class(rr) != ns_c_in || (int) ns_rr_type(rr) != type ||
-                    !name_equal(ns_rr_name(rr), owner))
-                        continue;
-                rc = fn(userdata, &msg, &rr);
-                if (rc < 0)
-                        return rc;
-                found++;
-        }
-        return found > 0 ? 0 : DKIMSIGN_E_DNS_NOT_FOUND;
+        (void) family;
+        return dns_mx_from_answer(answer, len, name, ret);
 }
 
-void dns_txt_clear(struct dns_txt *t)
+static int decode_addr(const uint8_t *answer, size_t len, const char *name, int family, void *ret)
 {
-        if (!t)
-                return;
-        for (size_t i = 0; i < t->count; i++)
-                free(t->records[i].text);
-        free(t->records);
-        t->records = NULL;
-        t->count = 0;
-}
-
-static int txt_add(void *userdata, const ns_msg *msg, const ns_rr *rr)
-{
-        struct dns_txt *t = userdata;
-        const uint8_t *rd = ns_rr_rdata(*rr);
-        size_t rdlen = ns_rr_rdlen(*rr);
-        struct dns_txt_record rec = { 0 };
-        struct dns_txt_record *grown;
-        size_t pos = 0;
-
-        if (rdlen == 0)
-                return DKIMSIGN_E_FORMAT;   /* TXT holds one or more strings */
-        /* The text is shorter than the rdata by one length octet per string. */
-        rec.text = malloc(rdlen + 1);
-        if (!rec.text)
-                return DKIMSIGN_E_NOMEM;
-        while (pos < rdlen) {
-                size_t slen = rd[pos++];
-
-                if (slen > rdlen - pos) {
-                        free(rec.text);
-                        return DKIMSIGN_E_FORMAT;
-                }
-                memcpy(rec.text + rec.len, rd + pos, slen);
-                rec.len += slen;
-                pos += slen;
-                rec.strings++;
-        }
-        rec.text[rec.len] = '\0';
-        grown = reallocarray(t->records, t->count + 1, sizeof(*grown));
-        if (!grown) {
-                free(rec.text);
-                return DKIMSIGN_E_NOMEM;
-        }
-        t->records = grown;
-        t->records[t->count++] = rec;
-        return 0;
+        return dns_addr_from_answer(answer, len, name, family, ret);
 }
 
 int dns_txt_lookup(struct dns_resolver *r, const char *name, struct dns_txt *ret)
 {
-        struct dns_txt t = { 0 };
-        int len = 0;
-        int rc;
-
-        rc = query(r, name, ns_t_txt, &len);
-        if (rc == 0)
-                rc = walk_answer(r->answer, len, name, ns_t_txt, txt_add, &t);
-        if (rc < 0) {
-                dns_txt_clear(&t);
-                return rc;
-        }
-        *ret = t;
-        return 0;
-}
-
-int dns_txt_from_answer(const uint8_t *answer, size_t len, const char *name, struct dns_txt *ret)
-{
-        struct dns_txt t = { 0 };
-        int rc;
-
-        if (len < NS_HFIXEDSZ || len >= ANSWER_MAX)
-                return DKIMSIGN_E_FORMAT;
-        rc = walk_answer(answer, (int) len, name, ns_t_txt, txt_add, &t);
-        if (rc < 0) {
-                dns_txt_clear(&t);
-                return rc;
-        }
-        *ret = t;
-        return 0;
-}
-
-int dns_mx_from_answer(const uint8_t *answer, size_t len, const char *name, struct dns_mx *ret)
-{
-        struct dns_mx m = { 0 };
-        int rc;
-
-        if (len < NS_HFIXEDSZ || len >= ANSWER_MAX)
-                return DKIMSIGN_E_FORMAT;
-        rc = walk_answer(answer, (int) len, name, ns_t_mx, mx_add, &m);
-        if (rc < 0) {
-                dns_mx_clear(&m);
-                return rc;
-        }
-        *ret = m;
-        return 0;
-}
-
-void dns_addrs_clear(struct dns_addrs *a)
-{
-        if (!a)
-                return;
-        free(a->addrs);
-        a->addrs = NULL;
-        a->count = 0;
-}
-
-struct addr_walk {
-        struct dns_addrs *out;
-        int family;
-};
-
-static int addr_add(void *userdata, const ns_msg *msg, const ns_rr *rr)
-{
-        struct addr_walk *w = userdata;
-        size_t want = w->family == AF_INET ? 4 : 16;
-        struct dns_addr *grown;
-
-        if (ns_rr_rdlen(*rr) != want)
-                return DKIMSIGN_E_FORMAT;
-        grown = reallocarray(w->out->addrs, w->out->count + 1, sizeof(*grown));
-        if (!grown)
-                return DKIMSIGN_E_NOMEM;
-        w->out->addrs = grown;
-        memset(&grown[w->out->count], 0, sizeof(*grown));
-        grown[w->out->count].family = w->family;
-        memcpy(grown[w->out->count].addr, ns_rr_rdata(*rr), want);
-        w->out->count++;
-        return 0;
-}
-
-int dns_addr_lookup(struct dns_resolver *r, const char *name, int family, struct dns_addrs *ret)
-{
-        struct dns_addrs a = { 0 };
-        struct addr_walk w = { .out = &a, .family = family };
-        int type = family == AF_INET ? ns_t_a : ns_t_aaaa;
-        int len = 0;
-        int rc;
-
-        if (family != AF_INET && family != AF_INET6)
-                return DKIMSIGN_E_INTERNAL;
-        rc = query(r, name, type, &len);
-        if (rc == 0)
-                rc = walk_answer(r->answer, len, name, type, addr_add, &w);
-        if (rc < 0) {
-                dns_addrs_clear(&a);
-                return rc;
-        }
-        *ret = a;
-        return 0;
-}
-
-void dns_mx_clear(struct dns_mx *m)
-{
-        if (!m)
-                return;
-        for (size_t i = 0; i < m->count; i++)
-                free(m->records[i].host);
-        free(m->records);
-        m->records = NULL;
-        m->count = 0;
-}
-
-static int mx_add(void *userdata, const ns_msg *msg, const ns_rr *rr)
-{
-        struct dns_mx *m = userdata;
-        char host[NS_MAXDNAME];
-        struct dns_mx_record *grown;
-        const uint8_t *rd = ns_rr_rdata(*rr);
-        size_t hlen;
-        int rc;
-
-        if (ns_rr_rdlen(*rr) < 3)
-                return DKIMSIGN_E_FORMAT;
-        rc = rr_name_target(msg, rr, 2, host, sizeof(host));
-        if (rc < 0)
-                return rc;
-        hlen = strlen(host);
-        if (hlen > 0 && host[hlen - 1] == '.')
-                host[--hlen] = '\0';   /* the null MX "." becomes "" */
-        grown = reallocarray(m->records, m->count + 1, sizeof(*grown));
-        if (!grown)
-                return DKIMSIGN_E_NOMEM;
-        m->records = grown;
-        grown[m->count].preference = (uint16_t) ((rd[0] << 8) | rd[1]);
-        grown[m->count].host = strdup(host);
-        if (!grown[m->count].host)
-                return DKIMSIGN_E_NOMEM;
-        m->count++;
-        return 0;
+        return lookup(r, name, DNS_TYPE_TXT, decode_txt, 0, ret);
 }
 
 int dns_mx_lookup(struct dns_resolver *r, const char *name, struct dns_mx *ret)
 {
-        struct dns_mx m = { 0 };
-        int len = 0;
-        int rc;
+        return lookup(r, name, DNS_TYPE_MX, decode_mx, 0, ret);
+}
 
-        rc = query(r, name, ns_t_mx, &len);
-        if (rc == 0)
-                rc = walk_answer(r->answer, len, name, ns_t_mx, mx_add, &m);
-        if (rc < 0) {
-                dns_mx_clear(&m);
-                return rc;
-        }
-        *ret = m;
-        return 0;
+int dns_addr_lookup(struct dns_resolver *r, const char *name, int family, struct dns_addrs *ret)
+{
+        if (family != AF_INET && family != AF_INET6)
+                return DKIMSIGN_E_INTERNAL;
+        return lookup(r, name, family == AF_INET ? DNS_TYPE_A : DNS_TYPE_AAAA, decode_addr, family, ret);
 }

@@ -737,10 +737,30 @@ static int handle_dns(struct parse_state *s, const char *name, const char *value
                 }
                 /* The address itself is checked when the resolver is made. */
                 if (strlen(value) > 64 || strpbrk(value, " \t,;"))
-                        return fail(s, "'resolver' must be system, or one address: IP, IP:PORT or [IPv6]:PORT");
+                        return fail(s, "'resolver' must be system, recursive, or one address: IP, IP:PORT or "
+                                    "[IPv6]:PORT");
                 free(c->dns_resolver);
                 c->dns_resolver = strdup(value);
                 return c->dns_resolver ? 1 : fail(s, "out of memory");
+        }
+        if (strcmp(name, "dnssec") == 0) {
+                if (strcasecmp(value, "no") == 0)
+                        c->dns_dnssec = DNS_DNSSEC_NO;
+                else if (strcasecmp(value, "auto") == 0)
+                        c->dns_dnssec = DNS_DNSSEC_AUTO;
+                else if (strcasecmp(value, "yes") == 0)
+                        c->dns_dnssec = DNS_DNSSEC_YES;
+                else
+                        return fail(s, "'dnssec' must be yes, auto or no");
+                return 1;
+        }
+        if (strcmp(name, "trust_anchor") == 0) {
+                /* Read when the resolver is made: a file of DS or DNSKEY records. */
+                if (value[0] != '/' || strlen(value) > 4096)
+                        return fail(s, "'trust_anchor' must be an absolute path");
+                free(c->dns_trust_anchor);
+                c->dns_trust_anchor = strdup(value);
+                return c->dns_trust_anchor ? 1 : fail(s, "out of memory");
         }
         if (strcmp(name, "watch") == 0) {
                 if (strcasecmp(value, "daemon") == 0)
@@ -1497,6 +1517,7 @@ struct config *config_free(struct config *c)
         free(c->user);
         free(c->state_dir);
         free(c->dns_resolver);
+        free(c->dns_trust_anchor);
         acl_free(&c->allow);
         free(c->module);
         free(c->token_label);
@@ -1668,4 +1689,14 @@ int config_pin_path(const struct config *c, char *ret, size_t size)
         else
                 return DKIMSIGN_E_CONFIG;
         return n < 0 || (size_t) n >= size ? DKIMSIGN_E_TOO_LARGE : 0;
+}
+
+void config_dns_options(const struct config *c, const char *server, struct dns_resolver_options *ret)
+{
+        *ret = (struct dns_resolver_options) {
+                .server = server && *server ? server : c->dns_resolver,
+                .timeout_ms = c->dns_timeout_ms,
+                .dnssec = c->dns_dnssec,
+                .trust_anchor = c->dns_trust_anchor,
+        };
 }

@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "dkim/sign.h"
+#include "dns/resolve.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)
 #define CONFIG_DOMAINS_MAX 100000
@@ -165,7 +166,9 @@ struct config {
         enum config_unpublished unpublished;  /* REFUSE unless set to sign */
         /* [dns]: the key lifecycle's DNS watch (dnswatch.h) */
         enum config_dns_watch dns_watch;
-        char *dns_resolver;         /* "IP[:PORT]"; NULL: the system resolver */
+        char *dns_resolver;         /* "IP[:PORT]" or "recursive"; NULL: the system resolver */
+        enum dns_dnssec dns_dnssec; /* validate answers: no (the default), auto or yes */
+        char *dns_trust_anchor;     /* NULL: DNS_TRUST_ANCHOR_DEFAULT */
         unsigned dns_timeout_ms;    /* one lookup, all tries */
         uint64_t check_interval;    /* seconds between checks of the keys' records */
         uint64_t publish_wait;      /* seconds a record must be seen before its key signs */
@@ -185,6 +188,10 @@ int config_resolve(struct config *c, char *err, size_t errlen);
 /* Read, parse and resolve a file (at most CONFIG_FILE_MAX octets). */
 int config_load(const char *path, struct config **ret, char *err, size_t errlen);
 struct config *config_free(struct config *c);
+
+/* The [dns] resolver settings of c as resolver options (borrowed from c);
+ * server, when neither NULL nor "", stands for [dns] resolver. */
+void config_dns_options(const struct config *c, const char *server, struct dns_resolver_options *ret);
 
 /* The section for a domain, or NULL. */
 const struct config_domain *config_find_domain(const struct config *c, const char *name);

@@ -44,7 +44,8 @@ enum dkimsign_err {
         DKIMSIGN_E_STATE = -29,       /* a persisted state file is unreadable or corrupt */
         DKIMSIGN_E_QUOTA = -30,       /* over a signing quota; retry later */
         DKIMSIGN_E_IDN = -31,         /* a domain is no valid internationalized domain name */
-        DKIMSIGN_E_ERR_MIN_ = -31,
+        DKIMSIGN_E_DNS_BOGUS = -32,   /* DNS: the answer failed DNSSEC validation */
+        DKIMSIGN_E_ERR_MIN_ = -32,
 };
 
 /* A short, static, human-readable description of r; never NULL. */

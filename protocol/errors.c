@@ -40,6 +40,7 @@ const char *dkimsign_strerror(int r)
         case DKIMSIGN_E_STATE: return "the state file is unreadable or corrupt";
         case DKIMSIGN_E_QUOTA: return "over a signing quota; try again later";
         case DKIMSIGN_E_IDN: return "the domain is not a valid internationalized domain name (IDNA2008)";
+        case DKIMSIGN_E_DNS_BOGUS: return "the DNS answer failed DNSSEC validation";
         default: return "unknown error";
         }
 }

@@ -3,6 +3,7 @@
 # packages dkimsign needs, installed when missing.
 
 BUILD_PACKAGES="gcc clang valgrind libclang-rt-14-dev meson ninja-build pkg-config libssl-dev libinih-dev libsodium-dev libpsl-dev publicsuffix libidn2-dev
+        libunbound-dev dns-root-data
         libsystemd-dev libp11-kit-dev libcmocka-dev softhsm2 python3 python3-dkim python3-nacl libmilter-dev
         debhelper dpkg-dev fakeroot build-essential libjansson-dev"
 # The independent verifiers the conformance tests run, and what the other
@@ -14,7 +15,7 @@ BUILD_PACKAGES="gcc clang valgrind libclang-rt-14-dev meson ninja-build pkg-conf
 # test-sendmail.py's sendmail.cf (Sendmail itself is unpacked, not installed).
 TEST_PACKAGES="libmail-dkim-perl libnet-dns-perl libopendkim-dev opensc opendkim-tools postfix swaks miltertest
         systemd util-linux openssl python3-cryptography dnsmasq-base strace man-db sasl2-bin libsasl2-modules
-        opencryptoki libopencryptoki0 libtpm2-pkcs11-1 libtpm2-pkcs11-tools swtpm tpm2-abrmd libtss2-tcti-tabrmd0
+        nsd unbound ldnsutils opencryptoki libopencryptoki0 libtpm2-pkcs11-1 libtpm2-pkcs11-tools swtpm tpm2-abrmd libtss2-tcti-tabrmd0
         libtss2-tcti-swtpm0 dbus-daemon dbus-bin m4"
 
 # install_packages PKG...: apt-get install the ones not installed yet.

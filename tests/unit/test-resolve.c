@@ -25,7 +25,7 @@ static void test_server_strings(void **state)
                 const char *server;
                 int r;
         } cases[] = {
-                { NULL, 0 }, { "", 0 }, { "127.0.0.1", 0 }, { "127.0.0.1:5353", 0 }, { "[::1]:53", 0 },
+                { NULL, 0 }, { "", 0 }, { "system", 0 }, { "recursive", 0 }, { "127.0.0.1", 0 }, { "127.0.0.1:5353", 0 }, { "[::1]:53", 0 },
                 { "[::1]", 0 }, { "::1", 0 }, { "2001:db8::1", 0 },
                 { "localhost", DKIMSIGN_E_CONFIG }, { "127.0.0.1:", DKIMSIGN_E_CONFIG },
                 { "127.0.0.1:0", DKIMSIGN_E_CONFIG }, { "127.0.0.1:65536", DKIMSIGN_E_CONFIG },
@@ -36,8 +36,10 @@ static void test_server_strings(void **state)
 
         (void) state;
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct dns_resolver_options o = { .server = cases[i].server, .timeout_ms = 1000 };
                 struct dns_resolver *r = NULL;
-                int rc = dns_resolver_new(cases[i].server, 1000, &r);
+                char why[256] = "";
+                int rc = dns_resolver_new(&o, &r, why, sizeof(why));
 
                 if (rc != cases[i].r)
                         fail_msg("\"%s\": %d, expected %d", cases[i].server ? cases[i].server : "(null)", rc,
