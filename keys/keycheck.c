@@ -23,6 +23,8 @@ enum key_dns keycheck_lookup(struct dns_resolver *res, const char *label, EVP_PK
 
         if (r == DKIMSIGN_E_DNS_NOT_FOUND)
                 return KEY_DNS_MISSING;
+        if (r == DKIMSIGN_E_DNS_BOGUS)
+                return KEY_DNS_BOGUS;   /* whatever it held, it is not believed */
         if (r < 0)
                 return KEY_DNS_FAILED;  /* no answer, or one we could not read: nothing known */
         for (size_t i = 0; i < txt.count && out != KEY_DNS_MATCH; i++) {
@@ -71,6 +73,10 @@ static void observe(struct keyreg_entry **keys, size_t n, struct dns_resolver *r
                                 rep->failed++;
                         else
                                 rep->answered++;
+                        if (obs[i] == KEY_DNS_BOGUS)
+                                rep->bogus++;
+                        if (obs[i] != KEY_DNS_FAILED)
+                                atomic_store(&e->live.dnssec, (int) dns_resolver_last_security(res));
                         atomic_store(&e->live.dns, (int) obs[i]);
                         atomic_store(&e->live.checked, (int64_t) time(NULL));
                 }
@@ -140,6 +146,7 @@ static int record(struct keystate *file, struct keyreg_entry **keys, size_t n)
                 snprintf(e.label, sizeof(e.label), "%s", keys[i]->label);
                 memcpy(e.fingerprint, keys[i]->fingerprint, sizeof(e.fingerprint));
                 key_live_times(&keys[i]->live, &e.t);
+                e.dnssec = (enum dns_security) atomic_load(&keys[i]->live.dnssec);
                 r = keystate_put(file, &e);
                 if (r < 0)
                         return r;
@@ -154,7 +161,8 @@ static bool file_matches(const struct keystate *file, const struct keyreg_entry 
         struct key_times t;
 
         key_live_times(&e->live, &t);
-        return f && strcmp(f->fingerprint, e->fingerprint) == 0 && times_equal(&f->t, &t);
+        return f && strcmp(f->fingerprint, e->fingerprint) == 0 && times_equal(&f->t, &t) &&
+               f->dnssec == (enum dns_security) atomic_load(&e->live.dnssec);
 }
 
 /* Take what dkimsignctl wrote in the file (an import active at once, a
@@ -165,6 +173,8 @@ static void adopt(struct keyreg_entry **keys, size_t n, const struct keystate *f
         for (size_t i = 0; i < n; i++) {
                 const struct keystate_entry *f = keystate_find(file, keys[i]->label);
 
+                if (f && dns_from_file && strcmp(f->fingerprint, keys[i]->fingerprint) == 0)
+                        atomic_store(&keys[i]->live.dnssec, (int) f->dnssec);   /* the looker-up's word */
                 if (f && strcmp(f->fingerprint, keys[i]->fingerprint) == 0 &&
                     key_live_adopt(&keys[i]->live, &f->t, dns_from_file))
                         rep->events[rep->nevents++] = (struct lifecycle_event) { .key = i, .what = LC_FROM_FILE,

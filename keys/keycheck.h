@@ -33,6 +33,7 @@ struct keycheck_report {
         struct lifecycle_event *events;  /* owned */
         size_t nevents;
         size_t answered, failed;         /* lookups that got an answer, and that did not */
+        size_t bogus;                    /* answers (among answered) that failed DNSSEC validation */
         size_t skipped;                  /* keys not looked up after KEYCHECK_FAILURES_MAX failures in a row */
         unsigned failures_in_row;
         int file_result;                 /* 0, or the state file's problem: */
@@ -59,7 +60,8 @@ void keycheck_event_sentence(const struct keycheck_report *r, const struct lifec
 
 /* What DNS shows at label (a key's <selector>._domainkey.<domain>) for the
  * public key pub: a record with it, none, others, a revoked one, only
- * unreadable ones, or no answer. */
+ * unreadable ones, a bogus answer, or no answer; dns_resolver_last_security
+ * then says what validation said. */
 enum key_dns keycheck_lookup(struct dns_resolver *res, const char *label, EVP_PKEY *pub);
 
 #endif

@@ -438,6 +438,7 @@ static struct keyreg_entry *entry_new(const struct signer_key *k, const char *la
                 atomic_store(&e->live.active, f->t.active);
                 atomic_store(&e->live.retired, f->t.retired);
                 atomic_store(&e->live.state, (int) f->t.state);
+                atomic_store(&e->live.dnssec, (int) f->dnssec);
         }
         return e;
 }

@@ -39,6 +39,7 @@ struct key_live {
         _Atomic int64_t seen, active, retired;
         _Atomic uint64_t wait, grace;   /* its domain's publish_wait and retire_grace */
         _Atomic int dns;                /* enum key_dns */
+        _Atomic int dnssec;             /* enum dns_security: what validation said of that answer */
         _Atomic int64_t checked;        /* when DNS was last asked, 0: never */
 };
 

@@ -6,14 +6,18 @@
  *
  *   # comment lines and blank lines are ignored
  *   dkimsign-keystate 1
- *   LABEL FINGERPRINT STATE SEEN ACTIVE RETIRED
+ *   LABEL FINGERPRINT STATE SEEN ACTIVE RETIRED [DNSSEC]
  *   ...
  *   end COUNT
  *
  * LABEL is "<selector>._domainkey.<domain>" in lowercase, FINGERPRINT the
  * key's hex SHA-256 (a key destroyed and made again under the same label is
  * another key), STATE pending|published|active|retired, and the times are
- * Unix seconds, 0 for none.  The "end" line catches a truncated file.
+ * Unix seconds, 0 for none.  DNSSEC is what validation said of the last
+ * answer for the key's record (secure|insecure|bogus); it is left out when
+ * the answer was not validated, so a file written with [dns] dnssec = no
+ * stays readable by versions that knew only six fields.  The "end" line
+ * catches a truncated file.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -125,6 +129,15 @@ static bool field_is(const char *f, size_t len, const char *word)
         return len == strlen(word) && memcmp(f, word, len) == 0;
 }
 
+/* "secure", "insecure" or "bogus"; DNS_SEC_UNCHECKED for anything else. */
+static enum dns_security security_of(const char *f, size_t len)
+{
+        for (int k = DNS_SEC_INSECURE; k <= DNS_SEC_BOGUS; k++)
+                if (field_is(f, len, dns_security_name((enum dns_security) k)))
+                        return (enum dns_security) k;
+        return DNS_SEC_UNCHECKED;
+}
+
 static int parse_entry(const char **f, const size_t *fl, size_t line, struct keystate_entry *e, char *why,
                        size_t whylen)
 {
@@ -149,6 +162,9 @@ static int parse_entry(const char **f, const size_t *fl, size_t line, struct key
             parse_time(f[5], fl[5], &e->t.retired) < 0)
                 return bad(why, whylen, line, "a time is not a number of seconds (0 to %lld)",
                            (long long) KEYSTATE_TIME_MAX);
+        e->dnssec = DNS_SEC_UNCHECKED;
+        if (fl[6] && (e->dnssec = security_of(f[6], fl[6])) == DNS_SEC_UNCHECKED)
+                return bad(why, whylen, line, "unknown DNSSEC status (secure, insecure or bogus)");
         if (e->t.state == KEY_PUBLISHED && !e->t.seen)
                 return bad(why, whylen, line, "a published key needs the time it was first seen");
         if (e->t.state == KEY_ACTIVE && !e->t.active)
@@ -187,8 +203,8 @@ static int grow(struct keystate *s)
 static int parse_line(struct keystate *s, const char *l, size_t ll, size_t line, bool *seen_magic,
                       bool *ret_end, char *why, size_t whylen)
 {
-        const char *f[6];
-        size_t fl[6];
+        const char *f[7];
+        size_t fl[7] = { 0 };
         int n, r;
 
         if (ll == 0 || l[0] == '#')
@@ -200,7 +216,7 @@ static int parse_line(struct keystate *s, const char *l, size_t ll, size_t line,
                 *seen_magic = true;
                 return 0;
         }
-        n = split_fields(l, ll, f, fl, 6);
+        n = split_fields(l, ll, f, fl, 7);
         if (n == 2 && field_is(f[0], fl[0], "end")) {
                 int64_t count;
 
@@ -210,8 +226,8 @@ static int parse_line(struct keystate *s, const char *l, size_t ll, size_t line,
                 *ret_end = true;
                 return 0;
         }
-        if (n != 6)
-                return bad(why, whylen, line, "expected 'LABEL FINGERPRINT STATE SEEN ACTIVE RETIRED'");
+        if (n != 6 && n != 7)
+                return bad(why, whylen, line, "expected 'LABEL FINGERPRINT STATE SEEN ACTIVE RETIRED [DNSSEC]'");
         r = grow(s);
         if (r == DKIMSIGN_E_TOO_LARGE)
                 return bad(why, whylen, line, "more than %d keys", KEYSTATE_ENTRIES_MAX), DKIMSIGN_E_TOO_LARGE;
@@ -293,8 +309,9 @@ int keystate_format(const struct keystate *s, char **ret, size_t *ret_len)
         for (size_t i = 0; i < s->count; i++) {
                 const struct keystate_entry *e = &s->entries[i];
 
-                fprintf(f, "%s %s %s %" PRId64 " %" PRId64 " %" PRId64 "\n", e->label, e->fingerprint,
-                        key_state_name(e->t.state), e->t.seen, e->t.active, e->t.retired);
+                fprintf(f, "%s %s %s %" PRId64 " %" PRId64 " %" PRId64 "%s%s\n", e->label, e->fingerprint,
+                        key_state_name(e->t.state), e->t.seen, e->t.active, e->t.retired,
+                        e->dnssec ? " " : "", e->dnssec ? dns_security_name(e->dnssec) : "");
         }
         fprintf(f, "end %zu\n", s->count);
         if (fclose(f) != 0) {

@@ -26,6 +26,8 @@
 #include <stdint.h>
 #include <openssl/evp.h>
 
+#include "dns/resolve.h"
+
 #define KEYSTATE_FILE "keys.state"
 #define KEYSTATE_MAGIC "dkimsign-keystate 1"
 #define KEYSTATE_FILE_MAX (64 * 1024 * 1024)
@@ -57,6 +59,7 @@ struct keystate_entry {
         char label[KEYSTATE_LABEL_MAX + 1];          /* "<selector>._domainkey.<domain>", lowercase */
         char fingerprint[KEYSTATE_FP_LEN + 1];       /* which key of that label it is */
         struct key_times t;
+        enum dns_security dnssec;    /* what validation said of the last answer for its record */
 };
 
 struct keystate {

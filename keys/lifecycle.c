@@ -16,6 +16,7 @@ const char *key_dns_phrase(enum key_dns d)
         case KEY_DNS_REVOKED: return "a revoked record (empty p=)";
         case KEY_DNS_BROKEN: return "a record that is not a valid DKIM key record";
         case KEY_DNS_FAILED: return "no answer (timeout or server failure)";
+        case KEY_DNS_BOGUS: return "an answer that failed DNSSEC validation (bogus)";
         default: return "nothing yet: not checked";
         }
 }

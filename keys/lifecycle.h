@@ -20,6 +20,8 @@
  *   active    + record gone                -> stays active (a DNS outage must
  *                                             not stop mail), with an event
  *   no answer (KEY_DNS_FAILED) or not looked up: nothing changes.
+ *   a bogus answer (KEY_DNS_BOGUS) is no record: it never makes a key
+ *   published, let alone active.
  */
 #ifndef KEYS_LIFECYCLE_H
 #define KEYS_LIFECYCLE_H
@@ -39,6 +41,8 @@ enum key_dns {
         KEY_DNS_REVOKED,         /* the record has an empty p= */
         KEY_DNS_BROKEN,          /* a record that is not a valid DKIM key record */
         KEY_DNS_FAILED,          /* no answer (timeout, SERVFAIL): nothing known */
+        KEY_DNS_BOGUS,           /* an answer that failed DNSSEC validation: not believed, so a
+                                  * pending key stays pending and a published one goes back */
 };
 
 /* A short phrase for what DNS showed: "no TXT record", ... */

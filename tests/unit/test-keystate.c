@@ -79,7 +79,9 @@ static void test_parse_refusals(void **state)
                 { HEAD "s1._domainkey.example.com " FP_A " active 5 0 0\nend 1\n", "became active" },
                 { HEAD "s1._domainkey.example.com " FP_A " retired 5 6 0\nend 1\n", "was retired" },
                 { HEAD "s1._domainkey.example.com " FP_A " active 1 1\nend 1\n", "line 2: expected 'LABEL" },
-                { HEAD "s1._domainkey.example.com " FP_A " active 1 1 0 0\nend 1\n", "line 2: expected 'LABEL" },
+                { HEAD "s1._domainkey.example.com " FP_A " active 1 1 0 0\nend 1\n", "unknown DNSSEC status" },
+                { HEAD "s1._domainkey.example.com " FP_A " active 1 1 0 unchecked\nend 1\n", "unknown DNSSEC" },
+                { HEAD "s1._domainkey.example.com " FP_A " active 1 1 0 secure 0\nend 1\n", "expected 'LABEL" },
                 { HEAD "s1._domainkey.example.com  " FP_A " active 1 1 0\nend 1\n", "line 2: expected 'LABEL" },
                 { HEAD "s1._domainkey.example.com " FP_A " active 1 1 0 \nend 1\n", "line 2: expected 'LABEL" },
                 { HEAD "s1._domainkey.example.com " FP_A " active 1 1 0\r\nend 1\n", "line 2: a NUL, CR or tab" },
@@ -139,6 +141,7 @@ static void test_format_round_trip_and_put(void **state)
         assert_int_equal(keystate_put(&s, &e), 0);
         /* Replacing keeps one entry per label. */
         e.t = (struct key_times) { KEY_RETIRED, 300, 400, 500 };
+        e.dnssec = DNS_SEC_BOGUS;
         assert_int_equal(keystate_put(&s, &e), 0);
         assert_int_equal(s.count, 2);
         assert_string_equal(s.entries[0].label, "a._domainkey.example.com");
@@ -160,7 +163,11 @@ static void test_format_round_trip_and_put(void **state)
                 assert_int_equal(back.entries[i].t.seen, s.entries[i].t.seen);
                 assert_int_equal(back.entries[i].t.active, s.entries[i].t.active);
                 assert_int_equal(back.entries[i].t.retired, s.entries[i].t.retired);
+                assert_int_equal(back.entries[i].dnssec, s.entries[i].dnssec);
         }
+        /* Unvalidated answers leave the field out: the six-field form. */
+        assert_non_null(strstr(text, " 500 bogus\n"));
+        assert_non_null(strstr(text, "b._domainkey.example.com " FP_A " active 100 200 0\n"));
         free(text);
         keystate_clear(&s);
         keystate_clear(&back);

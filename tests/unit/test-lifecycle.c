@@ -71,6 +71,13 @@ static const struct lc_case cases[] = {
         { "pending, no answer: nothing known, nothing moves", 1,
           { { "a.example", RSA, false, DAY, DAY, PENDING, KEY_DNS_MISSING, KEY_DNS_FAILED, PENDING } },
           false, { NONE } },
+        { "pending, a bogus answer (DNSSEC): no record, even with no wait to count", 1,
+          { { "a.example", RSA, false, 0, DAY, PENDING, KEY_DNS_MISSING, KEY_DNS_BOGUS, PENDING } },
+          false, { LC_PENDING_SEES, NONE } },
+        { "published, now a bogus answer: back to pending, the wait starts again", 1,
+          { { "a.example", RSA, false, DAY, DAY, PUBLISHED(NOW - DAY + 1), KEY_DNS_MATCH, KEY_DNS_BOGUS,
+              PENDING } },
+          true, { LC_BACK_TO_PENDING, NONE } },
         { "published, wait not over: stays published", 1,
           { { "a.example", RSA, false, DAY, DAY, PUBLISHED(NOW - DAY + 1), KEY_DNS_MATCH, KEY_DNS_MATCH,
               PUBLISHED(NOW - DAY + 1) } },
@@ -180,9 +187,33 @@ static void test_transitions(void **state)
 static void test_dns_phrases(void **state)
 {
         /* Every observation has a phrase of its own for the log lines. */
-        for (int a = KEY_DNS_UNCHECKED; a <= KEY_DNS_FAILED; a++)
-                for (int b = a + 1; b <= KEY_DNS_FAILED; b++)
+        for (int a = KEY_DNS_UNCHECKED; a <= KEY_DNS_BOGUS; a++)
+                for (int b = a + 1; b <= KEY_DNS_BOGUS; b++)
                         assert_string_not_equal(key_dns_phrase(a), key_dns_phrase(b));
+}
+
+/* A key whose record only ever comes back bogus never becomes active: a
+ * check every hour for a year, waits of 0 and of a day, the answers before
+ * and now bogus, so no step can take a forged record for a published one. */
+static void test_bogus_never_active(void **state)
+{
+        for (uint64_t wait = 0; wait <= DAY; wait += DAY) {
+                struct key_view k = { .domain = "a.example", .alg = RSA, .wait = wait, .grace = DAY,
+                                      .t = { .state = KEY_PENDING } };
+                enum key_dns before = KEY_DNS_UNCHECKED, seen = KEY_DNS_BOGUS;
+                struct lifecycle_event ev[LIFECYCLE_EVENTS_PER_KEY];
+
+                for (int64_t now = NOW; now < NOW + 365 * DAY; now += 3600) {
+                        size_t nev = 0;
+
+                        lifecycle_step(&k, 1, &before, &seen, now, ev, &nev);
+                        assert_int_equal(k.t.state, KEY_PENDING);
+                        for (size_t e = 0; e < nev; e++)
+                                assert_true(ev[e].what != LC_PUBLISHED && ev[e].what != LC_ACTIVE);
+                        before = seen;
+                }
+        }
+        (void) state;
 }
 
 /* A key that never signs gets no lifecycle: a newer key of the domain
@@ -237,6 +268,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_transitions),
                 cmocka_unit_test(test_dns_phrases),
+                cmocka_unit_test(test_bogus_never_active),
                 cmocka_unit_test(test_unusable_keys_have_no_lifecycle),
         };
 
