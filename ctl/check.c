@@ -91,6 +91,7 @@ struct selector_result {
         char *expected_zone;
         struct dkim_selector_report rep;
         struct dns_findings f;
+        enum dns_security dnssec;     /* what validation said of its record's answer */
 };
 
 struct check_result {
@@ -103,6 +104,9 @@ struct check_result {
         struct dns_findings dkim_f;   /* findings about the domain's keys as a whole */
         struct dmarc_report dmarc;
         struct dns_findings dmarc_f;
+        bool validated;               /* DNSSEC on: the answers say secure, insecure or bogus */
+        const struct dns_answer_note *answers;   /* borrowed from the resolver */
+        size_t nanswers, answers_dropped;
 };
 
 static void check_result_clear(struct check_result *res)
@@ -201,9 +205,17 @@ static int check_dkim(struct dns_resolver *r, struct check_result *res)
                         .expected_zone = s->expected_zone,
                 };
 
+                size_t before, after;
+                const struct dns_answer_note *notes;
+
+                dns_resolver_answers(r, &before, NULL);
                 rc = dkim_selector_check(r, &in, &s->rep, &s->f);
                 if (rc < 0)
                         return rc;
+                /* Its one lookup, when it made one (a name too long makes none). */
+                notes = dns_resolver_answers(r, &after, NULL);
+                if (after > before)
+                        s->dnssec = notes[after - 1].security;
         }
         return 0;
 }
@@ -226,7 +238,7 @@ static json_t *json_selector(const struct check_result *res, const struct select
         char name[DNS_NAME_MAX + 80];
 
         snprintf(name, sizeof(name), "%s._domainkey.%s", s->key->selector, res->domain);
-        return json_pack("{s:o, s:o, s:s, s:I, s:b, s:s, s:o, s:I, s:b, s:b, s:o, s:o}",
+        return json_pack("{s:o, s:o, s:s, s:I, s:b, s:s, s:o, s:I, s:b, s:b, s:o, s:s, s:o}",
                          "selector", ctl_json_text(s->key->selector),
                          "name", ctl_json_text(name),
                          "algorithm", hsm_alg_name(s->key->key->alg),
@@ -238,7 +250,36 @@ static json_t *json_selector(const struct check_result *res, const struct select
                          "matches", s->rep.matches,
                          "testing", s->rep.testing,
                          "expected", ctl_json_text(s->expected),
+                         "dnssec", dns_security_name(s->dnssec),
                          "findings", json_findings(&s->f));
+}
+
+/* What came of one lookup, in a word or two. */
+static const char *answer_result(int rc)
+{
+        switch (rc) {
+        case 0: return "records";
+        case DKIMSIGN_E_DNS_NOT_FOUND: return "none";
+        case DKIMSIGN_E_DNS_BOGUS: return "bogus";
+        case DKIMSIGN_E_DNS_TEMPORARY: return "no answer";
+        default: return "malformed";
+        }
+}
+
+/* Every answer the check got, with what validation said of it. */
+static json_t *json_dnssec(const struct check_result *res)
+{
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < res->nanswers; i++) {
+                const struct dns_answer_note *n = &res->answers[i];
+
+                ctl_json_push(&a, json_pack("{s:o, s:s, s:s, s:s}", "name", ctl_json_text(n->name),
+                                            "type", dns_type_name(n->type), "dnssec", dns_security_name(n->security),
+                                            "result", answer_result(n->result)));
+        }
+        return json_pack("{s:b, s:o, s:I}", "validated", res->validated, "answers", a,
+                         "answers_not_listed", (json_int_t) res->answers_dropped);
 }
 
 static int print_json(const struct check_result *res, enum dns_verdict worst, bool incomplete, int status)
@@ -249,7 +290,7 @@ static int print_json(const struct check_result *res, enum dns_verdict worst, bo
         for (size_t i = 0; selectors && i < res->nsel; i++)
                 ctl_json_push(&selectors, json_selector(res, &res->sel[i]));
         return ctl_json_out(json_pack(
-                "{s:o, s:o, s:o, s:s, s:b, s:i,"
+                "{s:o, s:o, s:o, s:s, s:b, s:i, s:o,"
                 " s:{s:s, s:o, s:I, s:I, s:o, s:o},"
                 " s:{s:s, s:o, s:o},"
                 " s:{s:s, s:o, s:o, s:o, s:o}}",
@@ -259,6 +300,7 @@ static int print_json(const struct check_result *res, enum dns_verdict worst, bo
                 "verdict", dns_verdict_name(worst),
                 "incomplete", incomplete,
                 "exit_status", status,
+                "dnssec", json_dnssec(res),
                 "spf",
                         "verdict", dns_verdict_name(dns_findings_worst(&res->spf_f)),
                         "record", ctl_json_text(res->spf.record),
@@ -288,6 +330,25 @@ static void count_findings(const struct dns_findings *f, unsigned *errors, unsig
         }
 }
 
+/* Every answer with what validation said of it, or that it was off. */
+static void print_answers_text(const struct check_result *res)
+{
+        if (!res->validated) {
+                printf("\nDNSSEC: answers not validated ([dns] dnssec = no, or no trust anchor)\n");
+                return;
+        }
+        printf("\nDNSSEC (per answer)\n");
+        for (size_t i = 0; i < res->nanswers; i++) {
+                const struct dns_answer_note *n = &res->answers[i];
+
+                printf("  %-9s %-4s ", dns_security_name(n->security), dns_type_name(n->type));
+                text_safe(n->name, NULL);
+                printf(" (%s)\n", answer_result(n->result));
+        }
+        if (res->answers_dropped)
+                printf("  ... and %zu more\n", res->answers_dropped);
+}
+
 static void print_text(const struct check_result *res, bool incomplete)
 {
         unsigned errors = 0, warnings = 0;
@@ -310,8 +371,9 @@ static void print_text(const struct check_result *res, bool incomplete)
         for (size_t i = 0; i < res->nsel; i++) {
                 const struct selector_result *s = &res->sel[i];
 
-                printf(" %s._domainkey.%s (%s %u%s) [%s]\n", s->key->selector, res->domain,
+                printf(" %s._domainkey.%s (%s %u%s%s%s) [%s]\n", s->key->selector, res->domain,
                        hsm_alg_name(s->key->key->alg), s->key->key->bits, s->key->key->retired[0] ? ", retired" : "",
+                       res->validated ? ", DNSSEC: " : "", res->validated ? dns_security_name(s->dnssec) : "",
                        dns_verdict_name(dns_findings_worst(&s->f)));
                 text_findings(&s->f);
                 count_findings(&s->f, &errors, &warnings);
@@ -325,6 +387,7 @@ static void print_text(const struct check_result *res, bool incomplete)
         }
         text_findings(&res->dmarc_f);
         count_findings(&res->dmarc_f, &errors, &warnings);
+        print_answers_text(res);
 
         printf("\n%u error%s, %u warning%s%s\n", errors, errors == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s",
                incomplete ? "; some lookups failed for now: run the check again" : "");
@@ -394,6 +457,8 @@ int ctl_check(const struct config *c, struct hsm *h, const char *domain_in, cons
                 status = ctl_report(EXIT_FAIL, "checking %s: %s", domain, dkimsign_strerror(rc));
                 goto out;
         }
+        res.validated = dns_resolver_validates(r);
+        res.answers = dns_resolver_answers(r, &res.nanswers, &res.answers_dropped);
         status = exit_status(&res, &incomplete);
         worst = dns_findings_worst(&res.spf_f);
         if (dkim_worst(&res) > worst)

@@ -155,6 +155,7 @@ struct ctl_key_life {
         int64_t signs_from;       /* published: when it becomes active */
         int64_t retires;          /* active with a newer key: when it retires, 0: not */
         int64_t retired;          /* retired: since (0 when only the token's date says so) */
+        enum dns_security dnssec; /* what validation said of the last answer for its record */
 };
 
 void ctl_key_life(const struct keytab *t, const struct config *c, size_t i, int64_t now, struct ctl_key_life *ret);

@@ -181,7 +181,7 @@ static json_t *list_key_json(const struct signer_key *k, const struct ctl_key_li
         const struct hsm_key *key = k->key;
 
         return json_pack("{s:o, s:o, s:o, s:s, s:I, s:s, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:o, s:b, s:b, s:b,"
-                         " s:o, s:o, s:b}",
+                         " s:o, s:o, s:b, s:s}",
                          "domain", ctl_json_text(k->domain),
                          "domain_unicode", json_domain_unicode(k->domain),
                          "selector", ctl_json_text(k->selector),
@@ -202,7 +202,8 @@ static json_t *list_key_json(const struct signer_key *k, const struct ctl_key_li
                          "never_extractable", key->never_extractable,
                          "refused", ctl_json_text(key->refused),
                          "uses", json_uses(key->uses),
-                         "always_authenticate", key->always_authenticate);
+                         "always_authenticate", key->always_authenticate,
+                         "dnssec", dns_security_name(l->dnssec));
 }
 
 static int list_json(const struct keytab *t, const struct ctl_key_life *life, char (*fps)[FINGERPRINT_SIZE])
@@ -247,6 +248,9 @@ void list_life_notes(const struct keytab *t, const struct ctl_key_life *life)
                 } else if (l->state == KEY_PUBLISHED) {
                         keystate_utc(l->signs_from, a);
                         printf("published, first seen %s; signs from %s\n", seen, a);
+                } else if (l->dnssec == DNS_SEC_BOGUS) {
+                        printf("pending: the answer for its record failed DNSSEC validation (bogus): not "
+                               "believed\n");
                 } else {
                         printf("pending: its record has not been seen in DNS yet (dkimsignctl dns-record)\n");
                 }

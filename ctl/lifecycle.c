@@ -75,7 +75,9 @@ void ctl_key_life(const struct keytab *t, const struct config *c, size_t i, int6
                 wait = atomic_load(&k->reg->live.wait);
                 grace = atomic_load(&k->reg->live.grace);
         }
-        *ret = (struct ctl_key_life) { .state = keytab_key_state(t, i, now, &since, &next), .seen = times.seen };
+        *ret = (struct ctl_key_life) { .state = keytab_key_state(t, i, now, &since, &next), .seen = times.seen,
+                                       .dnssec = k->reg ? (enum dns_security) atomic_load(&k->reg->live.dnssec)
+                                                        : DNS_SEC_UNCHECKED };
         switch (ret->state) {
         case KEY_RETIRED:
                 ret->retired = since;

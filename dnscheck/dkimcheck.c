@@ -120,6 +120,10 @@ int dkim_selector_check(struct dns_resolver *r, const struct dkim_selector_check
                 }
                 goto out;
         }
+        if (rc == DKIMSIGN_E_DNS_BOGUS) {
+                dns_findings_bogus(f, "dkim-dns", "TXT", name);
+                goto out;
+        }
         if (rc < 0) {
                 d = dns_findings_add(f, DNS_VERDICT_ERROR, "dkim-dns",
                                      rc == DKIMSIGN_E_DNS_TEMPORARY

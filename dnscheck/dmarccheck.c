@@ -68,6 +68,8 @@ static void dns_failed(struct check *c, const char *name, int rc)
                 if (d)
                         d->incomplete = true;
                 dns_finding_fix(c->f, d, "Make sure the name servers of %s answer; then check again.", name);
+        } else if (rc == DKIMSIGN_E_DNS_BOGUS) {
+                dns_findings_bogus(c->f, "dmarc-dns", "TXT", name);
         } else {
                 d = dns_findings_add(c->f, DNS_VERDICT_ERROR, "dmarc-dns",
                                      "The TXT answer for %s is malformed, or the name is invalid (%s).", name,

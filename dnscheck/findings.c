@@ -95,3 +95,14 @@ const char *dns_verdict_name(enum dns_verdict v)
         default: return "error";
         }
 }
+
+void dns_findings_bogus(struct dns_findings *f, const char *id, const char *what, const char *name)
+{
+        struct dns_finding *d;
+
+        d = dns_findings_add(f, DNS_VERDICT_ERROR, id,
+                             "The %s answer for %s failed DNSSEC validation (bogus): validating receivers get "
+                             "no answer at all (SERVFAIL), and dkimsign does not believe it.", what, name);
+        dns_finding_fix(f, d, "Make the zone's signatures valid again (re-sign the zone of %s, and check that "
+                        "the DS record at its parent matches its DNSKEY); then check again.", name);
+}

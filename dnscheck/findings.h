@@ -47,6 +47,9 @@ struct dns_finding *dns_findings_add(struct dns_findings *f, enum dns_verdict v,
 /* Set the fix of a finding (accepts NULL d: does nothing). */
 void dns_finding_fix(struct dns_findings *f, struct dns_finding *d, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
+/* The error finding for an answer that failed DNSSEC validation (a
+ * DKIMSIGN_E_DNS_BOGUS lookup), under id: what (a record type) at name. */
+void dns_findings_bogus(struct dns_findings *f, const char *id, const char *what, const char *name);
 /* The worst verdict in the list; DNS_VERDICT_OK when empty. */
 enum dns_verdict dns_findings_worst(const struct dns_findings *f);
 void dns_findings_clear(struct dns_findings *f);

@@ -44,6 +44,8 @@ static void dns_failed(struct walk *w, const char *what, const char *name, int r
                 if (d)
                         d->incomplete = true;
                 dns_finding_fix(w->f, d, "Make sure the name servers of %s answer; then check again.", name);
+        } else if (rc == DKIMSIGN_E_DNS_BOGUS) {
+                dns_findings_bogus(w->f, "spf-dns", what, name);
         } else {
                 d = dns_findings_add(w->f, DNS_VERDICT_ERROR, "spf-dns",
                                      "The %s answer for %s is malformed or the name is invalid (%s).", what,

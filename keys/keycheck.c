@@ -285,6 +285,7 @@ void keycheck_event_sentence(const struct keycheck_report *r, const struct lifec
                 break;
         case LC_PENDING_SEES:
                 snprintf(buf, size, "key %s is pending: DNS shows %s", label, key_dns_phrase(ev->dns));
+                warning = ev->dns == KEY_DNS_BOGUS;   /* forged, or a broken zone: someone must look */
                 break;
         case LC_ACTIVE:
                 snprintf(buf, size, "key %s is active: dkimsignd signs with it", label);
