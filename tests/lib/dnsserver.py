@@ -60,7 +60,7 @@ def _zone_of(name):
     return name.rstrip(".").split(".")[-1]
 
 
-def _free_port():
+def free_port():
     """A port free for both UDP and TCP on 127.0.0.1 right now."""
     for _ in range(50):
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -75,14 +75,36 @@ def _free_port():
         finally:
             t.close()
             u.close()
-    raise RuntimeError("no free port for dnsmasq")
+    raise RuntimeError("no free port on 127.0.0.1")
 
 
-def _probe_query(name):
+def probe_query(name):
     """A minimal DNS query packet (SOA, to see the server is up)."""
     qid = os.getpid() & 0xffff
     q = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p) + b"\0"
     return qid, struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + q + struct.pack("!HH", 6, 1)
+
+
+def wait_answering(proc, port, timeout=5.0, name="ready.invalid"):
+    """Whether the server proc on 127.0.0.1:port answers a query (any
+    answer) within timeout; False as soon as proc has ended."""
+    qid, packet = probe_query(name)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(0.1)
+        try:
+            s.sendto(packet, ("127.0.0.1", port))
+            data = s.recv(512)
+            if len(data) >= 2 and struct.unpack("!H", data[:2])[0] == qid:
+                return True
+        except OSError:
+            time.sleep(0.05)
+        finally:
+            s.close()
+    return False
 
 
 class DnsServer:
@@ -138,7 +160,7 @@ class DnsServer:
         keep_port = self.port is not None
         for attempt in range(5):
             if self.port is None:
-                self.port = _free_port()
+                self.port = free_port()
             self._write_conf(self.records)
             logf = open(self.log, "a")
             self.proc = subprocess.Popen(
@@ -156,23 +178,7 @@ class DnsServer:
             raise RuntimeError("dnsmasq did not start:\n" + f.read()[-2000:])
 
     def _wait_ready(self, timeout=5.0):
-        qid, packet = _probe_query("ready.invalid")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.settimeout(0.1)
-            try:
-                s.sendto(packet, ("127.0.0.1", self.port))
-                data = s.recv(512)
-                if len(data) >= 2 and struct.unpack("!H", data[:2])[0] == qid:
-                    return True
-            except OSError:
-                time.sleep(0.05)
-            finally:
-                s.close()
-        return False
+        return wait_answering(self.proc, self.port, timeout)
 
     def _stop(self):
         if self.proc is not None:
