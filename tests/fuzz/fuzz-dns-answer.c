@@ -1,15 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fuzz target: the decoder of DNS answer messages (dns/resolve.c), the
- * first code to touch bytes from the network in every lookup.  The input is
- * one DNS message, read as the answer to a TXT and to an MX query for a
- * fixed name: decoded records must stay within the message's size.
+ * Fuzz target: the decoder of DNS answer messages (dns/answer.c), the
+ * first code to touch the bytes libunbound hands back from the network in
+ * every lookup.  The input is one DNS message, read as the answer to a
+ * TXT, an MX, an A and an AAAA query for a fixed name: decoded records must
+ * stay within the message's size.
  *
  * Checks abort() rather than assert(): they must hold in NDEBUG builds too.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "protocol/dkimsign-errors.h"
 #include "dns/resolve.h"
@@ -25,6 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         static const char *const names[] = { "sel._domainkey.example.com", "example.com" };
         struct dns_txt txt;
         struct dns_mx mx;
+        struct dns_addrs addrs;
         int r;
 
         if (size > INPUT_MAX)
@@ -44,6 +47,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         dns_txt_clear(&txt);
                 } else {
                         CHECK(r == DKIMSIGN_E_FORMAT || r == DKIMSIGN_E_DNS_NOT_FOUND || r == DKIMSIGN_E_NOMEM);
+                }
+                for (int family = AF_INET; family != -1; family = family == AF_INET ? AF_INET6 : -1) {
+                        r = dns_addr_from_answer(data, size, names[n], family, &addrs);
+                        if (r == 0) {
+                                CHECK(addrs.count >= 1 && addrs.count * 4 <= size);
+                                for (size_t i = 0; i < addrs.count; i++)
+                                        CHECK(addrs.addrs[i].family == family);
+                                dns_addrs_clear(&addrs);
+                        } else {
+                                CHECK(r == DKIMSIGN_E_FORMAT || r == DKIMSIGN_E_DNS_NOT_FOUND ||
+                                      r == DKIMSIGN_E_NOMEM);
+                        }
                 }
                 r = dns_mx_from_answer(data, size, names[n], &mx);
                 if (r == 0) {

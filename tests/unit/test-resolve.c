@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Unit tests for dns/resolve.c without a network: resolver address
- * strings, and the decoding of hand-built DNS answer messages (several
- * character-strings, CNAME chains and loops, lengths that overrun, NODATA,
- * compression loops, MX).  Real lookups against a real server are in
+ * Unit tests for dns/resolve.c and dns/answer.c without a network:
+ * resolver address strings and DNSSEC settings, and the decoding of
+ * hand-built DNS answer messages (several character-strings, CNAME chains
+ * and loops, lengths that overrun, NODATA, compression loops and forward
+ * pointers, MX, A and AAAA).  Real lookups against a real server are in
  * tests/integration/test-dns-check.py.
  */
 #include <setjmp.h>
@@ -13,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -269,6 +272,95 @@ static void test_mx(void **state)
         assert_int_equal(dns_mx_from_answer(m.data, m.len, "example.com", &mx), DKIMSIGN_E_FORMAT);
 }
 
+static void test_dnssec_settings(void **state)
+{
+        struct dns_resolver_options o = { .server = "127.0.0.1", .dnssec = DNS_DNSSEC_YES,
+                                          .trust_anchor = "/nonexistent/anchor" };
+        struct dns_resolver *r = NULL;
+        char why[256] = "";
+        char anchor[] = "/tmp/test-resolve-anchor-XXXXXX";
+        int fd;
+
+        (void) state;
+        /* yes insists on a trust anchor, and says which. */
+        assert_int_equal(dns_resolver_new(&o, &r, why, sizeof(why)), DKIMSIGN_E_CONFIG);
+        assert_non_null(strstr(why, "/nonexistent/anchor"));
+        /* auto goes without: nothing is validated. */
+        o.dnssec = DNS_DNSSEC_AUTO;
+        assert_int_equal(dns_resolver_new(&o, &r, why, sizeof(why)), 0);
+        assert_false(dns_resolver_validates(r));
+        r = dns_resolver_free(r);
+        /* A readable anchor (read by libunbound at the first lookup). */
+        fd = mkstemp(anchor);
+        assert_true(fd >= 0);
+        close(fd);
+        o.trust_anchor = anchor;
+        for (int d = DNS_DNSSEC_AUTO; d <= DNS_DNSSEC_YES; d++) {
+                o.dnssec = (enum dns_dnssec) d;
+                assert_int_equal(dns_resolver_new(&o, &r, why, sizeof(why)), 0);
+                assert_true(dns_resolver_validates(r));
+                r = dns_resolver_free(r);
+        }
+        o.dnssec = DNS_DNSSEC_NO;
+        assert_int_equal(dns_resolver_new(&o, &r, why, sizeof(why)), 0);
+        assert_false(dns_resolver_validates(r));
+        dns_resolver_free(r);
+        unlink(anchor);
+        assert_string_equal(dns_security_name(DNS_SEC_BOGUS), "bogus");
+        assert_string_equal(dns_security_name(DNS_SEC_UNCHECKED), "unchecked");
+}
+
+static void test_addr_and_odd_names(void **state)
+{
+        static const uint8_t v4[4] = { 192, 0, 2, 1 };
+        static const uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 };
+        struct dns_addrs a;
+        struct dns_mx mx;
+        uint8_t rd[80];
+        struct msg m;
+        size_t n;
+
+        (void) state;
+        begin(&m, "example.com", 1, 2);
+        rr(&m, "example.com", 1, v4, 4);
+        rr(&m, "example.com", 28, v6, 16);   /* another type: not an A record */
+        assert_int_equal(dns_addr_from_answer(m.data, m.len, "example.com", AF_INET, &a), 0);
+        assert_int_equal(a.count, 1);
+        assert_memory_equal(a.addrs[0].addr, v4, 4);
+        dns_addrs_clear(&a);
+        assert_int_equal(dns_addr_from_answer(m.data, m.len, "example.com", AF_INET6, &a), 0);
+        assert_int_equal(a.count, 1);
+        assert_memory_equal(a.addrs[0].addr, v6, 16);
+        dns_addrs_clear(&a);
+        /* An A record of the wrong length is a malformed answer. */
+        begin(&m, "example.com", 1, 1);
+        rr(&m, "example.com", 1, v6, 16);
+        assert_int_equal(dns_addr_from_answer(m.data, m.len, "example.com", AF_INET, &a), DKIMSIGN_E_FORMAT);
+
+        /* A host label with a dot and a space in it comes out escaped. */
+        begin(&m, "example.com", MX, 1);
+        rd[0] = 0;
+        rd[1] = 5;
+        memcpy(rd + 2, "\x04" "a.b " "\x03" "com" "\x00", 10);
+        n = 10;
+        rr(&m, "example.com", MX, rd, n + 2);
+        assert_int_equal(dns_mx_from_answer(m.data, m.len, "example.com", &mx), 0);
+        assert_string_equal(mx.records[0].host, "a\\.b\\032.com");
+        dns_mx_clear(&mx);
+
+        /* A compression pointer forwards (past where it is read) is refused:
+         * only backward pointers, so no loop can form. */
+        begin(&m, "example.com", MX, 1);
+        rd[0] = 0;
+        rd[1] = 10;
+        rd[2] = 0xc0;
+        rd[3] = (uint8_t) (m.len + 13 + 10 + 4);   /* owner, type to rdlength, this rdata: the name after */
+        rr(&m, "example.com", MX, rd, 4);
+        assert_int_equal(m.len, rd[3]);
+        put_name(&m, "mail.example.com");
+        assert_int_equal(dns_mx_from_answer(m.data, m.len, "example.com", &mx), DKIMSIGN_E_FORMAT);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -278,6 +370,8 @@ int main(void)
                 cmocka_unit_test(test_nodata),
                 cmocka_unit_test(test_cname),
                 cmocka_unit_test(test_mx),
+                cmocka_unit_test(test_dnssec_settings),
+                cmocka_unit_test(test_addr_and_odd_names),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
