@@ -13,6 +13,8 @@ Mail::DKIM, OpenDKIM's library; Debian 12's Mail::DKIM skips Ed25519).
 - expire: x= - t= per domain, else [signing]'s;
 - over-signing: always N+1 (absent fields once) against only present
   fields (oversign_if_present), read from h=;
+- i= with every local-part character the syntax admits (the dot-atom's
+  specials, a quoted string's) passes the three verifiers as it is;
 - a configuration whose i= is not under d= is refused at load, naming the line.
 """
 import os
@@ -74,6 +76,14 @@ oversign_if_present = from, to, cc, subject, date, reply-to, message-id, mime-ve
 [domain always.example]
 also_sign = none
 oversign_if_present =
+
+[domain chars.example]
+also_sign = none
+identity = a!#$%&'*+-/?^_`{{|}}~.b@chars.example
+
+[domain quoted.example]
+also_sign = none
+identity = "a(b),<c>[d]:e.f"@sub.quoted.example
 """
 
 box = None
@@ -88,7 +98,7 @@ def setup():
     box.keygen("example.com", "e1", "ed25519")
     for domain in ("esp.example", "addr.example", "denied.example", "denied2.example", "closed.example",
                    "present.example",
-                   "always.example", "plain.example"):
+                   "always.example", "plain.example", "chars.example", "quoted.example"):
         box.keygen(domain, "r1", "rsa")
     box.start()
 
@@ -145,6 +155,15 @@ def test_also_sign_not_allowed_is_refused():
         err = p.stderr.decode()
         assert f"also_sign {also} (for {domain}): uid {os.getuid()} is not authorized to sign for domain {also}" \
             in err, err
+
+
+def test_identity_local_part_characters():
+    """The local parts identity admits go into i= as they are, and every
+    verifier reads them alike (test_three_verifiers)."""
+    for domain, want in (("chars.example", "a!#$%&'*+-/?^_`{|}~.b@chars.example"),
+                         ("quoted.example", '"a(b),<c>[d]:e.f"@sub.quoted.example')):
+        fields = sign_ok(message(b"alice@" + domain.encode()), domain.replace(".", "-"))
+        assert [t["i"] for t in fields] == [want], fields
 
 
 def h_counts(t):
@@ -208,7 +227,8 @@ def main():
     try:
         run([test_identity_expire_and_also_sign, test_identity_address_and_also_sign_without_key,
              test_identity_follows_d_without_a_section, test_also_sign_not_allowed_is_refused,
-             test_oversign_modes, test_three_verifiers, test_identity_not_under_d_is_refused_at_load])
+             test_identity_local_part_characters, test_oversign_modes, test_three_verifiers,
+             test_identity_not_under_d_is_refused_at_load])
     finally:
         box.close()
 
