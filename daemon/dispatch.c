@@ -355,15 +355,67 @@ static int sign_one(struct hsm_session *session, struct request *rq, const struc
         return r;
 }
 
-/* The quotas a request was counted under, to give back if it fails. */
+/* The quotas a request was counted under, to give back if it fails:
+ * its uid's and d='s, and also_sign's d='s (also_d; NULL: not counted). */
 struct quota_pair {
-        struct quota_limits uid, domain;
+        struct quota_limits uid, domain, also;
+        const char *also_d;
 };
 
+static void quota_refused(struct request *rq, const struct peer *peer, const struct quota_refusal *over,
+                          const char *d)
+{
+        if (strcmp(over->who, "uid") == 0)
+                snprintf(rq->why, sizeof(rq->why), "uid %u is over its signing quota of %llu messages a %s; "
+                         "try again later", (unsigned) peer->uid, (unsigned long long) over->limit, over->window);
+        else
+                snprintf(rq->why, sizeof(rq->why), "domain %s is over its signing quota of %llu messages a %s; "
+                         "try again later", d, (unsigned long long) over->limit, over->window);
+}
+
+static void quota_warn_full(const struct peer *peer, const char *d, int64_t now)
+{
+        /* At most once a minute, from whichever worker sees it. */
+        static int64_t warned;
+        int64_t last = __atomic_load_n(&warned, __ATOMIC_RELAXED);
+
+        if (now - last >= 60 && __atomic_compare_exchange_n(&warned, &last, now, false, __ATOMIC_RELAXED,
+                                                            __ATOMIC_RELAXED))
+                log_warn("quota: no free counter for uid %u or domain %s (%d counters in use): not counted",
+                         (unsigned) peer->uid, d, QUOTA_SLOTS);
+}
+
+/* Count the message against the domain quota of also_sign's d= too: its
+ * signatures are made with that domain's keys as much as its own mail's
+ * are, and its quota bounds them all (else a peer allowed on the first
+ * domain would get the second's signatures past the second's quota).  The
+ * uid was counted with the first d=: once per message. */
+static int quota_take_also(const struct sign_ctx *ctx, const struct peer *peer, struct request *rq, int64_t now,
+                           struct quota_pair *taken)
+{
+        const char *d = rq->set[SET_ALSO].d;
+        struct config_quota dq = config_domain_quota(ctx->config, d);
+        struct quota_limits none = { 0 };
+        struct quota_refusal over;
+        int full = 0, r;
+
+        taken->also = (struct quota_limits) { .per_minute = dq.per_minute, .per_day = dq.per_day };
+        r = quota_take(ctx->quota, now, peer->uid, &none, d, &taken->also, &over, &full);
+        if (full)
+                quota_warn_full(peer, d, now);
+        if (r == DKIMSIGN_E_QUOTA) {
+                quota_refused(rq, peer, &over, d);
+                return r;
+        }
+        taken->also_d = d;
+        return r;
+}
+
 /* Count the message against its uid's and its d= domain's quotas
- * (quota.h); DKIMSIGN_E_QUOTA, with the sentence in rq->why, when either
- * is spent.  *ret_taken points at what was counted (in static storage of
- * this thread: one request at a time), or is NULL. */
+ * (quota.h), and also_sign's d='s (quota_take_also); DKIMSIGN_E_QUOTA,
+ * with the sentence in rq->why, when one is spent, nothing counted then.
+ * *ret_taken points at what was counted (in static storage of this
+ * thread: one request at a time), or is NULL. */
 static int quota_check(const struct sign_ctx *ctx, const struct peer *peer, struct request *rq, int64_t now,
                        struct quota_pair **ret_taken)
 {
@@ -378,27 +430,30 @@ static int quota_check(const struct sign_ctx *ctx, const struct peer *peer, stru
                 .domain = { .per_minute = dq.per_minute, .per_day = dq.per_day },
         };
         r = quota_take(ctx->quota, now, peer->uid, &taken.uid, rq->d, &taken.domain, &over, &full);
-        if (full) {
-                /* At most once a minute, from whichever worker sees it. */
-                static int64_t warned;
-                int64_t last = __atomic_load_n(&warned, __ATOMIC_RELAXED);
-
-                if (now - last >= 60 && __atomic_compare_exchange_n(&warned, &last, now, false, __ATOMIC_RELAXED,
-                                                                    __ATOMIC_RELAXED))
-                        log_warn("quota: no free counter for uid %u or domain %s (%d counters in use): not counted",
-                                 (unsigned) peer->uid, rq->d, QUOTA_SLOTS);
-        }
+        if (full)
+                quota_warn_full(peer, rq->d, now);
         if (r == DKIMSIGN_E_QUOTA) {
-                if (strcmp(over.who, "uid") == 0)
-                        snprintf(rq->why, sizeof(rq->why), "uid %u is over its signing quota of %llu messages a %s; "
-                                 "try again later", (unsigned) peer->uid, (unsigned long long) over.limit, over.window);
-                else
-                        snprintf(rq->why, sizeof(rq->why), "domain %s is over its signing quota of %llu messages a %s; "
-                                 "try again later", rq->d, (unsigned long long) over.limit, over.window);
+                quota_refused(rq, peer, &over, rq->d);
                 return r;
+        }
+        if (r == 0 && rq->nsets > 1) {
+                r = quota_take_also(ctx, peer, rq, now, &taken);
+                if (r < 0) {
+                        quota_give_back(ctx->quota, now, peer->uid, &taken.uid, rq->d, &taken.domain);
+                        return r;
+                }
         }
         *ret_taken = &taken;
         return r;
+}
+
+static void quota_give_back_all(const struct sign_ctx *ctx, const struct peer *peer, const struct request *rq,
+                                int64_t now, const struct quota_pair *taken)
+{
+        quota_give_back(ctx->quota, now, peer->uid, &taken->uid, rq->d, &taken->domain);
+        if (taken->also_d)
+                quota_give_back(ctx->quota, now, peer->uid, &(struct quota_limits) { 0 }, taken->also_d,
+                                &taken->also);
 }
 
 int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const struct peer *peer,
@@ -435,8 +490,6 @@ int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const
                 r = DKIMSIGN_E_DENIED;
         if (r == 0)
                 r = select_also(ctx, peer, &rq, (int64_t) now);
-        /* Counted against the main d= alone: also_sign's domain signs on
-         * its behalf (docs/configuration.md). */
         if (r == 0)
                 r = quota_check(ctx, peer, &rq, (int64_t) now, &quota_taken);
         for (size_t s = 0; r == 0 && s < rq.nsets; s++)
@@ -451,7 +504,7 @@ int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const
                 }
 
         if (r < 0 && quota_taken)
-                quota_give_back(ctx->quota, (int64_t) now, peer->uid, &quota_taken->uid, rq.d, &quota_taken->domain);
+                quota_give_back_all(ctx, peer, &rq, (int64_t) now, quota_taken);
         if (r == 0) {
                 for (size_t s = 0; s < rq.nsets; s++)
                         for (size_t i = 0; i < rq.set[s].nkeys; i++)

@@ -13,6 +13,8 @@ Mail::DKIM, OpenDKIM's library; Debian 12's Mail::DKIM skips Ed25519).
 - expire: x= - t= per domain, else [signing]'s;
 - over-signing: always N+1 (absent fields once) against only present
   fields (oversign_if_present), read from h=;
+- also_sign's d= counts against that domain's own quota: a peer can't get
+  more of its signatures through another domain than its quota allows;
 - i= with every local-part character the syntax admits (the dot-atom's
   specials, a quoted string's) passes the three verifiers as it is;
 - a configuration whose i= is not under d= is refused at load, naming the line.
@@ -77,6 +79,12 @@ oversign_if_present = from, to, cc, subject, date, reply-to, message-id, mime-ve
 also_sign = none
 oversign_if_present =
 
+[domain quota.example]
+also_sign = espq.example
+
+[domain espq.example]
+quota_per_day = 1
+
 [domain chars.example]
 also_sign = none
 identity = a!#$%&'*+-/?^_`{{|}}~.b@chars.example
@@ -98,7 +106,8 @@ def setup():
     box.keygen("example.com", "e1", "ed25519")
     for domain in ("esp.example", "addr.example", "denied.example", "denied2.example", "closed.example",
                    "present.example",
-                   "always.example", "plain.example", "chars.example", "quoted.example"):
+                   "always.example", "plain.example", "quota.example", "espq.example", "chars.example",
+                   "quoted.example"):
         box.keygen(domain, "r1", "rsa")
     box.start()
 
@@ -155,6 +164,17 @@ def test_also_sign_not_allowed_is_refused():
         err = p.stderr.decode()
         assert f"also_sign {also} (for {domain}): uid {os.getuid()} is not authorized to sign for domain {also}" \
             in err, err
+
+
+def test_also_sign_counts_against_its_quota():
+    """espq.example may sign one message a day: the second message of
+    quota.example, which also_sign gives an espq.example signature, is
+    refused for a while (75) rather than signed past that quota."""
+    fields = sign_ok(message(b"alice@quota.example"), "quota-example")
+    assert [t["d"] for t in fields] == ["quota.example", "espq.example"], fields
+    p = box.sign(message(b"alice@quota.example"))
+    assert p.returncode == 75 and p.stdout == b"", (p.returncode, p.stderr)
+    assert b"domain espq.example is over its signing quota of 1 messages a day" in p.stderr, p.stderr
 
 
 def test_identity_local_part_characters():
@@ -227,8 +247,8 @@ def main():
     try:
         run([test_identity_expire_and_also_sign, test_identity_address_and_also_sign_without_key,
              test_identity_follows_d_without_a_section, test_also_sign_not_allowed_is_refused,
-             test_identity_local_part_characters, test_oversign_modes, test_three_verifiers,
-             test_identity_not_under_d_is_refused_at_load])
+             test_also_sign_counts_against_its_quota, test_identity_local_part_characters, test_oversign_modes,
+             test_three_verifiers, test_identity_not_under_d_is_refused_at_load])
     finally:
         box.close()
 
