@@ -790,10 +790,16 @@ static int handle_dns(struct parse_state *s, const char *name, const char *value
         return fail(s, "unknown key '%s' in [dns]", name);
 }
 
+/* x= is t= plus this, and RFC 6376 3.5 gives x= at most 12 digits: a
+ * duration unbounded but for parse_duration's 2^32-1 days made x= of 15.
+ * A year is far beyond any message's transit, as for the lifecycle's. */
 static int parse_expire(struct parse_state *s, const char *value, uint64_t *ret)
 {
-        if (parse_duration(value, ret) < 0)
-                return fail(s, "'expire' must be a duration such as 7d, or 0 for none");
+        uint64_t n;
+
+        if (parse_duration(value, &n) < 0 || n > 365 * 86400)
+                return fail(s, "'expire' must be a duration from 0 to 365d, such as 7d, or 0 for none");
+        *ret = n;
         return 1;
 }
 

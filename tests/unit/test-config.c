@@ -293,6 +293,9 @@ static void test_refusals_name_the_line(void **state)
                 { TOKEN "[domain a.example]\nkey_domain = esp.example\nalso_sign = esp.example\n",
                   "line 6: [domain a.example] also_sign names d=esp.example" },
                 { TOKEN "[domain a.example]\nexpire = soon\n", "line 5: 'expire' must be a duration" },
+                /* x= is at most 12 digits (RFC 6376 3.5): 2^32-1 days made 15. */
+                { TOKEN "[signing]\nexpire = 4294967295d\n", "line 5: 'expire' must be a duration from 0 to 365d" },
+                { TOKEN "[domain a.example]\nexpire = 366d\n", "line 5: 'expire' must be a duration from 0 to 365d" },
                 /* The first refusal is reported, with its own line. */
                 { TOKEN "[limits]\ngarbage\nmax_frame = lots\n", "line 5: syntax error" },
                 { TOKEN "[limits]\nmax_line = 1\nmax_frame = lots\n", "line 5: 'max_line' must be" },
@@ -387,6 +390,10 @@ static void test_signing_options(void **state)
         assert_null(config_identity(c, NULL));
         assert_null(config_also_sign(c, config_find_domain(c, "a.example")));
         assert_int_equal(config_expire(c, config_find_domain(c, "a.example")), 0);
+        config_free(c);
+        /* The longest expire there is. */
+        c = parse_ok(TOKEN "[signing]\nexpire = 365d\n");
+        assert_int_equal(config_expire(c, NULL), 365 * 86400);
         config_free(c);
 }
 
