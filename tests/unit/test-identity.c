@@ -58,6 +58,11 @@ static void test_identity_make(void **state)
                 { "\"a=b\"@example.com", "example.com", DKIMSIGN_E_FORMAT, "not a local part" },
                 { "\"ab@example.com", "example.com", DKIMSIGN_E_FORMAT, "not a local part" },
                 { "caf\xc3\xa9@example.com", "example.com", DKIMSIGN_E_FORMAT, "not a local part" },
+                /* Nothing that would end the field, fold it or end the tag. */
+                { "a\r\nb@example.com", "example.com", DKIMSIGN_E_FORMAT, "not a local part" },
+                { "\"a\r\n\tb\"@example.com", "example.com", DKIMSIGN_E_FORMAT, "not a local part" },
+                { "\"a;b\"@example.com", "example.com", DKIMSIGN_E_FORMAT, "not a local part" },
+                { "a\x7f@example.com", "example.com", DKIMSIGN_E_FORMAT, "not a local part" },
                 { "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@example.com", "example.com", 0,
                   "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@example.com" },
                 { "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@example.com", "example.com",
