@@ -78,6 +78,7 @@ struct parse_state {
         struct seen_keys seen[SEEN_COUNT];      /* SEEN_DOMAIN: the current [domain] */
         struct section_lists signing;
         struct section_lists *domain_lists;     /* one per c->domains entry, in file order */
+        char section[INI_LINE_MAX + 1];         /* the last section line's name, whole (read_line) */
 };
 
 static int fail(struct parse_state *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -986,6 +987,30 @@ static bool is_list_key(const char *name)
         return false;
 }
 
+/* inih keeps a section's name in 50 octets: "[domain X]" of a longer X
+ * would reach the handler cut short, a prefix of X that may well be a
+ * valid domain name too, and the section (its allow above all) would
+ * govern that name instead, silently.  So the reader keeps the name whole
+ * as inih reads it (up to the first ']'), and section_name() hands it on. */
+static void keep_section_name(struct parse_state *s, const char *name)
+{
+        size_t n = strcspn(name, "]\r\n");
+
+        if (name[n] != ']' || n >= sizeof(s->section))
+                n = 0;  /* not a section line: inih refuses it (or a line longer than it reads) */
+        memcpy(s->section, name, n);
+        s->section[n] = 0;
+}
+
+/* The current section's name: inih's, or the whole one when inih's is
+ * what it kept of it. */
+static const char *section_name(const struct parse_state *s, const char *inih_section)
+{
+        size_t n = strlen(inih_section);
+
+        return n < strlen(s->section) && strncmp(s->section, inih_section, n) == 0 ? s->section : inih_section;
+}
+
 /* One key's line, or an indented line continuing it.  A key set again in
  * its section, or a value that is not a list continued, would replace or
  * extend the first silently: both are refused. */
@@ -1027,6 +1052,7 @@ static int handler(void *user, const char *section, const char *name, const char
                 return 0;
         if (!name)  /* a new section starts (INI_CALL_HANDLER_ON_NEW_SECTION) */
                 return 1;
+        section = section_name(s, section);
         if (strcmp(section, "daemon") == 0)
                 return handle_key(s, section, &s->seen[SEEN_DAEMON], handle_daemon, name, value);
         if (strcmp(section, "token") == 0)
@@ -1076,10 +1102,13 @@ static char *read_line(char *str, int num, void *stream)
         s->continued = false;
         if (!*p || *p == ';' || *p == '#')
                 return str;
-        if (s->after_key && p > str)
+        if (s->after_key && p > str) {
                 s->continued = true;
-        else
+        } else {
                 s->after_key = *p != '[';
+                if (*p == '[')
+                        keep_section_name(s, p + 1);
+        }
         return str;
 }
 

@@ -605,6 +605,38 @@ static void test_allow_decrypt_keys(void **state)
         assert_non_null(strstr(err, "line 4: 'allow_decrypt_keys' must be yes or no"));
 }
 
+/* inih keeps 49 octets of a section's name: a [domain] of a longer name
+ * must still govern that domain (its allow above all), not the prefix of
+ * it inih kept, nor silently nothing. */
+static void test_long_domain_section(void **state)
+{
+        const char *name = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example";
+        char text[1024], longest[DKIM_DOMAIN_SIZE];
+        struct config *c;
+        const struct config_domain *d;
+
+        snprintf(text, sizeof(text), TOKEN "[domain %s]\nallow = user:4242\nexpire = 1h\n"
+                 "[domain b.example]\nallow = *\n", name);
+        c = parse_ok(text);
+        assert_int_equal(c->ndomains, 2);
+        d = config_find_domain(c, name);
+        assert_non_null(d);
+        assert_string_equal(d->name, name);
+        assert_true(d->allow.set && !d->allow.any && d->allow.nuids == 1 && d->allow.uids[0] == 4242);
+        assert_int_equal(config_expire(c, d), 3600);
+        assert_null(config_find_domain(c, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+        config_free(c);
+
+        /* Labels of 59 and a TLD: about the longest name a 198-character line holds. */
+        snprintf(longest, sizeof(longest), "%.59s.%.59s.%.59s.example", name, name, name);
+        snprintf(text, sizeof(text), TOKEN "[domain %s]\nallow = user:4242\n", longest);
+        c = parse_ok(text);
+        d = config_find_domain(c, longest);
+        assert_non_null(d);
+        assert_true(d->allow.set && d->allow.nuids == 1);
+        config_free(c);
+}
+
 static void test_nul_and_long_lines(void **state)
 {
         char text[600];
@@ -763,6 +795,7 @@ int main(void)
                 cmocka_unit_test(test_module_env),
                 cmocka_unit_test(test_module_env_daemon_user),
                 cmocka_unit_test(test_nul_and_long_lines),
+                cmocka_unit_test(test_long_domain_section),
                 cmocka_unit_test(test_allow_decrypt_keys),
                 cmocka_unit_test(test_token_uri),
         };
