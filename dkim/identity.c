@@ -94,6 +94,11 @@ int dkim_identity_make(const char *tmpl, const char *d, char ret[DKIM_IDENTITY_S
                          DKIM_DOMAIN_MAX);
                 return DKIMSIGN_E_TOO_LARGE;
         }
+        if (local_len + 1 + n > DKIM_IDENTITY_MAX) {
+                snprintf(why, whylen, "identity '%s' with d=%s is longer than %d characters", tmpl, d,
+                         DKIM_IDENTITY_MAX);
+                return DKIMSIGN_E_TOO_LARGE;
+        }
         if (!dkim_domain_is_valid(domain, n)) {
                 snprintf(why, whylen, "identity '%s': '%s' is not a valid domain name", tmpl, domain);
                 return DKIMSIGN_E_FORMAT;
@@ -108,6 +113,9 @@ int dkim_identity_make(const char *tmpl, const char *d, char ret[DKIM_IDENTITY_S
                          tmpl, domain, d);
                 return DKIMSIGN_E_FORMAT;
         }
-        snprintf(ret, DKIM_IDENTITY_SIZE, "%.*s@%s", (int) local_len, tmpl, domain);
+        /* local_len + 1 + n <= DKIM_IDENTITY_MAX, checked above. */
+        memcpy(ret, tmpl, local_len);
+        ret[local_len] = '@';
+        memcpy(ret + local_len + 1, domain, n + 1);
         return 0;
 }

@@ -25,7 +25,10 @@
 #include "dkim/header.h"
 
 #define DKIM_LOCAL_PART_MAX 64
-#define DKIM_IDENTITY_MAX (DKIM_LOCAL_PART_MAX + 1 + DKIM_DOMAIN_MAX)
+/* The whole i=: RFC 5321 4.5.3.1.3's longest address (a path of 256 with
+ * its angle brackets).  Not 64 + 1 + 253: OpenDKIM reads at most 256
+ * octets of i= and fails a signature with a longer one. */
+#define DKIM_IDENTITY_MAX 254
 #define DKIM_IDENTITY_SIZE (DKIM_IDENTITY_MAX + 1)
 
 /* True when the template's domain part ends in "%d" (it follows d=). */
@@ -36,8 +39,9 @@ bool dkim_identity_is_relative(const char *tmpl);
  * ret (DKIM_IDENTITY_SIZE bytes; its domain part lowercased).
  * DKIMSIGN_E_FORMAT, with the sentence in why: no '@' or more than one, a
  * local part or domain outside the rules above, or a domain that is
- * neither d nor a subdomain of it.  DKIMSIGN_E_TOO_LARGE: longer than
- * DKIM_IDENTITY_MAX once "%d" is replaced.  ret is set only on success.
+ * neither d nor a subdomain of it.  DKIMSIGN_E_TOO_LARGE: its domain
+ * longer than DKIM_DOMAIN_MAX, or the whole longer than DKIM_IDENTITY_MAX,
+ * once "%d" is replaced.  ret is set only on success.
  */
 int dkim_identity_make(const char *tmpl, const char *d, char ret[DKIM_IDENTITY_SIZE], char *why, size_t whylen);
 

@@ -94,6 +94,18 @@ static void test_identity_too_long(void **state)
         assert_int_equal(dkim_identity_make("@%d", d, got, why, sizeof(why)), 0);
         assert_int_equal(dkim_identity_make("@mail.%d", d, got, why, sizeof(why)), DKIMSIGN_E_TOO_LARGE);
         assert_non_null(strstr(why, "longer than 253"));
+        /* The whole i= at most 254 octets (RFC 5321's longest address):
+         * OpenDKIM reads no more than 256 of it. */
+        d[188] = 'a';  /* 189 octets, its last label 63: 64 + 1 + 189 = 254 */
+        d[189] = 0;
+        assert_int_equal(dkim_identity_make("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@%d", d, got, why,
+                                            sizeof(why)), 0);
+        assert_int_equal(strlen(got), 254);
+        strcpy(got, "untouched");
+        assert_int_equal(dkim_identity_make("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@b.%d", d, got, why,
+                                            sizeof(why)), DKIMSIGN_E_TOO_LARGE);
+        assert_non_null(strstr(why, "longer than 254"));
+        assert_string_equal(got, "untouched");
 }
 
 static void test_is_relative(void **state)
