@@ -238,7 +238,8 @@ static int sigset_prepare(const struct sign_ctx *ctx, struct request *rq, struct
         pol = policy_for(c, set->section, &plen);
         r = dkim_select_headers(&rq->headers, pol, plen, set->hnames, DKIM_HNAMES_MAX, &set->hcount);
         if (r < 0) {
-                snprintf(rq->why, sizeof(rq->why), "too many header fields to sign under the policy");
+                snprintf(rq->why, sizeof(rq->why), "too many header fields to sign under the policy (h= would "
+                         "name more than %d or run over %d characters)", DKIM_HNAMES_MAX, DKIM_HLIST_MAX);
                 return r;
         }
         set->identity[0] = 0;

@@ -54,18 +54,20 @@ const size_t dkim_default_hpolicy_len = sizeof(dkim_default_hpolicy) / sizeof(dk
 int dkim_select_headers(const struct dkim_headers *h, const struct dkim_hpolicy *policy,
                         size_t policy_len, const char **ret_names, size_t max, size_t *ret_count)
 {
-        size_t n = 0;
+        size_t n = 0, chars = 0;   /* chars: each entry with its colon, the last's too */
         bool has_from = false;
 
         for (size_t i = 0; i < policy_len; i++) {
                 size_t present = dkim_headers_count(h, policy[i].name);
                 size_t times = present + (policy[i].oversign == DKIM_OVERSIGN_ALWAYS ||
                                           (policy[i].oversign == DKIM_OVERSIGN_IF_PRESENT && present) ? 1 : 0);
+                size_t each = strlen(policy[i].name) + 1;
 
                 if (strcasecmp(policy[i].name, "from") == 0)
                         has_from = true;
-                if (times > max - n)
+                if (times > max - n || (times && each > (DKIM_HLIST_MAX + 1 - chars) / times))
                         return DKIMSIGN_E_TOO_LARGE;
+                chars += each * times;
                 for (size_t k = 0; k < times; k++)
                         ret_names[n++] = policy[i].name;
         }

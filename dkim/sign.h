@@ -19,6 +19,9 @@
 #include "dkim/header.h"
 
 #define DKIM_HNAMES_MAX 128    /* entries of an h= list */
+/* Characters of the h= list (names and colons): OpenDKIM copies h= into
+ * 4096 octets and fails a signature whose list is longer. */
+#define DKIM_HLIST_MAX 4095
 #define DKIM_SELECTOR_MAX 63
 
 /* How a policy's field is over-signed: listed in h= once more than it
@@ -61,7 +64,8 @@ struct dkim_sig_spec {
  * occurrence in the header block, plus once more when over-signed
  * (DKIM_OVERSIGN_ALWAYS: even an absent field is covered;
  * DKIM_OVERSIGN_IF_PRESENT: only a present one).  Names point into the policy (borrowed).
- * DKIMSIGN_E_TOO_LARGE if more than max entries are needed.  A policy must
+ * DKIMSIGN_E_TOO_LARGE if more than max entries are needed, or more than
+ * DKIM_HLIST_MAX characters once joined by colons.  A policy must
  * contain "from".
  */
 int dkim_select_headers(const struct dkim_headers *h, const struct dkim_hpolicy *policy,

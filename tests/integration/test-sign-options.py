@@ -17,6 +17,8 @@ Mail::DKIM, OpenDKIM's library; Debian 12's Mail::DKIM skips Ed25519).
   more of its signatures through another domain than its quota allows;
 - i= with every local-part character the syntax admits (the dot-atom's
   specials, a quoted string's) passes the three verifiers as it is;
+- h= of 4095 characters (OpenDKIM's most) is signed and verified; one
+  character more is refused with a sentence, never signed;
 - a configuration whose i= is not under d= is refused at load, naming the line.
 """
 import os
@@ -29,6 +31,13 @@ from harness import (VERIFIERS, Sandbox, binary, run, signature_fields, tags,  #
                      verify_all, write_keytable)
 
 DAY = 86400
+
+# h= names each instance: From and 62 fields of a 64-character name and
+# one of 60 make 4095 characters; From, 47 of them and 17 of the short one
+# make 4096.
+LONG_NAMES = ["x-%02d-" % i + "n" * 59 for i in range(62)]
+SHORT_NAME = "y-" + "n" * 58
+HLIST = "".join("\n  " + n for n in LONG_NAMES + [SHORT_NAME])
 
 
 def message(sender, extra=b""):
@@ -92,6 +101,11 @@ identity = a!#$%&'*+-/?^_`{{|}}~.b@chars.example
 [domain quoted.example]
 also_sign = none
 identity = "a(b),<c>[d]:e.f"@sub.quoted.example
+
+[domain hlist.example]
+also_sign = none
+oversign =
+headers = from{HLIST}
 """
 
 box = None
@@ -107,7 +121,7 @@ def setup():
     for domain in ("esp.example", "addr.example", "denied.example", "denied2.example", "closed.example",
                    "present.example",
                    "always.example", "plain.example", "quota.example", "espq.example", "chars.example",
-                   "quoted.example"):
+                   "quoted.example", "hlist.example"):
         box.keygen(domain, "r1", "rsa")
     box.start()
 
@@ -186,6 +200,21 @@ def test_identity_local_part_characters():
         assert [t["i"] for t in fields] == [want], fields
 
 
+def test_hlist_length_bound():
+    """The longest h= OpenDKIM verifies is signed (test_three_verifiers
+    checks it); one character more is refused, permanently, saying why."""
+    def msg(names):
+        return (b"From: Alice <alice@hlist.example>\r\n" + b"".join(n.encode() + b": v\r\n" for n in names) +
+                b"\r\nHello.\r\n")
+
+    fields = sign_ok(msg(LONG_NAMES + [SHORT_NAME]), "hlist-4095")
+    assert len(fields[0]["h"]) == 4095, len(fields[0]["h"])
+    p = box.sign(msg(LONG_NAMES[:47] + [SHORT_NAME] * 17))
+    assert p.returncode == 65 and p.stdout == b"", (p.returncode, p.stderr)
+    assert b"too many header fields to sign under the policy" in p.stderr, p.stderr
+    assert b"4095 characters" in p.stderr, p.stderr
+
+
 def h_counts(t):
     hs = t["h"].lower().split(":")
     return {n: hs.count(n) for n in set(hs)}
@@ -247,8 +276,8 @@ def main():
     try:
         run([test_identity_expire_and_also_sign, test_identity_address_and_also_sign_without_key,
              test_identity_follows_d_without_a_section, test_also_sign_not_allowed_is_refused,
-             test_also_sign_counts_against_its_quota, test_identity_local_part_characters, test_oversign_modes,
-             test_three_verifiers, test_identity_not_under_d_is_refused_at_load])
+             test_also_sign_counts_against_its_quota, test_identity_local_part_characters, test_hlist_length_bound,
+             test_oversign_modes, test_three_verifiers, test_identity_not_under_d_is_refused_at_load])
     finally:
         box.close()
 

@@ -72,6 +72,41 @@ static void test_select_oversign_if_present(void **state)
         dkim_headers_deinit(&h);
 }
 
+/* h= at most DKIM_HLIST_MAX characters: OpenDKIM copies h= into 4096
+ * octets and fails a signature whose list is longer (measured: 4095
+ * passes, 4096 fails).  62 fields of a 64-character name and From make
+ * 4034; one more of 60 makes 4095, of 61 4096. */
+static void test_select_hlist_length(void **state)
+{
+        static const struct dkim_header_limits many = { .max_fields = 100, .max_line = 1000 };
+        char name[65], last[2][64], block[8192];
+        struct dkim_hpolicy pol[3] = { { "from", DKIM_OVERSIGN_NO }, { name, DKIM_OVERSIGN_NO } };
+        const char *names[DKIM_HNAMES_MAX];
+        size_t n = 0, len = 0;
+
+        memset(name, 'x', 64);
+        name[64] = 0;
+        for (int k = 0; k < 2; k++) {
+                memset(last[k], 'y', 60 + k);
+                last[k][60 + k] = 0;
+        }
+        len += (size_t) snprintf(block + len, sizeof(block) - len, "From: a@example.com\r\n");
+        for (int i = 0; i < 62; i++)
+                len += (size_t) snprintf(block + len, sizeof(block) - len, "%s: v\r\n", name);
+        for (int k = 0; k < 2; k++) {
+                struct dkim_headers h;
+                size_t blen = len + (size_t) snprintf(block + len, sizeof(block) - len, "%s: v\r\n", last[k]);
+
+                pol[2] = (struct dkim_hpolicy) { last[k], DKIM_OVERSIGN_NO };
+                assert_int_equal(dkim_headers_parse((const uint8_t *) block, blen, &many, &h), 0);
+                assert_int_equal(dkim_select_headers(&h, pol, 3, names, DKIM_HNAMES_MAX, &n),
+                                 k == 0 ? 0 : DKIMSIGN_E_TOO_LARGE);
+                if (k == 0)
+                        assert_int_equal(n, 64);
+                dkim_headers_deinit(&h);
+        }
+}
+
 /* i= goes after d=, as given; none without one. */
 static void test_field_identity(void **state)
 {
@@ -229,6 +264,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_select_oversigns),
                 cmocka_unit_test(test_select_oversign_if_present),
+                cmocka_unit_test(test_select_hlist_length),
                 cmocka_unit_test(test_field_identity),
                 cmocka_unit_test(test_field_is_folded_and_ends_with_b),
                 cmocka_unit_test(test_rfc8463_digest_and_signature),
