@@ -311,7 +311,7 @@ refused:
 }
 
 /* Build, sign and self-check one DKIM-Signature field into field. */
-static int sign_one(struct hsm_session *session, struct request *rq, const struct sigset *set,
+static int sign_one(const struct sign_ctx *ctx, struct hsm_session *session, struct request *rq, const struct sigset *set,
                     const struct signer_key *k, uint64_t now, struct buf *field)
 {
         struct dkim_sig_spec spec = {
@@ -335,7 +335,11 @@ static int sign_one(struct hsm_session *session, struct request *rq, const struc
         if (r == 0)
                 r = dkim_sig_digest(&rq->headers, &spec, field->data, field->len, digest);
         if (r == 0) {
+                uint64_t t0 = now_us();
+
                 r = hsm_sign(session, k->key, digest, sig, &sig_len);
+                counters_token_sign(ctx->counters, k->key->alg == HSM_ALG_RSA ? METRICS_RSA : METRICS_ED25519,
+                                    now_us() - t0);
                 /* The key was chosen a moment ago: if the token now says
                  * it is gone (a reset, a destroy before the reload), the
                  * answer is temporary, never a refusal that bounces mail. */
@@ -499,7 +503,7 @@ int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const
                 for (size_t i = 0; r == 0 && i < rq.set[s].nkeys; i++) {
                         struct buf *field = &fields[reply.count];
 
-                        r = sign_one(session, &rq, &rq.set[s], rq.set[s].keys[i], now, field);
+                        r = sign_one(ctx, session, &rq, &rq.set[s], rq.set[s].keys[i], now, field);
                         reply.fields[reply.count] = field->data;
                         reply.field_lens[reply.count++] = field->len;
                 }
@@ -507,13 +511,19 @@ int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const
         if (r < 0 && quota_taken)
                 quota_give_back_all(ctx, peer, &rq, (int64_t) now, quota_taken);
         if (r == 0) {
-                for (size_t s = 0; s < rq.nsets; s++)
+                for (size_t s = 0; s < rq.nsets; s++) {
+                        enum metrics_alg algs[KEYS_PER_DOMAIN_MAX];
+
+                        for (size_t i = 0; i < rq.set[s].nkeys; i++)
+                                algs[i] = rq.set[s].keys[i]->key->alg == HSM_ALG_RSA ? METRICS_RSA : METRICS_ED25519;
+                        counters_signed(ctx->counters, rq.set[s].d, algs, rq.set[s].nkeys);
                         for (size_t i = 0; i < rq.set[s].nkeys; i++)
                                 log_audit(&(struct audit) { .outcome = "signed", .uid = (unsigned) peer->uid,
                                                             .pid = (int) peer->pid, .domain = rq.set[s].d,
                                                             .selector = rq.set[s].keys[i]->selector,
                                                             .algorithm = hsm_alg_name(rq.set[s].keys[i]->key->alg),
                                                             .message_id = rq.msgid });
+                }
                 r = msg_signed_encode(out, id, &reply);
         } else {
                 log_audit(&(struct audit) { .outcome = "refused", .uid = (unsigned) peer->uid,

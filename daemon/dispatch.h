@@ -17,6 +17,7 @@
 #include "keys/keys.h"
 #include "daemon/peer.h"
 #include "daemon/quota.h"
+#include "daemon/counters.h"
 
 /*
  * One generation of configuration and keys.  A reload makes a new one;
@@ -28,6 +29,7 @@ struct sign_ctx {
         struct config *config;   /* owned */
         struct keytab *keys;     /* owned */
         struct quota_table *quota;  /* borrowed: the process's, outlives every generation; NULL: none */
+        struct counters *counters;  /* borrowed, likewise; NULL: nothing counted */
         unsigned refs;
 };
 

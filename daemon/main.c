@@ -173,6 +173,9 @@ static int open_token(const struct config *c, struct hsm **ret)
 /* The signing quotas' counters: made before any signer process is forked,
  * so they all count in the same table. */
 static struct quota_table *quotas;
+/* The metrics' counters (counters.h): likewise made before the fork, one
+ * slot per signer process. */
+static struct counters *counters;
 
 /* Every connection is a descriptor: raise the soft limit to the hard one
  * and say so when max_connections still can't fit. */
@@ -250,6 +253,7 @@ struct reload_source {
         struct dnswatch *watch;
         bool supervised;        /* one of [token] processes: tell the others */
         struct quota_table *quota;  /* the signing quotas' counters, shared by every process */
+        struct counters *counters;  /* the metrics' counters, likewise */
         bool watch_file_only;   /* another process watches DNS (procs.h) */
 };
 
@@ -344,6 +348,7 @@ static struct sign_ctx *reload_generation(void *userdata, bool from_request, cha
                 return NULL;
         }
         ctx->quota = src->quota;
+        ctx->counters = src->counters;
         src->running = ctx->config;
         if (from_request && src->supervised)
                 procs_reload_others();
@@ -459,11 +464,13 @@ static int signer_serve(struct signer *sg, int fd, int ready_fd)
         sg->src.running = c;
         sg->src.watch = sg->watch;
         sg->src.quota = quotas;
+        sg->src.counters = counters;
         r = sign_ctx_new(c, sg->keys, &sg->ctx);
         sg->c = NULL;     /* transferred */
         sg->keys = NULL;  /* transferred */
         if (r == 0) {
                 sg->ctx->quota = quotas;
+                sg->ctx->counters = counters;
                 r = server_new(sg->ctx, fd, sg->w, reload_generation, &sg->src, &sg->s);
                 sg->ctx = NULL;   /* transferred */
         } else {
@@ -528,6 +535,7 @@ static int signer_child(size_t index, int ready_fd, void *userdata)
 
         /* Which signer said it, in the log: dkimsignd/0, dkimsignd/1, ... */
         snprintf(ident, sizeof(ident), "dkimsignd/%zu", index);
+        counters_select(counters, index);
         log_init(ident, LOG_INFO);
         r = config_load(cs->config_path, &sg.c, err, sizeof(err));
         if (r < 0) {
@@ -639,8 +647,10 @@ int main(int argc, char **argv)
         }
         raise_fd_limit(sg.c);
         sg.src.config_path = config_path;
-        if (quota_table_new(&quotas) < 0) {
-                log_err("signing quotas: out of memory");
+        if (quota_table_new(&quotas) < 0 ||
+            counters_new(sg.c->processes, sg.c->metrics_max_domains, &counters) < 0) {
+                log_err("signing quotas and metrics: out of memory");
+                quota_table_free(quotas);
                 config_free(sg.c);
                 return 1;
         }
@@ -651,6 +661,7 @@ int main(int argc, char **argv)
                         r = run_supervised(sg.c, config_path, fd);
                 config_free(sg.c);
                 quota_table_free(quotas);
+                counters_free(counters);
                 return r < 0 ? 1 : 0;
         }
         r = open_token(sg.c, &sg.h);
@@ -669,5 +680,6 @@ int main(int argc, char **argv)
                 close(fd);
         signer_close(&sg);
         quota_table_free(quotas);
+        counters_free(counters);
         return r < 0 ? 1 : 0;
 }

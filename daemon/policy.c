@@ -73,3 +73,8 @@ bool pol_may_sign(const struct config *c, const char *requested, const char *d, 
         }
         return true;
 }
+
+bool pol_metrics_allowed(const struct config *c, const struct peer *p, uid_t self)
+{
+        return p->uid == 0 || p->uid == self || acl_allows(&c->metrics_allow, p);
+}

@@ -32,4 +32,9 @@ bool pol_allowed(const struct config *c, const char *domain, const struct peer *
 bool pol_may_sign(const struct config *c, const char *requested, const char *d, const char *from,
                   const struct peer *p, char *why, size_t whylen);
 
+/* Who may read the metrics (METRICS): root, the daemon's own user (self,
+ * its effective uid), and whom [metrics] allow names.  A permission apart
+ * from STATUS and RELOAD's, which stay with root and the daemon's user. */
+bool pol_metrics_allowed(const struct config *c, const struct peer *p, uid_t self);
+
 #endif

@@ -38,6 +38,8 @@
 #include "protocol/msg.h"
 #include "util/ratelimit.h"
 #include "daemon/accounts.h"
+#include "daemon/metricsreq.h"
+#include "daemon/policy.h"
 #include "daemon/server.h"
 
 #if HAVE_SYSTEMD
@@ -78,6 +80,7 @@ struct conn {
         uint64_t last_active;       /* ms */
         uint64_t frame_started;     /* ms a partial frame began, 0 if none */
         bool hello_done;
+        uint16_t version;           /* the protocol version HELLO chose */
         bool closing;               /* close once out is flushed */
 };
 
@@ -99,6 +102,7 @@ enum refusal {
         REFUSAL_READ_TIMEOUT,
         REFUSAL_WRITE_TIMEOUT,
         REFUSAL_ADMIN,          /* STATUS or RELOAD from a peer that may not */
+        REFUSAL_METRICS,        /* METRICS from a peer that may not */
         REFUSAL_MAX,
 };
 
@@ -148,7 +152,7 @@ static void log_refusal(struct server *s, enum refusal why, const char *fmt, ...
         static const char *const names[REFUSAL_MAX] = {
                 [REFUSAL_CONNECTIONS] = "refused connections", [REFUSAL_FRAME] = "bad frames",
                 [REFUSAL_READ_TIMEOUT] = "read timeouts", [REFUSAL_WRITE_TIMEOUT] = "write timeouts",
-                [REFUSAL_ADMIN] = "refused admin requests",
+                [REFUSAL_ADMIN] = "refused admin requests", [REFUSAL_METRICS] = "refused metrics requests",
         };
         unsigned long dropped;
         char line[256];
@@ -345,6 +349,7 @@ static void handle_hello(struct server *s, struct conn *c, struct frame *f)
                 { conn_fail(c, f->id, r, why); return; }
         }
         c->hello_done = true;
+        c->version = ok.version;
         if (msg_hello_ok_encode(&c->out, f->id, &ok) < 0)
                 c->closing = true;
 }
@@ -365,6 +370,7 @@ static void handle_sign(struct server *s, struct conn *c, struct frame *f)
                 r = msg_sign_decode(&view, s->c->limits.max_header_block, &m);
                 if (r < 0) {
                         s->stats.by_status[wire_status_from_err(r)]++;
+                        counters_refusal(s->ctx->counters, counters_reason(r));
                         msg_error_encode_code(&c->out, f->id, r, r == DKIMSIGN_E_TOO_LARGE
                                               ? "the header block is over max_header_block"
                                               : "malformed SIGN request");
@@ -387,11 +393,13 @@ static void handle_sign(struct server *s, struct conn *c, struct frame *f)
         j->id = f->id;
         j->peer = c->peer;
         j->charged = j->len;
+        j->queued_us = now_us();
         buf_init(&j->reply, OUT_MAX);
         r = workers_submit(s->w, j);
         if (r < 0) {
                 job_free(j);
                 s->stats.by_status[WIRE_BUSY]++;
+                counters_refusal(s->ctx->counters, METRICS_R_BUSY);
                 msg_error_encode_code(&c->out, f->id, r, "the signing queue is full; try again later");
                 return;
         }
@@ -453,6 +461,7 @@ static int do_reload(struct server *s, const char *why_started, bool from_reques
         next = s->reload(s->reload_userdata, from_request, why, whylen);
         if (!next) {
                 s->stats.reload_failures++;
+                counters_add(s->ctx->counters, COUNTERS_RELOAD_FAILURES, 1);
                 log_err("reload refused, the running configuration stays: %s", why);
                 sd_notify(0, "READY=1\nSTATUS=reload failed; running the previous configuration");
                 return DKIMSIGN_E_CONFIG;
@@ -461,6 +470,7 @@ static int do_reload(struct server *s, const char *why_started, bool from_reques
         s->ctx = next;
         s->c = next->config;
         s->stats.reloads++;
+        counters_add(s->ctx->counters, COUNTERS_RELOADS, 1);
         snprintf(why, whylen, "reloaded: %zu signing key(s)", next->keys->count);
         log_info("%s", why);
         sd_notifyf(0, "READY=1\nSTATUS=signing with %zu key(s)", next->keys->count);
@@ -476,6 +486,53 @@ static void handle_reload(struct server *s, struct conn *c, struct frame *f)
                 msg_text_encode(&c->out, MSG_RELOADED, f->id, why, strlen(why));
         else
                 msg_error_encode_code(&c->out, f->id, r, why);
+}
+
+/* This process's gauges, for whichever process answers METRICS. */
+static void publish_gauges(struct server *s)
+{
+        counters_gauges(s->ctx->counters, s->nconns, workers_pending(s->w), workers_sessions(s->w),
+                        workers_busy(s->w));
+}
+
+/* METRICS: a permission of its own (pol_metrics_allowed), and version 2. */
+static void handle_metrics(struct server *s, struct conn *c, struct frame *f)
+{
+        struct buf text;
+        uint8_t format;
+        int r;
+
+        if (!c->hello_done) {
+                conn_fail(c, f->id, DKIMSIGN_E_PROTOCOL, "HELLO must come first");
+                return;
+        }
+        if (c->version < PROTO_VERSION_METRICS) {
+                msg_error_encode_code(&c->out, f->id, DKIMSIGN_E_PROTOCOL, "METRICS needs protocol version 2");
+                return;
+        }
+        if (msg_metrics_decode(&f->payload, &format) < 0) {
+                msg_error_encode_code(&c->out, f->id, DKIMSIGN_E_FORMAT, "malformed METRICS request");
+                return;
+        }
+        if (!pol_metrics_allowed(s->c, &c->peer, geteuid())) {
+                log_refusal(s, REFUSAL_METRICS, "audit: refused metrics request from uid=%u pid=%d",
+                            (unsigned) c->peer.uid, (int) c->peer.pid);
+                msg_error_encode_code(&c->out, f->id, DKIMSIGN_E_DENIED,
+                                      "only root, the daemon's own user and [metrics] allow may read the metrics");
+                return;
+        }
+        publish_gauges(s);
+        buf_init(&text, MSG_METRICS_MAX);
+        r = metricsreq_answer(s->ctx, s->ctx->counters, format, (int64_t) time(NULL), &text);
+        if (r == 0)
+                r = msg_metrics_ok_encode(&c->out, f->id, (const char *) buf_ptr(&text), buf_remaining(&text));
+        if (r < 0) {
+                log_warn("metrics request: %s", dkimsign_strerror(r));
+                msg_error_encode_code(&c->out, f->id, r, r == DKIMSIGN_E_TOO_LARGE
+                                      ? "the metrics are over 4 MiB; lower [metrics] max_domains or max_keys"
+                                      : NULL);
+        }
+        buf_deinit(&text);
 }
 
 static void handle_admin(struct server *s, struct conn *c, struct frame *f)
@@ -544,6 +601,9 @@ static void conn_process(struct server *s, struct conn *c)
                 case MSG_STATUS:
                 case MSG_RELOAD:
                         handle_admin(s, c, &f);
+                        break;
+                case MSG_METRICS:
+                        handle_metrics(s, c, &f);
                         break;
                 default: {
                         char why[64];
@@ -687,6 +747,7 @@ static void accept_all(struct server *s)
                         buf_deinit(&b);
                         close(fd);
                         s->stats.refused_connections++;
+                        counters_add(s->ctx->counters, COUNTERS_CONNECTIONS_REFUSED, 1);
                         log_refusal(s, REFUSAL_CONNECTIONS, "connection from uid=%u pid=%d refused: %s",
                                     (unsigned) cred.uid, (int) cred.pid, why);
                         accounts_release(s->accounts, acct);
@@ -723,7 +784,24 @@ static void accept_all(struct server *s)
                 acct->conns++;
                 s->nconns++;
                 s->stats.connections++;
+                counters_add(s->ctx->counters, COUNTERS_CONNECTIONS, 1);
         }
+}
+
+/* A finished request in the metrics: its outcome, its time, a token fault. */
+static void count_done(struct server *s, const struct job *j)
+{
+        struct counters *k = s->ctx->counters;
+        uint64_t us = now_us() - j->queued_us;
+
+        if (j->result == 0) {
+                counters_request(k, METRICS_SIGNED, us);
+                return;
+        }
+        counters_request(k, METRICS_NOT_SIGNED, us);
+        counters_refusal(k, counters_reason(j->result));
+        if (wire_status_from_err(j->result) == WIRE_TOKEN)
+                counters_add(k, COUNTERS_TOKEN_FAULTS, 1);
 }
 
 static void deliver_done(struct server *s)
@@ -750,6 +828,7 @@ static void deliver_done(struct server *s)
                         s->stats.by_status[wire_status_from_err(j->result)]++;
                 if (j->result == DKIMSIGN_E_QUOTA)
                         s->stats.refused_quota++;
+                count_done(s, j);
                 if (c->fd >= 0) {
                         if (buf_put(&c->out, buf_ptr(&j->reply), buf_remaining(&j->reply)) < 0)
                                 c->closing = true;  /* a reader that never reads */
@@ -970,6 +1049,7 @@ int server_run(struct server *s)
                 }
                 if (now_ms() - last_sweep >= TICK_MS || s->stopping) {
                         sweep_timeouts(s);
+                        publish_gauges(s);
                         last_sweep = now_ms();
                 }
                 /* The safe points of the turn: nothing holds a connection

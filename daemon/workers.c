@@ -136,6 +136,7 @@ static void *worker_main(void *p)
                         reply_token_error(j, "no session on the token; try again later");
                 recovered = hsm_recoveries(w->h);
                 if (recovered != seen_recoveries) {
+                        counters_add(j->ctx->counters, COUNTERS_TOKEN_RECOVERIES, recovered - seen_recoveries);
                         log_warn("token: sessions reopened and login restored after a token fault "
                                  "(%lu time(s) since start)", recovered);
                         seen_recoveries = recovered;
@@ -223,6 +224,7 @@ static void abandon_locked(struct workers *w, struct worker *me, uint64_t now)
         snprintf(why, sizeof(why), "the token did not answer within %u ms; try again later", w->timeout_ms);
         ghost->conn = me->job->conn;
         ghost->id = me->job->id;
+        ghost->queued_us = me->job->queued_us;
         /* The answer settles the connection's account; the hung job's
          * payload is bounded by the stuck workers, not by the peer. */
         ghost->charged = me->job->charged;
@@ -465,6 +467,16 @@ struct job *workers_take_done(struct workers *w)
                 list = next;
         }
         return rev;
+}
+
+size_t workers_busy(struct workers *w)
+{
+        size_t n;
+
+        pthread_mutex_lock(&w->lock);
+        n = w->running;
+        pthread_mutex_unlock(&w->lock);
+        return n;
 }
 
 size_t workers_pending(struct workers *w)

@@ -26,6 +26,7 @@ struct job {
         struct buf reply;        /* filled by the worker */
         int result;
         uint64_t queued_ms;      /* when it was queued (monotonic) */
+        uint64_t queued_us;      /* the same in microseconds, for the metrics (server.c sets it) */
         bool abandoned;          /* its token call hung and it was answered
                                     already: the loop frees it, sends nothing */
 };
@@ -58,6 +59,8 @@ int workers_submit(struct workers *w, struct job *job);
 int workers_done_fd(const struct workers *w);
 /* Take every finished job (a list linked by next); clears the eventfd. */
 struct job *workers_take_done(struct workers *w);
+/* Workers inside a request now (sessions busy). */
+size_t workers_busy(struct workers *w);
 /* Jobs queued or running. */
 size_t workers_pending(struct workers *w);
 

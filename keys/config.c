@@ -60,7 +60,7 @@ struct seen_keys {
         size_t n;
 };
 
-enum { SEEN_DAEMON, SEEN_TOKEN, SEEN_LIMITS, SEEN_SIGNING, SEEN_DNS, SEEN_DOMAIN, SEEN_COUNT };
+enum { SEEN_DAEMON, SEEN_TOKEN, SEEN_LIMITS, SEEN_SIGNING, SEEN_DNS, SEEN_METRICS, SEEN_DOMAIN, SEEN_COUNT };
 
 struct parse_state {
         struct config *c;
@@ -974,6 +974,28 @@ static int open_domain(struct parse_state *s, const char *section)
         return 1;
 }
 
+static int handle_metrics(struct parse_state *s, const char *name, const char *value)
+{
+        struct config *c = s->c;
+
+        if (strcmp(name, "per_domain") == 0) {
+                if (strcasecmp(value, "yes") == 0 || strcasecmp(value, "true") == 0)
+                        c->metrics_per_domain = true;
+                else if (strcasecmp(value, "no") == 0 || strcasecmp(value, "false") == 0)
+                        c->metrics_per_domain = false;
+                else
+                        return fail(s, "'per_domain' must be yes or no");
+                return 1;
+        }
+        if (strcmp(name, "max_domains") == 0)
+                return parse_size(s, name, value, 1, CONFIG_METRICS_DOMAINS_MAX, &c->metrics_max_domains);
+        if (strcmp(name, "max_keys") == 0)
+                return parse_size(s, name, value, 0, CONFIG_METRICS_KEYS_MAX, &c->metrics_max_keys);
+        if (strcmp(name, "allow") == 0)
+                return parse_acl(s, &c->metrics_allow, value);
+        return fail(s, "unknown key '%s' in [metrics]", name);
+}
+
 /* The keys whose value is a list, and a URI (add_uri): only they continue
  * on indented lines. */
 static bool is_list_key(const char *name)
@@ -1063,6 +1085,8 @@ static int handler(void *user, const char *section, const char *name, const char
                 return handle_key(s, section, &s->seen[SEEN_SIGNING], handle_signing, name, value);
         if (strcmp(section, "dns") == 0)
                 return handle_key(s, section, &s->seen[SEEN_DNS], handle_dns, name, value);
+        if (strcmp(section, "metrics") == 0)
+                return handle_key(s, section, &s->seen[SEEN_METRICS], handle_metrics, name, value);
         if (strncmp(section, "domain ", 7) == 0) {
                 /* inih calls us per key; a section is new when its name
                  * changes (as written: the name kept is its A-label form). */
@@ -1200,6 +1224,9 @@ static struct config *config_new(void)
         c->lock_keys = true;
         c->allow.any = true;  /* the socket's mode and group are the first gate */
         c->log_level = LOG_INFO;
+        c->metrics_per_domain = true;
+        c->metrics_max_domains = 1000;
+        c->metrics_max_keys = 1000;
         c->state_dir = strdup(DKIMSIGN_DEFAULT_STATEDIR);
         c->unpublished = CONFIG_UNPUBLISHED_REFUSE;
         c->dns_timeout_ms = CONFIG_DNS_TIMEOUT_DEFAULT_MS;
@@ -1503,6 +1530,8 @@ int config_resolve(struct config *c, char *err, size_t errlen)
                 return DKIMSIGN_E_CONFIG;
         }
         r = acl_resolve(&c->allow, err, errlen);
+        if (r == 0)
+                r = acl_resolve(&c->metrics_allow, err, errlen);
         for (size_t i = 0; r == 0 && i < c->ndomains; i++)
                 r = acl_resolve(&c->domains[i].allow, err, errlen);
         if (r == DKIMSIGN_E_NOMEM)
@@ -1554,6 +1583,7 @@ struct config *config_free(struct config *c)
         free(c->dns_resolver);
         free(c->dns_trust_anchor);
         acl_free(&c->allow);
+        acl_free(&c->metrics_allow);
         free(c->module);
         free(c->token_label);
         free(c->token_uri);

@@ -129,6 +129,9 @@ struct config_domain {
         char *also_sign;
 };
 
+#define CONFIG_METRICS_DOMAINS_MAX 10000
+#define CONFIG_METRICS_KEYS_MAX 10000
+
 struct config {
         char *path;                 /* where it was read from, for messages */
         /* [daemon] */
@@ -173,6 +176,11 @@ struct config {
         uint64_t check_interval;    /* seconds between checks of the keys' records */
         uint64_t publish_wait;      /* seconds a record must be seen before its key signs */
         uint64_t retire_grace;      /* seconds an old key stays after its successor is active */
+        /* [metrics]: what a METRICS request shows, and to whom (docs/metrics.md) */
+        bool metrics_per_domain;    /* series per domain and per key; default yes */
+        size_t metrics_max_domains; /* domains counted by name; the rest as "_other" */
+        size_t metrics_max_keys;    /* keys with series of their own */
+        struct config_acl metrics_allow;  /* beside root and the daemon's user; default: no one */
         /* [domain NAME] sections, sorted by name */
         struct config_domain *domains;
         size_t ndomains;

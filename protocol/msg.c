@@ -210,9 +210,9 @@ int msg_empty_decode(struct buf *p)
         return buf_end(p) < 0 ? DKIMSIGN_E_FORMAT : 0;
 }
 
-int msg_text_encode(struct buf *out, uint8_t type, uint32_t id, const char *text, size_t len)
+static int long_text_encode(struct buf *out, uint8_t type, uint32_t id, const char *text, size_t len, size_t max)
 {
-        if (len > MSG_REPORT_MAX)
+        if (len > max)
                 return DKIMSIGN_E_TOO_LARGE;
         ENCODE_BEGIN(out, type, id);
         if (r == 0)
@@ -220,17 +220,58 @@ int msg_text_encode(struct buf *out, uint8_t type, uint32_t id, const char *text
         return encode_end(out, frame_start_, r);
 }
 
-int msg_text_decode(struct buf *p, const char **ret, size_t *ret_len)
+static int long_text_decode(struct buf *p, size_t max, const char **ret, size_t *ret_len)
 {
         const char *t = NULL;
         size_t n = 0;
-        int r = get_text(p, MSG_REPORT_MAX, &t, &n);
+        int r = get_text(p, max, &t, &n);
 
         if (r == 0)
                 r = buf_end(p);
         *ret = r == 0 ? t : NULL;
         *ret_len = r == 0 ? n : 0;
         return r == DKIMSIGN_E_INCOMPLETE ? DKIMSIGN_E_FORMAT : r;
+}
+
+int msg_text_encode(struct buf *out, uint8_t type, uint32_t id, const char *text, size_t len)
+{
+        return long_text_encode(out, type, id, text, len, MSG_REPORT_MAX);
+}
+
+int msg_text_decode(struct buf *p, const char **ret, size_t *ret_len)
+{
+        return long_text_decode(p, MSG_REPORT_MAX, ret, ret_len);
+}
+
+int msg_metrics_encode(struct buf *out, uint32_t id, uint8_t format)
+{
+        ENCODE_BEGIN(out, MSG_METRICS, id);
+        if (r == 0)
+                r = buf_put_u8(out, format);
+        return encode_end(out, frame_start_, r);
+}
+
+int msg_metrics_decode(struct buf *p, uint8_t *ret_format)
+{
+        uint8_t f = 0;
+        int r = buf_get_u8(p, &f);
+
+        if (r == 0)
+                r = buf_end(p);
+        if (r == 0 && f != MSG_METRICS_OPENMETRICS && f != MSG_METRICS_PROMETHEUS)
+                r = DKIMSIGN_E_FORMAT;
+        *ret_format = r == 0 ? f : 0;
+        return r == DKIMSIGN_E_INCOMPLETE ? DKIMSIGN_E_FORMAT : r;
+}
+
+int msg_metrics_ok_encode(struct buf *out, uint32_t id, const char *text, size_t len)
+{
+        return long_text_encode(out, MSG_METRICS_OK, id, text, len, MSG_METRICS_MAX);
+}
+
+int msg_metrics_ok_decode(struct buf *p, const char **ret, size_t *ret_len)
+{
+        return long_text_decode(p, MSG_METRICS_MAX, ret, ret_len);
 }
 
 int msg_error_encode_code(struct buf *out, uint32_t id, int r, const char *text)

@@ -19,7 +19,9 @@
 #include "protocol/buf.h"
 
 #define PROTO_VERSION_MIN 1
-#define PROTO_VERSION_MAX 1
+/* Version 2 adds METRICS (docs/protocol.md); a version 1 peer never sees it. */
+#define PROTO_VERSION_MAX 2
+#define PROTO_VERSION_METRICS 2
 
 enum msg_type {
         MSG_HELLO = 1,       /* client -> daemon: versions it speaks */
@@ -31,6 +33,14 @@ enum msg_type {
         MSG_STATUS_OK = 7,   /* daemon -> admin: "key=value" lines */
         MSG_RELOAD = 8,      /* admin -> daemon: re-read configuration and keys */
         MSG_RELOADED = 9,    /* daemon -> admin: a sentence on what was loaded */
+        MSG_METRICS = 10,    /* monitor -> daemon (version 2): the metrics, in a format */
+        MSG_METRICS_OK = 11, /* daemon -> monitor: the exposition text */
+};
+
+/* The formats a METRICS request may ask for. */
+enum msg_metrics_format {
+        MSG_METRICS_OPENMETRICS = 0,  /* OpenMetrics 1.0.0 text (application/openmetrics-text) */
+        MSG_METRICS_PROMETHEUS = 1,   /* Prometheus text 0.0.4 (text/plain), for node_exporter's textfiles */
 };
 
 /* Bounds of fields, fixed by the protocol (limits below these are config). */
@@ -41,6 +51,7 @@ enum msg_type {
 #define MSG_SIGNATURES_MAX 8
 #define MSG_FIELD_MAX 16384      /* one DKIM-Signature field */
 #define MSG_REPORT_MAX 16384     /* a STATUS_OK or RELOADED text */
+#define MSG_METRICS_MAX (4 * 1024 * 1024)  /* a METRICS_OK text */
 
 /* Stable wire statuses: what a client must act on.  Each is permanent or
  * temporary, and the ERROR frame says which, so an old client can handle a
@@ -115,6 +126,13 @@ int msg_empty_encode(struct buf *out, uint8_t type, uint32_t id);
 int msg_empty_decode(struct buf *payload);
 int msg_text_encode(struct buf *out, uint8_t type, uint32_t id, const char *text, size_t len);
 int msg_text_decode(struct buf *payload, const char **ret, size_t *ret_len);
+
+/* METRICS: one u8, an enum msg_metrics_format (another is DKIMSIGN_E_FORMAT).
+ * METRICS_OK: one text field of at most MSG_METRICS_MAX octets. */
+int msg_metrics_encode(struct buf *out, uint32_t id, uint8_t format);
+int msg_metrics_decode(struct buf *payload, uint8_t *ret_format);
+int msg_metrics_ok_encode(struct buf *out, uint32_t id, const char *text, size_t len);
+int msg_metrics_ok_decode(struct buf *payload, const char **ret, size_t *ret_len);
 
 /* An ERROR frame for code r (a dkimsign_err) with a sentence. */
 int msg_error_encode_code(struct buf *out, uint32_t id, int r, const char *text);

@@ -12,6 +12,8 @@
 
 /* Milliseconds on CLOCK_MONOTONIC (since an arbitrary point). */
 uint64_t now_ms(void);
+/* Microseconds on CLOCK_MONOTONIC, for durations the metrics measure. */
+uint64_t now_us(void);
 
 /* The time ms milliseconds from now on clock, for the *timed* waits of
  * pthreads (which take an absolute time). */
