@@ -235,15 +235,8 @@ int cmd_records(const struct options *o);
 
 /* ---- daemon.c ---- */
 
-/*
- * dkimsignctl's conversation with a running dkimsignd: one administrative
- * request (STATUS or RELOAD, docs/protocol.md) on its socket.
- */
-/* Send HELLO then type (MSG_STATUS or MSG_RELOAD) to the daemon at path;
- * *ret_text gets the reply's text (free() it).  On failure why says what
- * happened, in the daemon's own words when it answered ERROR. */
-int ctl_daemon_request(const char *path, uint8_t type, char **ret_text, char *why, size_t whylen);
-
+/* dkimsignctl's requests to a running dkimsignd (util/daemonreq.h). */
+int cmd_metrics(const struct options *o);
 int cmd_reload(const struct options *o);
 int cmd_status(const struct options *o);
 

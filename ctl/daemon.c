@@ -1,149 +1,46 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * dkimsignctl status and reload: one administrative request to the
- * running dkimsignd over its socket (docs/protocol.md).
+ * dkimsignctl status, reload and metrics: one request to the running
+ * dkimsignd over its socket (docs/protocol.md, util/daemonreq.h).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ctl/ctl.h"
 #include "protocol/dkimsign-errors.h"
-#include "protocol/frame.h"
 #include "protocol/msg.h"
-
-/*
- * One administrative request to dkimsignd.  See ctl-daemon.h.  A blocking
- * socket with a timeout: a daemon that does not answer is reported, not
- * waited for forever.
- */
-
+#include "util/daemonreq.h"
 
 #define TIMEOUT_S 30
-#define REPLY_MAX (MSG_REPORT_MAX + 64)
 
-/* Read frames until the one answering id; it is left at the start of in. */
-static int read_reply(int fd, struct buf *in, uint32_t id, struct frame *ret, size_t *ret_total)
-{
-        for (;;) {
-                size_t total;
-                uint8_t *p;
-                ssize_t n;
-                int r = frame_peek(buf_ptr(in), buf_remaining(in), REPLY_MAX, &total);
-
-                if (r == 0 && buf_remaining(in) >= total) {
-                        r = frame_decode(buf_ptr(in), total, ret);
-                        if (r < 0)
-                                return DKIMSIGN_E_PROTOCOL;
-                        if (ret->id == id || ret->id == 0) {
-                                *ret_total = total;
-                                return 0;
-                        }
-                        buf_consume(in, total);
-                        continue;
-                }
-                if (r < 0 && r != DKIMSIGN_E_INCOMPLETE)
-                        return DKIMSIGN_E_PROTOCOL;
-                buf_compact(in);
-                if (buf_reserve(in, 4096, &p) < 0)
-                        return DKIMSIGN_E_PROTOCOL;
-                do
-                        n = recv(fd, p, 4096, 0);
-                while (n < 0 && errno == EINTR);
-                in->len -= 4096 - (n > 0 ? (size_t) n : 0);
-                if (n == 0)
-                        return DKIMSIGN_E_CLOSED;
-                if (n < 0)
-                        return errno == EAGAIN ? DKIMSIGN_E_TIMEOUT : DKIMSIGN_E_SYSTEM;
-        }
-}
-
-int ctl_daemon_request(const char *path, uint8_t type, char **ret_text, char *why, size_t whylen)
-{
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        struct timeval tv = { .tv_sec = TIMEOUT_S };
-        struct msg_hello h = { .min_version = PROTO_VERSION_MIN, .max_version = PROTO_VERSION_MAX,
-                               .name = "dkimsignctl", .name_len = strlen("dkimsignctl") };
-        struct buf out, in;
-        struct frame f;
-        size_t total;
-        int fd, r;
-
-        if (strlen(path) >= sizeof(sa.sun_path)) {
-                snprintf(why, whylen, "socket path too long: %s", path);
-                return DKIMSIGN_E_CONFIG;
-        }
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
-            connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
-                snprintf(why, whylen, "cannot connect to dkimsignd at %s: %s", path, strerror(errno));
-                if (fd >= 0)
-                        close(fd);
-                return DKIMSIGN_E_UNAVAILABLE;
-        }
-        buf_init(&out, 1024);
-        buf_init(&in, REPLY_MAX + 4096);
-        r = msg_hello_encode(&out, 1, &h);
-        if (r == 0)
-                r = msg_empty_encode(&out, type, 2);
-        if (r == 0 && send(fd, out.data, out.len, MSG_NOSIGNAL) != (ssize_t) out.len)
-                r = DKIMSIGN_E_CLOSED;
-        if (r == 0)
-                r = read_reply(fd, &in, 1, &f, &total);
-        if (r == 0 && f.type == MSG_HELLO_OK) {
-                buf_consume(&in, total);
-                r = read_reply(fd, &in, 2, &f, &total);
-        }
-        if (r < 0) {
-                snprintf(why, whylen, "dkimsignd at %s: %s", path, dkimsign_strerror(r));
-        } else if (f.type == MSG_ERROR) {
-                struct msg_error e;
-
-                r = msg_error_decode(&f.payload, &e) == 0 ? wire_error_to_err(&e) : DKIMSIGN_E_PROTOCOL;
-                snprintf(why, whylen, "dkimsignd: %.*s", (int) e.text_len, e.text ? e.text : "malformed error");
-        } else if ((f.type == MSG_STATUS_OK && type == MSG_STATUS) || (f.type == MSG_RELOADED && type == MSG_RELOAD)) {
-                const char *text;
-                size_t len;
-
-                r = msg_text_decode(&f.payload, &text, &len);
-                /* Not NUL-terminated in the frame: copy with its length. */
-                if (r == 0 && !(*ret_text = malloc(len + 1)))
-                        r = DKIMSIGN_E_NOMEM;
-                if (r == 0) {
-                        memcpy(*ret_text, text, len);
-                        (*ret_text)[len] = 0;
-                }
-                if (r < 0)
-                        snprintf(why, whylen, "dkimsignd sent a malformed reply");
-        } else {
-                r = DKIMSIGN_E_PROTOCOL;
-                snprintf(why, whylen, "dkimsignd sent an unexpected reply (type %u)", f.type);
-        }
-        buf_deinit(&out);
-        buf_deinit(&in);
-        close(fd);
-        return r;
-}
-
-/* ---- the running daemon ---- */
-
-static int cmd_daemon(const struct options *o, uint8_t type)
+static int cmd_daemon(const struct options *o, uint8_t type, char **ret_text, size_t *ret_len)
 {
         struct config *c = NULL;
-        char why[1024], *text = NULL;
+        char why[1024];
         int r;
 
         if (load_config(o, &c))
                 return EXIT_FAIL;
-        r = ctl_daemon_request(c->socket_path, type, &text, why, sizeof(why));
+        r = daemonreq_text(c->socket_path, type, MSG_METRICS_PROMETHEUS, TIMEOUT_S, ret_text, ret_len, why,
+                           sizeof(why));
         config_free(c);
         if (r < 0)
                 return die("%s", why);
+        return 0;
+}
+
+static int print_answer(const struct options *o, uint8_t type)
+{
+        char *text = NULL;
+        int r = cmd_daemon(o, type, &text, NULL);
+
+        if (r)
+                return r;
         fputs(text, stdout);
         if (*text && text[strlen(text) - 1] != '\n')
                 fputc('\n', stdout);
@@ -153,10 +50,66 @@ static int cmd_daemon(const struct options *o, uint8_t type)
 
 int cmd_status(const struct options *o)
 {
-        return cmd_daemon(o, MSG_STATUS);
+        return print_answer(o, MSG_STATUS);
 }
 
 int cmd_reload(const struct options *o)
 {
-        return cmd_daemon(o, MSG_RELOAD);
+        return print_answer(o, MSG_RELOAD);
+}
+
+/* text into path whole: a temporary file beside it, synced, renamed over
+ * it, so node_exporter never reads half a file. */
+static int write_atomically(const char *path, const char *text, size_t len)
+{
+        char tmp[4096];
+        size_t done = 0;
+        int fd, n = snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long) getpid());
+
+        if (n < 0 || (size_t) n >= sizeof(tmp))
+                return die("%s: path too long", path);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0)
+                return die("%s: %s", tmp, strerror(errno));
+        while (done < len) {
+                ssize_t w = write(fd, text + done, len - done);
+
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0)
+                        break;
+                done += (size_t) w;
+        }
+        /* The mode whatever the umask: node_exporter runs as another user. */
+        if (done < len || fchmod(fd, 0644) < 0 || fsync(fd) < 0 || close(fd) < 0) {
+                int e = errno;
+
+                if (done < len || fcntl(fd, F_GETFD) >= 0)
+                        close(fd);
+                unlink(tmp);
+                return die("writing %s: %s", tmp, strerror(e));
+        }
+        if (rename(tmp, path) < 0) {
+                int e = errno;
+
+                unlink(tmp);
+                return die("renaming %s to %s: %s", tmp, path, strerror(e));
+        }
+        return 0;
+}
+
+int cmd_metrics(const struct options *o)
+{
+        char *text = NULL;
+        size_t len = 0;
+        int r = cmd_daemon(o, MSG_METRICS, &text, &len);
+
+        if (r)
+                return r;
+        if (o->nargs == 1)
+                r = write_atomically(o->args[0], text, len);
+        else
+                fwrite(text, 1, len, stdout);
+        free(text);
+        return r;
 }

@@ -71,6 +71,10 @@ static const struct command commands[] = {
         { "reload", cmd_reload, 0, 0, 0, "",
           "        make the running dkimsignd re-read its configuration and keys, without\n"
           "        dropping connections (root or the daemon's user)\n" },
+        { "metrics", cmd_metrics, 0, 0, 1, "[FILE]",
+          "        the running dkimsignd's metrics in Prometheus' text format, on stdout or\n"
+          "        into FILE, replaced whole (for node_exporter's textfile collector); root,\n"
+          "        the daemon's user, or [metrics] allow\n" },
         { "check", cmd_check, OPT_JSON | OPT_RESOLVER, 1, 1, "DOMAIN [--json] [--resolver ADDR]",
           "        check the domain's SPF, the DNS record of each of its keys on the token\n"
           "        and DMARC, with a verdict and the fix for each finding; exit status 0 all\n"
