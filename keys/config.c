@@ -1532,6 +1532,14 @@ int config_resolve(struct config *c, char *err, size_t errlen)
         r = acl_resolve(&c->allow, err, errlen);
         if (r == 0)
                 r = acl_resolve(&c->metrics_allow, err, errlen);
+        /* Unset: the packaged exporter's group, when the system has it
+         * (sysusers.d/dkimsignd.conf); else no one but root and the daemon. */
+        if (r == 0 && !c->metrics_allow.set) {
+                struct group *gr = getgrnam(CONFIG_METRICS_GROUP);
+
+                if (gr && !acl_add_id(&c->metrics_allow, false, gr->gr_gid))
+                        r = DKIMSIGN_E_NOMEM;
+        }
         for (size_t i = 0; r == 0 && i < c->ndomains; i++)
                 r = acl_resolve(&c->domains[i].allow, err, errlen);
         if (r == DKIMSIGN_E_NOMEM)

@@ -131,6 +131,8 @@ struct config_domain {
 
 #define CONFIG_METRICS_DOMAINS_MAX 10000
 #define CONFIG_METRICS_KEYS_MAX 10000
+/* [metrics] allow's default, when the group exists. */
+#define CONFIG_METRICS_GROUP "dkimsign-metrics"
 
 struct config {
         char *path;                 /* where it was read from, for messages */
