@@ -519,6 +519,8 @@ static void signer_close(struct signer *sg)
 /* What every signer process starts from. */
 struct child_source {
         const char *config_path;
+        enum log_target log_target;     /* the supervisor's, until the child reads the configuration */
+        const char *syslog_socket;
         struct hsm_pin *pin;
         int listen_fd;
 };
@@ -537,11 +539,13 @@ static int signer_child(size_t index, int ready_fd, void *userdata)
         snprintf(ident, sizeof(ident), "dkimsignd/%zu", index);
         counters_select(counters, index);
         log_init(ident, LOG_INFO);
+        log_set_target(cs->log_target, cs->syslog_socket);
         r = config_load(cs->config_path, &sg.c, err, sizeof(err));
         if (r < 0) {
                 log_err("configuration: %s", err);
         } else {
                 log_init(ident, sg.c->log_level);
+                log_set_target((enum log_target) sg.c->log_target, sg.c->syslog_socket);
                 r = token_open(sg.c, &sg.h);
         }
         if (r == 0) {
@@ -571,7 +575,8 @@ static int signer_child(size_t index, int ready_fd, void *userdata)
  * privileges go; each child logs in with it after. */
 static int run_supervised(struct config *c, const char *config_path, int fd)
 {
-        struct child_source cs = { .config_path = config_path, .listen_fd = fd };
+        struct child_source cs = { .config_path = config_path, .listen_fd = fd,
+                                   .log_target = (enum log_target) c->log_target, .syslog_socket = c->syslog_socket };
         char pin_path[4096];
         int r = config_pin_path(c, pin_path, sizeof(pin_path));
 
@@ -638,6 +643,7 @@ int main(int argc, char **argv)
                 return 1;
         }
         log_init("dkimsignd", sg.c->log_level);
+        log_set_target((enum log_target) sg.c->log_target, sg.c->syslog_socket);
         /* Now, while this is the only thread, and before the module is
          * loaded or a signer process forked (they inherit it). */
         if (config_apply_module_env(sg.c, err, sizeof(err)) < 0) {

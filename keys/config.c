@@ -477,6 +477,22 @@ static int handle_daemon(struct parse_state *s, const char *name, const char *va
         }
         if (strcmp(name, "allow") == 0)
                 return parse_acl(s, &c->allow, value);
+        if (strcmp(name, "log") == 0) {
+                /* The order of util/log.h's enum log_target. */
+                static const char *const targets[] = { "auto", "journal", "syslog", "stderr" };
+
+                for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++)
+                        if (strcasecmp(value, targets[i]) == 0) {
+                                c->log_target = (int) i;
+                                return 1;
+                        }
+                return fail(s, "'log' must be auto, journal, syslog or stderr");
+        }
+        if (strcmp(name, "syslog_socket") == 0) {
+                if (value[0] != '/' || strlen(value) >= 108)
+                        return fail(s, "'syslog_socket' must be an absolute path of at most 107 octets");
+                return set_string(s, &c->syslog_socket, name, value);
+        }
         if (strcmp(name, "log_level") == 0) {
                 static const char *const levels[] = { "err", "warning", "notice", "info", "debug" };
                 static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG };
@@ -1583,6 +1599,7 @@ struct config *config_free(struct config *c)
         if (!c)
                 return NULL;
         free(c->path);
+        free(c->syslog_socket);
         free(c->socket_path);
         free(c->socket_group);
         free(c->socket_user);

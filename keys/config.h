@@ -145,6 +145,8 @@ struct config {
         unsigned user_line;
         struct config_acl allow;    /* default: "*" */
         int log_level;              /* syslog priority, LOG_INFO by default */
+        int log_target;             /* [daemon] log: enum log_target of util/log.h (0 auto, 1 journal, 2 syslog, 3 stderr) */
+        char *syslog_socket;        /* NULL: /dev/log */
         char *state_dir;            /* key states (keystate.h); DKIMSIGN_DEFAULT_STATEDIR */
         /* [token] */
         char *module;               /* a uri's module-path when only it names the module */

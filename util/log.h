@@ -2,7 +2,9 @@
 /*
  * Logging for the executables (libraries never log).  Lines go to stderr
  * with a syslog priority prefix ("<3>"), which journald understands when the
- * daemon runs under systemd, and which reads fine on a terminal.
+ * daemon runs under systemd, and which reads fine on a terminal; or, where
+ * journald is not there and nothing reads stderr, to syslog: the same line,
+ * as a datagram to /dev/log (facility daemon, with the pid).
  * Never pass a PIN or message content to these functions.
  */
 #ifndef UTIL_LOG_H
@@ -11,7 +13,22 @@
 #include <stdbool.h>
 #include <syslog.h>
 
+/* Where lines go (dkimsignd.conf [daemon] log). */
+enum log_target {
+        LOG_TARGET_AUTO,     /* journald's stream if stderr is it; syslog when
+                                journald is not running and stderr goes nowhere
+                                (closed, /dev/null); else stderr */
+        LOG_TARGET_JOURNAL,  /* stderr with priority prefixes, read by journald */
+        LOG_TARGET_SYSLOG,
+        LOG_TARGET_STDERR,
+};
+
+#define LOG_SYSLOG_SOCKET "/dev/log"
+
 void log_init(const char *ident, int max_priority);
+/* Choose the target (log_init starts with AUTO); syslog_socket: the
+ * syslog daemon's socket, NULL for /dev/log (tests give their own). */
+void log_set_target(enum log_target target, const char *syslog_socket);
 void log_msg(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Whether lines start with the "<N>" priority (log_init: when stderr is
