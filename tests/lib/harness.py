@@ -44,7 +44,7 @@ if os.path.exists(OPENDKIM_VERIFY):
 
 
 def binary(name):
-    for sub in ("daemon", "client", "ctl"):
+    for sub in ("daemon", "client", "ctl", "exporter"):
         path = os.path.join(BUILD, sub, name)
         if os.path.exists(path):
             return path
