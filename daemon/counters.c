@@ -48,12 +48,20 @@ struct entry {
         _Atomic uint64_t signatures[METRICS_ALGS];
 } __attribute__((aligned(64)));
 
+/* A key's DNS result on the board; hash 0: free. */
+struct dns_post {
+        _Atomic uint64_t hash;
+        _Atomic int dns;
+        _Atomic int64_t checked;
+};
+
 struct shared {
         size_t nslots, max_domains, cap;   /* cap: entries, a power of two over twice max_domains */
+        size_t board_cap;                  /* dns posts, a power of two over twice max_keys */
         _Atomic size_t ndomains;           /* entries claimed */
         int64_t started;                   /* Unix seconds */
         struct entry other;
-        /* nslots slots, then cap entries */
+        /* nslots slots, then cap entries, then board_cap dns posts */
 };
 
 struct counters {
@@ -72,17 +80,31 @@ static struct entry *entries(const struct shared *s)
         return (struct entry *) (void *) (slots(s) + s->nslots);
 }
 
-int counters_new(size_t nslots, size_t max_domains, struct counters **ret)
+static struct dns_post *board(const struct shared *s)
+{
+        return (struct dns_post *) (void *) (entries(s) + s->cap);
+}
+
+static size_t pow2_over(size_t n)
+{
+        size_t cap = 16;
+
+        while (cap < 2 * n)
+                cap *= 2;
+        return cap;
+}
+
+int counters_new(size_t nslots, size_t max_domains, size_t max_keys, struct counters **ret)
 {
         struct counters *c = calloc(1, sizeof(*c));
-        size_t cap = 1, size;
+        size_t cap = pow2_over(max_domains), board_cap = pow2_over(max_keys), size;
         struct shared *s;
 
         if (!c)
                 return DKIMSIGN_E_NOMEM;
-        while (cap < 2 * max_domains)
-                cap *= 2;
-        size = ((sizeof(*s) + 63) & ~(size_t) 63) + nslots * sizeof(struct slot) + cap * sizeof(struct entry);
+        nslots = nslots ? nslots : 1;
+        size = ((sizeof(*s) + 63) & ~(size_t) 63) + nslots * sizeof(struct slot) + cap * sizeof(struct entry) +
+               board_cap * sizeof(struct dns_post);
         /* Shared, so every signer process sees the others' counts; pages
          * never touched (most domain entries) cost nothing. */
         s = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -91,7 +113,8 @@ int counters_new(size_t nslots, size_t max_domains, struct counters **ret)
                 return DKIMSIGN_E_NOMEM;
         }
         /* The mapping comes zeroed: every counter 0, every entry free. */
-        s->nslots = nslots ? nslots : 1;
+        s->nslots = nslots;
+        s->board_cap = board_cap;
         s->max_domains = max_domains;
         s->cap = cap;
         s->started = (int64_t) time(NULL);
@@ -295,6 +318,58 @@ int counters_snapshot(const struct counters *c, struct metrics_snapshot *ret, st
         *ret_domains = d;
         *ret_ndomains = n + 1;
         return 0;
+}
+
+/* Never 0, which marks a free post. */
+static uint64_t label_hash(const char *label)
+{
+        uint64_t h = fnv1a(label);
+
+        return h ? h : 1;
+}
+
+void counters_dns_put(struct counters *c, const char *label, int dns, int64_t checked)
+{
+        struct dns_post *b;
+        uint64_t h;
+        size_t mask;
+
+        if (!c)
+                return;
+        b = board(c->shm);
+        h = label_hash(label);
+        mask = c->shm->board_cap - 1;
+        for (size_t i = (size_t) h & mask, probes = 0; probes < c->shm->board_cap; probes++, i = (i + 1) & mask) {
+                uint64_t seen = atomic_load(&b[i].hash);
+
+                if (seen == 0 && atomic_compare_exchange_strong(&b[i].hash, &seen, h))
+                        seen = h;
+                if (seen != h)
+                        continue;
+                atomic_store_explicit(&b[i].dns, dns, memory_order_relaxed);
+                atomic_store_explicit(&b[i].checked, checked, memory_order_relaxed);
+                return;
+        }
+}
+
+bool counters_dns_get(const struct counters *c, const char *label, int *ret_dns, int64_t *ret_checked)
+{
+        struct dns_post *b = board(c->shm);
+        uint64_t h = label_hash(label);
+        size_t mask = c->shm->board_cap - 1;
+
+        for (size_t i = (size_t) h & mask, probes = 0; probes < c->shm->board_cap; probes++, i = (i + 1) & mask) {
+                uint64_t seen = atomic_load(&b[i].hash);
+
+                if (seen == 0)
+                        return false;
+                if (seen == h) {
+                        *ret_dns = atomic_load_explicit(&b[i].dns, memory_order_relaxed);
+                        *ret_checked = atomic_load_explicit(&b[i].checked, memory_order_relaxed);
+                        return true;
+                }
+        }
+        return false;
 }
 
 enum metrics_reason counters_reason(int r)

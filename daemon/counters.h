@@ -11,10 +11,15 @@
  * counters never go back.  Signatures by domain are counted in one
  * table shared by all, bounded at [metrics] max_domains names (the rest
  * counted as "_other"), fixed at start.
+ *
+ * With several processes only the first looks keys up in DNS (procs.h):
+ * it posts each key's last result on a board in the mapping, bounded at
+ * [metrics] max_keys keys, where the others read it.
  */
 #ifndef DAEMON_COUNTERS_H
 #define DAEMON_COUNTERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,7 +43,7 @@ struct counters;
 
 /* The mapping, for nslots processes and max_domains domain names; the
  * handle writes to slot 0 until counters_select.  Before any fork. */
-int counters_new(size_t nslots, size_t max_domains, struct counters **ret);
+int counters_new(size_t nslots, size_t max_domains, size_t max_keys, struct counters **ret);
 /* In a signer process: count in slot index from now on. */
 void counters_select(struct counters *c, size_t index);
 /* Accepts NULL; returns NULL. */
@@ -53,6 +58,13 @@ void counters_token_sign(struct counters *c, enum metrics_alg a, uint64_t us);
 /* This process's gauges, published for the others to sum. */
 void counters_gauges(struct counters *c, uint64_t connections, uint64_t queue_depth, uint64_t sessions,
                      uint64_t sessions_busy);
+
+/* The DNS watch's last result for the key labelled label (enum key_dns,
+ * and when, Unix seconds): posted by the process that looks keys up, read
+ * by the others.  A full board takes no more keys. */
+void counters_dns_put(struct counters *c, const char *label, int dns, int64_t checked);
+/* false when label was never posted. */
+bool counters_dns_get(const struct counters *c, const char *label, int *ret_dns, int64_t *ret_checked);
 
 /*
  * Every slot summed into *ret (its counters, histograms and gauges, and

@@ -654,7 +654,7 @@ int main(int argc, char **argv)
         raise_fd_limit(sg.c);
         sg.src.config_path = config_path;
         if (quota_table_new(&quotas) < 0 ||
-            counters_new(sg.c->processes, sg.c->metrics_max_domains, &counters) < 0) {
+            counters_new(sg.c->processes, sg.c->metrics_max_domains, sg.c->metrics_max_keys, &counters) < 0) {
                 log_err("signing quotas and metrics: out of memory");
                 quota_table_free(quotas);
                 config_free(sg.c);

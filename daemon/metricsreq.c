@@ -26,7 +26,8 @@ static int64_t token_date(const char *d)
 /* Key i's series: its state at now as the workers see it, and its times:
  * active from (or, published, from when it will be), retired at (or,
  * superseded, when it will be). */
-static void key_figures(const struct keytab *t, size_t i, int64_t now, struct metrics_key *ret)
+static void key_figures(const struct keytab *t, const struct counters *c, size_t i, int64_t now,
+                        struct metrics_key *ret)
 {
         const struct signer_key *k = &t->keys[i];
         struct key_times times = { 0 };
@@ -43,6 +44,9 @@ static void key_figures(const struct keytab *t, size_t i, int64_t now, struct me
                 grace = atomic_load(&k->reg->live.grace);
                 ret->dns = atomic_load(&k->reg->live.dns);
                 ret->dns_checked = atomic_load(&k->reg->live.checked);
+                /* A process that leaves the lookups to another reads its results. */
+                if (ret->dns == KEY_DNS_UNCHECKED)
+                        counters_dns_get(c, k->reg->label, &ret->dns, &ret->dns_checked);
         }
         ret->state = (int) keytab_key_state(t, i, now, &since, &next);
         switch (ret->state) {
@@ -67,6 +71,19 @@ static void key_figures(const struct keytab *t, size_t i, int64_t now, struct me
         }
 }
 
+void metricsreq_post_dns(const struct sign_ctx *ctx, struct counters *c)
+{
+        const struct keytab *t = ctx->keys;
+
+        for (size_t i = 0; i < t->count && i < ctx->config->metrics_max_keys; i++) {
+                const struct keyreg_entry *e = t->keys[i].reg;
+                int dns = e ? atomic_load(&e->live.dns) : KEY_DNS_UNCHECKED;
+
+                if (dns != KEY_DNS_UNCHECKED)
+                        counters_dns_put(c, e->label, dns, atomic_load(&e->live.checked));
+        }
+}
+
 int metricsreq_answer(const struct sign_ctx *ctx, const struct counters *c, int format, int64_t now,
                       struct buf *out)
 {
@@ -83,7 +100,7 @@ int metricsreq_answer(const struct sign_ctx *ctx, const struct counters *c, int 
         for (size_t i = 0; r == 0 && i < t->count; i++) {
                 struct metrics_key k;
 
-                key_figures(t, i, now, &k);
+                key_figures(t, c, i, now, &k);
                 if ((unsigned) k.state < METRICS_KEY_STATES)
                         s.keys_by_state[k.state]++;
                 /* Past max_keys a key is counted by state only. */

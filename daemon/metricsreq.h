@@ -19,4 +19,8 @@
 int metricsreq_answer(const struct sign_ctx *ctx, const struct counters *c, int format, int64_t now,
                       struct buf *out);
 
+/* Post the DNS results this process knows (those of its own lookups) on
+ * the shared board, for processes that look nothing up.  Once a second. */
+void metricsreq_post_dns(const struct sign_ctx *ctx, struct counters *c);
+
 #endif

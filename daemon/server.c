@@ -1050,6 +1050,7 @@ int server_run(struct server *s)
                 if (now_ms() - last_sweep >= TICK_MS || s->stopping) {
                         sweep_timeouts(s);
                         publish_gauges(s);
+                        metricsreq_post_dns(s->ctx, s->ctx->counters);
                         last_sweep = now_ms();
                 }
                 /* The safe points of the turn: nothing holds a connection

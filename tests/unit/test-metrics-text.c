@@ -262,7 +262,7 @@ static void test_counters_across_processes(void **state)
         int status;
         pid_t pid;
 
-        assert_int_equal(counters_new(2, 2, &c), 0);
+        assert_int_equal(counters_new(2, 2, 4, &c), 0);
         counters_signed(c, "a.example", &ed, 1);
         counters_refusal(c, counters_reason(DKIMSIGN_E_DENIED));
         counters_request(c, METRICS_SIGNED, 700);
@@ -276,6 +276,7 @@ static void test_counters_across_processes(void **state)
                 counters_signed(c, "c.example", &ed, 1);   /* past max_domains (2) */
                 counters_refusal(c, counters_reason(DKIMSIGN_E_QUOTA));
                 counters_gauges(c, 2, 0, 4, 0);
+                counters_dns_put(c, "s1._domainkey.a.example", 2, 1700000000);
                 _exit(0);
         }
         assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -296,6 +297,15 @@ static void test_counters_across_processes(void **state)
         assert_int_equal(v, 1);
         assert_non_null(name_of(d, n, COUNTERS_OTHER_DOMAIN, &v));
         assert_int_equal(v, 1);
+        {
+                int dns = 0;
+                int64_t checked = 0;
+
+                assert_true(counters_dns_get(c, "s1._domainkey.a.example", &dns, &checked));
+                assert_int_equal(dns, 2);
+                assert_int_equal(checked, 1700000000);
+                assert_false(counters_dns_get(c, "s2._domainkey.a.example", &dns, &checked));
+        }
         free(d);
         counters_free(c);
 }
