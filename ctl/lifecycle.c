@@ -64,41 +64,15 @@ int ctl_lifecycle_attach(const struct config *c, struct keytab *t, struct keyreg
 
 void ctl_key_life(const struct keytab *t, const struct config *c, size_t i, int64_t now, struct ctl_key_life *ret)
 {
-        const struct signer_key *k = &t->keys[i];
-        struct key_times times = { 0 };
-        size_t next = (size_t) -1;
-        int64_t since = 0;
-        uint64_t wait = 0, grace = 0;
+        struct key_life l;
 
-        if (k->reg) {
-                key_live_times(&k->reg->live, &times);
-                wait = atomic_load(&k->reg->live.wait);
-                grace = atomic_load(&k->reg->live.grace);
-        }
-        *ret = (struct ctl_key_life) { .state = keytab_key_state(t, i, now, &since, &next), .seen = times.seen,
-                                       .dnssec = k->reg ? (enum dns_security) atomic_load(&k->reg->live.dnssec)
-                                                        : DNS_SEC_UNCHECKED };
-        switch (ret->state) {
-        case KEY_RETIRED:
-                ret->retired = since;
-                break;
-        case KEY_ACTIVE:
-                ret->active = since;
-                if (next != (size_t) -1) {
-                        int64_t next_since = 0;
-
-                        keytab_key_state(t, next, now, &next_since, NULL);
-                        ret->retires = next_since + (int64_t) grace;
-                }
-                break;
-        case KEY_PUBLISHED:
-                ret->signs_from = times.seen + (int64_t) wait;
-                break;
-        default:
-                break;
-        }
+        keytab_key_life(t, i, now, &l);
+        *ret = (struct ctl_key_life) { .state = l.state, .seen = l.seen, .active = l.active,
+                                       .signs_from = l.signs_from, .retires = l.retires, .retired = l.retired,
+                                       .dnssec = t->keys[i].reg ? (enum dns_security) atomic_load(&t->keys[i].reg->live.dnssec)
+                                                                : DNS_SEC_UNCHECKED };
         if ((ret->state == KEY_PENDING || ret->state == KEY_PUBLISHED) &&
-            config_unpublished(c, k->domain) == CONFIG_UNPUBLISHED_SIGN) {
+            config_unpublished(c, t->keys[i].domain) == CONFIG_UNPUBLISHED_SIGN) {
                 ret->state = KEY_ACTIVE;
                 ret->unpublished = true;
         }

@@ -124,6 +124,19 @@ static void hist(struct out *o, const char *name, const char *labels, const stru
         }
 }
 
+/* A histogram family in seconds with one label, a histogram per value. */
+static void hist_family(struct out *o, const char *name, const char *help, const char *label,
+                        const char *const *values, const struct metrics_hist *h, size_t n)
+{
+        family(o, name, HISTOGRAM, "seconds", help);
+        for (size_t i = 0; i < n; i++) {
+                char l[64];
+
+                snprintf(l, sizeof(l), "%s=\"%s\",", label, values[i]);
+                hist(o, name, l, &h[i]);
+        }
+}
+
 static void counter1(struct out *o, const char *name, const char *help, uint64_t v)
 {
         family(o, name, COUNTER, NULL, help);
@@ -160,22 +173,11 @@ static void write_requests(struct out *o, const struct metrics_snapshot *s)
         for (size_t i = 0; i < METRICS_REASONS; i++)
                 put(o, "dkimsign_refusals_total{reason=\"%s\"} %llu\n", reason_names[i],
                     (unsigned long long) s->refusals[i]);
-        family(o, "dkimsign_request_duration_seconds", HISTOGRAM, "seconds",
-               "Time from a SIGN request's queueing to its reply, by outcome.");
-        for (size_t i = 0; i < METRICS_OUTCOMES; i++) {
-                char l[64];
-
-                snprintf(l, sizeof(l), "outcome=\"%s\",", outcome_names[i]);
-                hist(o, "dkimsign_request_duration_seconds", l, &s->request[i]);
-        }
-        family(o, "dkimsign_token_sign_duration_seconds", HISTOGRAM, "seconds",
-               "Time the token took for one signature, by algorithm.");
-        for (size_t a = 0; a < METRICS_ALGS; a++) {
-                char l[64];
-
-                snprintf(l, sizeof(l), "algorithm=\"%s\",", alg_names[a]);
-                hist(o, "dkimsign_token_sign_duration_seconds", l, &s->token_sign[a]);
-        }
+        hist_family(o, "dkimsign_request_duration_seconds",
+                    "Time from a SIGN request's queueing to its reply, by outcome.", "outcome", outcome_names,
+                    s->request, METRICS_OUTCOMES);
+        hist_family(o, "dkimsign_token_sign_duration_seconds", "Time the token took for one signature, by algorithm.",
+                    "algorithm", alg_names, s->token_sign, METRICS_ALGS);
 }
 
 static void write_daemon(struct out *o, const struct metrics_snapshot *s)

@@ -30,44 +30,20 @@ static void key_figures(const struct keytab *t, const struct counters *c, size_t
                         struct metrics_key *ret)
 {
         const struct signer_key *k = &t->keys[i];
-        struct key_times times = { 0 };
-        size_t next = (size_t) -1;
-        int64_t since = 0;
-        uint64_t wait = 0, grace = 0;
+        struct key_life l;
 
+        keytab_key_life(t, i, now, &l);
         *ret = (struct metrics_key) { .domain = k->domain, .selector = k->selector,
                                       .alg = k->key->alg == HSM_ALG_RSA ? METRICS_RSA : METRICS_ED25519,
-                                      .created = token_date(k->key->created) };
+                                      .created = token_date(k->key->created), .state = (int) l.state,
+                                      .active = l.state == KEY_PUBLISHED ? l.signs_from : l.recorded_active,
+                                      .retires = l.state == KEY_RETIRED ? l.retired : l.retires };
         if (k->reg) {
-                key_live_times(&k->reg->live, &times);
-                wait = atomic_load(&k->reg->live.wait);
-                grace = atomic_load(&k->reg->live.grace);
                 ret->dns = atomic_load(&k->reg->live.dns);
                 ret->dns_checked = atomic_load(&k->reg->live.checked);
                 /* A process that leaves the lookups to another reads its results. */
                 if (ret->dns == KEY_DNS_UNCHECKED)
                         counters_dns_get(c, k->reg->label, &ret->dns, &ret->dns_checked);
-        }
-        ret->state = (int) keytab_key_state(t, i, now, &since, &next);
-        switch (ret->state) {
-        case KEY_RETIRED:
-                ret->active = times.active;
-                ret->retires = since;
-                break;
-        case KEY_ACTIVE:
-                ret->active = since;
-                if (next != (size_t) -1) {
-                        int64_t next_since = 0;
-
-                        keytab_key_state(t, next, now, &next_since, NULL);
-                        ret->retires = next_since + (int64_t) grace;
-                }
-                break;
-        case KEY_PUBLISHED:
-                ret->active = times.seen + (int64_t) wait;
-                break;
-        default:
-                break;
         }
 }
 

@@ -469,34 +469,30 @@ struct job *workers_take_done(struct workers *w)
         return rev;
 }
 
-size_t workers_busy(struct workers *w)
+/* The sum of two of w's counts (b may be NULL), read under its lock. */
+static size_t locked_sum(struct workers *w, const size_t *a, const size_t *b)
 {
         size_t n;
 
         pthread_mutex_lock(&w->lock);
-        n = w->running;
+        n = *a + (b ? *b : 0);
         pthread_mutex_unlock(&w->lock);
         return n;
+}
+
+size_t workers_busy(struct workers *w)
+{
+        return locked_sum(w, &w->running, NULL);
 }
 
 size_t workers_pending(struct workers *w)
 {
-        size_t n;
-
-        pthread_mutex_lock(&w->lock);
-        n = w->queued + w->running;
-        pthread_mutex_unlock(&w->lock);
-        return n;
+        return locked_sum(w, &w->queued, &w->running);
 }
 
 size_t workers_sessions(struct workers *w)
 {
-        size_t n;
-
-        pthread_mutex_lock(&w->lock);
-        n = w->target;
-        pthread_mutex_unlock(&w->lock);
-        return n;
+        return locked_sum(w, &w->target, NULL);
 }
 
 size_t workers_stuck(struct workers *w)

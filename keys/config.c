@@ -178,6 +178,18 @@ static int parse_size(struct parse_state *s, const char *name, const char *v, ui
         return 1;
 }
 
+/* yes/true or no/false, in any letter case. */
+static int parse_yes_no(struct parse_state *s, const char *name, const char *value, bool *ret)
+{
+        if (strcasecmp(value, "yes") == 0 || strcasecmp(value, "true") == 0)
+                *ret = true;
+        else if (strcasecmp(value, "no") == 0 || strcasecmp(value, "false") == 0)
+                *ret = false;
+        else
+                return fail(s, "'%s' must be yes or no", name);
+        return 1;
+}
+
 /* A field name (RFC 5322 3.6.8: ftext, printable US-ASCII but ':') that
  * can also stand in the DKIM-Signature's h= tag: no ';', which ends a tag
  * (RFC 6376 3.2), and no '=', which separates a tag's name from its value
@@ -621,15 +633,8 @@ static int handle_token(struct parse_state *s, const char *name, const char *val
                 return parse_size(s, name, value, 1, 64, &c->processes);
         if (strcmp(name, "key_copies") == 0)
                 return parse_size(s, name, value, 0, CONFIG_KEY_COPIES_MAX, &c->key_copies);
-        if (strcmp(name, "lock_keys") == 0) {
-                if (strcasecmp(value, "yes") == 0 || strcasecmp(value, "true") == 0)
-                        c->lock_keys = true;
-                else if (strcasecmp(value, "no") == 0 || strcasecmp(value, "false") == 0)
-                        c->lock_keys = false;
-                else
-                        return fail(s, "'lock_keys' must be yes or no");
-                return 1;
-        }
+        if (strcmp(name, "lock_keys") == 0)
+                return parse_yes_no(s, name, value, &c->lock_keys);
         if (strcmp(name, "reinitialize") == 0) {
                 if (strcasecmp(value, "auto") == 0)
                         c->reinitialize = CONFIG_REINIT_AUTO;
@@ -641,15 +646,8 @@ static int handle_token(struct parse_state *s, const char *name, const char *val
                         return fail(s, "'reinitialize' must be auto, always or never");
                 return 1;
         }
-        if (strcmp(name, "allow_decrypt_keys") == 0) {
-                if (strcasecmp(value, "yes") == 0 || strcasecmp(value, "true") == 0)
-                        c->allow_decrypt_keys = true;
-                else if (strcasecmp(value, "no") == 0 || strcasecmp(value, "false") == 0)
-                        c->allow_decrypt_keys = false;
-                else
-                        return fail(s, "'allow_decrypt_keys' must be yes or no");
-                return 1;
-        }
+        if (strcmp(name, "allow_decrypt_keys") == 0)
+                return parse_yes_no(s, name, value, &c->allow_decrypt_keys);
         if (strcmp(name, "sign_timeout") == 0) {
                 uint64_t sec;
 
@@ -911,15 +909,8 @@ static int handle_domain(struct parse_state *s, const char *name, const char *va
         }
         if (strcmp(name, "allow") == 0)
                 return parse_acl(s, &d->allow, value);
-        if (strcmp(name, "subdomains") == 0) {
-                if (strcasecmp(value, "yes") == 0 || strcasecmp(value, "true") == 0)
-                        d->subdomains = true;
-                else if (strcasecmp(value, "no") == 0 || strcasecmp(value, "false") == 0)
-                        d->subdomains = false;
-                else
-                        return fail(s, "'subdomains' must be yes or no");
-                return 1;
-        }
+        if (strcmp(name, "subdomains") == 0)
+                return parse_yes_no(s, name, value, &d->subdomains);
         if (strcmp(name, "unpublished") == 0)
                 return parse_unpublished(s, value, &d->unpublished);
         if (strcmp(name, "publish_wait") == 0) {
@@ -994,15 +985,8 @@ static int handle_metrics(struct parse_state *s, const char *name, const char *v
 {
         struct config *c = s->c;
 
-        if (strcmp(name, "per_domain") == 0) {
-                if (strcasecmp(value, "yes") == 0 || strcasecmp(value, "true") == 0)
-                        c->metrics_per_domain = true;
-                else if (strcasecmp(value, "no") == 0 || strcasecmp(value, "false") == 0)
-                        c->metrics_per_domain = false;
-                else
-                        return fail(s, "'per_domain' must be yes or no");
-                return 1;
-        }
+        if (strcmp(name, "per_domain") == 0)
+                return parse_yes_no(s, name, value, &c->metrics_per_domain);
         if (strcmp(name, "max_domains") == 0)
                 return parse_size(s, name, value, 1, CONFIG_METRICS_DOMAINS_MAX, &c->metrics_max_domains);
         if (strcmp(name, "max_keys") == 0)

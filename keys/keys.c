@@ -535,3 +535,40 @@ int keyreg_current(struct keyreg *g, struct keyreg_entry ***ret, size_t *ret_cou
         *ret_count = n;
         return 0;
 }
+
+void keytab_key_life(const struct keytab *t, size_t i, int64_t now, struct key_life *ret)
+{
+        const struct signer_key *k = &t->keys[i];
+        struct key_times times = { 0 };
+        size_t next = (size_t) -1;
+        int64_t since = 0;
+        uint64_t wait = 0, grace = 0;
+
+        if (k->reg) {
+                key_live_times(&k->reg->live, &times);
+                wait = atomic_load(&k->reg->live.wait);
+                grace = atomic_load(&k->reg->live.grace);
+        }
+        *ret = (struct key_life) { .state = keytab_key_state(t, i, now, &since, &next), .seen = times.seen,
+                                   .recorded_active = times.active };
+        switch (ret->state) {
+        case KEY_RETIRED:
+                ret->retired = since;
+                break;
+        case KEY_ACTIVE:
+                ret->active = since;
+                ret->recorded_active = since;
+                if (next != (size_t) -1) {
+                        int64_t next_since = 0;
+
+                        keytab_key_state(t, next, now, &next_since, NULL);
+                        ret->retires = next_since + (int64_t) grace;
+                }
+                break;
+        case KEY_PUBLISHED:
+                ret->signs_from = times.seen + (int64_t) wait;
+                break;
+        default:
+                break;
+        }
+}

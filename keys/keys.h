@@ -99,6 +99,20 @@ int keytab_select(const struct keytab *t, const struct config *c, const char *do
 enum key_state keytab_key_state(const struct keytab *t, size_t i, int64_t now, int64_t *ret_since,
                                 size_t *ret_successor);
 
+/* A key's life at a moment, for listings and metrics; Unix seconds, 0: not. */
+struct key_life {
+        enum key_state state;     /* keytab_key_state */
+        int64_t seen;             /* first seen in DNS */
+        int64_t active;           /* active: signs since */
+        int64_t recorded_active;  /* when it became active, as recorded (a retired key's too) */
+        int64_t signs_from;       /* published: when it becomes active */
+        int64_t retires;          /* active with a newer key: when it retires */
+        int64_t retired;          /* retired: since (0 when only the token's date says so) */
+};
+
+/* Key i's life at now, from its registry entry and the clock. */
+void keytab_key_life(const struct keytab *t, size_t i, int64_t now, struct key_life *ret);
+
 /* Copy what a registry entry's atomics say into a struct. */
 void key_live_times(const struct key_live *l, struct key_times *ret);
 

@@ -226,14 +226,23 @@ def test_two_thousand_idle_connections():
 
 def test_versions():
     c = wire.Conn(box.socket)
-    c.send(wire.hello(lo=2, hi=5))
+    c.send(wire.hello(lo=3, hi=5))
     msg = expect_error(c, 1, 2, closes=True)
-    assert "1 to 1" in msg and "2 to 5" in msg, msg
+    assert "1 to 2" in msg and "3 to 5" in msg, msg
     c.close()
     c = wire.Conn(box.socket)
-    c.send(wire.hello(lo=1, hi=9))  # a newer client that still speaks 1
+    c.send(wire.hello(lo=1, hi=9))  # a newer client that still speaks 1 and 2
+    t, _, payload = c.recv_frame()
+    assert t == wire.HELLO_OK and struct.unpack(">H", payload[:2])[0] == 2
+    c.close()
+    # A version 1 client (libdkimsign 0.1) gets version 1, where METRICS
+    # (type 10, format 0) is not a message: an error, and the connection goes on.
+    c = wire.Conn(box.socket)
+    c.send(wire.hello(lo=1, hi=1))
     t, _, payload = c.recv_frame()
     assert t == wire.HELLO_OK and struct.unpack(">H", payload[:2])[0] == 1
+    c.send(struct.pack(">IBIB", 6, 10, 7, 0))
+    expect_error(c, 7, 1, closes=False)
     c.close()
     c = wire.Conn(box.socket)
     c.send(wire.hello(lo=3, hi=1))
