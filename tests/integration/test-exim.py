@@ -347,6 +347,8 @@ def test_what_exim_did():
     bounce = bounces()
     assert len(bounce) == 1 and b"message has lines too long" in bounce[0].data, [b.data[:500] for b in bounce]
     assert b"X-Case: long-line" in bounce[0].data and len(signatures(bounce[0].data)) == 1, bounce[0].data[:2000]
+    # It quotes the message, the long line cut (bounce_return_linesize_limit).
+    assert max(len(x) for x in bounce[0].data.split(b"\r\n")) <= 998, "the bounce has a line over 998 octets"
     line = re.search(LONG_LINE_BOUNCED, exim.log(), re.M).group(0)
     results.append(f"2,000-octet line, default transport: bounced before the filter ran "
                    f"({line.split(qids['long-line'], 1)[1].strip()}); the bounce went out signed, verifies")
