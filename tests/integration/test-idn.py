@@ -11,7 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import VERIFIERS, Sandbox, run, signature_fields, tags, verify_files  # noqa: E402
+from harness import Sandbox, run, signature_fields, tags, verify_files, write_keytable  # noqa: E402
 
 ULABEL = "bücher.example"
 ALABEL = "xn--bcher-kva.example"
@@ -91,7 +91,6 @@ def test_ctl_refuses_invalid_idns_with_their_reason():
 
 
 def test_eai_message_signed_with_alabels_and_verified_by_three():
-    assert set(VERIFIERS) == set(EXPECTED), f"all three verifiers are needed, found {sorted(VERIFIERS)}"
     files = []
     for canon in ("relaxed/relaxed", "simple/simple", "relaxed/simple"):
         p = box.sign(MESSAGE, "--canon", canon)
@@ -104,13 +103,10 @@ def test_eai_message_signed_with_alabels_and_verified_by_three():
         with open(path, "wb") as f:
             f.write(p.stdout)
         files.append(path)
-    keytable = os.path.join(box.dir, "keytable.txt")
-    with open(keytable, "w") as f:
-        f.writelines(f"{name} {txt}\n" for name, txt in box.keytable.items())
-    verdicts = verify_files(files, keytable)
+    verdicts = verify_files(files, write_keytable(box))
     for name, want in EXPECTED.items():
         for path in files:
-            assert verdicts.get((name, path)) == want, (name, path, verdicts.get((name, path)))
+            assert verdicts[name].get(path) == want, (name, path, verdicts[name].get(path))
 
 
 def test_requested_ulabel_domain_is_signed_for_as_alabels():
