@@ -818,17 +818,63 @@ static int parse_expire(struct parse_state *s, const char *value, uint64_t *ret)
         return 1;
 }
 
-/* The syntax now; whether it fits d= once the whole file is read
- * (check_signing_options), as key_domain may come after it. */
-static int parse_identity(struct parse_state *s, char **ret, struct section_lists *lists, const char *value)
+/* True when domain (len octets) has a U-label or an A-label: the labels
+ * dkim_domain_to_ascii converts or checks against IDNA2008.  Plain ASCII is
+ * left as written, for dkim_identity_make to judge and name. */
+static bool is_idn(const char *domain, size_t len)
 {
-        if (strlen(value) > DKIM_IDENTITY_MAX)
-                return fail(s, "'identity' is longer than %d characters", DKIM_IDENTITY_MAX);
-        lists->identity_line = s->line;
-        return set_string(s, ret, "identity", value);
+        for (size_t i = 0; i < len; i++)
+                if ((unsigned char) domain[i] >= 0x80 ||
+                    ((i == 0 || domain[i - 1] == '.') && len - i >= 4 && strncasecmp(domain + i, "xn--", 4) == 0))
+                        return true;
+        return false;
 }
 
-/* A domain, or "none" (*ret stays NULL: no second signature). */
+/* The syntax now; whether it fits d= once the whole file is read
+ * (check_signing_options), as key_domain may come after it.  A written-out
+ * domain part with U-labels ("@bücher.example", "@nëws.%d") is taken in
+ * A-label form, as [domain] names are, since i= is compared with d=. */
+static int parse_identity(struct parse_state *s, char **ret, struct section_lists *lists, const char *value)
+{
+        const char *at = strchr(value, '@'), *dom, *tail = "";
+        char a[DKIM_DOMAIN_SIZE];
+        const char *why = "";
+        size_t dlen;
+        int r;
+
+        if (strlen(value) > DKIM_LOCAL_PART_MAX + 1 + DKIM_IDN_INPUT_MAX)
+                return fail(s, "'identity' is longer than %d characters", DKIM_IDENTITY_MAX);
+        lists->identity_line = s->line;
+        /* One '@' or none: dkim_identity_make refuses the rest, by name. */
+        if (!at || strchr(at + 1, '@'))
+                return set_string(s, ret, "identity", value);
+        dom = at + 1;
+        dlen = strlen(dom);
+        if (dkim_identity_is_relative(value)) {
+                /* "@sub.%d": only "sub" is written out. */
+                dlen -= 2;
+                if (dlen == 0 || dom[dlen - 1] != '.')
+                        return set_string(s, ret, "identity", value);
+                dlen--;
+                tail = dom + dlen;
+        }
+        if (!is_idn(dom, dlen))
+                r = set_string(s, ret, "identity", value);
+        else if ((r = dkim_domain_to_ascii(dom, dlen, a, &why)) == DKIMSIGN_E_NOMEM)
+                r = fail(s, "out of memory");
+        else if (r < 0)
+                r = fail(s, "identity '%s': '%.*s' is not a valid domain name: %s", value, (int) dlen, dom, why);
+        else if (asprintf(ret, "%.*s%s%s", (int) (dom - value), value, a, tail) < 0)
+                r = fail(s, "out of memory");
+        else
+                r = 1;
+        if (r == 1 && strlen(*ret) > DKIM_IDENTITY_MAX)
+                return fail(s, "'identity' is longer than %d characters", DKIM_IDENTITY_MAX);
+        return r;
+}
+
+/* A domain, or "none" (*ret stays NULL: no second signature); U-labels in
+ * A-label form, as d= is. */
 static int parse_also_sign(struct parse_state *s, char **ret, bool *ret_given, struct section_lists *lists,
                            const char *value)
 {
@@ -836,10 +882,8 @@ static int parse_also_sign(struct parse_state *s, char **ret, bool *ret_given, s
         lists->also_sign_line = s->line;
         if (strcasecmp(value, "none") == 0)
                 return 1;
-        if (!dkim_domain_is_valid(value, strlen(value)))
-                return fail(s, "'also_sign' takes a domain name, or none: '%s' is not a valid domain name", value);
-        *ret = lowercase_dup(value);
-        return *ret ? 1 : fail(s, "out of memory");
+        *ret = domain_dup(s, "'also_sign' takes a domain name, or none: ", value);
+        return *ret != NULL;
 }
 
 static int handle_signing(struct parse_state *s, const char *name, const char *value)

@@ -4,8 +4,9 @@
 keys made with dkimsignctl for a U-label --domain, a [domain] section
 written with U-labels, an EAI message from user@bücher.example signed by
 the real dkimsignd with d=xn--bcher-kva.example and passed by the three
-verifiers (python3-dkim, Mail::DKIM, OpenDKIM), and invalid IDNs refused
-with their reason by dkimsignd and by dkimsignctl."""
+verifiers (python3-dkim, Mail::DKIM, OpenDKIM), identity and also_sign
+written with U-labels, and invalid IDNs refused with their reason by
+dkimsignd and by dkimsignctl."""
 import json
 import os
 import sys
@@ -28,6 +29,16 @@ MESSAGE = ("From: Jörg Müller <jörg@bücher.example>\r\n"
 # What each verifier must say of the two signatures (rsa, then ed25519):
 # Debian 12's Mail::DKIM has no Ed25519.
 EXPECTED = {"dkimpy": ["pass", "pass"], "mail-dkim": ["pass", "skip"], "opendkim": ["pass", "pass"]}
+# A second domain whose section writes identity and also_sign with U-labels.
+MUNICH = "münchen.example"
+MUNICH_A = "xn--mnchen-3ya.example"
+CONFIG = f"""[domain {ULABEL}]
+selectors = r2026, e2026
+
+[domain {MUNICH}]
+identity = @nëws.%d
+also_sign = {ULABEL}
+"""
 
 box = None
 
@@ -36,15 +47,17 @@ def setup():
     global box
     # The section is written with U-labels: found for the From domain's
     # A-labels only if the configuration converted it.
-    box = Sandbox(extra_config=f"[domain {ULABEL}]\nselectors = r2026, e2026\n")
+    box = Sandbox(extra_config=CONFIG)
     box.init_token()
     box.keygen(ULABEL, "r2026", "rsa")
     box.keygen("XN--BCHER-KVA.Example", "e2026", "ed25519")
+    box.keygen(MUNICH, "m2026", "rsa")
     box.start()
 
 
 def test_keys_are_named_by_alabels():
-    assert sorted(box.keytable) == [f"e2026._domainkey.{ALABEL}", f"r2026._domainkey.{ALABEL}"], box.keytable
+    assert sorted(box.keytable) == [f"e2026._domainkey.{ALABEL}", f"m2026._domainkey.{MUNICH_A}",
+                                    f"r2026._domainkey.{ALABEL}"], box.keytable
     out = box.ctl("dns-record", "--domain", ULABEL, "--selector", "r2026").stdout
     lines = out.splitlines()
     assert lines[0] == f"; for {BOTH}", out
@@ -62,7 +75,7 @@ def test_list_shows_both_forms():
     assert sorted(r[col:].split()[0] for r in rows) == ["e2026", "r2026"], table
     keys = json.loads(box.ctl("list", "--json").stdout)
     assert {(k["domain"], k["domain_unicode"], k["selector"]) for k in keys} == \
-        {(ALABEL, ULABEL, "r2026"), (ALABEL, ULABEL, "e2026")}, keys
+        {(ALABEL, ULABEL, "r2026"), (ALABEL, ULABEL, "e2026"), (MUNICH_A, MUNICH, "m2026")}, keys
 
 
 def test_records_take_a_ulabel():
@@ -87,7 +100,7 @@ def test_ctl_refuses_invalid_idns_with_their_reason():
         lines = p.stderr.strip().splitlines()
         assert p.returncode == 2 and len(lines) == 1, (args, p.returncode, p.stderr)
         assert "is not a valid domain name: " in lines[0] and why in lines[0], (args, lines)
-    assert len(json.loads(box.ctl("list", "--json").stdout)) == 2, "nothing was made"
+    assert len(json.loads(box.ctl("list", "--json").stdout)) == 3, "nothing was made"
 
 
 def test_eai_message_signed_with_alabels_and_verified_by_three():
@@ -107,6 +120,23 @@ def test_eai_message_signed_with_alabels_and_verified_by_three():
     for name, want in EXPECTED.items():
         for path in files:
             assert verdicts[name].get(path) == want, (name, path, verdicts[name].get(path))
+
+
+def test_identity_and_also_sign_written_with_ulabels():
+    """i= and the second d= in A-label form, as the section's own d= is,
+    and every signature passes the three verifiers."""
+    message = MESSAGE.replace("jörg@bücher.example".encode(), f"jörg@{MUNICH}".encode())
+    p = box.sign(message)
+    assert p.returncode == 0, p.stderr
+    t = [tags(f) for f in signature_fields(p.stdout)]
+    assert [(x["d"], x["s"]) for x in t] == [(MUNICH_A, "m2026"), (ALABEL, "r2026"), (ALABEL, "e2026")], t
+    assert t[0]["i"] == f"@xn--nws-jma.{MUNICH_A}", t[0]
+    path = os.path.join(box.dir, "also-sign.eml")
+    with open(path, "wb") as f:
+        f.write(p.stdout)
+    want = {"dkimpy": ["pass"] * 3, "mail-dkim": ["pass", "pass", "skip"], "opendkim": ["pass"] * 3}
+    for name, verdicts in verify_files([path], write_keytable(box)).items():
+        assert verdicts.get(path) == want[name], (name, verdicts.get(path))
 
 
 def test_requested_ulabel_domain_is_signed_for_as_alabels():
@@ -137,6 +167,6 @@ if __name__ == "__main__":
     try:
         run([test_keys_are_named_by_alabels, test_list_shows_both_forms, test_records_take_a_ulabel,
              test_ctl_refuses_invalid_idns_with_their_reason, test_eai_message_signed_with_alabels_and_verified_by_three,
-             test_requested_ulabel_domain_is_signed_for_as_alabels, test_invalid_idn_refused_with_its_reason])
+             test_identity_and_also_sign_written_with_ulabels, test_requested_ulabel_domain_is_signed_for_as_alabels, test_invalid_idn_refused_with_its_reason])
     finally:
         box.close()

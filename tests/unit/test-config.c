@@ -121,6 +121,28 @@ static void test_idn_domains(void **state)
         config_free(c);
 }
 
+/* also_sign and identity's written-out domain part too: i= and the second
+ * d= are compared with, and put beside, A-label d= values.  "%d" and plain
+ * ASCII stay as written. */
+static void test_idn_signing_options(void **state)
+{
+        struct config *c = parse_ok(TOKEN "[signing]\nidentity = bounces@n\xc3\xabws.%d\n"
+                                    "also_sign = ESP.b\xc3\xbc" "cher.example\n"
+                                    "[domain b\xc3\xbc" "cher.example]\nidentity = joerg@Post.B\xc3\x9c" "CHER.example\n"
+                                    "also_sign = xn--fa-hia.de\n"
+                                    "[domain c.example]\nidentity = @Mail.c.example\n");
+        const struct config_domain *b = config_find_domain(c, "xn--bcher-kva.example");
+        const struct config_domain *d = config_find_domain(c, "c.example");
+
+        (void) state;
+        assert_string_equal(config_identity(c, NULL), "bounces@xn--nws-jma.%d");
+        assert_string_equal(config_also_sign(c, NULL), "esp.xn--bcher-kva.example");
+        assert_string_equal(config_identity(c, b), "joerg@post.xn--bcher-kva.example");
+        assert_string_equal(config_also_sign(c, b), "xn--fa-hia.de");
+        assert_string_equal(config_identity(c, d), "@Mail.c.example");
+        config_free(c);
+}
+
 /* config_parse asks no one: a name stays a name until config_resolve,
  * which looks it up and names the line of one that does not exist. */
 static void test_names_resolved_apart(void **state)
@@ -216,6 +238,15 @@ static void test_refusals_name_the_line(void **state)
                   "b.example]: 'a\xe2\x80\x8d" "b.example' is not a valid domain name: it contains a joiner" },
                 { TOKEN "[domain a.example]\nkey_domain = xn--zz.example\n", "line 5: 'xn--zz.example' is not a "
                   "valid domain name: an xn-- label is not a valid A-label" },
+                { TOKEN "[signing]\nalso_sign = a\xe2\x80\x8d" "b.example\n", "line 5: 'also_sign' takes a domain "
+                  "name, or none: 'a\xe2\x80\x8d" "b.example' is not a valid domain name: it contains a joiner" },
+                { TOKEN "[domain a.example]\nidentity = @xn--zz.a.example\n", "line 5: identity '@xn--zz.a.example': "
+                  "'xn--zz.a.example' is not a valid domain name: an xn-- label is not a valid A-label" },
+                { TOKEN "[signing]\nidentity = @\xd9\xa1\xd9\xa2.%d\n", "line 5: identity '@\xd9\xa1\xd9\xa2.%d': "
+                  "'\xd9\xa1\xd9\xa2' is not a valid domain name: " },
+                /* converted, then checked against d= like any identity */
+                { TOKEN "[domain a.example]\nidentity = @b\xc3\xbc" "cher.example\n",
+                  "identity '@xn--bcher-kva.example': xn--bcher-kva.example is neither d=a.example" },
                 { "[token]\nlabel = t\n", "needs 'module' and 'label'" },
                 { TOKEN "[token]\nmodule = /again\n", "set twice" },
                 { TOKEN "[daemon]\nallow = user:no-such-user-here\n", "no such user" },
@@ -786,6 +817,7 @@ int main(void)
                 cmocka_unit_test(test_shipped_example_parses),
                 cmocka_unit_test(test_values),
                 cmocka_unit_test(test_idn_domains),
+                cmocka_unit_test(test_idn_signing_options),
                 cmocka_unit_test(test_names_resolved_apart),
                 cmocka_unit_test(test_allow_lists),
                 cmocka_unit_test(test_lifecycle),
