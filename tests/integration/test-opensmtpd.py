@@ -41,7 +41,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from harness import BUILD, Sandbox, run  # noqa: E402
-from mtacases import (case_name, cases, check, delivered, dkimsignd_down, down_case,  # noqa: E402
+from mtacases import (EAI_DOMAIN, case_name, cases, check, delivered, dkimsignd_down, down_case,  # noqa: E402
                       signatures, smtp_send, unsigned)
 from smtpsink import SmtpSink  # noqa: E402
 
@@ -251,7 +251,7 @@ def test_message_set():
     """The message set, every case checked (tests/lib/mtacases.py).  An
     address without a domain in To or Cc: passed unsigned (smtpd qualifies
     it after the filter); everything else signed, and it verifies."""
-    set_ = cases()
+    set_ = cases(eai=True)
     for case in set_:
         smtp_send("127.0.0.1", port_for(case), case)
     results.extend(check(set_, messages, box.keytable, log, expect={
@@ -288,6 +288,11 @@ def test_what_smtpd_changed():
     m = delivered(messages(), "8bit-body")[0]
     assert "Grüße aus Köln".encode() in m
     results.append("8-bit body to a 7-bit next hop: sent as it is (smtpd converts nothing), signature holds")
+    m = delivered(messages(), "eai-from")[0]
+    mid = re.findall(rb"(?mi)^Message-ID:[^\r]*", m.split(b"\r\n\r\n", 1)[0])
+    assert "From: Jörg Müller <jörg@bücher.example>".encode() in m and len(mid) == 1 \
+        and mid[0].endswith(f"@{EAI_DOMAIN}>".encode()), m[:1000]
+    results.append(f"EAI From jörg@bücher.example: signed with d={EAI_DOMAIN}, the filter's {mid[0].decode()}")
 
 
 def test_no_key_logged():
@@ -354,8 +359,8 @@ def test_every_delivered_message():
     every message the sink got is a case of the set or of the outage
     scenarios, once; those with a signature verify (mtacases.check above),
     and the unsigned ones are the five expected."""
-    names = [c.name for c in cases()] + ["no-from", "long-header", "dkimsignd-down", "dkimsignd-down-accept",
-                                         "dkimsignd-down-accept-after"]
+    names = [c.name for c in cases(eai=True)] + ["no-from", "long-header", "dkimsignd-down",
+                                                 "dkimsignd-down-accept", "dkimsignd-down-accept-after"]
     got = sorted(delivered_names())
     assert got == sorted(names), (got, names)
     unsigned_names = sorted(n for n in got if not signatures(delivered(messages(), n)[0]))
@@ -381,6 +386,7 @@ def setup():
     box.open_to_others()
     box.init_token()
     box.keygen("example.com", "s2026")
+    box.keygen("bücher.example", "s2026")
     box.start()
     filter_path = box.reachable_binary("dkimsign-smtpd-filter")
     sink = SmtpSink()
