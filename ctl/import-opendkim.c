@@ -160,8 +160,10 @@ static struct okey *key_by_name(struct migration *m, const char *name)
 /* "NAME DOMAIN:SELECTOR:KEYFILE" */
 static void keytable_line(struct migration *m, unsigned line, char *name, char *value)
 {
-        char *domain = value, *selector, *path, why[512];
+        char *domain = value, *selector, *path, why[512], ascii[DKIM_DOMAIN_SIZE];
+        const char *idn_why = "";
         struct okey *k, *all;
+        int r;
 
         selector = strchr(value, ':');
         path = selector ? strchr(selector + 1, ':') : NULL;
@@ -171,9 +173,19 @@ static void keytable_line(struct migration *m, unsigned line, char *name, char *
         }
         *selector++ = '\0';
         *path++ = '\0';
-        if (!dkim_domain_is_valid(domain, strlen(domain))) {
-                problem(m, "%s:%u: '%s' is not a domain name%s", m->keytable, line, domain,
-                        strcmp(domain, "%") == 0 ? " ('%' for any domain is not supported: name each domain)" : "");
+        if (strcmp(domain, "%") == 0) {
+                problem(m, "%s:%u: '%%' for any domain is not supported: name each domain", m->keytable, line);
+                return;
+        }
+        /* A U-label domain names its key by the A-label form, as
+         * dkimsignctl keygen does: the form of d= and of the DNS name. */
+        r = dkim_domain_to_ascii(domain, strlen(domain), ascii, &idn_why);
+        if (r == DKIMSIGN_E_NOMEM) {
+                problem(m, "out of memory");
+                return;
+        }
+        if (r < 0) {
+                problem(m, "%s:%u: '%s' is not a valid domain name: %s", m->keytable, line, domain, idn_why);
                 return;
         }
         if (!selector_is_valid(selector)) {
@@ -206,9 +218,8 @@ static void keytable_line(struct migration *m, unsigned line, char *name, char *
                 return;
         }
         m->nkeys++;
-        snprintf(k->domain, sizeof(k->domain), "%s", domain);
+        snprintf(k->domain, sizeof(k->domain), "%s", ascii);
         snprintf(k->selector, sizeof(k->selector), "%s", selector);
-        lowercase(k->domain);
         lowercase(k->selector);
         if (hsm_key_label(k->selector, k->domain, k->label, sizeof(k->label)) < 0) {
                 problem(m, "%s:%u: the key name %s._domainkey.%s is too long", m->keytable, line, k->selector,
@@ -225,12 +236,15 @@ static void keytable_line(struct migration *m, unsigned line, char *name, char *
                 problem(m, "%s:%u: %s", m->keytable, line, why);
 }
 
-/* The section domain a SigningTable pattern stands for: "*@D", "@D" or "D"
- * (the domain), "*@*.D", "*.D" or ".D" (its subdomains).  NULL when the
- * pattern selects something dkimsignd can't express. */
-static const char *pattern_domain(const char *pattern, bool *ret_sub)
+/* The section domain a SigningTable pattern stands for, in A-label form
+ * into ret: "*@D", "@D" or "D" (the domain), "*@*.D", "*.D" or ".D" (its
+ * subdomains).  DKIMSIGN_E_FORMAT when the pattern selects something
+ * dkimsignd can't express; DKIMSIGN_E_IDN (the reason in *ret_why) when D
+ * is an internationalized name IDNA2008 refuses. */
+static int pattern_domain(const char *pattern, bool *ret_sub, char ret[DKIM_DOMAIN_SIZE], const char **ret_why)
 {
         const char *d = pattern;
+        int r;
 
         if (strncmp(d, "*@", 2) == 0)
                 d += 2;
@@ -244,7 +258,11 @@ static const char *pattern_domain(const char *pattern, bool *ret_sub)
                 d++;
                 *ret_sub = true;
         }
-        return dkim_domain_is_valid(d, strlen(d)) ? d : NULL;
+        /* A sender or a wildcard left in D is a pattern, not a bad name. */
+        if (strpbrk(d, "@*"))
+                return DKIMSIGN_E_FORMAT;
+        r = dkim_domain_to_ascii(d, strlen(d), ret, ret_why);
+        return r == DKIMSIGN_E_NOMEM || r == DKIMSIGN_E_IDN ? r : r < 0 ? DKIMSIGN_E_FORMAT : 0;
 }
 
 static struct osection *section_get(struct migration *m, const char *domain)
@@ -310,11 +328,13 @@ static void section_add_key(struct migration *m, struct osection *s, struct okey
 /* "PATTERN KEYNAME" */
 static void signingtable_line(struct migration *m, unsigned line, char *pattern, char *rest)
 {
-        const char *domain;
+        char domain[DKIM_DOMAIN_SIZE];
+        const char *why = "";
         struct osection *s;
         struct okey *k;
         bool sub;
         char *extra;
+        int r;
 
         extra = rest + strcspn(rest, " \t");
         if (!*rest || *extra) {
@@ -326,8 +346,16 @@ static void signingtable_line(struct migration *m, unsigned line, char *pattern,
                 problem(m, "%s:%u: no key named '%s' in %s", m->signingtable, line, rest, m->keytable);
                 return;
         }
-        domain = pattern_domain(pattern, &sub);
-        if (!domain) {
+        r = pattern_domain(pattern, &sub, domain, &why);
+        if (r == DKIMSIGN_E_NOMEM) {
+                problem(m, "out of memory");
+                return;
+        }
+        if (r == DKIMSIGN_E_IDN) {
+                problem(m, "%s:%u: '%s': not a valid domain name: %s", m->signingtable, line, pattern, why);
+                return;
+        }
+        if (r < 0) {
                 problem(m, "%s:%u: '%s': dkimsignd chooses keys by domain (*@DOMAIN, DOMAIN, *@*.DOMAIN), not "
                         "by sender or other patterns", m->signingtable, line, pattern);
                 return;

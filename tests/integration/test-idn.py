@@ -9,6 +9,8 @@ written with U-labels, and invalid IDNs refused with their reason by
 dkimsignd and by dkimsignctl."""
 import json
 import os
+import shutil
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -162,11 +164,51 @@ def test_invalid_idn_refused_with_its_reason():
     assert "not a valid internationalized domain name" in box.log(), "dkimsignd logs why"
 
 
+def test_import_opendkim_ulabels():
+    """An OpenDKIM KeyTable and SigningTable naming köln.example with
+    U-labels: the key is imported under its A-label name, and the
+    [domain] section is written in A-labels; an invalid IDN in either
+    table is refused with its reason, and nothing is imported."""
+    assert shutil.which("opendkim-genkey"), "opendkim-genkey (opendkim-tools) is needed"
+    od = os.path.join(box.dir, "opendkim")
+    os.makedirs(od)
+    subprocess.run(["opendkim-genkey", "-d", "xn--kln-sna.example", "-s", "imp", "-D", od], check=True, timeout=120)
+    keytable, signingtable = os.path.join(od, "KeyTable"), os.path.join(od, "SigningTable")
+    conf_out = os.path.join(box.dir, "opendkim.conf")
+
+    def tables(kt_domain, st_pattern):
+        with open(keytable, "w") as f:
+            f.write(f"imp {kt_domain}:imp:{od}/imp.private\n")
+        with open(signingtable, "w") as f:
+            f.write(f"{st_pattern} imp\n")
+
+    for kt_domain, st_pattern, why in (("k\u200döln.example", "*@köln.example",
+                                        "KeyTable:1: 'k\u200döln.example' is not a valid domain name: "
+                                        "it contains a joiner"),
+                                       ("köln.example", "*@*.xn--zz.example",
+                                        "SigningTable:1: '*@*.xn--zz.example': not a valid domain name: an xn-- "
+                                        "label is not a valid A-label")):
+        tables(kt_domain, st_pattern)
+        p = box.ctl("import-opendkim", keytable, signingtable, "--config-out", conf_out, check=False)
+        assert p.returncode == 1 and why in p.stderr and "nothing was imported" in p.stderr, (p.returncode, p.stderr)
+        assert not os.path.exists(conf_out)
+    tables("KÖLN.example", "*@köln.example")
+    p = box.ctl("import-opendkim", keytable, signingtable, "--config-out", conf_out)
+    assert "key imp._domainkey.xn--kln-sna.example from" in p.stdout, p.stdout
+    with open(conf_out) as f:
+        sections = f.read()
+    assert "[domain xn--kln-sna.example]\nselectors = imp\n" in sections, sections
+    keys = json.loads(box.ctl("list", "--json").stdout)
+    assert ("xn--kln-sna.example", "köln.example", "imp") in \
+        {(k["domain"], k["domain_unicode"], k["selector"]) for k in keys}, keys
+
+
 if __name__ == "__main__":
     setup()
     try:
         run([test_keys_are_named_by_alabels, test_list_shows_both_forms, test_records_take_a_ulabel,
              test_ctl_refuses_invalid_idns_with_their_reason, test_eai_message_signed_with_alabels_and_verified_by_three,
-             test_identity_and_also_sign_written_with_ulabels, test_requested_ulabel_domain_is_signed_for_as_alabels, test_invalid_idn_refused_with_its_reason])
+             test_identity_and_also_sign_written_with_ulabels, test_requested_ulabel_domain_is_signed_for_as_alabels,
+             test_import_opendkim_ulabels, test_invalid_idn_refused_with_its_reason])
     finally:
         box.close()
