@@ -39,7 +39,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import BUILD, Sandbox, close_all, dkimpy_verify, run, signature_fields, stop_process  # noqa: E402
+from harness import (BUILD, Sandbox, close_all, dkimpy_verify, run, signature_fields, stop_process, tags,  # noqa: E402
+                     verify_files, write_keytable)
 from mtacases import (LONG_LINE, Case, absent, case_name, cases, check, delivered, dkimsignd_down,  # noqa: E402
                       down_case, signatures, smtp_send, wait_until)
 from smtpsink import SmtpSink  # noqa: E402
@@ -50,7 +51,6 @@ EXIM_USER = "Debian-exim"
 # dkimsignd's socket group in the test, which the transport's `group =`
 # gives the filter (any group Debian-exim is not in).
 SOCKET_GROUP = "mail"
-TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
 SMTP_PORT = 26250 + os.getpid() % 500
 
 box = None
@@ -285,20 +285,10 @@ def verify_all(name, data, count=1):
     path = os.path.join(tmp, re.sub(r"[^A-Za-z0-9]+", "-", name) + ".eml")
     with open(path, "wb") as f:
         f.write(data)
-    keytable = os.path.join(tmp, "keytable")
-    with open(keytable, "w") as f:
-        for n, txt in box.keytable.items():
-            f.write(f"{n} {txt}\n")
-    verifiers = [("python3-dkim", ["/usr/bin/python3", os.path.join(TOOLS, "dkimpy-verify.py")]),
-                 ("Mail::DKIM", ["/usr/bin/perl", os.path.join(TOOLS, "maildkim-verify.pl")])]
-    opendkim = os.path.join(BUILD, "tests", "tools", "opendkim-verify")
-    if os.path.exists(opendkim):
-        verifiers.append(("OpenDKIM", [opendkim]))
-    for vname, command in verifiers:
-        p = subprocess.run(command + ["--keytable", keytable, path], capture_output=True, text=True, timeout=60)
-        verdicts = p.stdout.rstrip("\n").rsplit("\t", 1)[-1].split(",")
-        assert p.returncode == 0 and verdicts == ["pass"] * count, (name, vname, p.stdout, p.stderr)
-    return [v for v, _ in verifiers]
+    verdicts = verify_files([path], write_keytable(box))
+    for vname, v in verdicts.items():
+        assert v.get(path) == ["pass"] * count, (name, vname, v.get(path))
+    return list(verdicts)
 
 
 def bounces():

@@ -29,7 +29,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import BUILD, Sandbox, binary, dkimpy_verify, run, signature_fields, tags  # noqa: E402
+from harness import (BUILD, Sandbox, binary, dkimpy_verify, run, signature_fields, tags,  # noqa: E402
+                     verify_files, write_keytable)
 import milterproc  # noqa: E402
 import postfixproc  # noqa: E402
 from postfixproc import MASTER_CF  # noqa: E402
@@ -620,22 +621,8 @@ def swaks(sender, marker, subject=None, head_extra="", port=SMTP_PORT, auth=None
 
 def verify_all(path, count=1):
     """Every verifier passes each of the count signatures of path."""
-    keytable = os.path.join(tmp, "keytable")
-    with open(keytable, "w") as f:
-        for name, txt in box.keytable.items():
-            f.write(f"{name} {txt}\n")
-    verifiers = [("dkimpy-verify", ["/usr/bin/python3",
-                                    os.path.join(os.path.dirname(__file__), "..", "tools", "dkimpy-verify.py")])]
-    opendkim = os.path.join(BUILD, "tests", "tools", "opendkim-verify")
-    if os.path.exists(opendkim):
-        verifiers.append(("opendkim-verify", [opendkim]))
-    else:
-        print("note: opendkim-verify not built; python3-dkim only")
-    for name, command in verifiers:
-        p = subprocess.run(command + ["--keytable", keytable, path], capture_output=True, text=True)
-        # One line a message: "PATH<TAB>pass,fail,..." (a verdict a signature).
-        verdicts = p.stdout.rstrip("\n").rsplit("\t", 1)[-1].split(",")
-        assert p.returncode == 0 and verdicts == ["pass"] * count, (name, p.stdout, p.stderr)
+    for name, verdicts in verify_files([path], write_keytable(box)).items():
+        assert verdicts.get(path) == ["pass"] * count, (name, path, verdicts.get(path))
 
 
 def postfix_available(sasl=False):
