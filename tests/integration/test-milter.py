@@ -330,6 +330,46 @@ def test_protocol_login_signs_only_its_domains():
         m.stop()
 
 
+EAI_DOMAIN = "xn--bcher-kva.example"    # bücher.example
+EAI_FROM = " Jörg Müller <jörg@bücher.example>"
+
+
+def test_protocol_eai_from():
+    """RFC 6532 mail from jörg@bücher.example is signed with d= in A-labels
+    and passes the three verifiers; a login's domain and the login map's
+    domains, written with U-labels, are compared with the From domain in
+    A-labels, so they sign for it and other logins do not."""
+    logins = write_login_map("proto-eai-logins", "carol@a.example  bücher.example\n")
+    m = Milter("proto-eai", internal_networks="127.0.0.0/8", extra=f"login_map = {logins}\n")
+    try:
+        c = MilterClient(m.socket)
+        assert c.connect() == b"c"
+        headers = [("From", EAI_FROM)] + HEADERS[1:]
+        r, ins = c.message(headers, BODY)
+        assert r == b"c" and len(ins) == 1, (r, ins)
+        assert tags(("DKIM-Signature:" + ins[0][2]).encode())["d"] == EAI_DOMAIN, ins
+        path = os.path.join(tmp, "eai.eml")
+        with open(path, "wb") as f:
+            f.write(c.rebuild(headers, BODY, ins))
+        verify_all(path)
+        c.close()
+        c = MilterClient(m.socket)
+        assert c.connect("192.0.2.1", daemon_name="mx.example.com") == b"c"
+        for login, signed in (("jörg@bücher.example", True), ("carol@a.example", True), ("alice@a.example", False)):
+            r, ins = c.message(headers, BODY, auth=login)
+            if signed:
+                assert r == b"c" and len(ins) == 1, (login, r, ins)
+                assert dkimpy_verify(c.rebuild(headers, BODY, ins), box.keytable), login
+            else:
+                assert r == b"a" and ins == [], (login, r, ins)
+                lines = m.unsigned_lines(f"login {login} may not sign for this domain (From domain {EAI_DOMAIN})",
+                                         c.queue_id)
+                assert len(lines) == 1, (login, m.log())
+        c.close()
+    finally:
+        m.stop()
+
+
 def test_protocol_submission_and_local():
     """Submission daemons and ports sign without a login; a loopback SMTP
     client is a network client like any other; local submission (Postfix:
@@ -851,6 +891,7 @@ def setup():
     # The tenants of the what-is-signed tests.
     box.keygen("a.example", "s2026")
     box.keygen("b.example", "s2026")
+    box.keygen("bücher.example", "s2026")
     box.start()
 
 
@@ -864,7 +905,7 @@ def main():
     try:
         run([test_protocol_signs_internal, test_protocol_header_whitespace,
              test_protocol_external_unsigned_authenticated_signed, test_protocol_login_signs_only_its_domains,
-             test_protocol_submission_and_local,
+             test_protocol_eai_from, test_protocol_submission_and_local,
              test_protocol_no_key_and_no_from_pass_unsigned, test_protocol_20mb,
              test_protocol_tempfail_once_per_outage, test_protocol_tempfail_accept,
              test_refuses_network_socket, test_refuses_bad_login_map_and_loose_files, test_postfix_end_to_end,
