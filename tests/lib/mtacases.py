@@ -144,11 +144,13 @@ def cases(rcpt_domain="local.test", eai=False):
     # UTF-8 with U-labels, signed with d= in A-labels.  No Message-ID: a
     # signer that adds one names the domain in A-labels.  The envelope
     # sender is the A-label form, as a next hop without SMTPUTF8 takes it.
+    # A 7-bit body: what is looked at is the From domain, not the 8-bit
+    # body that some MTA setups leave unsigned (8bit-body covers that).
     if eai:
         add("eai-from", "To: Bob <bob@{rcpt_domain}>\r\nSubject: Grüße aus der Bücherei\r\n"
             "Date: Sun, 29 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
-            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n",
-            body="Schöne Grüße.\r\n", from_name="Jörg Müller", from_addr="jörg@bücher.example",
+            "Content-Type: text/plain; charset=utf-8\r\n",
+            body="Hello from the library.\r\n", from_name="Jörg Müller", from_addr="jörg@bücher.example",
             sender=f"joerg@{EAI_DOMAIN}", domain=EAI_DOMAIN, eight_bit=True)
     add("subject-x", "To: bob@{rcpt_domain}\r\nSubject:x\r\nDate: Sun, 29 Nov 2026 10:00:00 +0000\r\n"
         f"Message-ID: <subject-x@{SIGNING_DOMAIN}>\r\n")
