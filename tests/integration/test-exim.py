@@ -39,7 +39,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import (BUILD, Sandbox, close_all, dkimpy_verify, run, signature_fields, stop_process, tags,  # noqa: E402
+from harness import (Sandbox, close_all, dkimpy_verify, run, signature_fields, stop_process,  # noqa: E402
                      verify_files, write_keytable)
 from mtacases import (LONG_LINE, Case, absent, case_name, cases, check, delivered, dkimsignd_down,  # noqa: E402
                       down_case, signatures, smtp_send, wait_until)
@@ -469,6 +469,7 @@ def setup():
         f.write(cfg)
     box.init_token()
     box.keygen("example.com", "s2026")
+    box.keygen("bücher.example", "s2026")
     box.start()
     # Exim's user runs the filter: a copy it can reach and a socket
     # directory it can enter.

@@ -160,6 +160,7 @@ def main():
         box = Sandbox()
         box.init_token()
         box.keygen(mtacases.SIGNING_DOMAIN, "s2026")
+        box.keygen("bücher.example", "s2026")
         box.start()
         sink = SmtpSink()
         try:

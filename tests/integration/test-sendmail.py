@@ -259,6 +259,7 @@ def setup():
     box = Sandbox()
     box.init_token()
     box.keygen(mtacases.SIGNING_DOMAIN, "s2026")
+    box.keygen("bücher.example", "s2026")
     box.start()
     sink = SmtpSink()
     start_milter("relaxed/relaxed")

@@ -107,12 +107,12 @@ def _plain_head(name, subject=None):
 PLAIN_BODY = "Hello Bob.\r\n\r\n  Indented line  with  spaces \r\n.dot-stuffed line\r\n\r\n\r\n"
 
 
-def cases(rcpt_domain="local.test", eai=False):
+def cases(rcpt_domain="local.test", eai=True):
     """The set, in sending order; recipients are bob@rcpt_domain (the
     canonicalization cases: SIMPLE-RELAXED@rcpt_domain etc., for an MTA
     that picks the signer's canonicalization by recipient).  eai: with the
-    case "eai-from" (keys for EAI_DOMAIN needed); opt-in until every MTA
-    test sending the set has been run with it."""
+    case "eai-from" (keys for EAI_DOMAIN needed: every MTA test makes
+    them)."""
     rcpt = f"bob@{rcpt_domain}"
     sender = f"alice@{SIGNING_DOMAIN}"
     out = []
