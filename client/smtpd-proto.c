@@ -132,8 +132,11 @@ int smtpd_line_parse(char *line, size_t len, struct smtpd_line *ret)
         if (len > SMTPD_LINE_MAX)
                 return DKIMSIGN_E_TOO_LARGE;
         /* The fields are C strings from here on: nothing may hide after a
-         * NUL, and a line end inside is a framing error. */
-        if (strlen(line) != len || memchr(line, '\r', len) || memchr(line, '\n', len))
+         * NUL, and a LF inside is a framing error.  A CR is not: smtpd
+         * strips only the CR of a line end, so a remote sender's bare CR
+         * reaches the filter inside a data line (and every other field is
+         * checked against a shape without CR below). */
+        if (strlen(line) != len || memchr(line, '\n', len))
                 return DKIMSIGN_E_FORMAT;
         stream = next_field(&rest);
         if (strcmp(stream, "config") == 0)

@@ -55,12 +55,13 @@ struct smtpd_line {
 
 /* Parse line (len octets, no line end, NUL at line[len]) in place: '|'
  * separators become NULs and ret's strings point into line.  0;
- * DKIMSIGN_E_TOO_LARGE (over SMTPD_LINE_MAX), DKIMSIGN_E_FORMAT (a NUL,
- * CR or LF inside, an unknown stream, a field missing or malformed: a
+ * DKIMSIGN_E_TOO_LARGE (over SMTPD_LINE_MAX), DKIMSIGN_E_FORMAT (a NUL
+ * or LF inside, an unknown stream, a field missing or malformed: a
  * version not "DIGITS.DIGITS", a time not "DIGITS.DIGITS", a name not
  * lowercase letters, digits and '-', an identifier not 1 to 16
- * hexadecimal digits).  On failure ret is zeroed and line may have been
- * cut at its separators. */
+ * hexadecimal digits).  A CR is data in the parameters (a message line
+ * with a bare CR) and a config value, out of shape anywhere else.  On failure ret is zeroed
+ * and line may have been cut at its separators. */
 int smtpd_line_parse(char *line, size_t len, struct smtpd_line *ret);
 
 /* Whether this filter speaks the line's protocol version: 0.6 or 0.7. */
