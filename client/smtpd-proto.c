@@ -199,35 +199,40 @@ void smtpd_addr_scan_feed(struct smtpd_addr_scan *s, const char *text, size_t le
 {
         for (size_t i = 0; i < len; i++) {
                 char c = text[i];
-                bool plain = !s->quote && s->comment == 0;
+                /* smtpd's own reading, octet for octet: a backslash escapes
+                 * only outside quotes and comments, and only keeps the next
+                 * octet from being a '(', '"', ')' or backslash (it is still
+                 * a ',', '<', '>', '@' or ':' to smtpd).  Reading quoted
+                 * pairs as RFC 5322 does would see "\"" bob@x " as bob@x
+                 * where smtpd sees quoted text it qualifies. */
+                bool escaped = s->escape, plain;
 
-                if (s->escape) {
-                        s->escape = false;
-                        s->has_text = true;
-                        continue;
-                }
+                s->escape = false;
+                if (!escaped && c == '(' && !s->quote)
+                        s->comment++;
+                else if (!escaped && c == '"' && s->comment == 0)
+                        s->quote = !s->quote;
+                else if (!escaped && c == ')' && !s->quote && s->comment > 0)
+                        s->comment--;
+                else if (!escaped && c == '\\' && !s->quote && s->comment == 0)
+                        s->escape = true;
+                plain = !s->quote && s->comment == 0;
                 if (plain && c == ',') {
                         component_end(s);
                         continue;
                 }
                 if (c != ' ' && c != '\t')
                         s->has_text = true;
-                if (c == '\\') {
-                        s->escape = true;
-                } else if (c == '"' && s->comment == 0) {
-                        s->quote = !s->quote;
-                } else if (c == '(' && !s->quote) {
-                        s->comment++;
-                } else if (c == ')' && !s->quote && s->comment > 0) {
-                        s->comment--;
-                } else if (plain && c == '<') {
+                if (!plain)
+                        continue;
+                if (c == '<') {
                         s->bracket = s->has_bracket = true;
-                } else if (plain && c == '>') {
+                } else if (c == '>') {
                         s->bracket = false;
-                } else if (plain && c == '@') {
+                } else if (c == '@') {
                         s->has_at = true;
                         s->at_in_bracket = s->at_in_bracket || s->bracket;
-                } else if (plain && c == ':') {
+                } else if (c == ':') {
                         s->has_group = true;
                 }
         }

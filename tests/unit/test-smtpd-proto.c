@@ -150,6 +150,14 @@ static const struct addr_case {
         { { " (comment only)" }, true },
         { { " " }, false },
         { { " a@b.example,", " ", " c@d.example" }, false },
+        /* smtpd reads a backslash as an escape only outside quotes and
+         * comments: to it "\"" ends the quoted string at the backslash's
+         * quote and opens another, so bob@x below is quoted text, the
+         * address has no domain and gets one. */
+        { { " \"\\\"\" bob@x \"" }, true },
+        { { " \"a\\\" <bob@example.com>" }, false },
+        { { " (a\\) bob" }, true },
+        { { " bob\\@x" }, false },
 };
 
 static void test_address_fields(void **state)
