@@ -71,9 +71,12 @@ bool milter_mta_unqualified(const char *value, size_t len)
         for (size_t i = 0; i < len; i++) {
                 char ch = value[i];
 
-                if ((quoted || comment) && ch == '\\') {
-                        i++;    /* a quoted pair: the next octet is text */
-                        if (quoted)
+                /* A quoted pair: the next octet is text.  Outside quoted
+                 * strings too, as Sendmail reads it: "bob\@x" has no
+                 * domain to it, and it qualifies the address. */
+                if (ch == '\\') {
+                        i++;
+                        if (!comment)
                                 *(in_angle ? &e.angle_content : &e.content) = true;
                         continue;
                 }

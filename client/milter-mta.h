@@ -51,7 +51,8 @@ bool milter_mta_address_field(const char *name);
 
 /* Whether an address list (a field value, len octets) holds an address
  * without a domain: a mailbox with no '@' outside quotes and comments
- * ("bob", "Bob <bob>").  Groups' display names and empty list elements
+ * ("bob", "Bob <bob>"); a backslash quotes the next octet anywhere, as
+ * Sendmail reads it ("bob\@x" has no domain).  Groups' display names and empty list elements
  * are not addresses.  Bounded by len; never reads past it. */
 bool milter_mta_unqualified(const char *value, size_t len);
 

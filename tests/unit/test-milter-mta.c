@@ -67,6 +67,11 @@ static const struct { const char *value; bool unqualified; } lists[] = {
         { " \"unterminated", true },
         { " (unterminated comment", false },
         { " <bob", true },
+        /* Sendmail reads a backslash as quoting the next octet outside
+         * quoted strings too: bob\@x is a local part without a domain. */
+        { " bob\\@x.example", true },
+        { " Bob <bob\\@x.example>", true },
+        { " \\(bob@x.example", false },
 };
 
 static void test_unqualified(void **state)
