@@ -6,7 +6,8 @@
  *
  * The message comes from the network: every length is checked against the
  * message, name compression pointers may only point backwards (so a loop
- * can't form) and a name is at most 255 octets.  It never sends a query to
+ * can't form), at most 128 of them in a name, and a name is at most 255
+ * octets.  It never sends a query to
  * follow a CNAME: a resolver that does not give the chain is not trusted
  * to.  No I/O, no logging.
  */
@@ -21,6 +22,11 @@
 #define HEADER_LEN 12
 #define WIRE_NAME_MAX 255         /* octets of a name in wire form, the root label included */
 #define ANSWER_MAX 65535          /* the largest DNS message (TCP length is 16 bits) */
+/* Compression pointers followed in one name: each one a name needs moves
+ * on by at least one label (two octets of the 255), so a name has no use
+ * for more; more is a chain of pointers to pointers, that would be walked
+ * again at every read of a name pointing at its end. */
+#define POINTERS_MAX (WIRE_NAME_MAX / 2 + 1)
 #define CLASS_IN 1
 #define TYPE_CNAME 5
 
@@ -57,7 +63,7 @@ static int read_name(const struct msg *m, size_t *pos, struct wire_name *out)
 {
         struct wire_name tmp;
         struct wire_name *n = out ? out : &tmp;
-        size_t at = *pos, end = 0, lowest = *pos;
+        size_t at = *pos, end = 0, lowest = *pos, jumps = 0;
         bool jumped = false;
 
         n->len = 0;
@@ -75,6 +81,8 @@ static int read_name(const struct msg *m, size_t *pos, struct wire_name *out)
                         target = (size_t) (get16(m->p + at) & 0x3fff);
                         if (target >= lowest)
                                 return DKIMSIGN_E_FORMAT;   /* forwards or onto itself: a loop */
+                        if (++jumps > POINTERS_MAX)
+                                return DKIMSIGN_E_FORMAT;
                         if (!jumped)
                                 end = at + 2;
                         jumped = true;
