@@ -42,7 +42,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from harness import BUILD, Sandbox, run  # noqa: E402
 from mtacases import (EAI_DOMAIN, case_name, cases, check, delivered, dkimsignd_down, down_case,  # noqa: E402
-                      signatures, smtp_send, unsigned)
+                      keykeys, signatures, smtp_send, unsigned, verify, wait_until)
 from smtpsink import SmtpSink  # noqa: E402
 
 PACKAGE = "opensmtpd"
@@ -251,7 +251,7 @@ def test_message_set():
     """The message set, every case checked (tests/lib/mtacases.py).  An
     address without a domain in To or Cc: passed unsigned (smtpd qualifies
     it after the filter); everything else signed, and it verifies."""
-    set_ = cases(eai=True)
+    set_ = cases()
     for case in set_:
         smtp_send("127.0.0.1", port_for(case), case)
     results.extend(check(set_, messages, box.keytable, log, expect={
@@ -324,6 +324,31 @@ def test_unsigned_for_good():
         results.append(f"{name}: delivered unsigned; smtpd logged: {line[0].strip()}")
 
 
+def test_hostile_lines():
+    """Body lines a remote sender chooses: a bare CR inside a line and at
+    its end (smtpd strips only the CR of the line end and hands the rest to
+    the filter: it must not end the filter, which would stop smtpd), and a
+    line that is a lone "." or ".." (the filter un-escapes and re-escapes
+    them, so the signed body is the delivered one).  Both messages are
+    delivered, signed, and verify; the filter still runs."""
+    bodies = {
+        "bare-cr": b"a bare\rCR inside\r\ntwo at the end\r\r\nend\r\n",
+        "dot-lines": b"before\r\n.\r\n..\r\n.x\r\nafter\r\n",
+    }
+    for name, body in bodies.items():
+        case = down_case(name=name)
+        case.data = case.data.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n" + body
+        smtp_send("127.0.0.1", smtpd.port("rr"), case)
+    for name, body in bodies.items():
+        wait_until(lambda: delivered(messages(), name), 30, f"{name} delivered")
+        m = delivered(messages(), name)[0]
+        assert m.split(b"\r\n\r\n", 1)[1] == body, (name, m)
+        assert signatures(m), (name, m[:600], log())
+        ok, out = verify(m, keykeys(box.keytable))
+        assert ok, (name, out)
+        results.append(f"{name}: delivered as sent, signed, verifies")
+
+
 def test_dkimsignd_down():
     """dkimsignd down: the filter refuses the message with 451 at the end
     of DATA, so the client keeps it, and it is signed once dkimsignd is
@@ -359,8 +384,8 @@ def test_every_delivered_message():
     every message the sink got is a case of the set or of the outage
     scenarios, once; those with a signature verify (mtacases.check above),
     and the unsigned ones are the five expected."""
-    names = [c.name for c in cases(eai=True)] + ["no-from", "long-header", "dkimsignd-down",
-                                                 "dkimsignd-down-accept", "dkimsignd-down-accept-after"]
+    names = [c.name for c in cases()] + ["no-from", "long-header", "bare-cr", "dot-lines", "dkimsignd-down",
+                                         "dkimsignd-down-accept", "dkimsignd-down-accept-after"]
     got = sorted(delivered_names())
     assert got == sorted(names), (got, names)
     unsigned_names = sorted(n for n in got if not signatures(delivered(messages(), n)[0]))
@@ -404,7 +429,7 @@ def main():
         filter_path = setup()
         try:
             run([test_message_set, test_what_smtpd_changed, test_no_key_logged, test_unsigned_for_good,
-                 test_filter_without_socket_group, test_dkimsignd_down, test_every_delivered_message])
+                 test_hostile_lines, test_filter_without_socket_group, test_dkimsignd_down, test_every_delivered_message])
         finally:
             for r in results:
                 print("result: " + r)
