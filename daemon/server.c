@@ -23,6 +23,7 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -421,6 +422,33 @@ static const char *const status_names[] = {
         [WIRE_TOKEN] = "token", [WIRE_BUSY] = "busy", [WIRE_INTERNAL] = "internal",
 };
 
+/*
+ * This process's CPU time and the part of it spent inside the token's
+ * signing calls, so that scripts/bench can tell the daemon's own cost per
+ * signature from the token's.  With [token] processes > 1 each signer
+ * process answers for itself: pid= says which.  Appended at n; returns
+ * the new length.
+ */
+static size_t status_cpu(struct server *s, char *text, size_t size, size_t n)
+{
+        struct rusage ru;
+        uint64_t calls = 0, token_ns = 0, cpu_us = 0;
+        int k;
+
+        if (getrusage(RUSAGE_SELF, &ru) == 0)
+                cpu_us = (uint64_t) ru.ru_utime.tv_sec * 1000000u + (uint64_t) ru.ru_utime.tv_usec +
+                         (uint64_t) ru.ru_stime.tv_sec * 1000000u + (uint64_t) ru.ru_stime.tv_usec;
+        workers_token_cpu(s->w, &calls, &token_ns);
+        if (n >= size)
+                return n;
+        k = snprintf(text + n, size - n, "pid=%ld\ncpu_us=%llu\ntoken_sign_calls=%llu\ntoken_sign_cpu_us=%llu\n",
+                     (long) getpid(), (unsigned long long) cpu_us, (unsigned long long) calls,
+                     (unsigned long long) (token_ns / 1000));
+        if (k > 0)
+                n += (size_t) k < size - n ? (size_t) k : size - n - 1;
+        return n;
+}
+
 static void handle_status(struct server *s, struct conn *c, struct frame *f)
 {
         char text[2048];
@@ -448,6 +476,7 @@ static void handle_status(struct server *s, struct conn *c, struct frame *f)
                 if (k > 0)
                         n += (size_t) k < sizeof(text) - n ? (size_t) k : sizeof(text) - n - 1;
         }
+        n = status_cpu(s, text, sizeof(text), n);
         msg_text_encode(&c->out, MSG_STATUS_OK, f->id, text, n);
 }
 

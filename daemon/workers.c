@@ -490,6 +490,11 @@ size_t workers_pending(struct workers *w)
         return locked_sum(w, &w->queued, &w->running);
 }
 
+void workers_token_cpu(struct workers *w, uint64_t *ret_calls, uint64_t *ret_cpu_ns)
+{
+        hsm_sign_cpu(w->h, ret_calls, ret_cpu_ns);
+}
+
 size_t workers_sessions(struct workers *w)
 {
         return locked_sum(w, &w->target, NULL);

@@ -64,6 +64,10 @@ size_t workers_busy(struct workers *w);
 /* Jobs queued or running. */
 size_t workers_pending(struct workers *w);
 
+/* The token's signing calls made by this process's workers and the CPU
+ * time (ns) spent inside them (hsm_sign_cpu), for STATUS. */
+void workers_token_cpu(struct workers *w, uint64_t *ret_calls, uint64_t *ret_cpu_ns);
+
 struct job *job_free(struct job *j);
 
 #endif

@@ -55,7 +55,8 @@
  *   lock held: a signature does not wait behind a listing for a copy, it
  *   signs with the token object this once), and takes copies->lock again
  *   after releasing h->lock.  The PKCS#11 module's own locks
- *   (CKF_OS_LOCKING_OK) are innermost.  Lock-free: h->recoveries and a
+ *   (CKF_OS_LOCKING_OK) are innermost.  Lock-free: h->recoveries, the
+ *   signing CPU counters (h->sign_calls, h->sign_cpu_ns) and a
  *   key's priv handle (hsm_sign refreshes it), both with __atomic builtins.
  */
 #ifndef HSM_HSM_PRIVATE_H
@@ -151,6 +152,8 @@ struct hsm {
         struct kept_pin pin;
         uint64_t recover_failed_ms;  /* when the last recovery failed, 0 if it did not */
         unsigned long recoveries;    /* sessions reopened or logins redone (atomic) */
+        uint64_t sign_calls;         /* C_SignInit + C_Sign pairs made (atomic) */
+        uint64_t sign_cpu_ns;        /* this process's CPU inside them, thread clocks (atomic) */
         pthread_rwlock_t init_lock;  /* readers: signatures; the writer: hsm_reinitialize */
         unsigned long generation;    /* initializations since hsm_open (atomic; written under init_lock) */
         pthread_mutex_t sessions_lock;

@@ -388,6 +388,11 @@ int hsm_sign(struct hsm_session *s, struct hsm_key *key, const uint8_t digest[32
  * fault; cheap (no lock), for a log line when it changes. */
 unsigned long hsm_recoveries(struct hsm *h);
 
+/* The token's C_SignInit + C_Sign pairs made through h by this process
+ * since hsm_open, and the CPU time (ns, the calling threads' own clocks)
+ * spent inside them; cheap (no lock).  0 and 0 for NULL. */
+void hsm_sign_cpu(struct hsm *h, uint64_t *ret_calls, uint64_t *ret_cpu_ns);
+
 /*
  * Finalize and initialize the module again, log in again with the kept
  * PIN (hsm_keep_pin) and find the token again by its label or URI, so that this
