@@ -31,6 +31,7 @@
 #include "util/log.h"
 #include "daemon/procs.h"
 #include "dns/orgdomain.h"
+#include "daemon/balance.h"
 #include "daemon/server.h"
 #include "daemon/workers.h"
 
@@ -176,6 +177,10 @@ static struct quota_table *quotas;
 /* The metrics' counters (counters.h): likewise made before the fork, one
  * slot per signer process. */
 static struct counters *counters;
+/* [token] processes > 1: the signer processes' connection counts (made
+ * before they start), and which of them this one is. */
+static struct balance *balance;
+static size_t balance_index;
 
 /* Every connection is a descriptor: raise the soft limit to the hard one
  * and say so when max_connections still can't fit. */
@@ -473,6 +478,8 @@ static int signer_serve(struct signer *sg, int fd, int ready_fd)
                 sg->ctx->counters = counters;
                 r = server_new(sg->ctx, fd, sg->w, reload_generation, &sg->src, &sg->s);
                 sg->ctx = NULL;   /* transferred */
+                if (r == 0)
+                        server_set_balance(sg->s, balance, balance_index);
         } else {
                 close(fd);
         }
@@ -535,6 +542,7 @@ static int signer_child(size_t index, int ready_fd, void *userdata)
         char err[1024];
         int r;
 
+        balance_index = index;
         /* Which signer said it, in the log: dkimsignd/0, dkimsignd/1, ... */
         snprintf(ident, sizeof(ident), "dkimsignd/%zu", index);
         counters_select(counters, index);
@@ -593,9 +601,15 @@ static int run_supervised(struct config *c, const char *config_path, int fd)
                 r = drop_privileges(c);
         if (r == 0) {
                 prepare_state_dir(c);
+                r = balance_new(c->processes, &balance);
+                if (r < 0)
+                        log_err("spreading connections over the signer processes: %s", dkimsign_strerror(r));
+        }
+        if (r == 0) {
                 log_info("starting %zu signer processes of %zu token session(s) each", c->processes, c->sessions);
                 r = procs_run(c->processes, signer_child, &cs);
         }
+        balance = balance_free(balance);
         hsm_pin_free(cs.pin);
         close(fd);
         return r;

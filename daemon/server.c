@@ -41,6 +41,7 @@
 #include "daemon/accounts.h"
 #include "daemon/metricsreq.h"
 #include "daemon/policy.h"
+#include "daemon/balance.h"
 #include "daemon/server.h"
 
 #if HAVE_SYSTEMD
@@ -117,6 +118,10 @@ struct server {
         uint64_t last_watchdog;       /* ms */
         struct workers *w;
         int epfd, listen_fd, sig_fd;
+        struct balance *balance;     /* NULL: the only signer process (balance.h) */
+        size_t balance_index;
+        bool listen_paused;          /* left to a process with fewer connections */
+        uint64_t listen_paused_ms;
         struct conn *conns;
         size_t nconns;
         struct accounts *accounts;
@@ -736,8 +741,27 @@ static void peer_groups(int fd, struct peer *p)
                 p->ngroups = 0;
 }
 
-static void accept_all(struct server *s)
+/* Whether this process takes the next connection now: alone, or holding
+ * no more than any other signer process.  Else it stops watching the
+ * listening socket for BALANCE_PAUSE_MS (resume_listen), so as not to
+ * spin on a socket that stays readable until another process accepts. */
+static bool listen_turn(struct server *s)
 {
+        if (!s->balance || balance_may_accept(s->balance, s->balance_index))
+                return true;
+        if (epoll_set(s, EPOLL_CTL_MOD, s->listen_fd, 0, &tag_listen) < 0)
+                return true;
+        s->listen_paused = true;
+        s->listen_paused_ms = now_ms();
+        return false;
+}
+
+/* Accept what the backlog holds: refusals all at once, one connection
+ * to keep (see the end of the loop).  forced: whatever the others hold. */
+static void accept_one(struct server *s, bool forced)
+{
+        if (!forced && !listen_turn(s))
+                return;
         for (;;) {
                 struct ucred cred;
                 socklen_t len = sizeof(cred);
@@ -814,6 +838,15 @@ static void accept_all(struct server *s)
                 s->nconns++;
                 s->stats.connections++;
                 counters_add(s->ctx->counters, COUNTERS_CONNECTIONS, 1);
+                /* One connection a turn of the loop.  With [token]
+                 * processes > 1 every signer process is woken for the
+                 * shared listening socket, and the first to run used to
+                 * take the whole backlog: 8 clients connecting at once
+                 * landed 8 and 0, one process's 2 sessions serving all of
+                 * them while the other's idled (scripts/bench: p99 3 to
+                 * 6 x p50).  Back in epoll_wait, each takes the next in
+                 * turn; a busy process, slower to come back, takes fewer. */
+                return;
         }
 }
 
@@ -960,6 +993,24 @@ void server_block_signals(void)
         pthread_sigmask(SIG_BLOCK, &mask, NULL);
 }
 
+void server_set_balance(struct server *s, struct balance *b, size_t index)
+{
+        s->balance = b;
+        s->balance_index = index;
+        balance_set(b, index, s->nconns);
+}
+
+/* After a pause: watch the socket again, and take what the other
+ * processes left waiting (gone or hung: they did not take it). */
+static void resume_listen(struct server *s)
+{
+        s->listen_paused = false;
+        if (s->listen_fd < 0 || s->stopping)
+                return;
+        if (epoll_set(s, EPOLL_CTL_MOD, s->listen_fd, EPOLLIN, &tag_listen) == 0)
+                accept_one(s, true);
+}
+
 int server_new(struct sign_ctx *ctx, int listen_fd, struct workers *w, server_reload_fn reload,
                void *userdata, struct server **ret)
 {
@@ -1038,7 +1089,7 @@ int server_run(struct server *s)
                 s->watchdog_usec = 0;
 #endif
         for (;;) {
-                int n = epoll_wait(s->epfd, events, 64, tick_ms(s));
+                int n = epoll_wait(s->epfd, events, 64, s->listen_paused ? BALANCE_PAUSE_MS : tick_ms(s));
 
                 if (n < 0 && errno != EINTR) {
                         log_err("epoll_wait: %s", strerror(errno));
@@ -1049,7 +1100,7 @@ int server_run(struct server *s)
                         struct conn *c;
 
                         if (p == &tag_listen) {
-                                accept_all(s);
+                                accept_one(s, false);
                                 continue;
                         }
                         if (p == &tag_signal) {
@@ -1071,6 +1122,9 @@ int server_run(struct server *s)
                                 continue;
                         conn_after_io(s, c);
                 }
+                balance_set(s->balance, s->balance_index, s->nconns);
+                if (s->listen_paused && now_ms() - s->listen_paused_ms >= BALANCE_PAUSE_MS)
+                        resume_listen(s);
                 /* The loop itself is what the watchdog guards: ping from here. */
                 if (s->watchdog_usec && now_ms() - s->last_watchdog >= s->watchdog_usec / 2000) {
                         sd_notify(0, "WATCHDOG=1");

@@ -14,6 +14,7 @@
 #include "daemon/workers.h"
 
 struct server;
+struct balance;
 
 /* Builds the next generation for a reload (SIGHUP, or a RELOAD request:
  * from_request): NULL with a sentence in why when the new configuration or
@@ -25,6 +26,9 @@ typedef struct sign_ctx *(*server_reload_fn)(void *userdata, bool from_request, 
 int server_new(struct sign_ctx *ctx, int listen_fd, struct workers *w, server_reload_fn reload,
                void *userdata, struct server **ret);
 struct server *server_free(struct server *s);
+/* One of several signer processes: take new connections in turn with the
+ * others, by b (borrowed; balance.h), as process index.  b NULL: alone. */
+void server_set_balance(struct server *s, struct balance *b, size_t index);
 
 /* Run until SIGTERM/SIGINT; then stop accepting, finish what is in flight,
  * flush the replies and return 0. */
