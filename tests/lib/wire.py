@@ -114,6 +114,15 @@ def headers_for(domain, tag=b"x"):
 def status(path, timeout=10):
     """The daemon's STATUS figures as a dict of ints (and strings); the
     caller must be root or the daemon's user."""
+    c, out = status_open(path, timeout)
+    c.close()
+    return out
+
+
+def status_open(path, timeout=10):
+    """status(), and the connection it asked on, left open: with [token]
+    processes > 1 a new connection goes to the signer process that holds
+    the fewest, so keeping one open sends the next to another process."""
     c = Conn(path, timeout)
     try:
         c.send(hello() + frame(STATUS, 2))
@@ -121,14 +130,15 @@ def status(path, timeout=10):
         assert f and f[0] == HELLO_OK, f
         t, _, payload = c.recv_frame()
         assert t == STATUS_OK, (t, payload)
-    finally:
+    except BaseException:
         c.close()
+        raise
     n = struct.unpack(">I", payload[:4])[0]
     out = {}
     for line in payload[4:4 + n].decode().splitlines():
         k, _, v = line.partition("=")
         out[k] = int(v) if v.isdigit() else v
-    return out
+    return c, out
 
 
 def sign_latencies(path, n, domain="example.com", timeout=30):
