@@ -77,13 +77,17 @@ def _frame(out, ax, title, xlabel, ylabel, xticks, yticks, xlabels=None):
         px = ax.x(t)
         out.append(f'<line x1="{px:.1f}" y1="{TOP}" x2="{px:.1f}" y2="{H - BOTTOM}" stroke="#ddd"/>')
         label = xlabels[i] if xlabels else _fmt(t)
-        out.append(f'<text x="{px:.1f}" y="{H - BOTTOM + 16}" text-anchor="middle" font-size="11">{escape(label)}</text>')
+        # A label of several words (a bar's): one word a line.
+        for j, word in enumerate(label.split(" ") if xlabels else [label]):
+            out.append(f'<text x="{px:.1f}" y="{H - BOTTOM + 16 + 13 * j}" text-anchor="middle" '
+                       f'font-size="{9 if xlabels else 11}">{escape(word)}</text>')
     for t in yticks:
         py = ax.y(t)
         out.append(f'<line x1="{LEFT}" y1="{py:.1f}" x2="{W - RIGHT}" y2="{py:.1f}" stroke="#ddd"/>')
         out.append(f'<text x="{LEFT - 6}" y="{py + 4:.1f}" text-anchor="end" font-size="11">{_fmt(t)}</text>')
-    out.append(f'<text x="{(LEFT + W - RIGHT) / 2:.0f}" y="{H - 12}" text-anchor="middle" font-size="12">'
-               f'{escape(xlabel)}</text>')
+    if xlabel:
+        out.append(f'<text x="{(LEFT + W - RIGHT) / 2:.0f}" y="{H - 12}" text-anchor="middle" font-size="12">'
+                   f'{escape(xlabel)}</text>')
     out.append(f'<text x="16" y="{(TOP + H - BOTTOM) / 2:.0f}" text-anchor="middle" font-size="12" '
                f'transform="rotate(-90 16 {(TOP + H - BOTTOM) / 2:.0f})">{escape(ylabel)}</text>')
 
