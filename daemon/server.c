@@ -55,6 +55,7 @@ static inline int sd_notify(int unset, const char *state) { (void) unset; (void)
 #define OUT_HIGH_WATER (256 * 1024)
 #define OUT_MAX (8 * 1024 * 1024)
 #define TICK_MS 1000
+#define RESUME_ACCEPT_MAX 256   /* connections taken at once after a balance pause */
 #define DRAIN_MAX_MS 30000
 #define TRIM_AFTER_FREES 64
 /* Before HELLO only a HELLO makes sense: a few dozen octets. */
@@ -757,11 +758,12 @@ static bool listen_turn(struct server *s)
 }
 
 /* Accept what the backlog holds: refusals all at once, one connection
- * to keep (see the end of the loop).  forced: whatever the others hold. */
-static void accept_one(struct server *s, bool forced)
+ * to keep (see the end of the loop).  forced: whatever the others hold.
+ * Returns whether it kept one. */
+static bool accept_one(struct server *s, bool forced)
 {
         if (!forced && !listen_turn(s))
-                return;
+                return false;
         for (;;) {
                 struct ucred cred;
                 socklen_t len = sizeof(cred);
@@ -775,7 +777,7 @@ static void accept_one(struct server *s, bool forced)
                                 continue;
                         if (errno != EAGAIN && errno != EWOULDBLOCK)
                                 log_warn("accept: %s", strerror(errno));
-                        return;
+                        return false;
                 }
                 if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
                         log_warn("SO_PEERCRED: %s; connection refused", strerror(errno));
@@ -846,7 +848,7 @@ static void accept_one(struct server *s, bool forced)
                  * them while the other's idled (scripts/bench: p99 3 to
                  * 6 x p50).  Back in epoll_wait, each takes the next in
                  * turn; a busy process, slower to come back, takes fewer. */
-                return;
+                return true;
         }
 }
 
@@ -1001,14 +1003,18 @@ void server_set_balance(struct server *s, struct balance *b, size_t index)
 }
 
 /* After a pause: watch the socket again, and take what the other
- * processes left waiting (gone or hung: they did not take it). */
+ * processes left waiting (gone, hung, or a restarted one still loading
+ * its keys: they did not take it), all of it, up to a bound that keeps
+ * the loop turning; else one connection a pause would pass while a
+ * sibling restarts. */
 static void resume_listen(struct server *s)
 {
         s->listen_paused = false;
         if (s->listen_fd < 0 || s->stopping)
                 return;
         if (epoll_set(s, EPOLL_CTL_MOD, s->listen_fd, EPOLLIN, &tag_listen) == 0)
-                accept_one(s, true);
+                for (int i = 0; i < RESUME_ACCEPT_MAX && accept_one(s, true); i++) {
+                }
 }
 
 int server_new(struct sign_ctx *ctx, int listen_fd, struct workers *w, server_reload_fn reload,
