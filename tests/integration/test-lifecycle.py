@@ -246,10 +246,14 @@ def test_rotation():
             time.sleep(0.3)
         assert time.monotonic() - switched >= grace - 1.5
         deadline = time.monotonic() + 3
-        while f"old._domainkey.example.com " not in state_file(box) or " retired " not in state_file(box):
+        while "old._domainkey.example.com " not in state_file(box) or " retired " not in state_file(box):
             assert time.monotonic() < deadline, state_file(box)
             time.sleep(0.3)
-        assert "key old._domainkey.example.com retired" in box.log()
+        # The watcher writes the state file, then logs: wait for the line too.
+        deadline = time.monotonic() + 3
+        while "key old._domainkey.example.com retired" not in box.log():
+            assert time.monotonic() < deadline, box.log()[-2000:]
+            time.sleep(0.1)
         p = box.sign(MESSAGE)
         assert p.returncode == 0 and selectors_of(p) == [new] and dkimpy_verify(p.stdout, box.keytable)
         # The table shows the states too.
