@@ -82,6 +82,8 @@ define(`SMART_HOST', `esmtp:[127.0.0.1]')dnl
 define(`ESMTP_MAILER_ARGS', `TCP $h {sink_port}')dnl
 FEATURE(`nocanonify')dnl
 FEATURE(`accept_unresolvable_domains')dnl
+dnl No MSA on port 587: only the test's own port, so two runs can't collide.
+FEATURE(`no_default_msa')dnl
 DAEMON_OPTIONS(`Port={port}, Addr=127.0.0.1, Name=MTA')dnl
 INPUT_MAIL_FILTER(`dkimsign', `S=unix:{milter_socket}, F=T, T=C:30s;S:1m;R:1m;E:5m')dnl
 MAILER(`smtp')dnl
