@@ -26,6 +26,7 @@
 #include "dkim/sign.h"
 #include "util/clock.h"
 #include "util/ratelimit.h"
+#include "daemon/dispatch-private.h"
 
 #define MSGID_LOG_MAX 128
 
@@ -120,8 +121,8 @@ static bool ed25519_verify(const struct hsm_key *key, const uint8_t digest[DKIM_
         return ok;
 }
 
-static int verify_signature(const struct hsm_key *key, const uint8_t digest[DKIM_SHA256_LEN],
-                            const uint8_t *sig, size_t sig_len)
+int dispatch_verify_signature(const struct hsm_key *key, const uint8_t digest[DKIM_SHA256_LEN],
+                              const uint8_t *sig, size_t sig_len)
 {
         EVP_PKEY_CTX *pctx = NULL;
         bool ok;
@@ -140,7 +141,7 @@ static int verify_signature(const struct hsm_key *key, const uint8_t digest[DKIM
 }
 
 /* The Message-ID's value, trimmed and cut short, for the audit line. */
-static void find_msgid(const struct dkim_headers *h, char *ret, size_t size)
+void dispatch_find_msgid(const struct dkim_headers *h, char *ret, size_t size)
 {
         snprintf(ret, size, "-");
         for (size_t i = 0; i < h->count; i++) {
@@ -185,7 +186,7 @@ static int parse_request(const struct sign_ctx *ctx, struct request *rq, const u
                          "header field, a bare CR or LF, or a NUL octet)");
                 return DKIMSIGN_E_HEADER;
         }
-        find_msgid(&rq->headers, rq->msgid, sizeof(rq->msgid));
+        dispatch_find_msgid(&rq->headers, rq->msgid, sizeof(rq->msgid));
         /* Both domains in lowercase A-label form, as the key table's and
          * the configuration's are: an EAI (RFC 6532) message's U-label
          * From domain is signed for as its A-labels (RFC 8616). */
@@ -213,8 +214,8 @@ static int parse_request(const struct sign_ctx *ctx, struct request *rq, const u
         return 0;
 }
 
-static const struct dkim_hpolicy *policy_for(const struct config *c, const struct config_domain *d,
-                                             size_t *ret_len)
+const struct dkim_hpolicy *dispatch_policy_for(const struct config *c, const struct config_domain *d,
+                                               size_t *ret_len)
 {
         if (d && d->hpolicy_len) {
                 *ret_len = d->hpolicy_len;
@@ -235,7 +236,7 @@ static int sigset_prepare(const struct sign_ctx *ctx, struct request *rq, struct
         char why[200];
         int r;
 
-        pol = policy_for(c, set->section, &plen);
+        pol = dispatch_policy_for(c, set->section, &plen);
         r = dkim_select_headers(&rq->headers, pol, plen, set->hnames, DKIM_HNAMES_MAX, &set->hcount);
         if (r < 0) {
                 snprintf(rq->why, sizeof(rq->why), "too many header fields to sign under the policy (h= would "
@@ -350,7 +351,7 @@ static int sign_one(const struct sign_ctx *ctx, struct hsm_session *session, str
                                  hsm_ckr_name(hsm_last_ckr()));
         }
         if (r == 0) {
-                r = verify_signature(k->key, digest, sig, sig_len);
+                r = dispatch_verify_signature(k->key, digest, sig, sig_len);
                 if (r < 0)
                         snprintf(rq->why, sizeof(rq->why),
                                  "the token returned a signature that does not verify; not released");
@@ -360,21 +361,14 @@ static int sign_one(const struct sign_ctx *ctx, struct hsm_session *session, str
         return r;
 }
 
-/* The quotas a request was counted under, to give back if it fails:
- * its uid's and d='s, and also_sign's d='s (also_d; NULL: not counted). */
-struct quota_pair {
-        struct quota_limits uid, domain, also;
-        const char *also_d;
-};
-
-static void quota_refused(struct request *rq, const struct peer *peer, const struct quota_refusal *over,
+static void quota_refused(char *why, size_t whylen, const struct peer *peer, const struct quota_refusal *over,
                           const char *d)
 {
         if (strcmp(over->who, "uid") == 0)
-                snprintf(rq->why, sizeof(rq->why), "uid %u is over its signing quota of %llu messages a %s; "
+                snprintf(why, whylen, "uid %u is over its signing quota of %llu messages a %s; "
                          "try again later", (unsigned) peer->uid, (unsigned long long) over->limit, over->window);
         else
-                snprintf(rq->why, sizeof(rq->why), "domain %s is over its signing quota of %llu messages a %s; "
+                snprintf(why, whylen, "domain %s is over its signing quota of %llu messages a %s; "
                          "try again later", d, (unsigned long long) over->limit, over->window);
 }
 
@@ -409,7 +403,7 @@ static int quota_take_also(const struct sign_ctx *ctx, const struct peer *peer, 
         if (full)
                 quota_warn_full(peer, d, now);
         if (r == DKIMSIGN_E_QUOTA) {
-                quota_refused(rq, peer, &over, d);
+                quota_refused(rq->why, sizeof(rq->why), peer, &over, d);
                 return r;
         }
         taken->also_d = d;
@@ -417,16 +411,15 @@ static int quota_take_also(const struct sign_ctx *ctx, const struct peer *peer, 
 }
 
 /* Count the message against its uid's and its d= domain's quotas
- * (quota.h), and also_sign's d='s (quota_take_also); DKIMSIGN_E_QUOTA,
- * with the sentence in rq->why, when one is spent, nothing counted then.
- * *ret_taken points at what was counted (in static storage of this
- * thread: one request at a time), or is NULL. */
-static int quota_check(const struct sign_ctx *ctx, const struct peer *peer, struct request *rq, int64_t now,
-                       struct quota_pair **ret_taken)
+ * (quota.h); DKIMSIGN_E_QUOTA, with the sentence in why, when either
+ * is spent, nothing counted then.  *ret_taken points at what was counted
+ * (in static storage of this thread: one request at a time), or is NULL. */
+int dispatch_quota_check(const struct sign_ctx *ctx, const struct peer *peer, const char *d, char *why,
+                         size_t whylen, int64_t now, struct quota_pair **ret_taken)
 {
         static _Thread_local struct quota_pair taken;
         const struct config *c = ctx->config;
-        struct config_quota dq = config_domain_quota(c, rq->d);
+        struct config_quota dq = config_domain_quota(c, d);
         struct quota_refusal over;
         int full = 0, r;
 
@@ -434,21 +427,33 @@ static int quota_check(const struct sign_ctx *ctx, const struct peer *peer, stru
                 .uid = { .per_minute = c->limits.uid_quota.per_minute, .per_day = c->limits.uid_quota.per_day },
                 .domain = { .per_minute = dq.per_minute, .per_day = dq.per_day },
         };
-        r = quota_take(ctx->quota, now, peer->uid, &taken.uid, rq->d, &taken.domain, &over, &full);
+        r = quota_take(ctx->quota, now, peer->uid, &taken.uid, d, &taken.domain, &over, &full);
         if (full)
-                quota_warn_full(peer, rq->d, now);
+                quota_warn_full(peer, d, now);
         if (r == DKIMSIGN_E_QUOTA) {
-                quota_refused(rq, peer, &over, rq->d);
+                quota_refused(why, whylen, peer, &over, d);
                 return r;
         }
-        if (r == 0 && rq->nsets > 1) {
-                r = quota_take_also(ctx, peer, rq, now, &taken);
+        *ret_taken = &taken;
+        return r;
+}
+
+/* dispatch_quota_check for the request's d=, and also_sign's d='s
+ * (quota_take_also); all or nothing. */
+static int quota_check(const struct sign_ctx *ctx, const struct peer *peer, struct request *rq, int64_t now,
+                       struct quota_pair **ret_taken)
+{
+        int r = dispatch_quota_check(ctx, peer, rq->d, rq->why, sizeof(rq->why), now, ret_taken);
+
+        if (r == 0 && *ret_taken && rq->nsets > 1) {
+                struct quota_pair *taken = *ret_taken;
+
+                r = quota_take_also(ctx, peer, rq, now, taken);
                 if (r < 0) {
-                        quota_give_back(ctx->quota, now, peer->uid, &taken.uid, rq->d, &taken.domain);
-                        return r;
+                        quota_give_back(ctx->quota, now, peer->uid, &taken->uid, rq->d, &taken->domain);
+                        *ret_taken = NULL;
                 }
         }
-        *ret_taken = &taken;
         return r;
 }
 

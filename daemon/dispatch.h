@@ -45,4 +45,9 @@ struct sign_ctx *sign_ctx_unref(struct sign_ctx *ctx);
 int dispatch_sign(const struct sign_ctx *ctx, struct hsm_session *session, const struct peer *peer,
                   uint32_t id, const uint8_t *payload, size_t len, struct buf *out);
 
+/* The same for a SEAL request (dispatch-seal.c): one ARC set, answered by
+ * SIGNED with ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results. */
+int dispatch_seal(const struct sign_ctx *ctx, struct hsm_session *session, const struct peer *peer,
+                  uint32_t id, const uint8_t *payload, size_t len, struct buf *out);
+
 #endif

@@ -370,17 +370,26 @@ static void handle_sign(struct server *s, struct conn *c, struct frame *f)
                 { conn_fail(c, f->id, DKIMSIGN_E_PROTOCOL, "HELLO must come first"); return; }
         /* Checked before it is copied: a request the worker would refuse
          * for its size or form never takes memory in the queue. */
+        if (f->type == MSG_SEAL && c->version < PROTO_VERSION_SEAL) {
+                /* A SEAL on a version 1 connection is a type that version
+                 * does not have: the connection goes on (docs/protocol.md). */
+                msg_error_encode_code(&c->out, f->id, DKIMSIGN_E_PROTOCOL, "SEAL needs protocol version 2");
+                return;
+        }
         {
                 struct msg_sign m;
+                struct msg_seal sm;
                 struct buf view = f->payload;
 
-                r = msg_sign_decode(&view, s->c->limits.max_header_block, &m);
+                r = f->type == MSG_SEAL ? msg_seal_decode(&view, s->c->limits.max_header_block, &sm)
+                                        : msg_sign_decode(&view, s->c->limits.max_header_block, &m);
                 if (r < 0) {
                         s->stats.by_status[wire_status_from_err(r)]++;
                         counters_refusal(s->ctx->counters, counters_reason(r));
                         msg_error_encode_code(&c->out, f->id, r, r == DKIMSIGN_E_TOO_LARGE
                                               ? "the header block is over max_header_block"
-                                              : "malformed SIGN request");
+                                              : f->type == MSG_SEAL ? "malformed SEAL request"
+                                                                    : "malformed SIGN request");
                         return;
                 }
         }
@@ -398,6 +407,7 @@ static void handle_sign(struct server *s, struct conn *c, struct frame *f)
         j->conn = c;
         j->ctx = sign_ctx_ref(s->ctx);
         j->id = f->id;
+        j->type = f->type;
         j->peer = c->peer;
         j->charged = j->len;
         j->queued_us = now_us();
@@ -631,6 +641,7 @@ static void conn_process(struct server *s, struct conn *c)
                         handle_hello(s, c, &f);
                         break;
                 case MSG_SIGN:
+                case MSG_SEAL:
                         handle_sign(s, c, &f);
                         break;
                 case MSG_STATUS:

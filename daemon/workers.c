@@ -130,8 +130,8 @@ static void *worker_main(void *p)
                 if (!me->session)
                         hsm_session_open(w->h, &me->session);
                 if (me->session)
-                        j->result = dispatch_sign(j->ctx, me->session, &j->peer, j->id, j->payload, j->len,
-                                                  &j->reply);
+                        j->result = (j->type == MSG_SEAL ? dispatch_seal : dispatch_sign)(
+                                j->ctx, me->session, &j->peer, j->id, j->payload, j->len, &j->reply);
                 else
                         reply_token_error(j, "no session on the token; try again later");
                 recovered = hsm_recoveries(w->h);

@@ -19,6 +19,7 @@ struct job {
         void *conn;              /* the event loop's connection (opaque here) */
         struct sign_ctx *ctx;    /* the generation the request started in (a reference) */
         uint32_t id;
+        uint8_t type;            /* MSG_SIGN or MSG_SEAL */
         struct peer peer;
         uint8_t *payload;        /* owned copy of the request */
         size_t len;

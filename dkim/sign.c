@@ -168,7 +168,11 @@ int dkim_sig_field_begin(const struct dkim_sig_spec *spec, struct buf *out)
 
         if (spec->hcount == 0 || !spec->domain || !spec->selector)
                 return DKIMSIGN_E_INTERNAL;
-        fold_put(&f, "DKIM-Signature: v=1", strlen("DKIM-Signature: v=1"));
+        {
+                const char *head = spec->head ? spec->head : "DKIM-Signature: v=1";
+
+                fold_put(&f, head, strlen(head));
+        }
         fold_tag(&f, "a", spec->alg);
         snprintf(c, sizeof(c), "%s/%s", dkim_canon_to_string(spec->header_canon),
                  dkim_canon_to_string(spec->body_canon));

@@ -46,6 +46,8 @@ extern const struct dkim_hpolicy dkim_default_hpolicy[];
 extern const size_t dkim_default_hpolicy_len;
 
 struct dkim_sig_spec {
+        const char *head;              /* what comes before "; a=": NULL for "DKIM-Signature: v=1",
+                                          "ARC-Message-Signature: i=N" for ARC (arc.h) */
         const char *alg;               /* "rsa-sha256" / "ed25519-sha256" */
         enum dkim_canon header_canon;
         enum dkim_canon body_canon;

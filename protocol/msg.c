@@ -134,6 +134,57 @@ int msg_sign_decode(struct buf *p, size_t max_headers, struct msg_sign *ret)
         return r == DKIMSIGN_E_INCOMPLETE ? DKIMSIGN_E_FORMAT : r;
 }
 
+int msg_seal_encode(struct buf *out, uint32_t id, const struct msg_seal *m)
+{
+        ENCODE_BEGIN(out, MSG_SEAL, id);
+        if (r == 0)
+                r = buf_put_u8(out, m->cv);
+        if (r == 0)
+                r = buf_put_u8(out, m->instance);
+        if (r == 0)
+                r = buf_put_bytes(out, m->domain, m->domain_len);
+        if (r == 0)
+                r = buf_put_bytes(out, m->authserv_id, m->authserv_id_len);
+        if (r == 0)
+                r = buf_put_bytes(out, m->results, m->results_len);
+        if (r == 0)
+                r = buf_put_bytes(out, m->body_hash, MSG_BODY_HASH_LEN);
+        if (r == 0)
+                r = buf_put_bytes(out, m->headers, m->headers_len);
+        return encode_end(out, frame_start_, r);
+}
+
+int msg_seal_decode(struct buf *p, size_t max_headers, struct msg_seal *ret)
+{
+        struct msg_seal m = { 0 };
+        size_t hash_len = 0;
+        int r;
+
+        r = buf_get_u8(p, &m.cv);
+        if (r == 0)
+                r = buf_get_u8(p, &m.instance);
+        if (r == 0)
+                r = get_text(p, MSG_DOMAIN_MAX, &m.domain, &m.domain_len);
+        if (r == 0)
+                r = get_text(p, MSG_AUTHSERV_MAX, &m.authserv_id, &m.authserv_id_len);
+        if (r == 0)
+                r = get_text(p, MSG_RESULTS_MAX, &m.results, &m.results_len);
+        if (r == 0)
+                r = buf_get_bytes(p, &m.body_hash, &hash_len);
+        if (r == 0)
+                r = buf_get_bytes(p, &m.headers, &m.headers_len);
+        if (r == 0)
+                r = buf_end(p);
+        /* cv=none exactly at the first instance (RFC 8617 5.1.1). */
+        if (r == 0 && (m.cv > MSG_ARC_CV_FAIL || m.instance == 0 || (m.instance == 1) != (m.cv == MSG_ARC_CV_NONE) ||
+                       hash_len != MSG_BODY_HASH_LEN || m.domain_len == 0 || m.authserv_id_len == 0))
+                r = DKIMSIGN_E_FORMAT;
+        if (r == 0 && m.headers_len > max_headers)
+                r = DKIMSIGN_E_TOO_LARGE;
+        *ret = r == 0 ? m : (struct msg_seal) { 0 };
+        return r == DKIMSIGN_E_INCOMPLETE ? DKIMSIGN_E_FORMAT : r;
+}
+
 int msg_signed_encode(struct buf *out, uint32_t id, const struct msg_signed *m)
 {
         if (m->count == 0 || m->count > MSG_SIGNATURES_MAX)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Message types of the dkimsign wire protocol, version 1 (docs/protocol.md),
+ * Message types of the dkimsign wire protocol, versions 1 and 2 (docs/protocol.md),
  * their encoders and decoders, and the mapping of error codes to the few
  * stable wire statuses.
  *
@@ -19,9 +19,12 @@
 #include "protocol/buf.h"
 
 #define PROTO_VERSION_MIN 1
-/* Version 2 adds METRICS (docs/protocol.md); a version 1 peer never sees it. */
+/* Version 2 adds METRICS and SEAL (docs/protocol.md); a version 1 peer
+ * never sees either. */
 #define PROTO_VERSION_MAX 2
 #define PROTO_VERSION_METRICS 2
+/* The first version with SEAL (ARC, RFC 8617). */
+#define PROTO_VERSION_SEAL 2
 
 enum msg_type {
         MSG_HELLO = 1,       /* client -> daemon: versions it speaks */
@@ -35,6 +38,7 @@ enum msg_type {
         MSG_RELOADED = 9,    /* daemon -> admin: a sentence on what was loaded */
         MSG_METRICS = 10,    /* monitor -> daemon (version 2): the metrics, in a format */
         MSG_METRICS_OK = 11, /* daemon -> monitor: the exposition text */
+        MSG_SEAL = 12,       /* client -> daemon (version 2): an ARC set, answered by SIGNED */
 };
 
 /* The formats a METRICS request may ask for. */
@@ -52,6 +56,9 @@ enum msg_metrics_format {
 #define MSG_FIELD_MAX 16384      /* one DKIM-Signature field */
 #define MSG_REPORT_MAX 16384     /* a STATUS_OK or RELOADED text */
 #define MSG_METRICS_MAX (4 * 1024 * 1024)  /* a METRICS_OK text */
+#define MSG_AUTHSERV_MAX 253     /* an authserv-id (RFC 8601 2.5: usually a host name) */
+#define MSG_RESULTS_MAX 8192     /* the results an ARC-Authentication-Results records */
+#define MSG_ARC_INSTANCE_MAX 50  /* RFC 8617 4.2.1: i= is 1 to 50 */
 
 /* Stable wire statuses: what a client must act on.  Each is permanent or
  * temporary, and the ERROR frame says which, so an old client can handle a
@@ -94,6 +101,29 @@ struct msg_sign {
         size_t headers_len;
 };
 
+/* An ARC-Seal's cv= (RFC 8617 4.1.3). */
+enum msg_arc_cv {
+        MSG_ARC_CV_NONE = 0,    /* no chain before this set: instance 1 */
+        MSG_ARC_CV_PASS = 1,
+        MSG_ARC_CV_FAIL = 2,
+};
+
+/* SEAL: the ARC set of the given instance for a header block (which holds
+ * the sets before it) and the relaxed body hash. */
+struct msg_seal {
+        uint8_t cv;                     /* enum msg_arc_cv, as the client decided */
+        uint8_t instance;               /* the new set's i=, 1 to 255 on the wire */
+        const char *domain;             /* the sealing domain (d=), not empty */
+        size_t domain_len;
+        const char *authserv_id;        /* the AAR's authserv-id, not empty */
+        size_t authserv_id_len;
+        const char *results;            /* the AAR's results, unfolded; empty: "none" */
+        size_t results_len;
+        const uint8_t *body_hash;       /* MSG_BODY_HASH_LEN octets, relaxed body */
+        const uint8_t *headers;
+        size_t headers_len;
+};
+
 struct msg_signed {
         uint16_t count;
         const uint8_t *fields[MSG_SIGNATURES_MAX];  /* without the final CRLF */
@@ -115,6 +145,10 @@ int msg_hello_ok_decode(struct buf *payload, struct msg_hello_ok *ret);
 /* max_headers bounds headers_len (a configured limit). */
 int msg_sign_encode(struct buf *out, uint32_t id, const struct msg_sign *m);
 int msg_sign_decode(struct buf *payload, size_t max_headers, struct msg_sign *ret);
+/* The decoder refuses a cv that does not fit the instance (none exactly at
+ * i=1), an empty domain or authserv-id. */
+int msg_seal_encode(struct buf *out, uint32_t id, const struct msg_seal *m);
+int msg_seal_decode(struct buf *payload, size_t max_headers, struct msg_seal *ret);
 int msg_signed_encode(struct buf *out, uint32_t id, const struct msg_signed *m);
 int msg_signed_decode(struct buf *payload, struct msg_signed *ret);
 int msg_error_encode(struct buf *out, uint32_t id, const struct msg_error *m);

@@ -230,11 +230,6 @@ def test_versions():
     msg = expect_error(c, 1, 2, closes=True)
     assert "1 to 2" in msg and "3 to 5" in msg, msg
     c.close()
-    c = wire.Conn(box.socket)
-    c.send(wire.hello(lo=1, hi=9))  # a newer client that still speaks 1 and 2
-    t, _, payload = c.recv_frame()
-    assert t == wire.HELLO_OK and struct.unpack(">H", payload[:2])[0] == 2
-    c.close()
     # A version 1 client (libdkimsign 0.1) gets version 1, where METRICS
     # (type 10, format 0) is not a message: an error, and the connection goes on.
     c = wire.Conn(box.socket)
@@ -244,6 +239,19 @@ def test_versions():
     c.send(struct.pack(">IBIB", 6, 10, 7, 0))
     expect_error(c, 7, 1, closes=False)
     c.close()
+    for lo, hi, want in ((1, 9, 2), (1, 1, 1)):  # a newer client; an older one, which gets version 1
+        c = wire.Conn(box.socket)
+        c.send(wire.hello(lo=lo, hi=hi))
+        t, _, payload = c.recv_frame()
+        assert t == wire.HELLO_OK and struct.unpack(">H", payload[:2])[0] == want
+        if want == 1:
+            # SEAL is version 2's: on a version 1 connection it is an unknown
+            # type (status 1) and the connection goes on.
+            c.send(wire.seal(2, HEADERS, b"example.com") + wire.sign(3, HEADERS))
+            expect_error(c, 2, 1, closes=False)
+            t, rid, _ = c.recv_frame()
+            assert (t, rid) == (wire.SIGNED, 3), (t, rid)
+        c.close()
     c = wire.Conn(box.socket)
     c.send(wire.hello(lo=3, hi=1))
     expect_error(c, 1, 1, closes=True)

@@ -6,6 +6,7 @@ import socket
 import struct
 
 HELLO, HELLO_OK, SIGN, SIGNED, ERROR = 1, 2, 3, 4, 5
+SEAL = 12
 
 
 def frame(mtype, rid, payload=b""):
@@ -25,6 +26,14 @@ def sign(rid, headers, body_hash=None, domain=b"", hcanon=1, bcanon=1):
     if body_hash is None:
         body_hash = hashlib.sha256(b"").digest()  # relaxed canonical empty body
     return frame(SIGN, rid, bytes([hcanon, bcanon]) + string(domain) + string(body_hash) + string(headers))
+
+
+def seal(rid, headers, domain, cv=0, instance=1, authserv=b"mx.test", results=b"", body_hash=None):
+    """A SEAL request (protocol version 2): cv 0 none, 1 pass, 2 fail."""
+    if body_hash is None:
+        body_hash = hashlib.sha256(b"").digest()
+    return frame(SEAL, rid, bytes([cv, instance]) + string(domain) + string(authserv) + string(results)
+                 + string(body_hash) + string(headers))
 
 
 class Conn:

@@ -92,6 +92,59 @@ static void test_sign_roundtrip_and_limits(void **state)
         buf_deinit(&b);
 }
 
+/* SEAL: a round trip, and the cv= that must fit the instance (none
+ * exactly at i=1), every truncation refused. */
+static void test_seal_roundtrip_and_cv(void **state)
+{
+        static const struct { uint8_t cv, instance; int want; } cases[] = {
+                { MSG_ARC_CV_NONE, 1, 0 }, { MSG_ARC_CV_PASS, 2, 0 }, { MSG_ARC_CV_FAIL, 7, 0 },
+                { MSG_ARC_CV_PASS, 1, DKIMSIGN_E_FORMAT }, { MSG_ARC_CV_NONE, 2, DKIMSIGN_E_FORMAT },
+                { 3, 2, DKIMSIGN_E_FORMAT }, { MSG_ARC_CV_NONE, 0, DKIMSIGN_E_FORMAT },
+        };
+        uint8_t hash[MSG_BODY_HASH_LEN];
+        const char hdr[] = "From: a@example.com\r\n";
+        struct msg_seal in = { .domain = "list.example", .domain_len = 12, .authserv_id = "mx", .authserv_id_len = 2,
+                               .results = "spf=pass", .results_len = 8, .body_hash = hash,
+                               .headers = (const uint8_t *) hdr, .headers_len = strlen(hdr) };
+        struct msg_seal out;
+        struct buf b, p;
+        struct frame f;
+
+        memset(hash, 0x5a, sizeof(hash));
+        buf_init(&b, 4096);
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                in.cv = cases[i].cv;
+                in.instance = cases[i].instance;
+                buf_reset(&b);
+                assert_int_equal(msg_seal_encode(&b, 1, &in), 0);
+                assert_int_equal(frame_decode(b.data, b.len, &f), 0);
+                assert_int_equal(msg_seal_decode(&f.payload, 1024, &out), cases[i].want);
+                if (cases[i].want == 0) {
+                        assert_int_equal(out.instance, cases[i].instance);
+                        assert_int_equal(out.results_len, 8);
+                        assert_memory_equal(out.body_hash, hash, sizeof(hash));
+                }
+        }
+        in.cv = MSG_ARC_CV_NONE;
+        in.instance = 1;
+        buf_reset(&b);
+        assert_int_equal(msg_seal_encode(&b, 1, &in), 0);
+        assert_int_equal(frame_decode(b.data, b.len, &f), 0);
+        for (size_t cut = 0; cut < buf_remaining(&f.payload); cut++) {
+                buf_view(&p, buf_ptr(&f.payload), cut);
+                assert_int_equal(msg_seal_decode(&p, 1024, &out), DKIMSIGN_E_FORMAT);
+        }
+        p = f.payload;
+        assert_int_equal(msg_seal_decode(&p, 10, &out), DKIMSIGN_E_TOO_LARGE);
+        /* An empty sealing domain. */
+        in.domain_len = 0;
+        buf_reset(&b);
+        assert_int_equal(msg_seal_encode(&b, 1, &in), 0);
+        assert_int_equal(frame_decode(b.data, b.len, &f), 0);
+        assert_int_equal(msg_seal_decode(&f.payload, 1024, &out), DKIMSIGN_E_FORMAT);
+        buf_deinit(&b);
+}
+
 static void test_sign_refuses_trailing_and_truncation(void **state)
 {
         uint8_t hash[MSG_BODY_HASH_LEN] = { 0 };
@@ -186,6 +239,7 @@ int main(void)
                 cmocka_unit_test(test_decode_exact_length),
                 cmocka_unit_test(test_hello_roundtrip),
                 cmocka_unit_test(test_sign_roundtrip_and_limits),
+                cmocka_unit_test(test_seal_roundtrip_and_cv),
                 cmocka_unit_test(test_sign_refuses_trailing_and_truncation),
                 cmocka_unit_test(test_error_mapping),
                 cmocka_unit_test(test_version_negotiation),
