@@ -25,43 +25,14 @@
 #include "client/dkimsign.h"
 #include "protocol/frame.h"
 #include "protocol/msg.h"
+#include "client/client-private.h"
 
 #define PUBLIC __attribute__((visibility("default")))
 
 #define HEADER_MAX_DEFAULT (256 * 1024)
 #define IO_TIMEOUT_S 30
-#define REPLY_MAX (MSG_SIGNATURES_MAX * (MSG_FIELD_MAX + 4) + 64)
 
-struct dkimsign_client {
-        char *path;
-        int fd;
-        uint32_t next_id;
-        uint32_t max_frame;
-        struct buf in;
-        char error[512];
-};
-
-enum msg_state {
-        IN_HEADER,      /* collecting header lines */
-        IN_BODY,        /* streaming the body into the hash */
-        FINISHED,
-};
-
-struct dkimsign_message {
-        enum msg_state state;
-        enum dkimsign_canon hcanon, bcanon;
-        char domain[MSG_DOMAIN_MAX + 1];
-        struct buf header;             /* CRLF-normalized header block */
-        bool line_empty;               /* nothing yet on the current header line */
-        bool pending_cr;               /* header: a CR waiting for its LF */
-        bool headers_added;            /* fed through add_header */
-        bool ended_in_header;          /* no empty line before the end */
-        struct dkim_body_hash *bh;
-        uint8_t body_hash[DKIM_SHA256_LEN];
-};
-
-static int set_error(dkimsign_client *c, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int set_error(dkimsign_client *c, int r, const char *fmt, ...)
+int client_set_error(dkimsign_client *c, int r, const char *fmt, ...)
 {
         va_list ap;
 
@@ -184,11 +155,11 @@ static int take_error(dkimsign_client *c, struct frame *f)
         struct msg_error e;
 
         if (msg_error_decode(&f->payload, &e) < 0)
-                return set_error(c, DKIMSIGN_E_PROTOCOL, "malformed error reply from dkimsignd");
-        return set_error(c, wire_error_to_err(&e), "dkimsignd: %.*s", (int) e.text_len, e.text);
+                return client_set_error(c, DKIMSIGN_E_PROTOCOL, "malformed error reply from dkimsignd");
+        return client_set_error(c, wire_error_to_err(&e), "dkimsignd: %.*s", (int) e.text_len, e.text);
 }
 
-static int connect_and_hello(dkimsign_client *c)
+int client_connect(dkimsign_client *c)
 {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         struct timeval tv = { .tv_sec = IO_TIMEOUT_S };
@@ -203,18 +174,18 @@ static int connect_and_hello(dkimsign_client *c)
 
         conn_drop(c);
         if (strlen(c->path) >= sizeof(sa.sun_path))
-                return set_error(c, DKIMSIGN_E_CONFIG, "socket path too long: %s", c->path);
+                return client_set_error(c, DKIMSIGN_E_CONFIG, "socket path too long: %s", c->path);
         memcpy(sa.sun_path, c->path, strlen(c->path) + 1);
         c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (c->fd < 0)
-                return set_error(c, DKIMSIGN_E_SYSTEM, "socket: %s", strerror(errno));
+                return client_set_error(c, DKIMSIGN_E_SYSTEM, "socket: %s", strerror(errno));
         setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         if (connect(c->fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
                 int e = errno;
 
                 conn_drop(c);
-                return set_error(c, DKIMSIGN_E_UNAVAILABLE, "cannot connect to dkimsignd at %s: %s", c->path,
+                return client_set_error(c, DKIMSIGN_E_UNAVAILABLE, "cannot connect to dkimsignd at %s: %s", c->path,
                                  strerror(e));
         }
         buf_init(&req, 256);
@@ -225,18 +196,20 @@ static int connect_and_hello(dkimsign_client *c)
         buf_deinit(&req);
         if (r < 0) {
                 conn_drop(c);
-                return set_error(c, r == DKIMSIGN_E_CLOSED ? DKIMSIGN_E_UNAVAILABLE : r,
+                return client_set_error(c, r == DKIMSIGN_E_CLOSED ? DKIMSIGN_E_UNAVAILABLE : r,
                                  "dkimsignd at %s did not answer HELLO: %s", c->path, dkimsign_strerror(r));
         }
         if (f.type == MSG_ERROR)
                 r = take_error(c, &f);
         else if (f.type != MSG_HELLO_OK || msg_hello_ok_decode(&f.payload, &ok) < 0)
-                r = set_error(c, DKIMSIGN_E_PROTOCOL, "unexpected answer to HELLO from dkimsignd");
+                r = client_set_error(c, DKIMSIGN_E_PROTOCOL, "unexpected answer to HELLO from dkimsignd");
         else if (ok.version < PROTO_VERSION_MIN || ok.version > PROTO_VERSION_MAX)
-                r = set_error(c, DKIMSIGN_E_VERSION, "dkimsignd chose protocol version %u, which this library does not speak",
+                r = client_set_error(c, DKIMSIGN_E_VERSION, "dkimsignd chose protocol version %u, which this library does not speak",
                               ok.version);
-        else
+        else {
                 c->max_frame = ok.max_frame;
+                c->version = ok.version;
+        }
         buf_consume(&c->in, total);
         if (r < 0)
                 conn_drop(c);
@@ -258,7 +231,7 @@ PUBLIC int dkimsign_client_open(const char *socket_path, dkimsign_client **ret)
                 dkimsign_client_free(c);
                 return DKIMSIGN_E_NOMEM;
         }
-        r = connect_and_hello(c);
+        r = client_connect(c);
         *ret = c;
         return r;
 }
@@ -300,17 +273,18 @@ PUBLIC void dkimsign_message_free(dkimsign_message *m)
                 return;
         buf_deinit(&m->header);
         dkim_body_hash_free(m->bh);
+        dkim_body_hash_free(m->bh_simple);
         free(m);
 }
 
-static bool message_started(const dkimsign_message *m)
+bool client_message_started(const dkimsign_message *m)
 {
         return m->header.len > 0 || m->state != IN_HEADER || m->headers_added;
 }
 
 PUBLIC int dkimsign_message_set_canon(dkimsign_message *m, enum dkimsign_canon header, enum dkimsign_canon body)
 {
-        if (message_started(m))
+        if (client_message_started(m))
                 return DKIMSIGN_E_INTERNAL;
         if ((header != DKIMSIGN_CANON_SIMPLE && header != DKIMSIGN_CANON_RELAXED) ||
             (body != DKIMSIGN_CANON_SIMPLE && body != DKIMSIGN_CANON_RELAXED))
@@ -332,7 +306,7 @@ PUBLIC int dkimsign_message_set_domain(dkimsign_message *m, const char *domain)
 
 PUBLIC int dkimsign_message_set_max_header(dkimsign_message *m, size_t max)
 {
-        if (message_started(m) || max < 64)
+        if (client_message_started(m) || max < 64)
                 return DKIMSIGN_E_INTERNAL;
         m->header.max = max;
         return 0;
@@ -342,9 +316,20 @@ static int start_body(dkimsign_message *m)
 {
         int r = dkim_body_hash_new((enum dkim_canon) m->bcanon, &m->bh);
 
+        /* ARC: a chain's signatures may have hashed the body simple. */
+        if (r == 0 && m->arc)
+                r = dkim_body_hash_new(DKIM_CANON_SIMPLE, &m->bh_simple);
+
         if (r == 0)
                 m->state = IN_BODY;
         return r;
+}
+
+static void body_update(dkimsign_message *m, const void *data, size_t len)
+{
+        dkim_body_hash_update(m->bh, data, len);
+        if (m->bh_simple)
+                dkim_body_hash_update(m->bh_simple, data, len);
 }
 
 /* Header bytes, normalized to CRLF; returns how many were taken before the
@@ -409,7 +394,7 @@ PUBLIC int dkimsign_message_write(dkimsign_message *m, const void *data, size_t 
                 len -= used;
         }
         if (m->state == IN_BODY && len)
-                dkim_body_hash_update(m->bh, p, len);
+                body_update(m, p, len);
         return 0;
 }
 
@@ -497,12 +482,12 @@ PUBLIC int dkimsign_message_write_body(dkimsign_message *m, const void *data, si
                 if (r < 0)
                         return r;
         }
-        dkim_body_hash_update(m->bh, data, len);
+        body_update(m, data, len);
         return 0;
 }
 
 /* End of input: close the header block and the body hash. */
-static int message_finish(dkimsign_message *m)
+int client_message_finish(dkimsign_message *m)
 {
         int r = 0;
 
@@ -523,6 +508,8 @@ static int message_finish(dkimsign_message *m)
         }
         if (r == 0)
                 r = dkim_body_hash_final(m->bh, m->body_hash);
+        if (r == 0 && m->bh_simple)
+                r = dkim_body_hash_final(m->bh_simple, m->body_hash_simple);
         if (r == 0)
                 m->state = FINISHED;
         return r == DKIMSIGN_E_NOSPACE ? DKIMSIGN_E_TOO_LARGE : r;
@@ -588,7 +575,7 @@ static int take_signed(dkimsign_client *c, struct frame *f, char **ret)
         int r;
 
         if (msg_signed_decode(&f->payload, &s) < 0)
-                return set_error(c, DKIMSIGN_E_PROTOCOL, "malformed SIGNED reply from dkimsignd");
+                return client_set_error(c, DKIMSIGN_E_PROTOCOL, "malformed SIGNED reply from dkimsignd");
         buf_init(&out, REPLY_MAX + 1);
         r = 0;
         for (uint16_t i = 0; r == 0 && i < s.count; i++) {
@@ -600,7 +587,7 @@ static int take_signed(dkimsign_client *c, struct frame *f, char **ret)
                 r = buf_put_u8(&out, 0);
         if (r < 0) {
                 buf_deinit(&out);
-                return set_error(c, DKIMSIGN_E_NOMEM, "out of memory");
+                return client_set_error(c, DKIMSIGN_E_NOMEM, "out of memory");
         }
         *ret = (char *) out.data;  /* transferred */
         return 0;
@@ -619,7 +606,7 @@ static int sign_once(dkimsign_client *c, const struct buf *req, uint32_t id, cha
         else if (f.type == MSG_ERROR)
                 r = take_error(c, &f);
         else
-                r = set_error(c, DKIMSIGN_E_PROTOCOL, "unexpected reply type %u from dkimsignd", f.type);
+                r = client_set_error(c, DKIMSIGN_E_PROTOCOL, "unexpected reply type %u from dkimsignd", f.type);
         buf_consume(&c->in, total);
         return r;
 }
@@ -631,11 +618,11 @@ PUBLIC int dkimsign_sign(dkimsign_client *c, dkimsign_message *m, char **ret_fie
         uint32_t id;
         int r;
 
-        r = message_finish(m);
+        r = client_message_finish(m);
         if (r == DKIMSIGN_E_TOO_LARGE)
-                return set_error(c, r, "the header block is larger than %zu octets", m->header.max);
+                return client_set_error(c, r, "the header block is larger than %zu octets", m->header.max);
         if (r < 0)
-                return set_error(c, r, "could not finish the message: %s", dkimsign_strerror(r));
+                return client_set_error(c, r, "could not finish the message: %s", dkimsign_strerror(r));
         s = (struct msg_sign) {
                 .header_canon = (uint8_t) m->hcanon,
                 .body_canon = (uint8_t) m->bcanon,
@@ -650,25 +637,31 @@ PUBLIC int dkimsign_sign(dkimsign_client *c, dkimsign_message *m, char **ret_fie
         r = msg_sign_encode(&req, id, &s);
         if (r < 0) {
                 buf_deinit(&req);
-                return set_error(c, r, "could not encode the request: %s", dkimsign_strerror(r));
+                return client_set_error(c, r, "could not encode the request: %s", dkimsign_strerror(r));
         }
-        if (c->max_frame && req.len - FRAME_LEN_SIZE > c->max_frame) {
-                buf_deinit(&req);
-                return set_error(c, DKIMSIGN_E_TOO_LARGE, "the header block is larger than dkimsignd accepts");
-        }
+        r = client_request(c, &req, id, ret_fields);
+        buf_deinit(&req);
+        return r;
+}
+
+int client_request(dkimsign_client *c, const struct buf *req, uint32_t id, char **ret_fields)
+{
+        int r;
+
+        if (c->max_frame && req->len - FRAME_LEN_SIZE > c->max_frame)
+                return client_set_error(c, DKIMSIGN_E_TOO_LARGE, "the header block is larger than dkimsignd accepts");
         /* Signing is idempotent, so a connection lost since the last call
          * (daemon restarted) is retried once on a fresh one. */
-        r = c->fd >= 0 ? sign_once(c, &req, id, ret_fields) : DKIMSIGN_E_CLOSED;
+        r = c->fd >= 0 ? sign_once(c, req, id, ret_fields) : DKIMSIGN_E_CLOSED;
         if (r == DKIMSIGN_E_CLOSED) {
-                r = connect_and_hello(c);
+                r = client_connect(c);
                 if (r == 0)
-                        r = sign_once(c, &req, id, ret_fields);
+                        r = sign_once(c, req, id, ret_fields);
         }
         if (r == DKIMSIGN_E_CLOSED || r == DKIMSIGN_E_TIMEOUT) {
                 conn_drop(c);
-                r = set_error(c, DKIMSIGN_E_UNAVAILABLE, "dkimsignd at %s %s", c->path,
-                              r == DKIMSIGN_E_TIMEOUT ? "did not answer in time" : "closed the connection");
+                r = client_set_error(c, DKIMSIGN_E_UNAVAILABLE, "dkimsignd at %s %s", c->path,
+                                     r == DKIMSIGN_E_TIMEOUT ? "did not answer in time" : "closed the connection");
         }
-        buf_deinit(&req);
         return r;
 }

@@ -5,6 +5,10 @@
  * hashed as it is read and spooled to an unlinked temporary file (or read
  * again, when stdin is a regular file), never held whole in memory.
  *
+ * With --arc it seals instead (RFC 8617): the ARC set of the next instance,
+ * under the --domain's key, recording the Authentication-Results of
+ * --authserv-id, after checking the chain the message came with.
+ *
  * Exit status: 0 signed (or, with --unsigned-ok, written back unsigned); 64
  * usage; 65 the message can't be signed (permanent); 75 try again later
  * (daemon down, token failure, busy).
@@ -54,6 +58,13 @@ static void usage(FILE *f)
                 "                        domain, or not this user's to sign) is written\n"
                 "                        back unchanged, exit 0 (for MTA filters)\n"
                 "      --queue-id ID     start each line with the MTA's queue id ID\n"
+                "      --arc             seal (ARC, RFC 8617) instead of signing: check the\n"
+                "                        message's ARC chain and prepend the next ARC set,\n"
+                "                        sealed with the key of --domain (required)\n"
+                "      --authserv-id ID  with --arc: record the Authentication-Results\n"
+                "                        fields of authserv-id ID (required)\n"
+                "      --dns-server ADDR with --arc: ask ADDR (IP[:PORT]) for the chain's\n"
+                "                        keys instead of the system's resolver\n"
                 "  -h, --help            show this help\n"
                 "  -V, --version         show the version\n"
                 "\n"
@@ -143,13 +154,16 @@ static int usage_error(void)
 
 int main(int argc, char **argv)
 {
-        enum { OPT_QUEUE_ID = 0x100 };
+        enum { OPT_QUEUE_ID = 0x100, OPT_ARC, OPT_AUTHSERV_ID, OPT_DNS_SERVER };
         static const struct option opts[] = {
                 { "socket", required_argument, NULL, 's' },
                 { "domain", required_argument, NULL, 'd' },
                 { "canon", required_argument, NULL, 'c' },
                 { "unsigned-ok", no_argument, NULL, 'u' },
                 { "queue-id", required_argument, NULL, OPT_QUEUE_ID },
+                { "arc", no_argument, NULL, OPT_ARC },
+                { "authserv-id", required_argument, NULL, OPT_AUTHSERV_ID },
+                { "dns-server", required_argument, NULL, OPT_DNS_SERVER },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 { 0 },
@@ -160,7 +174,8 @@ int main(int argc, char **argv)
         dkimsign_message *msg = NULL;
         FILE *spool = NULL, *src;
         static uint8_t chunk[CHUNK];
-        bool seekable, first_line_seen = false, lf_only = false, unsigned_ok = false;
+        bool seekable, first_line_seen = false, lf_only = false, unsigned_ok = false, arc = false;
+        struct dkimsign_arc_options arc_opts = { 0 };
         char *fields = NULL, *unsigned_why = NULL;
         struct stat st;
         long start = 0;
@@ -185,6 +200,9 @@ int main(int argc, char **argv)
                         break;
                 case 'u': unsigned_ok = true; break;
                 case OPT_QUEUE_ID: queue_id = optarg; break;
+                case OPT_ARC: arc = true; break;
+                case OPT_AUTHSERV_ID: arc_opts.authserv_id = optarg; break;
+                case OPT_DNS_SERVER: arc_opts.dns_server = optarg; break;
                 case 'h': usage(stdout); return 0;
                 case 'V': printf("dkimsign %s\n", DKIMSIGN_VERSION); return 0;
                 default: return usage_error();
@@ -192,6 +210,11 @@ int main(int argc, char **argv)
         }
         if (optind < argc)
                 return usage_error();
+        if (arc && (!domain || !arc_opts.authserv_id)) {
+                say(LOG_ERR, "--arc needs --domain (the sealing domain) and --authserv-id");
+                return EXIT_USAGE;
+        }
+        arc_opts.domain = domain;
 
         seekable = fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode) && (start = ftell(stdin)) >= 0;
         if (!seekable) {
@@ -201,8 +224,8 @@ int main(int argc, char **argv)
         }
         r = dkimsign_message_new(&msg);
         if (r == 0)
-                r = dkimsign_message_set_canon(msg, hc, bc);
-        if (r == 0 && domain)
+                r = arc ? dkimsign_message_set_arc(msg) : dkimsign_message_set_canon(msg, hc, bc);
+        if (r == 0 && domain && !arc)
                 r = dkimsign_message_set_domain(msg, domain);
         if (r < 0) {
                 status = fail(r, dkimsign_strerror(r));
@@ -235,8 +258,10 @@ int main(int argc, char **argv)
 
         r = dkimsign_client_open(socket_path, &client);
         if (r == 0)
-                r = dkimsign_sign(client, msg, &fields);
-        if (r < 0 && unsigned_ok && not_ours_to_sign(r)) {
+                r = arc ? dkimsign_arc_seal(client, msg, &arc_opts, &fields, NULL) : dkimsign_sign(client, msg, &fields);
+        /* A chain that ended with cv=fail upstream gets no set: as a
+         * message not ours to sign. */
+        if (r < 0 && unsigned_ok && (not_ours_to_sign(r) || (arc && r == DKIMSIGN_E_HEADER))) {
                 /* Said once the message is out, so the line never tells of
                  * a message that then failed to be written. */
                 unsigned_why = strdup(client ? dkimsign_client_error(client) : dkimsign_strerror(r));

@@ -139,6 +139,47 @@ int dkimsign_sign(dkimsign_client *c, dkimsign_message *m, char **ret_fields);
  * message without one. */
 int dkimsign_message_ended_in_header(const dkimsign_message *m);
 
+/*
+ * ARC sealing (RFC 8617), for a forwarder or list that relays the message.
+ *
+ * dkimsign_message_set_arc() readies a message for it, before anything is
+ * written: relaxed/relaxed (what the ARC-Message-Signature uses), and the
+ * body hashed simple too, for the chain's own signatures.
+ *
+ * dkimsign_arc_seal() finishes the message and checks the ARC chain it
+ * arrived with (structure and instances, the newest ARC-Message-Signature
+ * and every ARC-Seal against its key in DNS), which decides cv= (none: no
+ * chain; pass; fail); takes the results to record from the message's
+ * Authentication-Results fields whose authserv-id is o->authserv_id (the
+ * MTA's own verifier; other fields are ignored); and asks dkimsignd for
+ * the next ARC set, sealed with o->domain's key.  *ret_fields gets
+ * "ARC-Seal: ...", "ARC-Message-Signature: ...",
+ * "ARC-Authentication-Results: ..." in that order, each ending in CRLF,
+ * NUL-terminated: prepend them; free() it.  *ret_cv (may be NULL) gets
+ * the cv= sealed.  dkimsign_client_error() then says what the check found.
+ *
+ * DKIMSIGN_E_HEADER, with nothing sealed: the chain ended with cv=fail
+ * upstream (RFC 8617 5.1: no set follows one) or has 50 sets; pass the
+ * message on as it is.  DKIMSIGN_E_DNS_TEMPORARY: a key of the chain could
+ * not be looked up now (retry later).  DKIMSIGN_E_VERSION: the daemon
+ * speaks protocol version 1.
+ */
+enum dkimsign_arc_cv {
+        DKIMSIGN_ARC_NONE = 0,
+        DKIMSIGN_ARC_PASS = 1,
+        DKIMSIGN_ARC_FAIL = 2,
+};
+
+struct dkimsign_arc_options {
+        const char *domain;        /* the sealing domain (d=) */
+        const char *authserv_id;   /* whose Authentication-Results to record */
+        const char *dns_server;    /* for the chain's keys: NULL, the system's resolver; "IP[:PORT]" */
+};
+
+int dkimsign_message_set_arc(dkimsign_message *m);
+int dkimsign_arc_seal(dkimsign_client *c, dkimsign_message *m, const struct dkimsign_arc_options *o,
+                      char **ret_fields, enum dkimsign_arc_cv *ret_cv);
+
 #ifdef __cplusplus
 }
 #endif

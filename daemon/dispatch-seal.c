@@ -6,6 +6,8 @@
  * chain's signatures (the daemon keeps no network); the daemon checks its
  * structure again, since the ARC-Seal it signs covers those sets.
  *
+ * A chain too broken to parse can only be sealed cv=fail (5.1.2).
+ *
  * One set per instance (RFC 8617 4.2.1 allows no second): when the domain
  * has an RSA and an Ed25519 key, the RSA key seals, since few verifiers
  * check Ed25519 ARC yet.  Both signatures are checked against the public
@@ -99,6 +101,18 @@ static int parse_seal(const struct sign_ctx *ctx, struct seal_request *rq, const
                 return DKIMSIGN_E_HEADER;
         }
         r = arc_chain_parse(&rq->headers, &rq->chain, rq->why, sizeof(rq->why));
+        if (r < 0 && rq->m.cv == MSG_ARC_CV_FAIL) {
+                /* A chain too broken to parse is sealed cv=fail after its
+                 * highest instance; that seal covers its own set alone. */
+                size_t top = arc_highest_instance(&rq->headers);
+
+                rq->chain = (struct arc_chain) { 0 };
+                if (top + 1 == rq->m.instance)
+                        return 0;
+                snprintf(rq->why, sizeof(rq->why), "the highest ARC instance is %zu, so the next is i=%zu, not i=%u",
+                         top, top + 1, rq->m.instance);
+                return DKIMSIGN_E_HEADER;
+        }
         if (r < 0)
                 return DKIMSIGN_E_HEADER;
         if (rq->chain.count + 1 != rq->m.instance) {

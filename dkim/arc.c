@@ -175,6 +175,24 @@ int arc_chain_parse(const struct dkim_headers *h, struct arc_chain *ret, char *w
         return 0;
 }
 
+size_t arc_highest_instance(const struct dkim_headers *h)
+{
+        size_t top = 0;
+
+        for (size_t i = 0; i < h->count; i++)
+                for (int k = 0; k < 3; k++) {
+                        const uint8_t *f = h->block + h->fields[i].off;
+                        unsigned inst;
+
+                        if (!dkim_field_name_is(h, i, kind_names[k]))
+                                continue;
+                        inst = k == ARC_AAR ? aar_instance(f, h->fields[i].len) : tag_instance(f, h->fields[i].len);
+                        if (inst > top)
+                                top = inst;
+                }
+        return top;
+}
+
 int arc_aar_build(unsigned instance, const char *authserv_id, size_t authserv_len, const char *results,
                   size_t results_len, struct buf *out)
 {

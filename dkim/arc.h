@@ -57,6 +57,11 @@ int arc_field_tag(const uint8_t *field, size_t len, const char *name, const char
  */
 int arc_chain_parse(const struct dkim_headers *h, struct arc_chain *ret, char *why, size_t whylen);
 
+/* The highest valid i= of any ARC field in h (0: none), for the instance
+ * that follows a chain too broken to parse, sealed cv=fail (RFC 8617
+ * 5.1.2: that seal covers its own set alone). */
+size_t arc_highest_instance(const struct dkim_headers *h);
+
 /* Append "ARC-Authentication-Results: i=N; authserv-id; results" (results
  * empty: "none"), folded at spaces, no final CRLF. */
 int arc_aar_build(unsigned instance, const char *authserv_id, size_t authserv_len, const char *results,

@@ -1,0 +1,278 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""ARC sealing end to end (RFC 8617): a corpus of ARC chains made here by
+independent sealers with their own keys (python3-dkim's arc_sign and
+Mail::DKIM's ARC::Signer), their key records on a real DNS server on
+loopback (dnsmasq, tests/lib/dnsserver.py), sealed once more by `dkimsign
+--arc` through dkimsignd on a SoftHSM token; every resulting chain checked
+by python3-dkim's arc_verify and Mail::DKIM's ARC::Verifier, each run as
+its own program, and by rspamd when it can run here (see rspamd_verdict).
+
+CASES is the table: how each message is made, the cv= dkimsign must seal
+(None: it must refuse, the chain having ended with cv=fail upstream), and
+so what every verifier must then say of the whole chain."""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from dnsserver import DnsServer  # noqa: E402
+from harness import Sandbox, run, to_crlf  # noqa: E402
+
+PYTHON = "/usr/bin/python3"
+SEAL_DOMAIN = "list.example"
+AUTHSERV = "mx.list.example"
+
+BASE = (b"Authentication-Results: mx.list.example; dkim=pass header.d=example.com;\r\n"
+        b"\tspf=pass smtp.mailfrom=example.com\r\n"
+        b"Authentication-Results: evil.example; dkim=pass header.d=forged.example\r\n"
+        b"From: Alice <alice@example.com>\r\n"
+        b"To: list@list.example\r\n"
+        b"Subject: ARC test\r\n"
+        b"Date: Sat, 05 Dec 2026 10:00:00 +0000\r\n"
+        b"Message-ID: <arc-1@example.com>\r\n"
+        b"\r\n"
+        b"Hello list.\r\n")
+
+box = None
+dns = None
+workdir = None
+sealers = {}    # name -> (domain, selector, PEM key path)
+
+DKIMPY_SEAL = r"""
+import sys, dkim
+domain, selector, keyfile, cv = sys.argv[1:5]
+srv = ("mx." + domain).encode()
+msg = sys.stdin.buffer.read()
+# arc_sign takes cv= from its own authserv-id's arc= result.
+ar = b"Authentication-Results: " + srv + b"; spf=pass smtp.mailfrom=example.com"
+if cv != "none":
+    ar += b"; arc=" + cv.encode()
+msg = ar + b"\r\n" + msg
+sigs = dkim.arc_sign(msg, selector.encode(), domain.encode(), open(keyfile, "rb").read(), srv,
+                     include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
+if not sigs:
+    sys.exit("python3-dkim did not seal")
+sys.stdout.buffer.write(b"".join(sigs) + msg)
+"""
+
+MAILDKIM_SEAL = r"""
+use strict; use warnings; use Mail::DKIM::ARC::Signer;
+my ($domain, $selector, $keyfile, $cv) = @ARGV;
+binmode STDIN; binmode STDOUT;
+# $/ only while reading: the key file is read by lines.
+my $msg = "Authentication-Results: mx.$domain; spf=pass smtp.mailfrom=example.com\015\012" . do { local $/; <STDIN> };
+my $s = Mail::DKIM::ARC::Signer->new(Algorithm => 'rsa-sha256', Chain => $cv, Domain => $domain,
+        SrvId => "mx.$domain", Selector => $selector, KeyFile => $keyfile,
+        Headers => 'from:to:subject:date:message-id');
+$s->PRINT($msg); $s->CLOSE;
+die "Mail::DKIM did not seal: " . $s->result . " " . ($s->result_detail // '') . "\n" unless $s->result eq 'sealed';
+my $h = $s->as_string; $h =~ s/\015?\012$//;
+print $h, "\015\012", $msg;
+"""
+
+DKIMPY_VERIFY = r"""
+import sys, dkim
+keys = dict(line.split(" ", 1) for line in open(sys.argv[1]).read().splitlines())
+def dnsfunc(name, timeout=5):
+    name = (name.decode() if isinstance(name, bytes) else name).rstrip(".").lower()
+    return keys[name].encode() if name in keys else None
+cv, results, comment = dkim.arc_verify(sys.stdin.buffer.read(), dnsfunc=dnsfunc)
+# A chain whose newest seal says cv=fail comes back as cv None, "the chain
+# is terminated": a failed chain.
+if cv is None:
+    cv = b"fail" if "reported failure" in str(comment) else b"none"
+print(cv.decode(), comment)
+"""
+
+MAILDKIM_VERIFY = r"""
+use strict; use warnings; use Mail::DKIM::ARC::Verifier; use Net::DNS::Resolver;
+my ($port) = @ARGV;
+Mail::DKIM::DNS::resolver(Net::DNS::Resolver->new(nameservers => ['127.0.0.1'], port => $port,
+        recurse => 1, udp_timeout => 5, tcp_timeout => 5, retry => 1));
+binmode STDIN;
+my $msg = do { local $/; <STDIN> };
+my $v = Mail::DKIM::ARC::Verifier->new();
+$v->PRINT($msg); $v->CLOSE;
+print $v->result, " ", ($v->result_detail // ''), "\n";
+"""
+
+
+def prog(args, data):
+    p = subprocess.run(args, input=data, capture_output=True, timeout=60)
+    assert p.returncode == 0, (args[:2], p.stderr.decode(errors="replace"))
+    return p.stdout
+
+
+def seal_dkimpy(msg, name, cv):
+    domain, selector, key = sealers[name]
+    return prog([PYTHON, "-c", DKIMPY_SEAL, domain, selector, key, cv], msg)
+
+
+def seal_maildkim(msg, name, cv):
+    domain, selector, key = sealers[name]
+    return prog(["perl", "-e", MAILDKIM_SEAL, domain, selector, key, cv], msg)
+
+
+def change_body(msg):
+    return msg.replace(b"Hello list.", b"Hello list, changed.")
+
+
+def drop_field(msg, name):
+    """msg without its first field called name (and its folded lines)."""
+    head, sep, body = msg.partition(b"\r\n\r\n")
+    lines, out, skipping, done = head.split(b"\r\n"), [], False, False
+    for line in lines:
+        if skipping and line[:1] in (b" ", b"\t"):
+            continue
+        skipping = not done and line.lower().startswith(name.lower() + b":")
+        done = done or skipping
+        if not skipping:
+            out.append(line)
+    return b"\r\n".join(out) + sep + body
+
+
+# name: (how the message is made, the cv= dkimsign seals, None: refused)
+CASES = {
+    "no chain": (lambda: BASE, "none"),
+    "python3-dkim once": (lambda: seal_dkimpy(BASE, "a", "none"), "pass"),
+    "Mail::DKIM once": (lambda: seal_maildkim(BASE, "b", "none"), "pass"),
+    "three sealers": (lambda: seal_dkimpy(seal_maildkim(seal_dkimpy(BASE, "a", "none"), "b", "pass"), "c", "pass"),
+                      "pass"),
+    "changed body": (lambda: change_body(seal_dkimpy(BASE, "a", "none")), "fail"),
+    "wrong instance": (lambda: seal_dkimpy(BASE, "a", "none").replace(b"i=1;", b"i=2;"), "fail"),
+    "missing seal": (lambda: drop_field(seal_maildkim(BASE, "b", "none"), b"ARC-Seal"), "fail"),
+    "cv=fail upstream": (lambda: seal_dkimpy(change_body(seal_dkimpy(BASE, "a", "none")), "c", "fail"), None),
+}
+
+
+def setup():
+    global box, dns, workdir
+    workdir = tempfile.mkdtemp(prefix="dkimsign-arc-")
+    box = Sandbox()
+    box.init_token()
+    box.keygen(SEAL_DOMAIN, "arc2026")
+    box.keygen(SEAL_DOMAIN, "arc2026e", "ed25519")
+    box.keygen("ed.example", "arced", "ed25519")
+    box.start()
+    records = {name: [text] for name, text in box.keytable.items()}
+    for name, domain in (("a", "a.example"), ("b", "b.example"), ("c", "c.example")):
+        key = os.path.join(workdir, name + ".pem")
+        subprocess.run(["openssl", "genrsa", "-traditional", "-out", key, "2048"], check=True, capture_output=True)
+        der = subprocess.run(["openssl", "rsa", "-in", key, "-pubout", "-outform", "DER"], check=True,
+                             capture_output=True).stdout
+        import base64
+        records[f"s{name}._domainkey.{domain}"] = ["v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()]
+        sealers[name] = (domain, "s" + name, key)
+    dns = DnsServer({k: v for k, v in records.items()})
+    with open(os.path.join(workdir, "keys"), "w") as f:
+        for name, rec in records.items():
+            f.write(f"{name} {''.join(rec)}\n")
+
+
+def dkimsign_seal(msg, *args, domain=SEAL_DOMAIN):
+    return box.sign(msg, "--arc", "--domain", domain, "--authserv-id", AUTHSERV, "--dns-server", dns.address,
+                    *args)
+
+
+def verdicts(msg):
+    """Each verifier's verdict on the chain: pass, fail or none."""
+    out = {}
+    out["python3-dkim"] = prog([PYTHON, "-c", DKIMPY_VERIFY, os.path.join(workdir, "keys")], msg).decode()
+    out["Mail::DKIM"] = prog(["perl", "-e", MAILDKIM_VERIFY, str(dns.port)], msg).decode()
+    return {k: v.split()[0] if v.split() else "" for k, v in out.items()}, out
+
+
+def arc_fields(msg, name):
+    head = msg.partition(b"\r\n\r\n")[0]
+    return [f for f in re.split(rb"\r\n(?![ \t])", head) if f.lower().startswith(name.lower() + b":")]
+
+
+def test_corpus_sealed_and_verified():
+    failures = []
+    for case, (make, want_cv) in CASES.items():
+        msg = to_crlf(make())
+        p = dkimsign_seal(msg)
+        if want_cv is None:
+            if p.returncode != 65 or b"cv=fail" not in p.stderr:
+                failures.append(f"{case}: expected a refusal, got {p.returncode} {p.stderr!r}")
+            q = dkimsign_seal(msg, "--unsigned-ok")
+            if q.returncode != 0 or q.stdout != msg:
+                failures.append(f"{case}: --unsigned-ok must pass the message on unchanged")
+            continue
+        if p.returncode != 0:
+            failures.append(f"{case}: dkimsign failed: {p.stderr!r}")
+            continue
+        sealed = p.stdout
+        seal = arc_fields(sealed, b"ARC-Seal")[0]
+        got_cv = re.search(rb"cv=(\w+)", seal).group(1).decode()
+        if got_cv != want_cv:
+            failures.append(f"{case}: sealed cv={got_cv}, expected cv={want_cv}")
+        want = "fail" if want_cv == "fail" else "pass"
+        short, full = verdicts(sealed)
+        for verifier, verdict in short.items():
+            if verdict != want:
+                failures.append(f"{case}: {verifier} says {full[verifier].strip()!r}, expected {want}")
+        print(f"  {case}: cv={got_cv}; " + ", ".join(f"{k} {v}" for k, v in short.items()))
+    assert not failures, "\n".join(failures)
+
+
+def test_aar_records_only_own_authserv_id():
+    p = dkimsign_seal(BASE)
+    assert p.returncode == 0, p.stderr
+    aar = arc_fields(p.stdout, b"ARC-Authentication-Results")[0]
+    flat = re.sub(rb"\s+", b" ", aar)
+    assert flat.startswith(b"ARC-Authentication-Results: i=1; mx.list.example; dkim=pass header.d=example.com; "
+                           b"spf=pass smtp.mailfrom=example.com"), aar
+    assert b"forged" not in aar, "an Authentication-Results of another authserv-id must be ignored"
+    assert b"arc=none" in aar
+
+
+def test_rsa_seals_when_domain_has_both():
+    p = dkimsign_seal(BASE)
+    assert p.returncode == 0, p.stderr
+    for name in (b"ARC-Seal", b"ARC-Message-Signature"):
+        fields = arc_fields(p.stdout, name)
+        assert len(fields) == 1, "one ARC set per instance"
+        assert b"a=rsa-sha256" in fields[0] and b"s=arc2026;" in fields[0], fields[0]
+
+
+def test_ed25519_seal_verifies():
+    """A domain with an Ed25519 key alone seals with it.  Neither python3-dkim
+    1.1.4 nor Mail::DKIM 1.20230212 checks Ed25519 ARC ("unsupported
+    algorithm"), which is why a domain with both keys seals with RSA; the
+    chain check of dkimsign itself does, when it seals the result again."""
+    p = dkimsign_seal(BASE, domain="ed.example")
+    assert p.returncode == 0, p.stderr
+    assert b"a=ed25519-sha256" in arc_fields(p.stdout, b"ARC-Seal")[0]
+    q = dkimsign_seal(p.stdout)
+    assert q.returncode == 0, q.stderr
+    assert b"cv=pass" in arc_fields(q.stdout, b"ARC-Seal")[0], "dkimsign verifies its own Ed25519 set"
+    q = dkimsign_seal(change_body(p.stdout))
+    assert q.returncode == 0, q.stderr
+    assert b"cv=fail" in arc_fields(q.stdout, b"ARC-Seal")[0]
+
+
+def test_refuses_domain_without_key():
+    p = dkimsign_seal(BASE, domain="nokey.example")
+    assert p.returncode == 65, (p.returncode, p.stderr)
+
+
+def teardown():
+    if dns:
+        dns.close()
+    if box:
+        box.close()
+    if workdir:
+        subprocess.run(["rm", "-rf", workdir])
+
+
+if __name__ == "__main__":
+    setup()
+    try:
+        run([test_corpus_sealed_and_verified, test_aar_records_only_own_authserv_id, test_rsa_seals_when_domain_has_both,
+             test_ed25519_seal_verifies, test_refuses_domain_without_key])
+    finally:
+        teardown()
