@@ -6,11 +6,13 @@ Mail::DKIM's ARC::Signer), their key records on a real DNS server on
 loopback (dnsmasq, tests/lib/dnsserver.py), sealed once more by `dkimsign
 --arc` through dkimsignd on a SoftHSM token; every resulting chain checked
 by python3-dkim's arc_verify and Mail::DKIM's ARC::Verifier, each run as
-its own program, and by rspamd when it can run here (see rspamd_verdict).
+its own program, and by rspamd 3.4's arc module (a private rspamd on
+loopback, tests/lib/rspamd.py, asked through rspamc: ARC_ALLOW,
+ARC_REJECT, ARC_INVALID).
 
 CASES is the table: how each message is made, the cv= dkimsign must seal
 (None: it must refuse, the chain having ended with cv=fail upstream), and
-so what every verifier must then say of the whole chain."""
+what the verifiers must then say of the whole chain."""
 import os
 import re
 import subprocess
@@ -19,7 +21,8 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from dnsserver import DnsServer  # noqa: E402
-from harness import Sandbox, run, to_crlf  # noqa: E402
+import rspamd  # noqa: E402
+from harness import BUILD, Sandbox, run, to_crlf  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
 SEAL_DOMAIN = "list.example"
@@ -38,6 +41,8 @@ BASE = (b"Authentication-Results: mx.list.example; dkim=pass header.d=example.co
 
 box = None
 dns = None
+rs = None       # the private rspamd, when it runs here
+rs_why = ""     # why not
 workdir = None
 sealers = {}    # name -> (domain, selector, PEM key path)
 
@@ -134,17 +139,22 @@ def drop_field(msg, name):
     return b"\r\n".join(out) + sep + body
 
 
-# name: (how the message is made, the cv= dkimsign seals, None: refused)
+# name: (how the message is made, the cv= dkimsign seals (None: it must
+# refuse), what python3-dkim and Mail::DKIM then say of the whole chain,
+# what rspamd says).  A chain whose structure was broken upstream stays
+# broken under a cv=fail set: rspamd calls it ARC_INVALID, the other two
+# just fail.
 CASES = {
-    "no chain": (lambda: BASE, "none"),
-    "python3-dkim once": (lambda: seal_dkimpy(BASE, "a", "none"), "pass"),
-    "Mail::DKIM once": (lambda: seal_maildkim(BASE, "b", "none"), "pass"),
+    "no chain": (lambda: BASE, "none", "pass", "pass"),
+    "python3-dkim once": (lambda: seal_dkimpy(BASE, "a", "none"), "pass", "pass", "pass"),
+    "Mail::DKIM once": (lambda: seal_maildkim(BASE, "b", "none"), "pass", "pass", "pass"),
     "three sealers": (lambda: seal_dkimpy(seal_maildkim(seal_dkimpy(BASE, "a", "none"), "b", "pass"), "c", "pass"),
-                      "pass"),
-    "changed body": (lambda: change_body(seal_dkimpy(BASE, "a", "none")), "fail"),
-    "wrong instance": (lambda: seal_dkimpy(BASE, "a", "none").replace(b"i=1;", b"i=2;"), "fail"),
-    "missing seal": (lambda: drop_field(seal_maildkim(BASE, "b", "none"), b"ARC-Seal"), "fail"),
-    "cv=fail upstream": (lambda: seal_dkimpy(change_body(seal_dkimpy(BASE, "a", "none")), "c", "fail"), None),
+                      "pass", "pass", "pass"),
+    "changed body": (lambda: change_body(seal_dkimpy(BASE, "a", "none")), "fail", "fail", "fail"),
+    "wrong instance": (lambda: seal_dkimpy(BASE, "a", "none").replace(b"i=1;", b"i=2;"), "fail", "fail", "invalid"),
+    "missing seal": (lambda: drop_field(seal_maildkim(BASE, "b", "none"), b"ARC-Seal"), "fail", "fail", "invalid"),
+    "cv=fail upstream": (lambda: seal_dkimpy(change_body(seal_dkimpy(BASE, "a", "none")), "c", "fail"),
+                         None, None, None),
 }
 
 
@@ -170,6 +180,21 @@ def setup():
     with open(os.path.join(workdir, "keys"), "w") as f:
         for name, rec in records.items():
             f.write(f"{name} {''.join(rec)}\n")
+    start_rspamd()
+
+
+def start_rspamd():
+    """rspamd's arc module as the third verifier; its hyperscan databases
+    are kept in the build directory, so only a build's first run waits
+    for them to compile."""
+    global rs, rs_why
+    if not rspamd.available():
+        rs_why = "rspamd is not installed"
+        return
+    try:
+        rs = rspamd.Rspamd(dns.address, os.path.join(BUILD, "tests", "rspamd-cache"))
+    except RuntimeError as e:
+        rs_why = str(e)
 
 
 def dkimsign_seal(msg, *args, domain=SEAL_DOMAIN):
@@ -182,6 +207,10 @@ def verdicts(msg):
     out = {}
     out["python3-dkim"] = prog([PYTHON, "-c", DKIMPY_VERIFY, os.path.join(workdir, "keys")], msg).decode()
     out["Mail::DKIM"] = prog(["perl", "-e", MAILDKIM_VERIFY, str(dns.port)], msg).decode()
+    if rs:
+        arc = sorted(s for s in rs.symbols(msg) if s.startswith("ARC_"))
+        verdict = {"ARC_ALLOW": "pass", "ARC_REJECT": "fail", "ARC_INVALID": "invalid"}.get(arc[0] if arc else "")
+        out["rspamd"] = f"{verdict} {' '.join(arc)}"
     return {k: v.split()[0] if v.split() else "" for k, v in out.items()}, out
 
 
@@ -192,7 +221,7 @@ def arc_fields(msg, name):
 
 def test_corpus_sealed_and_verified():
     failures = []
-    for case, (make, want_cv) in CASES.items():
+    for case, (make, want_cv, want, want_rspamd) in CASES.items():
         msg = to_crlf(make())
         p = dkimsign_seal(msg)
         if want_cv is None:
@@ -210,11 +239,11 @@ def test_corpus_sealed_and_verified():
         got_cv = re.search(rb"cv=(\w+)", seal).group(1).decode()
         if got_cv != want_cv:
             failures.append(f"{case}: sealed cv={got_cv}, expected cv={want_cv}")
-        want = "fail" if want_cv == "fail" else "pass"
         short, full = verdicts(sealed)
         for verifier, verdict in short.items():
-            if verdict != want:
-                failures.append(f"{case}: {verifier} says {full[verifier].strip()!r}, expected {want}")
+            expected = want_rspamd if verifier == "rspamd" else want
+            if verdict != expected:
+                failures.append(f"{case}: {verifier} says {full[verifier].strip()!r}, expected {expected}")
         print(f"  {case}: cv={got_cv}; " + ", ".join(f"{k} {v}" for k, v in short.items()))
     assert not failures, "\n".join(failures)
 
@@ -260,7 +289,14 @@ def test_refuses_domain_without_key():
     assert p.returncode == 65, (p.returncode, p.stderr)
 
 
+def test_rspamd_ran():
+    """The third verifier ran (its verdicts are in the corpus test)."""
+    assert rs, f"rspamd could not run here: {rs_why}"
+
+
 def teardown():
+    if rs:
+        rs.close()
     if dns:
         dns.close()
     if box:
@@ -273,6 +309,6 @@ if __name__ == "__main__":
     setup()
     try:
         run([test_corpus_sealed_and_verified, test_aar_records_only_own_authserv_id, test_rsa_seals_when_domain_has_both,
-             test_ed25519_seal_verifies, test_refuses_domain_without_key])
+             test_ed25519_seal_verifies, test_refuses_domain_without_key, test_rspamd_ran])
     finally:
         teardown()
