@@ -15,6 +15,7 @@ CASES is the table: how each message is made, the cv= dkimsign must seal
 what the verifiers must then say of the whole chain."""
 import os
 import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ import tempfile
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from dnsserver import DnsServer  # noqa: E402
 import rspamd  # noqa: E402
+import wire  # noqa: E402
 from harness import BUILD, Sandbox, run, to_crlf  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
@@ -161,11 +163,14 @@ CASES = {
 def setup():
     global box, dns, workdir
     workdir = tempfile.mkdtemp(prefix="dkimsign-arc-")
-    box = Sandbox()
+    # The test runs as root: "denied.example" is for nobody, so SEAL for it
+    # is refused as SIGN would be.
+    box = Sandbox(extra_config="[domain denied.example]\nallow = user:nobody\n")
     box.init_token()
     box.keygen(SEAL_DOMAIN, "arc2026")
     box.keygen(SEAL_DOMAIN, "arc2026e", "ed25519")
     box.keygen("ed.example", "arced", "ed25519")
+    box.keygen("denied.example", "s1")
     box.start()
     records = {name: [text] for name, text in box.keytable.items()}
     for name, domain in (("a", "a.example"), ("b", "b.example"), ("c", "c.example")):
@@ -289,6 +294,44 @@ def test_refuses_domain_without_key():
     assert p.returncode == 65, (p.returncode, p.stderr)
 
 
+def seal_request(headers, domain=b"list.example", cv=0, instance=1):
+    """A SEAL sent as is over a version 2 connection: (type, status or fields)."""
+    c = wire.Conn(box.socket)
+    try:
+        c.send(wire.hello(hi=2) + wire.seal(2, headers, domain, cv=cv, instance=instance))
+        t, _, payload = c.recv_frame()
+        assert t == wire.HELLO_OK and struct.unpack(">H", payload[:2])[0] == 2
+        t, rid, payload = c.recv_frame()
+        assert rid == 2
+        return (t, wire.parse_error(payload)) if t == wire.ERROR else (t, wire.parse_signed(payload))
+    finally:
+        c.close()
+
+
+def test_daemon_checks_what_it_seals():
+    """dkimsignd checks the chain's structure itself: its seal covers it."""
+    head = to_crlf(seal_dkimpy(BASE, "a", "none")).partition(b"\r\n\r\n")[0] + b"\r\n"
+    plain = BASE.partition(b"\r\n\r\n")[0] + b"\r\n"
+    t, fields = seal_request(head, cv=1, instance=2)
+    assert t == wire.SIGNED and [f.split(b":")[0] for f in fields] == [
+        b"ARC-Seal", b"ARC-Message-Signature", b"ARC-Authentication-Results"], fields
+    for headers, cv, instance, status, text in (
+            (plain, 1, 2, 4, "next is i=1"),             # no chain: the next set is i=1
+            (head, 1, 3, 4, "next is i=2"),
+            (head, 1, 51, 4, "at most 50"),
+            (head.replace(b"cv=none", b"cv=fail"), 1, 2, 4, "cv=fail upstream"),
+            (plain, 0, 1, 5, None)):                    # the peer may not seal for the domain
+        domain = b"denied.example" if status == 5 else b"list.example"
+        t, err = seal_request(headers, domain=domain, cv=cv, instance=instance)
+        assert t == wire.ERROR and err[0] == status, (instance, err)
+        assert text is None or text in err[3], err
+    # A chain too broken to parse is sealed cv=fail after its highest instance.
+    broken = head.replace(b"i=1;", b"i=2;")
+    assert seal_request(broken, cv=2, instance=3)[0] == wire.SIGNED
+    t, err = seal_request(broken, cv=2, instance=2)
+    assert t == wire.ERROR and err[0] == 4, err
+
+
 def test_rspamd_ran():
     """The third verifier ran (its verdicts are in the corpus test)."""
     assert rs, f"rspamd could not run here: {rs_why}"
@@ -309,6 +352,7 @@ if __name__ == "__main__":
     setup()
     try:
         run([test_corpus_sealed_and_verified, test_aar_records_only_own_authserv_id, test_rsa_seals_when_domain_has_both,
-             test_ed25519_seal_verifies, test_refuses_domain_without_key, test_rspamd_ran])
+             test_ed25519_seal_verifies, test_refuses_domain_without_key, test_daemon_checks_what_it_seals,
+             test_rspamd_ran])
     finally:
         teardown()
