@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 
 #include "client/dkimsign.h"
@@ -182,11 +183,11 @@ void milter_policy_deinit(struct milter_policy *p)
         p->n_daemons = 0;
 }
 
-int milter_parse_daemons(struct milter_policy *p, const char *value)
+/* Printable names (no blank) of a list into names, strdup'ed; lower:
+ * lowercased.  The count, or -1 (nothing left allocated). */
+static int parse_names(const char *value, char *names[MILTER_MAX_NAMES], bool lower)
 {
-        char *names[MILTER_MAX_NAMES];
         size_t n = 0;
-
         const char *s = value, *item;
         size_t len;
 
@@ -202,12 +203,91 @@ int milter_parse_daemons(struct milter_policy *p, const char *value)
                                 free(names[--n]);
                         return -1;
                 }
+                for (char *c = names[n]; lower && *c; c++)
+                        *c = ascii_lower(*c);
                 n++;
         }
+        return (int) n;
+}
+
+int milter_parse_daemons(struct milter_policy *p, const char *value)
+{
+        char *names[MILTER_MAX_NAMES];
+        int n = parse_names(value, names, false);
+
+        if (n < 0)
+                return -1;
         milter_policy_deinit(p);
-        memcpy(p->daemons, names, n * sizeof(names[0]));
-        p->n_daemons = n;
+        memcpy(p->daemons, names, (size_t) n * sizeof(names[0]));
+        p->n_daemons = (size_t) n;
         return 0;
+}
+
+static void free_names(char **names, size_t *n)
+{
+        while (*n)
+                free(names[--*n]);
+}
+
+int milter_arc_parse_daemons(struct milter_arc *a, const char *value)
+{
+        char *names[MILTER_MAX_NAMES];
+        int n = parse_names(value, names, false);
+
+        if (n < 0)
+                return -1;
+        free_names(a->daemons, &a->n_daemons);
+        memcpy(a->daemons, names, (size_t) n * sizeof(names[0]));
+        a->n_daemons = (size_t) n;
+        return 0;
+}
+
+int milter_arc_parse_domains(struct milter_arc *a, const char *value)
+{
+        char *names[MILTER_MAX_NAMES];
+        int n = parse_names(value, names, true);
+
+        if (n < 0)
+                return -1;
+        free_names(a->domains, &a->n_domains);
+        memcpy(a->domains, names, (size_t) n * sizeof(names[0]));
+        a->n_domains = (size_t) n;
+        return 0;
+}
+
+void milter_arc_deinit(struct milter_arc *a)
+{
+        free_names(a->daemons, &a->n_daemons);
+        free_names(a->domains, &a->n_domains);
+}
+
+bool milter_arc_daemon(const struct milter_arc *a, const char *daemon_name)
+{
+        if (!daemon_name || !milter_macro_ok(daemon_name, MILTER_NAME_MAX))
+                return false;
+        for (size_t i = 0; i < a->n_daemons; i++)
+                if (strcmp(a->daemons[i], daemon_name) == 0)
+                        return true;
+        return false;
+}
+
+bool milter_arc_recipient(const struct milter_arc *a, const char *rcpt)
+{
+        const char *at, *end;
+        size_t len;
+
+        if (!rcpt || !milter_macro_ok(rcpt, MILTER_LOGIN_MAX + 2))
+                return false;
+        at = strrchr(rcpt, '@');
+        if (!at)
+                return false;
+        at++;
+        end = strchr(at, '>');
+        len = end ? (size_t) (end - at) : strlen(at);
+        for (size_t i = 0; i < a->n_domains; i++)
+                if (strlen(a->domains[i]) == len && strncasecmp(a->domains[i], at, len) == 0)
+                        return true;
+        return false;
 }
 
 /* A port: 1 to 65535 in decimal, no leading zero.  0 for none. */

@@ -66,6 +66,17 @@ struct milter_policy {
         const struct login_map *logins; /* login_map; NULL: none */
 };
 
+/* Which mail the milter seals (ARC, RFC 8617): mail that came in on one of
+ * these {daemon_name}s (a list manager's re-injection, say), or with an
+ * envelope recipient in one of these domains (a forwarder's).  Names as
+ * given, domains lowercase. */
+struct milter_arc {
+        char *daemons[MILTER_MAX_NAMES];        /* arc_daemons */
+        size_t n_daemons;
+        char *domains[MILTER_MAX_NAMES];        /* arc_recipient_domains */
+        size_t n_domains;
+};
+
 /* Where a connection comes from. */
 enum milter_origin {
         /* Submitted on this host, not over the network: no client address
@@ -128,6 +139,16 @@ int milter_parse_daemons(struct milter_policy *p, const char *value);
 int milter_parse_ports(struct milter_policy *p, const char *value);
 /* Free the daemon names.  The policy itself is the caller's. */
 void milter_policy_deinit(struct milter_policy *p);
+
+/* arc_daemons and arc_recipient_domains, as submission_daemons: 0 or -1. */
+int milter_arc_parse_daemons(struct milter_arc *a, const char *value);
+int milter_arc_parse_domains(struct milter_arc *a, const char *value);
+void milter_arc_deinit(struct milter_arc *a);
+/* Whether mail that came in on daemon_name ({daemon_name}; NULL: not
+ * sent), or for the envelope recipient rcpt ("<bob@example.org>"), is
+ * sealed.  Both checked with milter_macro_ok first. */
+bool milter_arc_daemon(const struct milter_arc *a, const char *daemon_name);
+bool milter_arc_recipient(const struct milter_arc *a, const char *rcpt);
 
 /*
  * Parse a login map: one rule a line,

@@ -86,6 +86,12 @@ struct milter_config {
         struct milter_mta mta;  /* mta, then line_limit and converts_8bit */
         long line_limit;        /* -1: the profile's */
         int converts_8bit;      /* -1: the profile's */
+        /* ARC sealing: the sealing domain (NULL: none), whose
+         * Authentication-Results are recorded, which mail, DNS. */
+        char *arc_domain;
+        char *arc_authserv_id;
+        char *arc_dns_server;   /* NULL: the system's resolver */
+        struct milter_arc arc;
         char error[160];
 };
 
@@ -217,6 +223,17 @@ static int config_handler(void *user, const char *section, const char *name, con
                 r = parse_bool(value, &b);
                 if (r == 0)
                         c->converts_8bit = b;
+        } else if (strcmp(name, "arc_domain") == 0) {
+                r = set_string(&c->arc_domain, value);
+        } else if (strcmp(name, "arc_authserv_id") == 0) {
+                if (!strpbrk(value, " \t;"))
+                        r = set_string(&c->arc_authserv_id, value);
+        } else if (strcmp(name, "arc_dns_server") == 0) {
+                r = set_string(&c->arc_dns_server, value);
+        } else if (strcmp(name, "arc_daemons") == 0) {
+                r = milter_arc_parse_daemons(&c->arc, value);
+        } else if (strcmp(name, "arc_recipient_domains") == 0) {
+                r = milter_arc_parse_domains(&c->arc, value);
         } else if (strcmp(name, "log_level") == 0) {
                 r = parse_level(value, &c->log_level);
         } else if (strcmp(name, "timeout") == 0) {
@@ -322,6 +339,20 @@ static int milter_config_load(const char *path, bool must_exist)
                 cfg.mta.converts_8bit = cfg.converts_8bit;
         if (!cfg.milter_socket && set_string(&cfg.milter_socket, DEFAULT_MILTER_SOCKET) < 0)
                 return -1;
+        if (cfg.arc_domain && !cfg.arc_domain[0]) {
+                free(cfg.arc_domain);
+                cfg.arc_domain = NULL;
+        }
+        if (cfg.arc_domain && (!cfg.arc_authserv_id || !cfg.arc_authserv_id[0] ||
+                               (!cfg.arc.n_daemons && !cfg.arc.n_domains))) {
+                fprintf(stderr, "dkimsign-milter: %s: arc_domain needs arc_authserv_id and arc_daemons or "
+                        "arc_recipient_domains\n", path);
+                return -1;
+        }
+        if (!cfg.arc_domain && (cfg.arc.n_daemons || cfg.arc.n_domains)) {
+                fprintf(stderr, "dkimsign-milter: %s: arc_daemons and arc_recipient_domains need arc_domain\n", path);
+                return -1;
+        }
         if (cfg.login_map) {
                 if (login_map_load(cfg.login_map, &cfg.logins) < 0)
                         return -1;
@@ -337,6 +368,10 @@ static void milter_config_free(void)
         milter_policy_deinit(&cfg.policy);
         free(cfg.milter_socket);
         free(cfg.dkimsignd_socket);
+        free(cfg.arc_domain);
+        free(cfg.arc_authserv_id);
+        free(cfg.arc_dns_server);
+        milter_arc_deinit(&cfg.arc);
         free(cfg.login_map);
 }
 
@@ -423,6 +458,8 @@ struct conn {
         enum milter_origin origin;
         bool leadspc;           /* the MTA passes values with leading whitespace */
         bool sign;              /* this message is being signed */
+        bool seal;              /* ... sealed (ARC) */
+        bool arc_maybe;         /* ... sealed if a recipient says so */
         bool check_login;       /* ... if login may sign its From domain (at end of header) */
         /* Not signed, and not logged yet: WHY_MAX when nothing is pending. */
         int pending;
@@ -442,6 +479,7 @@ struct conn {
         /* "Date: ...CRLF" and "Message-ID: ...CRLF" the milter adds at the
          * end of the message, as signed; or "". */
         char added[256];
+        bool added_done;        /* added to the message (add_fields) */
 };
 
 static struct conn *conn_get(SMFICTX *ctx)
@@ -470,6 +508,8 @@ static void conn_reset(struct conn *c)
         dkimsign_message_free(c->msg);
         c->msg = NULL;
         c->sign = false;
+        c->seal = false;
+        c->arc_maybe = false;
         c->check_login = false;
         c->pending = WHY_MAX;
         c->domain[0] = 0;
@@ -479,6 +519,7 @@ static void conn_reset(struct conn *c)
         c->body = (struct milter_scan) { 0 };
         c->has_date = c->has_message_id = c->has_mime_version = c->header_8bit = false;
         c->added[0] = 0;
+        c->added_done = false;
 }
 
 static const char *queue_id(SMFICTX *ctx)
@@ -557,7 +598,8 @@ static sfsistat on_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
                              unsigned long f3, unsigned long *pf0, unsigned long *pf1, unsigned long *pf2,
                              unsigned long *pf3)
 {
-        const unsigned long skip = SMFIP_NOHELO | SMFIP_NORCPT | SMFIP_NOUNKNOWN;
+        /* Recipients are read only to choose mail to seal. */
+        const unsigned long skip = SMFIP_NOHELO | SMFIP_NOUNKNOWN | (cfg.arc.n_domains ? 0 : SMFIP_NORCPT);
         struct conn *c;
 
         (void) f2;
@@ -631,6 +673,7 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
         struct conn *c = conn_get(ctx);
         struct milter_facts f;
         enum milter_verdict v;
+        bool sign;
         int r;
 
         if (!c)
@@ -643,26 +686,49 @@ static sfsistat on_envfrom(SMFICTX *ctx, char **argv)
                 .login = symval(ctx, "{auth_authen}"),
         };
         v = milter_decide(&cfg.policy, &f, c->why, sizeof(c->why));
-        if (v != MILTER_SIGN && v != MILTER_CHECK_LOGIN) {
+        sign = v == MILTER_SIGN || v == MILTER_CHECK_LOGIN;
+        c->seal = cfg.arc_domain && milter_arc_daemon(&cfg.arc, f.daemon_name);
+        c->arc_maybe = c->seal || (cfg.arc_domain && cfg.arc.n_domains);
+        if (!sign) {
                 /* Logged at the next step, which has the queue id. */
                 c->pending = v == MILTER_NOT_LOCAL ? WHY_LOCAL : v == MILTER_NOT_MALFORMED ? WHY_INPUT : WHY_EXTERNAL;
                 if (argv && argv[0])
                         address_domain(argv[0], c->domain);
-                return SMFIS_CONTINUE;
+                if (!c->arc_maybe)
+                        return SMFIS_CONTINUE;
         }
         r = dkimsign_message_new(&c->msg);
+        /* Mail that may be sealed is hashed for ARC (relaxed/relaxed), and
+         * signed so too. */
         if (r == 0)
-                r = dkimsign_message_set_canon(c->msg, header_canon(c), cfg.body_canon);
+                r = c->arc_maybe ? dkimsign_message_set_arc(c->msg)
+                                 : dkimsign_message_set_canon(c->msg, header_canon(c), cfg.body_canon);
         if (r < 0) {
                 log_msg(LOG_ERR, "on_envfrom: %s", dkimsign_strerror(r));
                 conn_reset(c);
                 return SMFIS_TEMPFAIL;
         }
-        c->sign = true;
+        c->sign = sign;
         c->check_login = v == MILTER_CHECK_LOGIN;
         if (c->check_login)
                 snprintf(c->login, sizeof(c->login), "%s", f.login);    /* milter_decide checked it */
         return SMFIS_CONTINUE;
+}
+
+/* A recipient in arc_recipient_domains: the message is sealed. */
+static sfsistat on_rcpt(SMFICTX *ctx, char **argv)
+{
+        struct conn *c = conn_get(ctx);
+
+        if (c && c->arc_maybe && !c->seal && argv && milter_arc_recipient(&cfg.arc, argv[0]))
+                c->seal = true;
+        return SMFIS_CONTINUE;
+}
+
+/* Signed or sealed: the message is read. */
+static bool active(const struct conn *c)
+{
+        return c && (c->sign || c->seal);
 }
 
 /* A message that is not being signed.  Its line is logged at the first
@@ -686,7 +752,9 @@ static sfsistat on_data(SMFICTX *ctx)
 {
         struct conn *c = conn_get(ctx);
 
-        return !c || !c->sign ? not_signing(ctx, c, SMFIS_ACCEPT) : SMFIS_CONTINUE;
+        if (c && !c->sign)
+                not_signing(ctx, c, SMFIS_CONTINUE);    /* its line, sealed or not */
+        return active(c) ? SMFIS_CONTINUE : SMFIS_ACCEPT;
 }
 
 /* What the MTA will change in this header field after signing, noted
@@ -760,7 +828,7 @@ static sfsistat on_header(SMFICTX *ctx, char *name, char *value)
         struct conn *c = conn_get(ctx);
         int r;
 
-        if (!c || !c->sign)
+        if (!active(c))
                 return not_signing(ctx, c, SMFIS_ACCEPT);
         if (!c->domain[0] && strcasecmp(name, "From") == 0)
                 address_domain(value, c->domain);
@@ -812,7 +880,7 @@ static sfsistat on_eoh(SMFICTX *ctx)
 {
         struct conn *c = conn_get(ctx);
 
-        if (!c || !c->sign)
+        if (!active(c))
                 return not_signing(ctx, c, SMFIS_ACCEPT);
         if (!c->mta_change[0] && cfg.mta.converts_8bit && cfg.mta.labels_8bit && c->header_8bit &&
             !c->has_mime_version)
@@ -839,7 +907,10 @@ static sfsistat on_eoh(SMFICTX *ctx)
                         memcpy(c->domain, domain, sizeof(domain));
                 return SMFIS_CONTINUE;
         }
-        return login_check(ctx, c) ? SMFIS_CONTINUE : pass(c);
+        if (login_check(ctx, c))
+                return SMFIS_CONTINUE;
+        c->sign = false;        /* logged; still sealed if it is to be */
+        return c->seal ? SMFIS_CONTINUE : pass(c);
 }
 
 /* true (and logged): the body as read so far is one the MTA will change
@@ -865,7 +936,7 @@ static sfsistat on_body(SMFICTX *ctx, unsigned char *data, size_t len)
         struct conn *c = conn_get(ctx);
         int r;
 
-        if (!c || !c->sign)
+        if (!active(c))
                 return not_signing(ctx, c, SMFIS_ACCEPT);
         milter_scan_feed(&c->body, data, len);
         if (body_mta_change(ctx, c))
@@ -882,13 +953,16 @@ static sfsistat on_body(SMFICTX *ctx, unsigned char *data, size_t len)
  * value: no name, CRLF folds as LF, and the space after the colon only
  * with leadspc (otherwise the MTA puts one there).  Returns the start of
  * the next field. */
-static const char *field_value(const char *fields, bool leadspc, char **ret)
+static const char *field_value(const char *fields, bool leadspc, char **ret_name, char **ret)
 {
         const char *p = fields, *end;
         char *v, *o;
 
         while (*p && *p != ':')
                 p++;
+        *ret_name = strndup(fields, (size_t) (p - fields));
+        if (!*ret_name)
+                return NULL;
         if (*p == ':')
                 p++;
         if (*p == ' ' && !leadspc)
@@ -898,8 +972,10 @@ static const char *field_value(const char *fields, bool leadspc, char **ret)
                 if (end[0] == '\r' && end[1] == '\n' && end[2] != ' ' && end[2] != '\t')
                         break;
         v = malloc((size_t) (end - p) + 1);
-        if (!v)
+        if (!v) {
+                free(*ret_name);
                 return NULL;
+        }
         for (o = v; p < end; p++)
                 if (*p != '\r')
                         *o++ = *p;
@@ -910,12 +986,12 @@ static const char *field_value(const char *fields, bool leadspc, char **ret)
 
 static int insert_fields(SMFICTX *ctx, bool leadspc, const char *fields)
 {
-        char *values[8];
+        char *names[8], *values[8];
         size_t n = 0;
         int r = 0;
 
         for (const char *p = fields; *p && n < 8;) {
-                p = field_value(p, leadspc, &values[n]);
+                p = field_value(p, leadspc, &names[n], &values[n]);
                 if (!p) {
                         r = -1;
                         break;
@@ -924,46 +1000,82 @@ static int insert_fields(SMFICTX *ctx, bool leadspc, const char *fields)
         }
         /* Index 0 each time, last first: the first field ends on top. */
         for (size_t i = n; i-- > 0;) {
-                if (r == 0 && smfi_insheader(ctx, 0, (char *) "DKIM-Signature", values[i]) != MI_SUCCESS)
+                if (r == 0 && smfi_insheader(ctx, 0, names[i], values[i]) != MI_SUCCESS)
                         r = -1;
+                free(names[i]);
                 free(values[i]);
         }
         return r;
 }
 
 /* The fields the milter signed in place of the MTA (c->added), at the
- * end of the header as they were signed. */
-static int add_fields(SMFICTX *ctx, bool leadspc, const char *fields)
+ * end of the header as they were signed; once, before the first
+ * signature or seal that covers them. */
+static int add_fields(SMFICTX *ctx, struct conn *c)
 {
         int r = 0;
 
-        for (const char *p = fields; *p && r == 0;) {
-                const char *colon = strchr(p, ':');
-                char name[32], *value = NULL;
+        if (c->added_done)
+                return 0;
+        c->added_done = true;
+        for (const char *p = c->added; *p && r == 0;) {
+                char *name = NULL, *value = NULL;
 
-                if (!colon || (size_t) (colon - p) >= sizeof(name))
-                        return -1;
-                memcpy(name, p, (size_t) (colon - p));
-                name[colon - p] = 0;
-                p = field_value(p, leadspc, &value);
+                p = field_value(p, c->leadspc, &name, &value);
                 if (!p)
                         return -1;
                 if (smfi_addheader(ctx, name, value) != MI_SUCCESS)
                         r = -1;
+                free(name);
                 free(value);
         }
         return r;
 }
 
+/* After dkimsign_sign or dkimsign_arc_seal: a temporary failure tempfails
+ * (or accepts, on_tempfail = accept), a refusal passes the message on as
+ * it is, the fields are inserted.  what: "signed" or "sealed". */
+static sfsistat finish(SMFICTX *ctx, struct conn *c, dkimsign_client *client, int r, const char *fields,
+                       const char *what)
+{
+        const char *err = client ? dkimsign_client_error(client) : dkimsign_strerror(r);
+        bool sealing = strcmp(what, "sealed") == 0;
+
+        if (r < 0 && dkimsign_err_is_temporary(r)) {
+                outage_update(r != DKIMSIGN_E_DNS_TEMPORARY, err);
+                if (cfg.tempfail_accept)
+                        log_unsigned(ctx, WHY_UNAVAILABLE, LOG_INFO, sealing ? "not sealed either, on_tempfail = accept"
+                                     : "dkimsignd unavailable, on_tempfail = accept", "From domain", c->domain);
+                else
+                        log_msg(LOG_DEBUG, "%s: tempfailed", queue_id(ctx));
+                return cfg.tempfail_accept ? SMFIS_CONTINUE : SMFIS_TEMPFAIL;
+        }
+        outage_update(false, NULL);
+        if (r < 0 && sealing)
+                log_msg(LOG_INFO, "%s: not sealed: %s", queue_id(ctx), err);
+        else if (r < 0)
+                log_unsigned(ctx, WHY_REFUSED, LOG_INFO, err, "From domain", c->domain);
+        else if (add_fields(ctx, c) < 0 || insert_fields(ctx, c->leadspc, fields) < 0) {
+                log_msg(LOG_ERR, "%s: smfi_insheader failed", queue_id(ctx));
+                return SMFIS_TEMPFAIL;
+        } else if (sealing)
+                log_msg(LOG_INFO, "%s: sealed (%s)", queue_id(ctx), err);
+        else
+                log_msg(LOG_INFO, "%s: signed", queue_id(ctx));
+        return SMFIS_CONTINUE;
+}
+
 static sfsistat on_eom(SMFICTX *ctx)
 {
         struct conn *c = conn_get(ctx);
+        struct dkimsign_arc_options arc = { .domain = cfg.arc_domain, .authserv_id = cfg.arc_authserv_id,
+                                            .dns_server = cfg.arc_dns_server };
         dkimsign_client *client = NULL;
         char *fields = NULL;
         sfsistat status = SMFIS_CONTINUE;
         int r;
 
-        if (!c || !c->sign)
+        if (!active(c))
                 return not_signing(ctx, c, SMFIS_CONTINUE);
         /* The last line, which no line end closed. */
         if (body_mta_change(ctx, c)) {
@@ -971,35 +1083,28 @@ static sfsistat on_eom(SMFICTX *ctx)
                 return SMFIS_CONTINUE;
         }
         /* An MTA that skipped the end of header. */
-        if (!login_check(ctx, c)) {
+        if (c->sign && !login_check(ctx, c))
+                c->sign = false;
+        if (!active(c)) {
                 conn_reset(c);
                 return SMFIS_CONTINUE;
         }
-        log_msg(LOG_DEBUG, "%s: signing: %s (From domain %s)", queue_id(ctx), c->why,
-                c->domain[0] ? c->domain : "unknown");
         r = client_get(&client);
-        if (r == 0)
-                r = dkimsign_sign(client, c->msg, &fields);
-        if (r < 0 && dkimsign_err_is_temporary(r)) {
-                outage_update(true, client ? dkimsign_client_error(client) : dkimsign_strerror(r));
-                status = cfg.tempfail_accept ? SMFIS_CONTINUE : SMFIS_TEMPFAIL;
-                if (cfg.tempfail_accept)
-                        log_unsigned(ctx, WHY_UNAVAILABLE, LOG_INFO, "dkimsignd unavailable, on_tempfail = accept",
-                                     "From domain", c->domain);
-                else
-                        log_msg(LOG_DEBUG, "%s: tempfailed", queue_id(ctx));
-        } else if (r < 0) {
-                outage_update(false, NULL);
-                log_unsigned(ctx, WHY_REFUSED, LOG_INFO,
-                             client ? dkimsign_client_error(client) : dkimsign_strerror(r), "From domain", c->domain);
-        } else {
-                outage_update(false, NULL);
-                if (add_fields(ctx, c->leadspc, c->added) < 0 || insert_fields(ctx, c->leadspc, fields) < 0) {
-                        log_msg(LOG_ERR, "%s: smfi_insheader failed", queue_id(ctx));
-                        status = SMFIS_TEMPFAIL;
-                } else {
-                        log_msg(LOG_INFO, "%s: signed", queue_id(ctx));
-                }
+        if (c->sign) {
+                log_msg(LOG_DEBUG, "%s: signing: %s (From domain %s)", queue_id(ctx), c->why,
+                        c->domain[0] ? c->domain : "unknown");
+                if (r == 0)
+                        r = dkimsign_sign(client, c->msg, &fields);
+                status = finish(ctx, c, client, r, fields, "signed");
+                free(fields);
+                fields = NULL;
+        }
+        /* Sealed after signing, so the seal is on top; not after a
+         * temporary failure, which retries the whole message. */
+        if (c->seal && status == SMFIS_CONTINUE && (r == 0 || !dkimsign_err_is_temporary(r) || !c->sign)) {
+                if (client)
+                        r = dkimsign_arc_seal(client, c->msg, &arc, &fields, NULL);
+                status = finish(ctx, c, client, r, fields, "sealed");
         }
         client_put(client, r);
         free(fields);
@@ -1034,6 +1139,7 @@ static struct smfiDesc filter = {
         .xxfi_flags = SMFIF_ADDHDRS,
         .xxfi_connect = on_connect,
         .xxfi_envfrom = on_envfrom,
+        .xxfi_envrcpt = on_rcpt,
         .xxfi_data = on_data,
         .xxfi_header = on_header,
         .xxfi_eoh = on_eoh,

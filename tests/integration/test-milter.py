@@ -117,7 +117,7 @@ class MilterClient:
             self.macros(b"C", **{"{" + k + "}": v for k, v in macros.items()})
         return self.step(b"C", b"client.example\0" + b"4" + struct.pack(">H", port) + addr.encode() + b"\0")
 
-    def message(self, headers, body, auth=None):
+    def message(self, headers, body, auth=None, rcpt="bob@example.net"):
         """One transaction; returns (final reply, inserted headers as
         (index, name, value)).  self.queue_id is its queue id, which the
         milter gets from DATA on, as from Postfix."""
@@ -129,7 +129,7 @@ class MilterClient:
         r = self.step(b"M", b"<alice@example.com>\0")
         if r != b"c":
             return r, []
-        steps = [] if self.skip & SMFIP_NORCPT else [(b"R", b"<bob@example.net>\0")]
+        steps = [] if self.skip & SMFIP_NORCPT else [(b"R", b"<" + rcpt.encode() + b">\0")]
         self.macros(b"T", i=self.queue_id)
         steps += [] if self.skip & SMFIP_NODATA else [(b"T", b"")]
         steps += [(b"L", n.encode() + b"\0" + self.passed_value(v).encode() + b"\0") for n, v in headers]
@@ -271,6 +271,58 @@ def test_protocol_external_unsigned_authenticated_signed():
             assert r == b"a", r
         c.close()
         assert len(m.unsigned_lines("external client")) == 100, m.log()
+    finally:
+        m.stop()
+
+
+def arc_verdict(message, keytable):
+    """python3-dkim's arc_verify of message, keys from keytable: pass, fail
+    or none."""
+    import dkim
+
+    def dnsfunc(name, timeout=5):
+        txt = keytable.get((name.decode() if isinstance(name, bytes) else name).rstrip(".").lower())
+        return txt.encode() if txt else None
+
+    cv, _, comment = dkim.arc_verify(message, dnsfunc=dnsfunc)
+    return (cv or b"none").decode(), comment
+
+
+def test_protocol_seals():
+    """ARC: mail for a forwarded domain (arc_recipient_domains) or that came
+    in on a list manager's re-injection daemon (arc_daemons) is sealed,
+    signed or not; the set records the Authentication-Results of
+    arc_authserv_id only."""
+    m = Milter("proto-arc", internal_networks="10.0.0.0/8",
+               extra="arc_domain = list.example\narc_authserv_id = mx.list.example\n"
+                     "arc_recipient_domains = List.Example\narc_daemons = LISTOUT\n")
+    headers = [("Authentication-Results", " mx.list.example; spf=pass smtp.mailfrom=example.com"),
+               ("Authentication-Results", " other.example; dkim=pass header.d=forged.example")] + HEADERS
+    try:
+        c = MilterClient(m.socket)
+        assert c.connect("192.0.2.1") == b"c"
+        # External, for the forwarded domain: sealed, not signed.
+        r, ins = c.message(headers, BODY, rcpt="fwd@list.example")
+        # Each inserted on top: the last one (ARC-Seal) ends first.
+        assert r == b"c" and [n for _, n, _ in ins] == ["ARC-Authentication-Results", "ARC-Message-Signature",
+                                                       "ARC-Seal"], (r, ins)
+        sealed = c.rebuild(headers, BODY, ins)
+        assert arc_verdict(sealed, box.keytable)[0] == "pass", arc_verdict(sealed, box.keytable)
+        assert "spf=pass" in ins[0][2] and "forged" not in ins[0][2], ins[0]
+        assert re.search(r": sealed \(sealed i=1 cv=none", m.log()), m.log()
+        # For anyone else: left alone.
+        r, ins = c.message(headers, BODY)
+        assert r == b"a" and ins == [], (r, ins)
+        c.close()
+        # Internal and from the re-injection daemon: signed, then sealed on top.
+        c = MilterClient(m.socket)
+        assert c.connect("10.1.2.3", daemon_name="LISTOUT") == b"c"
+        r, ins = c.message(headers, BODY)
+        assert r == b"c" and [n for _, n, _ in ins] == ["DKIM-Signature", "ARC-Authentication-Results",
+                                                       "ARC-Message-Signature", "ARC-Seal"], (r, ins)
+        msg = c.rebuild(headers, BODY, ins)
+        assert dkimpy_verify(msg, box.keytable) and arc_verdict(msg, box.keytable)[0] == "pass", msg
+        c.close()
     finally:
         m.stop()
 
@@ -892,6 +944,7 @@ def setup():
     box.keygen("a.example", "s2026")
     box.keygen("b.example", "s2026")
     box.keygen("bücher.example", "s2026")
+    box.keygen("list.example", "arc2026")     # the ARC sealing domain
     box.start()
 
 
@@ -907,7 +960,7 @@ def main():
              test_protocol_external_unsigned_authenticated_signed, test_protocol_login_signs_only_its_domains,
              test_protocol_eai_from, test_protocol_submission_and_local,
              test_protocol_no_key_and_no_from_pass_unsigned, test_protocol_20mb,
-             test_protocol_tempfail_once_per_outage, test_protocol_tempfail_accept,
+             test_protocol_tempfail_once_per_outage, test_protocol_tempfail_accept, test_protocol_seals,
              test_refuses_network_socket, test_refuses_bad_login_map_and_loose_files, test_postfix_end_to_end,
              test_postfix_outside_unsigned,
              test_postfix_what_is_signed_by_default, test_postfix_what_is_signed_configured,

@@ -391,6 +391,31 @@ static void test_macro_ok(void **state)
         assert_false(milter_macro_ok(NULL, 32));
 }
 
+/* Which mail is sealed: by {daemon_name} as given, by recipient domain in
+ * any letter case, never for a macro that is no name. */
+static void test_arc_selection(void **state)
+{
+        struct milter_arc a = { 0 };
+
+        assert_int_equal(milter_arc_parse_daemons(&a, "LISTOUT, FWD"), 0);
+        assert_int_equal(milter_arc_parse_domains(&a, "Lists.Example.org forward.example"), 0);
+        assert_true(milter_arc_daemon(&a, "LISTOUT"));
+        assert_false(milter_arc_daemon(&a, "listout"));
+        assert_false(milter_arc_daemon(&a, NULL));
+        assert_false(milter_arc_daemon(&a, "LIST\x01OUT"));
+        assert_true(milter_arc_recipient(&a, "<bob@lists.example.org>"));
+        assert_true(milter_arc_recipient(&a, "<BOB@LISTS.EXAMPLE.ORG>"));
+        assert_true(milter_arc_recipient(&a, "carol@forward.example"));
+        assert_false(milter_arc_recipient(&a, "<bob@sub.lists.example.org>"));
+        assert_false(milter_arc_recipient(&a, "<bob@lists.example.org.evil>"));
+        assert_false(milter_arc_recipient(&a, "<postmaster>"));
+        assert_false(milter_arc_recipient(&a, NULL));
+        assert_int_equal(milter_arc_parse_domains(&a, "bad\x01name"), -1);
+        assert_int_equal(a.n_domains, 2);      /* a refused list leaves the last one */
+        milter_arc_deinit(&a);
+        assert_int_equal(a.n_daemons + a.n_domains, 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -400,6 +425,7 @@ int main(void)
                 cmocka_unit_test(test_map_bounds),
                 cmocka_unit_test(test_origin),
                 cmocka_unit_test(test_parse_lists),
+                cmocka_unit_test(test_arc_selection),
                 cmocka_unit_test(test_macro_ok),
         };
 
