@@ -9,7 +9,8 @@
  *   sha256   raw OpenSSL SHA-256, MB/s on one core
  *   canon    libdkimsign's body canonicalization + SHA-256, MB/s
  *   client   whole messages signed through dkimsignd by N client threads
- *            (--message may be given several times: used in turn)
+ *            (--message may be given several times: used in turn), or sealed
+ *            (ARC) with --arc DOMAIN --authserv-id ID [--dns-server ADDR]
  *   populate N Ed25519 keys on the token, one per domain d<i>.<suffix>
  *            (i from --first on),
  *            for the many-domains scenario (not a measurement)
@@ -32,6 +33,7 @@ struct opts {
         const char *mode, *module, *label, *pin_file, *key, *alg, *socket, *message, *canon, *suffix;
         const char *messages[MESSAGES_MAX];
         int nmessages;
+        struct dkimsign_arc_options arc;        /* client: seal (ARC) when arc.domain is set */
         int threads;
         bool copy;               /* token: sign with a session copy of the key, as dkimsignd does */
         long domains;
@@ -216,6 +218,7 @@ struct message {
 
 struct client_arg {
         dkimsign_client *client;
+        const struct dkimsign_arc_options *arc;  /* NULL: sign */
         const struct message *msgs;
         size_t nmsgs, next;
 };
@@ -228,10 +231,12 @@ static int client_op(void *p)
         char *fields = NULL;
         int r = dkimsign_message_new(&m);
 
+        if (r == 0 && a->arc)
+                r = dkimsign_message_set_arc(m);
         for (size_t off = 0; r == 0 && off < msg->len; off += 65536)
                 r = dkimsign_message_write(m, msg->data + off, msg->len - off < 65536 ? msg->len - off : 65536);
         if (r == 0)
-                r = dkimsign_sign(a->client, m, &fields);
+                r = a->arc ? dkimsign_arc_seal(a->client, m, a->arc, &fields, NULL) : dkimsign_sign(a->client, m, &fields);
         if (r < 0)
                 fprintf(stderr, "bench: %s\n", dkimsign_client_error(a->client));
         free(fields);
@@ -257,6 +262,7 @@ static int run_client(const struct opts *o)
                         return 1;
                 }
                 args[i].msgs = msgs;
+                args[i].arc = o->arc.domain ? &o->arc : NULL;
                 args[i].nmsgs = (size_t) o->nmessages;
                 args[i].next = (size_t) i;  /* spread the clients over the messages */
                 ptrs[i] = &args[i];
@@ -320,7 +326,9 @@ int main(int argc, char **argv)
                 { "message", required_argument, NULL, 'f' }, { "threads", required_argument, NULL, 't' },
                 { "seconds", required_argument, NULL, 'S' }, { "canon", required_argument, NULL, 'c' },
                 { "domains", required_argument, NULL, 'n' }, { "suffix", required_argument, NULL, 'x' },
-                { "copy", no_argument, NULL, 'C' }, { "first", required_argument, NULL, 'F' }, { 0 },
+                { "copy", no_argument, NULL, 'C' }, { "first", required_argument, NULL, 'F' },
+                { "arc", required_argument, NULL, 'A' }, { "authserv-id", required_argument, NULL, 'I' },
+                { "dns-server", required_argument, NULL, 'D' }, { 0 },
         };
         struct opts o = { .threads = 1, .seconds = 3, .alg = "rsa" };
         int opt;
@@ -345,6 +353,9 @@ int main(int argc, char **argv)
                 case 'c': o.canon = optarg; break;
                 case 'C': o.copy = true; break;
                 case 'F': o.first = atol(optarg); break;
+                case 'A': o.arc.domain = optarg; break;
+                case 'I': o.arc.authserv_id = optarg; break;
+                case 'D': o.arc.dns_server = optarg; break;
                 default: return 2;
                 }
         }
