@@ -229,30 +229,28 @@ static void free_names(char **names, size_t *n)
                 free(names[--*n]);
 }
 
-int milter_arc_parse_daemons(struct milter_arc *a, const char *value)
+/* Replace the list dst (*n names) by value's names. */
+static int set_names(char **dst, size_t *n, const char *value, bool lower)
 {
         char *names[MILTER_MAX_NAMES];
-        int n = parse_names(value, names, false);
+        int k = parse_names(value, names, lower);
 
-        if (n < 0)
+        if (k < 0)
                 return -1;
-        free_names(a->daemons, &a->n_daemons);
-        memcpy(a->daemons, names, (size_t) n * sizeof(names[0]));
-        a->n_daemons = (size_t) n;
+        free_names(dst, n);
+        memcpy(dst, names, (size_t) k * sizeof(names[0]));
+        *n = (size_t) k;
         return 0;
+}
+
+int milter_arc_parse_daemons(struct milter_arc *a, const char *value)
+{
+        return set_names(a->daemons, &a->n_daemons, value, false);
 }
 
 int milter_arc_parse_domains(struct milter_arc *a, const char *value)
 {
-        char *names[MILTER_MAX_NAMES];
-        int n = parse_names(value, names, true);
-
-        if (n < 0)
-                return -1;
-        free_names(a->domains, &a->n_domains);
-        memcpy(a->domains, names, (size_t) n * sizeof(names[0]));
-        a->n_domains = (size_t) n;
-        return 0;
+        return set_names(a->domains, &a->n_domains, value, true);
 }
 
 void milter_arc_deinit(struct milter_arc *a)

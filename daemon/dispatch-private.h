@@ -25,6 +25,10 @@ struct quota_pair {
 /* 0 when sig is key's signature of digest, else DKIMSIGN_E_VERIFY. */
 int dispatch_verify_signature(const struct hsm_key *key, const uint8_t digest[DKIM_SHA256_LEN],
                               const uint8_t *sig, size_t sig_len);
+/* Parse a request's header block under the configured limits: 0, or
+ * DKIMSIGN_E_TOO_LARGE / DKIMSIGN_E_HEADER with the sentence in why. */
+int dispatch_parse_headers(const struct sign_ctx *ctx, const uint8_t *block, size_t len, struct dkim_headers *ret,
+                           char *why, size_t whylen);
 /* The Message-ID's value, trimmed and cut short, for the audit line. */
 void dispatch_find_msgid(const struct dkim_headers *h, char *ret, size_t size);
 /* The header policy of a domain's section, else the global one. */

@@ -62,7 +62,6 @@ static bool text_ok(const char *s, size_t len, bool spaces)
 static int parse_seal(const struct sign_ctx *ctx, struct seal_request *rq, const uint8_t *payload, size_t len)
 {
         const struct config_limits *lim = &ctx->config->limits;
-        struct dkim_header_limits hl = { .max_fields = lim->max_headers, .max_line = lim->max_line };
         const char *idn_why = NULL;
         struct buf p;
         int r;
@@ -86,15 +85,9 @@ static int parse_seal(const struct sign_ctx *ctx, struct seal_request *rq, const
                          "domain name: %s", idn_why);
                 return r == DKIMSIGN_E_NOMEM ? r : DKIMSIGN_E_FORMAT;
         }
-        r = dkim_headers_parse(rq->m.headers, rq->m.headers_len, &hl, &rq->headers);
-        if (r == DKIMSIGN_E_TOO_LARGE) {
-                snprintf(rq->why, sizeof(rq->why), "the header block is over a configured limit");
+        r = dispatch_parse_headers(ctx, rq->m.headers, rq->m.headers_len, &rq->headers, rq->why, sizeof(rq->why));
+        if (r < 0)
                 return r;
-        }
-        if (r < 0) {
-                snprintf(rq->why, sizeof(rq->why), "the header block is malformed");
-                return DKIMSIGN_E_HEADER;
-        }
         dispatch_find_msgid(&rq->headers, rq->msgid, sizeof(rq->msgid));
         if (rq->m.instance > ARC_INSTANCE_MAX) {
                 snprintf(rq->why, sizeof(rq->why), "an ARC chain holds at most %d sets; not sealed", ARC_INSTANCE_MAX);

@@ -160,10 +160,29 @@ void dispatch_find_msgid(const struct dkim_headers *h, char *ret, size_t size)
         }
 }
 
-static int parse_request(const struct sign_ctx *ctx, struct request *rq, const uint8_t *payload, size_t len)
+int dispatch_parse_headers(const struct sign_ctx *ctx, const uint8_t *block, size_t len, struct dkim_headers *ret,
+                           char *why, size_t whylen)
 {
         const struct config_limits *lim = &ctx->config->limits;
         struct dkim_header_limits hl = { .max_fields = lim->max_headers, .max_line = lim->max_line };
+        int r = dkim_headers_parse(block, len, &hl, ret);
+
+        if (r == DKIMSIGN_E_TOO_LARGE) {
+                snprintf(why, whylen, "the header block is over a configured limit (%zu fields, %zu octets a line)",
+                         lim->max_headers, lim->max_line);
+                return r;
+        }
+        if (r < 0) {
+                snprintf(why, whylen, "the header block is malformed (a line that is not a "
+                         "header field, a bare CR or LF, or a NUL octet)");
+                return DKIMSIGN_E_HEADER;
+        }
+        return 0;
+}
+
+static int parse_request(const struct sign_ctx *ctx, struct request *rq, const uint8_t *payload, size_t len)
+{
+        const struct config_limits *lim = &ctx->config->limits;
         const char *idn_why = NULL;
         struct buf p;
         int r;
@@ -174,18 +193,9 @@ static int parse_request(const struct sign_ctx *ctx, struct request *rq, const u
                 snprintf(rq->why, sizeof(rq->why), "malformed SIGN request: %s", dkimsign_strerror(r));
                 return r;
         }
-        r = dkim_headers_parse(rq->m.headers, rq->m.headers_len, &hl, &rq->headers);
-        if (r == DKIMSIGN_E_TOO_LARGE) {
-                snprintf(rq->why, sizeof(rq->why),
-                         "the header block is over a configured limit (%zu fields, %zu octets a line)",
-                         lim->max_headers, lim->max_line);
+        r = dispatch_parse_headers(ctx, rq->m.headers, rq->m.headers_len, &rq->headers, rq->why, sizeof(rq->why));
+        if (r < 0)
                 return r;
-        }
-        if (r < 0) {
-                snprintf(rq->why, sizeof(rq->why), "the header block is malformed (a line that is not a "
-                         "header field, a bare CR or LF, or a NUL octet)");
-                return DKIMSIGN_E_HEADER;
-        }
         dispatch_find_msgid(&rq->headers, rq->msgid, sizeof(rq->msgid));
         /* Both domains in lowercase A-label form, as the key table's and
          * the configuration's are: an EAI (RFC 6532) message's U-label

@@ -10,6 +10,7 @@
 
 #include "protocol/dkimsign-errors.h"
 #include "dkim/arc.h"
+#include "dkim/sign.h"
 #include "dkim/taglist.h"
 
 #define FOLD_WIDTH 76
@@ -255,24 +256,11 @@ int arc_seal_begin(const struct arc_seal_spec *spec, struct buf *out)
         return buf_put(out, tmp, (size_t) n);
 }
 
-struct hash_sink {
-        EVP_MD_CTX *md;
-        int failed;
-};
-
-static void hash_sink(void *userdata, const uint8_t *data, size_t len)
-{
-        struct hash_sink *s = userdata;
-
-        if (len && !EVP_DigestUpdate(s->md, data, len))
-                s->failed = 1;
-}
-
 int arc_seal_digest(const struct dkim_headers *h, const struct arc_chain *chain, size_t before,
                     const uint8_t *aar, size_t aar_len, const uint8_t *ams, size_t ams_len,
                     const uint8_t *as, size_t as_len, uint8_t ret_digest[DKIM_SHA256_LEN])
 {
-        struct hash_sink sink = { .md = EVP_MD_CTX_new() };
+        struct dkim_hash_sink sink = { .md = EVP_MD_CTX_new() };
         unsigned int dlen = 0;
         int r = 0;
 
@@ -284,12 +272,12 @@ int arc_seal_digest(const struct dkim_headers *h, const struct arc_chain *chain,
                 for (int k = 0; k < 3; k++) {
                         const struct dkim_field *f = &h->fields[chain->idx[n][k]];
 
-                        dkim_header_canon(DKIM_CANON_RELAXED, h->block + f->off, f->len, true, hash_sink, &sink);
+                        dkim_header_canon(DKIM_CANON_RELAXED, h->block + f->off, f->len, true, dkim_hash_sink, &sink);
                 }
         if (r == 0) {
-                dkim_header_canon(DKIM_CANON_RELAXED, aar, aar_len, true, hash_sink, &sink);
-                dkim_header_canon(DKIM_CANON_RELAXED, ams, ams_len, true, hash_sink, &sink);
-                dkim_header_canon(DKIM_CANON_RELAXED, as, as_len, false, hash_sink, &sink);
+                dkim_header_canon(DKIM_CANON_RELAXED, aar, aar_len, true, dkim_hash_sink, &sink);
+                dkim_header_canon(DKIM_CANON_RELAXED, ams, ams_len, true, dkim_hash_sink, &sink);
+                dkim_header_canon(DKIM_CANON_RELAXED, as, as_len, false, dkim_hash_sink, &sink);
                 if (sink.failed || !EVP_DigestFinal_ex(sink.md, ret_digest, &dlen) || dlen != DKIM_SHA256_LEN)
                         r = DKIMSIGN_E_INTERNAL;
         }

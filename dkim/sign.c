@@ -228,14 +228,9 @@ int dkim_sig_field_finish(struct buf *out, const uint8_t *sig, size_t sig_len)
         return f.r;
 }
 
-struct hash_sink {
-        EVP_MD_CTX *md;
-        int failed;
-};
-
-static void hash_sink(void *userdata, const uint8_t *data, size_t len)
+void dkim_hash_sink(void *userdata, const uint8_t *data, size_t len)
 {
-        struct hash_sink *s = userdata;
+        struct dkim_hash_sink *s = userdata;
 
         if (len && !EVP_DigestUpdate(s->md, data, len))
                 s->failed = 1;
@@ -244,7 +239,7 @@ static void hash_sink(void *userdata, const uint8_t *data, size_t len)
 int dkim_sig_digest(const struct dkim_headers *h, const struct dkim_sig_spec *spec,
                     const uint8_t *field, size_t field_len, uint8_t ret_digest[DKIM_SHA256_LEN])
 {
-        struct hash_sink sink = { .md = EVP_MD_CTX_new() };
+        struct dkim_hash_sink sink = { .md = EVP_MD_CTX_new() };
         bool *used = calloc(h->count ? h->count : 1, sizeof(bool));
         unsigned int dlen = 0;
         int r = 0;
@@ -264,11 +259,11 @@ int dkim_sig_digest(const struct dkim_headers *h, const struct dkim_sig_spec *sp
                                 continue;
                         used[k] = true;
                         dkim_header_canon(spec->header_canon, h->block + h->fields[k].off,
-                                          h->fields[k].len, true, hash_sink, &sink);
+                                          h->fields[k].len, true, dkim_hash_sink, &sink);
                         break;
                 }
         }
-        dkim_header_canon(spec->header_canon, field, field_len, false, hash_sink, &sink);
+        dkim_header_canon(spec->header_canon, field, field_len, false, dkim_hash_sink, &sink);
         if (sink.failed || !EVP_DigestFinal_ex(sink.md, ret_digest, &dlen) || dlen != DKIM_SHA256_LEN)
                 r = DKIMSIGN_E_INTERNAL;
 out:

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <openssl/evp.h>
 
 #include "protocol/buf.h"
 #include "dkim/canon.h"
@@ -86,6 +87,14 @@ int dkim_sig_digest(const struct dkim_headers *h, const struct dkim_sig_spec *sp
 
 /* Append the base64 signature after "b=", folded. */
 int dkim_sig_field_finish(struct buf *out, const uint8_t *sig, size_t sig_len);
+
+/* A dkim_sink_fn that feeds a SHA-256 context; failed is set when an
+ * update fails.  arc.c hashes its seal with it too. */
+struct dkim_hash_sink {
+        EVP_MD_CTX *md;
+        int failed;
+};
+void dkim_hash_sink(void *userdata, const uint8_t *data, size_t len);
 
 /* Base64 of data appended to out (no line breaks). */
 int dkim_base64_put(struct buf *out, const uint8_t *data, size_t len);
