@@ -22,11 +22,12 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from dnsserver import DnsServer  # noqa: E402
+import arcverify  # noqa: E402
 import rspamd  # noqa: E402
+from arcverify import PYTHON, prog  # noqa: E402
 import wire  # noqa: E402
 from harness import BUILD, Sandbox, run, to_crlf  # noqa: E402
 
-PYTHON = "/usr/bin/python3"
 SEAL_DOMAIN = "list.example"
 AUTHSERV = "mx.list.example"
 
@@ -79,39 +80,6 @@ die "Mail::DKIM did not seal: " . $s->result . " " . ($s->result_detail // '') .
 my $h = $s->as_string; $h =~ s/\015?\012$//;
 print $h, "\015\012", $msg;
 """
-
-DKIMPY_VERIFY = r"""
-import sys, dkim
-keys = dict(line.split(" ", 1) for line in open(sys.argv[1]).read().splitlines())
-def dnsfunc(name, timeout=5):
-    name = (name.decode() if isinstance(name, bytes) else name).rstrip(".").lower()
-    return keys[name].encode() if name in keys else None
-cv, results, comment = dkim.arc_verify(sys.stdin.buffer.read(), dnsfunc=dnsfunc)
-# A chain whose newest seal says cv=fail comes back as cv None, "the chain
-# is terminated": a failed chain.
-if cv is None:
-    cv = b"fail" if "reported failure" in str(comment) else b"none"
-print(cv.decode(), comment)
-"""
-
-MAILDKIM_VERIFY = r"""
-use strict; use warnings; use Mail::DKIM::ARC::Verifier; use Net::DNS::Resolver;
-my ($port) = @ARGV;
-Mail::DKIM::DNS::resolver(Net::DNS::Resolver->new(nameservers => ['127.0.0.1'], port => $port,
-        recurse => 1, udp_timeout => 5, tcp_timeout => 5, retry => 1));
-binmode STDIN;
-my $msg = do { local $/; <STDIN> };
-my $v = Mail::DKIM::ARC::Verifier->new();
-$v->PRINT($msg); $v->CLOSE;
-print $v->result, " ", ($v->result_detail // ''), "\n";
-"""
-
-
-def prog(args, data):
-    p = subprocess.run(args, input=data, capture_output=True, timeout=60)
-    assert p.returncode == 0, (args[:2], p.stderr.decode(errors="replace"))
-    return p.stdout
-
 
 def seal_dkimpy(msg, name, cv):
     domain, selector, key = sealers[name]
@@ -182,9 +150,7 @@ def setup():
         records[f"s{name}._domainkey.{domain}"] = ["v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()]
         sealers[name] = (domain, "s" + name, key)
     dns = DnsServer({k: v for k, v in records.items()})
-    with open(os.path.join(workdir, "keys"), "w") as f:
-        for name, rec in records.items():
-            f.write(f"{name} {''.join(rec)}\n")
+    arcverify.write_keys(os.path.join(workdir, "keys"), records)
     start_rspamd()
 
 
@@ -208,15 +174,8 @@ def dkimsign_seal(msg, *args, domain=SEAL_DOMAIN):
 
 
 def verdicts(msg):
-    """Each verifier's verdict on the chain: pass, fail or none."""
-    out = {}
-    out["python3-dkim"] = prog([PYTHON, "-c", DKIMPY_VERIFY, os.path.join(workdir, "keys")], msg).decode()
-    out["Mail::DKIM"] = prog(["perl", "-e", MAILDKIM_VERIFY, str(dns.port)], msg).decode()
-    if rs:
-        arc = sorted(s for s in rs.symbols(msg) if s.startswith("ARC_"))
-        verdict = {"ARC_ALLOW": "pass", "ARC_REJECT": "fail", "ARC_INVALID": "invalid"}.get(arc[0] if arc else "")
-        out["rspamd"] = f"{verdict} {' '.join(arc)}"
-    return {k: v.split()[0] if v.split() else "" for k, v in out.items()}, out
+    """Each verifier's verdict on the chain: pass, fail, none or invalid."""
+    return arcverify.verdicts(msg, os.path.join(workdir, "keys"), dns.port, rs)
 
 
 def arc_fields(msg, name):
