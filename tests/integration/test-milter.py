@@ -822,6 +822,57 @@ def test_postfix_outside_unsigned():
         m.stop()
 
 
+def test_postfix_seals_forwarded_mail():
+    """A forwarder: Postfix relays mail for local.test, which arrives with
+    an ARC set from upstream and the Authentication-Results of this host's
+    verifier (as a verifier milter before this one writes it); the milter
+    seals the next set.  The delivered chain passes python3-dkim,
+    Mail::DKIM and rspamd (tests/lib/arcverify.py), the chain's keys on a
+    DNS server on loopback."""
+    if not postfix_available():
+        return
+    import arcverify
+    import rspamd
+    from dnsserver import DnsServer
+    records = {name: [text] for name, text in box.keytable.items()}
+    keys = os.path.join(tmp, "arc-keys")
+    arcverify.write_keys(keys, records)
+    dns = DnsServer(records)
+    rs = m = pf = None
+    try:
+        rs = rspamd.Rspamd(dns.address, os.path.join(BUILD, "tests", "rspamd-cache-milter")) \
+            if rspamd.available() else None
+        m = Milter("pf-arc", internal_networks=None,
+                   extra=f"arc_domain = list.example\narc_authserv_id = mx.example.com\n"
+                         f"arc_recipient_domains = local.test\narc_dns_server = {dns.address}\n")
+        pf = Postfix(m.socket)
+        upstream = subprocess.run([binary("dkimsign"), "--socket", box.socket, "--arc", "--domain", "a.example",
+                                   "--authserv-id", "mx.a.example"],
+                                  input=message_text("alice@example.com", "arc-fwd-1").encode(),
+                                  capture_output=True, check=True).stdout
+        incoming = (b"Authentication-Results: mx.example.com; arc=pass (i=1) header.oldest-pass=0;\r\n"
+                    b"\tdkim=none; spf=pass smtp.mailfrom=example.com\r\n"
+                    b"Authentication-Results: evil.example; dmarc=pass header.from=forged.example\r\n") + upstream
+        p = subprocess.run(["swaks", "--server", f"127.0.0.1:{SMTP_PORT}", "--from", "alice@example.com",
+                            "--to", "bob@local.test", "--data", "-", "--timeout", "60"],
+                           input=incoming.decode(), capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stdout + p.stderr
+        _path, data = pf.delivered("arc-fwd-1")
+        data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        assert re.search(rb"(?m)^ARC-Seal: i=2; a=rsa-sha256; t=\d+; cv=pass;", data), data[:3000]
+        head = data.partition(b"\r\n\r\n")[0]
+        aar = [f for f in re.split(rb"\r\n(?![ \t])", head) if f.startswith(b"ARC-Authentication-Results: i=2;")][0]
+        assert b"spf=pass" in aar and b"forged" not in aar, aar
+        short, full = arcverify.verdicts(data, keys, dns.port, rs)
+        assert all(v == "pass" for v in short.values()), full
+        assert rs, "rspamd could not run here"
+        assert re.search(r": sealed \(sealed i=2 cv=pass", m.log()), m.log()
+    finally:
+        for x in (pf, m, rs, dns):
+            if x:
+                x.stop() if hasattr(x, "stop") else x.close()
+
+
 def test_postfix_what_is_signed_by_default():
     """The milter's defaults behind the Postfix of dkimsign-milter(8): a
     login signs its own domain, and nothing else is signed: not another
@@ -962,7 +1013,7 @@ def main():
              test_protocol_no_key_and_no_from_pass_unsigned, test_protocol_20mb,
              test_protocol_tempfail_once_per_outage, test_protocol_tempfail_accept, test_protocol_seals,
              test_refuses_network_socket, test_refuses_bad_login_map_and_loose_files, test_postfix_end_to_end,
-             test_postfix_outside_unsigned,
+             test_postfix_outside_unsigned, test_postfix_seals_forwarded_mail,
              test_postfix_what_is_signed_by_default, test_postfix_what_is_signed_configured,
              test_postfix_header_whitespace_every_canon])
     finally:
