@@ -185,7 +185,7 @@ void milter_policy_deinit(struct milter_policy *p)
 
 /* Printable names (no blank) of a list into names, strdup'ed; lower:
  * lowercased.  The count, or -1 (nothing left allocated). */
-static int parse_names(const char *value, char *names[MILTER_MAX_NAMES], bool lower)
+static int parse_names(const char *value, char *names[MILTER_MAX_NAMES])
 {
         size_t n = 0;
         const char *s = value, *item;
@@ -203,8 +203,6 @@ static int parse_names(const char *value, char *names[MILTER_MAX_NAMES], bool lo
                                 free(names[--n]);
                         return -1;
                 }
-                for (char *c = names[n]; lower && *c; c++)
-                        *c = ascii_lower(*c);
                 n++;
         }
         return (int) n;
@@ -213,7 +211,7 @@ static int parse_names(const char *value, char *names[MILTER_MAX_NAMES], bool lo
 int milter_parse_daemons(struct milter_policy *p, const char *value)
 {
         char *names[MILTER_MAX_NAMES];
-        int n = parse_names(value, names, false);
+        int n = parse_names(value, names);
 
         if (n < 0)
                 return -1;
@@ -230,10 +228,10 @@ static void free_names(char **names, size_t *n)
 }
 
 /* Replace the list dst (*n names) by value's names. */
-static int set_names(char **dst, size_t *n, const char *value, bool lower)
+static int set_names(char **dst, size_t *n, const char *value)
 {
         char *names[MILTER_MAX_NAMES];
-        int k = parse_names(value, names, lower);
+        int k = parse_names(value, names);
 
         if (k < 0)
                 return -1;
@@ -245,12 +243,28 @@ static int set_names(char **dst, size_t *n, const char *value, bool lower)
 
 int milter_arc_parse_daemons(struct milter_arc *a, const char *value)
 {
-        return set_names(a->daemons, &a->n_daemons, value, false);
+        return set_names(a->daemons, &a->n_daemons, value);
 }
 
+/* Each in lowercase A-label form (map_domain), as a recipient's domain is
+ * compared: an EAI recipient's U-labels match either form written here. */
 int milter_arc_parse_domains(struct milter_arc *a, const char *value)
 {
-        return set_names(a->domains, &a->n_domains, value, true);
+        char *names[MILTER_MAX_NAMES], ascii[MILTER_DOMAIN_MAX + 1];
+        const char *s = value, *item;
+        size_t n = 0, len;
+
+        while (list_next(&s, &item, &len)) {
+                if (n == MILTER_MAX_NAMES || !map_domain(item, len, ascii) || !(names[n] = strdup(ascii))) {
+                        free_names(names, &n);
+                        return -1;
+                }
+                n++;
+        }
+        free_names(a->domains, &a->n_domains);
+        memcpy(a->domains, names, n * sizeof(names[0]));
+        a->n_domains = n;
+        return 0;
 }
 
 void milter_arc_deinit(struct milter_arc *a)
@@ -272,7 +286,7 @@ bool milter_arc_daemon(const struct milter_arc *a, const char *daemon_name)
 bool milter_arc_recipient(const struct milter_arc *a, const char *rcpt)
 {
         const char *at, *end;
-        size_t len;
+        char domain[MILTER_DOMAIN_MAX + 1];
 
         if (!rcpt || !milter_macro_ok(rcpt, MILTER_LOGIN_MAX + 2))
                 return false;
@@ -281,9 +295,10 @@ bool milter_arc_recipient(const struct milter_arc *a, const char *rcpt)
                 return false;
         at++;
         end = strchr(at, '>');
-        len = end ? (size_t) (end - at) : strlen(at);
+        if (!map_domain(at, end ? (size_t) (end - at) : strlen(at), domain))
+                return false;
         for (size_t i = 0; i < a->n_domains; i++)
-                if (strlen(a->domains[i]) == len && strncasecmp(a->domains[i], at, len) == 0)
+                if (strcmp(a->domains[i], domain) == 0)
                         return true;
         return false;
 }

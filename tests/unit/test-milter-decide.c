@@ -411,6 +411,13 @@ static void test_arc_selection(void **state)
         assert_false(milter_arc_recipient(&a, "<postmaster>"));
         assert_false(milter_arc_recipient(&a, NULL));
         assert_int_equal(milter_arc_parse_domains(&a, "bad\x01name"), -1);
+        /* Internationalized domains compare as A-labels, written either way. */
+        assert_int_equal(milter_arc_parse_domains(&a, "b\xc3\xbc" "cher.example, xn--mnchen-3ya.example"), 0);
+        assert_true(milter_arc_recipient(&a, "<j\xc3\xb6rg@B\xc3\x9c" "CHER.example>"));
+        assert_true(milter_arc_recipient(&a, "<jorg@xn--bcher-kva.example>"));
+        assert_true(milter_arc_recipient(&a, "<x@m\xc3\xbc" "nchen.example>"));
+        assert_false(milter_arc_recipient(&a, "<x@lists.example.org>"));
+        assert_false(milter_arc_recipient(&a, "<x@[192.0.2.1]>"));
         assert_int_equal(a.n_domains, 2);      /* a refused list leaves the last one */
         milter_arc_deinit(&a);
         assert_int_equal(a.n_daemons + a.n_domains, 0);
