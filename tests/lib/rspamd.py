@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 
-from dnsserver import _free_port
+from dnsserver import free_port
 
 RSPAMD = shutil.which("rspamd") or "/usr/bin/rspamd"
 RSPAMC = shutil.which("rspamc") or "/usr/bin/rspamc"
@@ -37,8 +37,8 @@ class Rspamd:
         os.makedirs(cache_dir, exist_ok=True)
         for sub in ("local.d", "override.d", "run", "log"):
             os.makedirs(os.path.join(self.dir, sub))
-        self.port = _free_port()
-        ports = {"normal": self.port, "controller": _free_port(), "proxy": _free_port()}
+        self.port = free_port()
+        ports = {"normal": self.port, "controller": free_port(), "proxy": free_port()}
         for worker, port in ports.items():
             with open(os.path.join(self.dir, "override.d", f"worker-{worker}.inc"), "w") as f:
                 f.write(f'bind_socket = "127.0.0.1:{port}";\ncount = 1;\n')
