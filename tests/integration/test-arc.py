@@ -29,6 +29,7 @@ import wire  # noqa: E402
 from harness import BUILD, Sandbox, run, to_crlf  # noqa: E402
 
 SEAL_DOMAIN = "list.example"
+IDN_ULABEL, IDN_ALABEL = "bücher.example", "xn--bcher-kva.example"
 AUTHSERV = "mx.list.example"
 
 BASE = (b"Authentication-Results: mx.list.example; dkim=pass header.d=example.com;\r\n"
@@ -138,6 +139,7 @@ def setup():
     box.keygen(SEAL_DOMAIN, "arc2026")
     box.keygen(SEAL_DOMAIN, "arc2026e", "ed25519")
     box.keygen("ed.example", "arced", "ed25519")
+    box.keygen(IDN_ULABEL, "arcidn")
     box.keygen("denied.example", "s1")
     box.start()
     records = {name: [text] for name, text in box.keytable.items()}
@@ -248,6 +250,20 @@ def test_ed25519_seal_verifies():
     assert b"cv=fail" in arc_fields(q.stdout, b"ARC-Seal")[0]
 
 
+def test_internationalized_sealing_domain():
+    """A sealing domain given in U-labels, in any case, seals as its
+    lowercase A-labels, the form SIGN's domains take; one IDNA2008 refuses
+    is refused."""
+    p = dkimsign_seal(BASE, domain=IDN_ULABEL.upper())
+    assert p.returncode == 0, p.stderr
+    for name in (b"ARC-Seal", b"ARC-Message-Signature"):
+        assert f"d={IDN_ALABEL};".encode() in arc_fields(p.stdout, name)[0], arc_fields(p.stdout, name)
+    short, full = verdicts(p.stdout)
+    assert all(v == "pass" for v in short.values()), full
+    p = dkimsign_seal(BASE, domain="xn--zz.example")
+    assert p.returncode != 0 and b"not a valid" in p.stderr, (p.returncode, p.stderr)
+
+
 def test_refuses_domain_without_key():
     p = dkimsign_seal(BASE, domain="nokey.example")
     assert p.returncode == 65, (p.returncode, p.stderr)
@@ -311,7 +327,7 @@ if __name__ == "__main__":
     setup()
     try:
         run([test_corpus_sealed_and_verified, test_aar_records_only_own_authserv_id, test_rsa_seals_when_domain_has_both,
-             test_ed25519_seal_verifies, test_refuses_domain_without_key, test_daemon_checks_what_it_seals,
-             test_rspamd_ran])
+             test_ed25519_seal_verifies, test_internationalized_sealing_domain, test_refuses_domain_without_key,
+             test_daemon_checks_what_it_seals, test_rspamd_ran])
     finally:
         teardown()
