@@ -12,12 +12,14 @@ metrics gets 403 and its target is down (up == 0); dkimsignctl metrics
 writes its file whole."""
 import os
 import re
+import socket
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from harness import Sandbox, binary, run  # noqa: E402
-from prometheus import Exporter, Prometheus  # noqa: E402
+from prometheus import Exporter, Prometheus, http_get  # noqa: E402
 
 # Message counts per kind; a.example has an RSA and an Ed25519 key, e.example
 # an Ed25519 key, q.example an RSA key and a quota of one message a day,
@@ -179,6 +181,32 @@ def test_exporter_without_permission():
             exporter.stop()
 
 
+def test_exporter_not_held_by_idle_clients():
+    """A local user who opens connections and sends nothing, or half a
+    request, holding them as long as the exporter lets it, must not keep
+    Prometheus' scrape waiting: more idle connections than the exporter
+    keeps, yet a scrape is answered at once."""
+    with make_box() as box:
+        box.start()
+        exporter = Exporter(binary("dkimsign-exporter"), box.socket, os.path.join(box.dir, "exporter.log"))
+        idle = []
+        try:
+            for i in range(12):
+                s = socket.create_connection(("127.0.0.1", exporter.port), timeout=5)
+                if i % 2:
+                    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                idle.append(s)
+            start = time.monotonic()
+            status, _, body = http_get(f"http://{exporter.address}/metrics", timeout=30)
+            took = time.monotonic() - start
+            assert status == 200 and b"dkimsign_signatures_total" in body, status
+            assert took < 2, f"a scrape behind idle connections took {took:.1f} s"
+        finally:
+            for s in idle:
+                s.close()
+            exporter.stop()
+
+
 def test_ctl_metrics_file():
     with make_box() as box:
         box.start()
@@ -195,4 +223,4 @@ def test_ctl_metrics_file():
 
 if __name__ == "__main__":
     run([test_prometheus_sees_what_was_done, test_summed_across_processes, test_exporter_without_permission,
-         test_ctl_metrics_file])
+         test_exporter_not_held_by_idle_clients, test_ctl_metrics_file])
