@@ -176,14 +176,19 @@ static struct entry *entry_for(struct shared *s, const char *domain)
 
                 if (st == ENTRY_FREE) {
                         uint32_t expect = ENTRY_FREE;
-                        size_t n = atomic_load_explicit(&s->ndomains, memory_order_relaxed);
 
-                        if (n >= s->max_domains)
+                        /* A place is reserved before the entry is claimed, so
+                         * processes claiming at once never pass max_domains:
+                         * the snapshot shows max_domains entries, and one
+                         * claimed past them would have its counts lost. */
+                        if (atomic_fetch_add(&s->ndomains, 1) >= s->max_domains) {
+                                atomic_fetch_sub(&s->ndomains, 1);
                                 return &s->other;
+                        }
                         if (!atomic_compare_exchange_strong(&e[i].state, &expect, ENTRY_CLAIMING)) {
+                                atomic_fetch_sub(&s->ndomains, 1);
                                 st = expect;   /* someone else claimed it: look at theirs */
                         } else {
-                                atomic_fetch_add(&s->ndomains, 1);
                                 strcpy(e[i].name, domain);
                                 atomic_store_explicit(&e[i].state, ENTRY_READY, memory_order_release);
                                 return &e[i];
