@@ -13,6 +13,7 @@ writes its file whole."""
 import os
 import re
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -219,6 +220,13 @@ def test_ctl_metrics_file():
         assert oct(os.stat(out).st_mode & 0o777) == "0o644"
         assert [n for n in os.listdir(box.dir) if n.endswith(".tmp")] == []
         assert "# TYPE dkimsign_open_connections gauge" in box.ctl("metrics").stdout
+        # A file already at the temporary name (left by a run that was
+        # killed, or put there by another user of the directory) must not
+        # stop the file being written: exec keeps the shell's pid.
+        taken = subprocess.run(["/bin/sh", "-c", 'touch "$1.$$.tmp" && exec "$0" --config "$2" metrics "$1"',
+                                binary("dkimsignctl"), out, box.config],
+                               env=box.env, capture_output=True, text=True, timeout=120)
+        assert taken.returncode == 0, taken.stderr
 
 
 if __name__ == "__main__":
