@@ -64,11 +64,14 @@ static int write_atomically(const char *path, const char *text, size_t len)
 {
         char tmp[4096];
         size_t done = 0;
-        int fd, n = snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long) getpid());
+        int fd, n = snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path);
 
         if (n < 0 || (size_t) n >= sizeof(tmp))
                 return die("%s: path too long", path);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+        /* A name no one can guess, made with O_EXCL (no link followed):
+         * another user of the directory can neither take it first nor
+         * point it elsewhere. */
+        fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0)
                 return die("%s: %s", tmp, strerror(errno));
         while (done < len) {

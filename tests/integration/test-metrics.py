@@ -218,7 +218,7 @@ def test_ctl_metrics_file():
             text = f.read()
         assert re.search(r'^dkimsign_signatures_total\{domain="a.example",algorithm="rsa-sha256"\} 1$', text, re.M)
         assert oct(os.stat(out).st_mode & 0o777) == "0o644"
-        assert [n for n in os.listdir(box.dir) if n.endswith(".tmp")] == []
+        assert [n for n in os.listdir(box.dir) if n.startswith("dkimsign.prom.")] == []
         assert "# TYPE dkimsign_open_connections gauge" in box.ctl("metrics").stdout
         # A file already at the temporary name (left by a run that was
         # killed, or put there by another user of the directory) must not
