@@ -371,7 +371,12 @@ def test_pipelining_uid_does_not_delay_another():
     finally:
         b.set_latency(0)
     ratio = report_pipelining(f"token of {SLOW_SIGN_MS} ms a signature", *res)
-    assert ratio <= 3, f"uid B's median under the flood is {ratio:.2f} x its unloaded median"
+    # Under ASan the daemon's own CPU per request is several times larger
+    # and the two cores are shared with the flood's generator, so the CPU
+    # starts to count beside the token's wait: 5 x there (measured 3.25 and
+    # 3.6 x on a loaded host), still far from arrival order's 128 x.
+    bound = 5 if SANITIZED else 3
+    assert ratio <= bound, f"uid B's median under the flood is {ratio:.2f} x its unloaded median (bound {bound})"
 
 
 def test_pipelining_uid_on_a_cpu_bound_token():
