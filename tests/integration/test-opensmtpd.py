@@ -40,13 +40,13 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import BUILD, Sandbox, run  # noqa: E402
+from harness import Sandbox, run  # noqa: E402
 from mtacases import (EAI_DOMAIN, case_name, cases, check, delivered, dkimsignd_down, down_case,  # noqa: E402
                       keykeys, signatures, smtp_send, unsigned, verify, wait_until)
 from smtpsink import SmtpSink  # noqa: E402
+from debpkg import unpack  # noqa: E402
 
 PACKAGE = "opensmtpd"
-CACHE = os.path.join(BUILD, "opensmtpd-cache")
 USERS = ("opensmtpd", "opensmtpq")
 # dkimsignd's socket group in the test, which the filter gets from
 # `group` on its proc-exec line (smtpd gives a filter no other group).
@@ -74,21 +74,8 @@ results = []
 # --- OpenSMTPD, unpacked -------------------------------------------------------
 
 def smtpd_binary():
-    """The smtpd binary of PACKAGE, unpacked below tmp; the .deb comes from
-    CACHE, downloaded there first if it is not."""
-    os.makedirs(CACHE, exist_ok=True)
-    debs = sorted(glob.glob(os.path.join(CACHE, PACKAGE + "_*.deb")))
-    if not debs:
-        # Root's apt, not the _apt sandbox user: the cache may be below a
-        # directory _apt cannot enter.
-        p = subprocess.run(["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", PACKAGE],
-                           cwd=CACHE, capture_output=True, text=True, timeout=120)
-        debs = sorted(glob.glob(os.path.join(CACHE, PACKAGE + "_*.deb")))
-        assert p.returncode == 0 and debs, \
-            f"apt-get download {PACKAGE} failed (no network, or no package lists: apt-get update):\n" \
-            f"{p.stdout}{p.stderr}"
-    root = os.path.join(tmp, "smtpd-root")
-    subprocess.run(["dpkg-deb", "-x", debs[-1], root], check=True, timeout=60)
+    """The smtpd binary of PACKAGE, unpacked below tmp (tests/lib/debpkg.py)."""
+    root = unpack([PACKAGE], os.path.join(tmp, "smtpd-root"))
     path = os.path.join(root, "usr", "sbin", "smtpd")
     assert os.access(path, os.X_OK), path
     p = subprocess.run(["ldd", path], capture_output=True, text=True, timeout=30)
