@@ -150,6 +150,7 @@ struct hsm {
         bool allow_decrypt_keys;     /* hsm_allow_decrypt_keys; read under lock by hsm_generate */
         bool lock_keys;              /* hsm_lock_keys: private keys made CKA_MODIFIABLE false */
         struct kept_pin pin;
+        CK_RV pin_refused;           /* the token refused the kept PIN (it is forgotten): why; else 0 */
         uint64_t recover_failed_ms;  /* when the last recovery failed, 0 if it did not */
         unsigned long recoveries;    /* sessions reopened or logins redone (atomic) */
         uint64_t sign_calls;         /* C_SignInit + C_Sign pairs made (atomic) */
@@ -294,7 +295,8 @@ CK_RV hsmi_login_restore_locked(struct hsm *h);
 bool hsmi_admin_logged_in_locked(struct hsm *h);
 /* Log in on session s itself with the kept PIN, for tokens whose login is
  * per session; CKR_USER_ALREADY_LOGGED_IN (a login per application) is
- * CKR_OK.  h->lock held. */
+ * CKR_OK.  A PIN the token refuses is forgotten, never offered again (see
+ * login.c).  h->lock held. */
 CK_RV hsmi_session_login_locked(struct hsm *h, CK_SESSION_HANDLE s);
 
 /* ---- attrs.c: templates, attributes, dates, object searches ---- */

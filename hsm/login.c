@@ -378,14 +378,36 @@ bool hsmi_admin_logged_in_locked(struct hsm *h)
         return h->admin_open && h->p11->C_GetSessionInfo(h->admin, &info) == CKR_OK && hsmi_logged_in(&info);
 }
 
+/*
+ * Log in on s with the kept PIN.  A PIN the token refuses is forgotten and
+ * never offered again: a token counts wrong PINs and locks its user out
+ * after a few (3 to 10 on HSMs), and a daemon retrying it at each recovery
+ * would lock the token within a second, taking every other application's
+ * signing with it.  From then on the login fails with the token's own
+ * refusal (CKR_PIN_INCORRECT, ...: the error the daemon logs) until a
+ * restart reads the PIN anew.  h->lock held.
+ */
 CK_RV hsmi_session_login_locked(struct hsm *h, CK_SESSION_HANDLE s)
 {
         CK_RV rv;
 
         if (!h->pin.page)
-                return CKR_USER_NOT_LOGGED_IN;
+                return h->pin_refused ? h->pin_refused : CKR_USER_NOT_LOGGED_IN;
         rv = h->p11->C_Login(s, CKU_USER, (CK_UTF8CHAR *) h->pin.page, h->pin.len);
-        return rv == CKR_USER_ALREADY_LOGGED_IN ? CKR_OK : rv;
+        switch (rv) {
+        case CKR_PIN_INCORRECT:
+        case CKR_PIN_INVALID:
+        case CKR_PIN_LEN_RANGE:
+        case CKR_PIN_EXPIRED:
+        case CKR_PIN_LOCKED:
+                pin_forget(&h->pin);
+                h->pin_refused = rv;
+                return rv;
+        case CKR_USER_ALREADY_LOGGED_IN:
+                return CKR_OK;
+        default:
+                return rv;
+        }
 }
 
 /* Make sure the application is logged in, with a live admin session;
@@ -419,8 +441,5 @@ CK_RV hsmi_login_restore_locked(struct hsm *h)
                 if (h->p11->C_GetSessionInfo(h->admin, &info) == CKR_OK && hsmi_logged_in(&info))
                         return CKR_OK;
         }
-        if (!h->pin.page)
-                return CKR_USER_NOT_LOGGED_IN;
-        rv = h->p11->C_Login(h->admin, CKU_USER, (CK_UTF8CHAR *) h->pin.page, h->pin.len);
-        return rv == CKR_USER_ALREADY_LOGGED_IN ? CKR_OK : rv;
+        return hsmi_session_login_locked(h, h->admin);
 }

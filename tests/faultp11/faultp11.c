@@ -69,6 +69,10 @@
  *                       with the RFC 8410 OID there fail with
  *                       CKR_ATTRIBUTE_VALUE_INVALID; the name is given to
  *                       SoftHSM underneath as the OID.
+ *   pin_changed         the user PIN was changed on the token by someone
+ *                       else: C_Login as CKU_USER fails with
+ *                       CKR_PIN_INCORRECT (counted in "logins" and
+ *                       "pins_refused"), without reaching SoftHSM.
  * The session cap counts this process's live sessions only: it is per
  * application, as on tokens that limit each client.  A token whose limit
  * is shared by every process using it can't be played by a module loaded
@@ -97,6 +101,7 @@
  *   copies_refused      ... refused by no_copy or copy_unsupported
  *   mech_refused        calls refused by no_eddsa
  *   logins              C_Login calls
+ *   pins_refused        ... refused by pin_changed
  *   not_logged_in       C_SignInit calls refused by fresh_session_login
  *   params_refused      templates refused by ec_params_by_name
  *
@@ -154,6 +159,7 @@ enum {
         QUIRK_COPY_UNSUPPORTED = 1u << 2,
         QUIRK_FRESH_SESSION_LOGIN = 1u << 3,
         QUIRK_EC_PARAMS_BY_NAME = 1u << 4,
+        QUIRK_PIN_CHANGED = 1u << 5,
 };
 
 static const char *const quirk_names[] = {
@@ -162,6 +168,7 @@ static const char *const quirk_names[] = {
         "copy_unsupported",
         "fresh_session_login",
         "ec_params_by_name",
+        "pin_changed",
 };
 
 /* A session the application holds: alive, or killed by a fault (then every
@@ -193,7 +200,7 @@ static size_t session_cap;       /* 0: none */
 static size_t sessions_opening;  /* C_OpenSession calls inside the real module */
 static unsigned long signatures, faults_returned;
 static size_t sessions_peak;
-static unsigned long sessions_refused, copy_calls, copies_refused, mech_refused, logins, not_logged_in;
+static unsigned long sessions_refused, copy_calls, copies_refused, mech_refused, logins, pins_refused, not_logged_in;
 static unsigned long params_refused;
 static bool hang_one_taken;
 static bool stats_dirty;         /* counted since the file was last written */
@@ -253,9 +260,9 @@ static void stats_write_locked(void)
         fprintf(f,
                 "signatures=%lu\nfaults=%lu\nsessions=%zu\nsessions_live=%zu\nsessions_peak=%zu\n"
                 "sessions_refused=%lu\ncopy_calls=%lu\ncopies_refused=%lu\nmech_refused=%lu\nlogins=%lu\n"
-                "not_logged_in=%lu\nparams_refused=%lu\n",
+                "pins_refused=%lu\nnot_logged_in=%lu\nparams_refused=%lu\n",
                 signatures, faults_returned, nsessions, sessions_live_locked(), sessions_peak, sessions_refused,
-                copy_calls, copies_refused, mech_refused, logins, not_logged_in, params_refused);
+                copy_calls, copies_refused, mech_refused, logins, pins_refused, not_logged_in, params_refused);
         if (fclose(f) == 0)
                 rename(tmp, stats_path);
         clock_gettime(CLOCK_MONOTONIC, &stats_written);
@@ -695,6 +702,15 @@ static CK_RV w_Login(CK_SESSION_HANDLE h, CK_USER_TYPE type, CK_UTF8CHAR_PTR pin
 
         if (rv != CKR_OK)
                 return rv;
+        if (type == CKU_USER && (quirks_now() & QUIRK_PIN_CHANGED)) {
+                session_leave(h);
+                pthread_mutex_lock(&lock);
+                logins++;
+                pins_refused++;
+                stats_changed_locked();
+                pthread_mutex_unlock(&lock);
+                return CKR_PIN_INCORRECT;
+        }
         rv = real->C_Login(h, type, pin, len);
         session_leave(h);
         pthread_mutex_lock(&lock);

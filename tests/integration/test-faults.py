@@ -311,6 +311,41 @@ def test_user_not_logged_in():
     run_fault("user_not_logged_in", expect_visible=False)
 
 
+def test_refused_pin_is_never_offered_again():
+    """The user PIN was changed on the token under the running daemon, and
+    the login is lost: the daemon offers its kept PIN, the token refuses
+    it, and the daemon never offers it again (a real token locks its user
+    out after 3 to 10 wrong PINs, every application's signing with it).
+    Clients get temporary errors, the log says CKR_PIN_INCORRECT, and a
+    restart (which reads the PIN anew) signs again."""
+    with started_box() as box:
+        with Load(box) as load:
+            load.wait_signed(8)
+            box.set_quirks("pin_changed")
+            t_on = time.monotonic()
+            box.set_fault("user_not_logged_in")
+            box.wait_stat("pins_refused", 1)
+            # Long enough for many recoveries: each request that meets the
+            # lost login tries one, 200 ms apart at most (the back-off):
+            # temporary errors for requests begun 2 s after the refusal.
+            load.wait_tempfails(10, since=time.monotonic() + 2)
+        check_outcomes(load.results, "pin_changed", box)
+        refused = box.stopped_stats()["pins_refused"]
+        # One wrong PIN per signer process, at most: never one per request.
+        assert refused == 1, f"the token was offered a wrong PIN {refused} times:\n{log_events(box)}"
+        assert "CKR_PIN_INCORRECT" in box.log(), log_events(box)
+        # The PIN file now holds the token's PIN (here: the token takes it
+        # again); the restart logs in and signs.
+        box.set_fault("none")
+        box.set_quirks("none")
+        box.start()
+        p = box.sign(b"From: a@example.com\r\nSubject: x\r\n\r\nbody\r\n")
+        assert p.returncode == 0, p.stderr
+        tempfails = sum(1 for r in load.results if r[2] == "tempfail")
+        print(f"  pin_changed: {refused} wrong PIN offered to the token, {tempfails} temporary errors; "
+              f"signed again after a restart")
+
+
 def test_corrupt_signature_never_released():
     # The token returns a wrong signature; the self-check against the
     # public key catches every one of them.
@@ -698,6 +733,7 @@ if __name__ == "__main__":
         test_session_handle_invalid,
         test_token_not_present,
         test_user_not_logged_in,
+        test_refused_pin_is_never_offered_again,
         test_corrupt_signature_never_released,
         test_hang_is_bounded,
         test_one_hung_session_does_not_starve_the_others,
