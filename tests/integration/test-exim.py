@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 """dkimsign as an Exim transport_filter (docs/exim.md), end to end: a
-private Exim 4.96 (Debian's exim4-daemon-light, never installed: fetched
-with `apt-get download` into a cache under the build directory, unpacked
-with `dpkg-deb -x` into the test's own directory) runs as root with a
+private Exim 4.96 (Debian's exim4-daemon-heavy, as issue 20 names it,
+never installed: fetched with `apt-get download` into a cache under the
+build directory, unpacked with `dpkg-deb -x` into the test's own
+directory) runs as root with a
 configuration of the test's (-C), spool, log and pid file in the test's
 directory, listening on 127.0.0.1 only.  It relays everything to a loopback
 SMTP sink (tests/lib/smtpsink.py, no 8BITMIME) through a remote_smtp
@@ -21,6 +22,12 @@ refuses (message_linelength_limit) before the filter runs, and bounces,
 signed; a transport with a raised limit sends it whole, signed.  Then
 what is not in the set: the filter without the socket's group, a message
 dkimsign refuses for good, dkimsignd down (deferred, then signed).
+
+The shared libraries the heavy binary links (libpq5, libmariadb3,
+libspf2-2, ...) are installed packages (TEST_PACKAGES in scripts/lib.sh),
+not unpacked beside it: the binary is set-user-id root, so the loader
+ignores LD_LIBRARY_PATH whenever Exim runs itself again, and Exim clears
+its environment at start (keep_environment).
 
 Exim's own user (Debian-exim, compiled into Debian's binary) must exist:
 the test adds it as exim4-base's postinst would (a system user and group)
@@ -46,7 +53,7 @@ from mtacases import (LONG_LINE, Case, absent, case_name, cases, check, delivere
 from smtpsink import SmtpSink  # noqa: E402
 from debpkg import unpack  # noqa: E402
 
-PACKAGE = "exim4-daemon-light"
+PACKAGE = "exim4-daemon-heavy"
 EXIM_USER = "Debian-exim"
 # dkimsignd's socket group in the test, which the transport's `group =`
 # gives the filter (any group Debian-exim is not in).
