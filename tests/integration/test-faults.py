@@ -322,7 +322,6 @@ def test_refused_pin_is_never_offered_again():
         with Load(box) as load:
             load.wait_signed(8)
             box.set_quirks("pin_changed")
-            t_on = time.monotonic()
             box.set_fault("user_not_logged_in")
             box.wait_stat("pins_refused", 1)
             # Long enough for many recoveries: each request that meets the

@@ -29,7 +29,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from harness import (Sandbox, binary, dkimpy_verify, run, signature_fields, tags,  # noqa: E402
+from harness import (BUILD, Sandbox, binary, dkimpy_verify, run, signature_fields, tags,  # noqa: E402
                      verify_files, write_keytable)
 import milterproc  # noqa: E402
 import postfixproc  # noqa: E402
