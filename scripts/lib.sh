@@ -18,8 +18,9 @@ BUILD_PACKAGES="gcc clang valgrind libclang-rt-14-dev meson ninja-build pkg-conf
 # itself again, so the loader would not look for them beside it);
 # nsd, unbound and ldnsutils (test-dnssec.py's signed zone and validating
 # resolver); Prometheus (promtool for the alert rules, the server for
-# test-metrics.py); python3-authres and rspamd (test-arc.py's ARC verifiers).
-TEST_PACKAGES="libmail-dkim-perl libnet-dns-perl python3-authres rspamd libopendkim-dev opensc opendkim-tools postfix swaks miltertest
+# test-metrics.py); python3-authres and rspamd (test-arc.py's ARC verifiers);
+# pyflakes3, which reads every Python file of the tree (the pyflakes test).
+TEST_PACKAGES="pyflakes3 libmail-dkim-perl libnet-dns-perl python3-authres rspamd libopendkim-dev opensc opendkim-tools postfix swaks miltertest
         systemd util-linux openssl python3-cryptography dnsmasq-base strace man-db sasl2-bin libsasl2-modules
         nsd unbound ldnsutils opencryptoki libopencryptoki0 libtpm2-pkcs11-1 libtpm2-pkcs11-tools swtpm tpm2-abrmd libtss2-tcti-tabrmd0
         libtss2-tcti-swtpm0 dbus-daemon dbus-bin m4 libgnutls-dane0 libidn12 libmariadb3 libpq5 libspf2-2 prometheus"
